@@ -1,0 +1,1 @@
+"""rantai.client: the ledger format and everything needed to check it without trusting a node."""

@@ -1,0 +1,103 @@
+"""Canonical msgpack: the one definition of the bytes rantai signs, hashes and proves.
+
+Rules (docs/format.md states them byte by byte):
+- maps have ``str`` keys, sorted by their UTF-8 bytes, no duplicates;
+- integers in their shortest msgpack form; bool and nil as themselves;
+- floats always float64, never NaN or ±∞;
+- ``str`` (UTF-8 text) and ``bytes`` (bin) stay distinct; no ext types;
+- nesting at most ``MAX_DEPTH`` deep.
+
+Decoding is strict: anything that would not re-encode to the very same bytes — unsorted or
+duplicate keys, a long form of a short integer, float32, trailing bytes — is refused. That makes
+"equal bytes" and "equal values" the same thing, which is what hashing and signing need.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgpack
+
+from .errors import InvalidEncoding
+
+__all__ = ["MAX_DEPTH", "MAX_SIZE", "decode", "encode", "normalize"]
+
+MAX_DEPTH = 32
+MAX_SIZE = 64 * 1024 * 1024
+
+_packer_options = {"use_bin_type": True, "use_single_float": False, "strict_types": False, "autoreset": True}
+
+
+def _key(item: tuple[str, Any]) -> bytes:
+    return item[0].encode("utf-8")
+
+
+def normalize(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` with every map's keys in canonical order; refuse what has no canonical form."""
+    if depth > MAX_DEPTH:
+        raise InvalidEncoding(f"encoding: nested deeper than {MAX_DEPTH}")
+    t = type(value)
+    if t is str or t is bytes or t is bool or value is None:
+        return value
+    if t is int:
+        if not -(2**63) <= value < 2**64:
+            raise InvalidEncoding("encoding: integer out of the 64-bit range")
+        return value
+    if t is float:
+        if not math.isfinite(value):
+            raise InvalidEncoding("encoding: NaN and infinity have no canonical form")
+        return value
+    if t is dict:
+        for k in value:
+            if type(k) is not str:
+                raise InvalidEncoding(f"encoding: map key {k!r} is not a string")
+        items = sorted(value.items(), key=_key)
+        return {k: normalize(v, depth + 1) for k, v in items}
+    if t is list or t is tuple:
+        return [normalize(v, depth + 1) for v in value]
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidEncoding(f"encoding: {t.__name__} values cannot be encoded")
+
+
+def encode(value: Any) -> bytes:
+    """Canonical bytes of ``value`` (dict/list/tuple/str/bytes/int/float/bool/None)."""
+    return msgpack.packb(normalize(value), **_packer_options)
+
+
+def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Any:
+    """Parse canonical bytes; raise ``InvalidEncoding`` for anything else (never another exception)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidEncoding("encoding: expected bytes")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise InvalidEncoding(f"encoding: {len(data)} bytes is over the {max_size}-byte limit")
+    if not data:
+        raise InvalidEncoding("encoding: empty input")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=max_size,
+            max_bin_len=max_size,
+            max_array_len=1_000_000,
+            max_map_len=100_000,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData as exc:
+        raise InvalidEncoding("encoding: trailing bytes after the value") from exc
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        # OutOfData, FormatError, StackError, UnicodeDecodeError and ext types all land here.
+        raise InvalidEncoding(f"encoding: malformed msgpack ({type(exc).__name__})") from exc
+    except Exception as exc:  # the C unpacker's error types vary across versions; none may escape
+        raise InvalidEncoding(f"encoding: malformed msgpack ({type(exc).__name__})") from exc
+    try:
+        again = encode(value)
+    except RecursionError as exc:
+        raise InvalidEncoding(f"encoding: nested deeper than {MAX_DEPTH}") from exc
+    if again != data:
+        raise InvalidEncoding("encoding: not canonical (key order, duplicate keys or integer/float form)")
+    return value

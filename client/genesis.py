@@ -1,0 +1,213 @@
+"""The genesis file: who validates, who may submit, and the protocol's parameters.
+
+It is JSON so that people can read and edit it before a network starts; its hash (SHA-256 of
+its canonical msgpack encoding) names the chain and is part of every signature, so once the
+network runs, any change to it makes a different chain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rantai.consensus.crypto import PUBLIC_KEY_SIZE, Verifier, key_id, sha256
+
+from .encoding import encode
+from .errors import InvalidEncoding, InvalidGenesis
+
+__all__ = ["DEFAULT_PARAMS", "ROLES", "Genesis", "Member", "Validator"]
+
+ROLES = frozenset({"submitter", "auditor", "admin"})
+
+DEFAULT_PARAMS: dict[str, int] = {
+    "max_block_records": 2048,
+    "max_block_bytes": 8 * 1024 * 1024,
+    "max_record_bytes": 64 * 1024,
+    "checkpoint_interval": 16,
+    "window": 8,
+    "batch_timeout_ms": 2,
+    "view_change_timeout_ms": 2000,
+    "view_change_timeout_max_ms": 30000,
+}
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Validator:
+    id: str
+    name: str
+    public_key: bytes
+    url: str
+    verifier: Verifier = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    name: str
+    organisation: str
+    public_key: bytes
+    roles: frozenset[str]
+    verifier: Verifier = field(repr=False, compare=False)
+
+
+def _fail(message: str) -> InvalidGenesis:
+    return InvalidGenesis(f"genesis: {message}")
+
+
+def _public_key(entry: dict, where: str) -> bytes:
+    raw = entry.get("public_key")
+    try:
+        key = bytes.fromhex(raw) if isinstance(raw, str) else b""
+    except ValueError:
+        key = b""
+    if len(key) != PUBLIC_KEY_SIZE:
+        raise _fail(f"{where}.public_key: 64 hex digits (a raw Ed25519 public key) expected")
+    if entry.get("id") != key_id(key):
+        raise _fail(f"{where}.id: must be {key_id(key)}, derived from its public key")
+    return key
+
+
+class Genesis:
+    """A parsed, checked genesis file. ``hash`` is the chain's name in every signature."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        if not isinstance(doc, dict):
+            raise _fail("top level must be a JSON object")
+        unknown = set(doc) - {"chain_id", "created_at", "validators", "members", "params"}
+        if unknown:
+            raise _fail(f"unknown field(s) {sorted(unknown)}")
+        chain_id = doc.get("chain_id")
+        if not isinstance(chain_id, str) or not _NAME.match(chain_id):
+            raise _fail("chain_id: lowercase letters, digits, '.', '_' or '-' (1-64) expected")
+        self.chain_id = chain_id
+        self.doc = doc
+        try:
+            self.canonical = encode(doc)
+        except InvalidEncoding as exc:
+            raise _fail(str(exc)) from exc
+        self.hash = sha256(self.canonical)
+
+        self.validators: tuple[Validator, ...] = tuple(self._validators(doc.get("validators")))
+        self.members: dict[str, Member] = {m.id: m for m in self._members(doc.get("members"))}
+        params = doc.get("params", {})
+        if not isinstance(params, dict):
+            raise _fail("params must be an object")
+        for k, v in params.items():
+            if k not in DEFAULT_PARAMS:
+                raise _fail(f"params.{k}: unknown parameter (known: {', '.join(sorted(DEFAULT_PARAMS))})")
+            if type(v) is not int or v <= 0:
+                raise _fail(f"params.{k}: a positive integer expected")
+        self.params: dict[str, int] = {**DEFAULT_PARAMS, **params}
+        self.validator_by_id = {v.id: v for v in self.validators}
+        self.validator_verifiers = {v.id: v.verifier for v in self.validators}
+
+    @staticmethod
+    def _validators(entries: Any) -> list[Validator]:
+        if not isinstance(entries, list) or len(entries) < 1:
+            raise _fail("validators: a non-empty list expected")
+        out: list[Validator] = []
+        for i, e in enumerate(entries):
+            where = f"validators[{i}]"
+            if not isinstance(e, dict):
+                raise _fail(f"{where}: an object expected")
+            key = _public_key(e, where)
+            name, url = e.get("name", e.get("id")), e.get("url")
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise _fail(f"{where}.url: an http(s) URL expected")
+            out.append(Validator(e["id"], str(name), key, url.rstrip("/"), Verifier(key)))
+        if len({v.id for v in out}) != len(out):
+            raise _fail("validators: the same key appears twice")
+        return out
+
+    @staticmethod
+    def _members(entries: Any) -> list[Member]:
+        if not isinstance(entries, list):
+            raise _fail("members: a list expected")
+        out: list[Member] = []
+        for i, e in enumerate(entries):
+            where = f"members[{i}]"
+            if not isinstance(e, dict):
+                raise _fail(f"{where}: an object expected")
+            key = _public_key(e, where)
+            name = e.get("name")
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise _fail(f"{where}.name: lowercase letters, digits, '.', '_' or '-' expected")
+            roles = e.get("roles")
+            if not isinstance(roles, list) or not roles or not set(roles) <= ROLES:
+                raise _fail(f"{where}.roles: a non-empty list of {sorted(ROLES)} expected")
+            org = e.get("organisation", name)
+            if not isinstance(org, str):
+                raise _fail(f"{where}.organisation: a string expected")
+            out.append(Member(e["id"], name, org, key, frozenset(roles), Verifier(key)))
+        if len({m.id for m in out}) != len(out):
+            raise _fail("members: the same key appears twice")
+        if len({m.name for m in out}) != len(out):
+            raise _fail("members: two members share a name")
+        return out
+
+    # -- derived views -------------------------------------------------------------------
+    @property
+    def f(self) -> int:
+        return (len(self.validators) - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        return len(self.validators) - self.f
+
+    def member_by_name(self, name: str) -> Member | None:
+        for m in self.members.values():
+            if m.name == name:
+                return m
+        return None
+
+    @classmethod
+    def build(
+        cls,
+        chain_id: str,
+        validators: list[tuple[bytes, str, str]],
+        members: list[tuple[bytes, str, str, list[str]]],
+        params: dict[str, int] | None = None,
+        created_at: str | None = None,
+    ) -> "Genesis":
+        """A genesis from (public key, name, url) validators and (public key, name, organisation, roles) members."""
+        doc: dict[str, Any] = {"chain_id": chain_id}
+        if created_at:
+            doc["created_at"] = created_at
+        doc["validators"] = [
+            {"id": key_id(pk), "name": name, "public_key": pk.hex(), "url": url} for pk, name, url in validators
+        ]
+        doc["members"] = [
+            {"id": key_id(pk), "name": name, "organisation": org, "public_key": pk.hex(), "roles": list(roles)}
+            for pk, name, org, roles in members
+        ]
+        doc["params"] = dict(params or {})
+        return cls(doc)
+
+    # -- files ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Genesis":
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidGenesis(f"genesis: cannot read {path}: {exc.strerror}") from exc
+        return cls.from_json(text)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Genesis":
+        try:
+            doc = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidGenesis(f"genesis: not valid JSON: {exc}") from exc
+        return cls(doc)
+
+    def to_json(self) -> str:
+        return json.dumps(self.doc, indent=2, ensure_ascii=False) + "\n"
+
+    def __repr__(self) -> str:
+        return f"Genesis({self.chain_id!r}, hash={self.hash.hex()[:16]}…, validators={len(self.validators)}, members={len(self.members)})"

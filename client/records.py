@@ -1,0 +1,141 @@
+"""The record: one EPCIS event, signed by the member who submits it.
+
+A record is the canonical map ``{chain, event, nonce, submitted_at, submitter, version}``; the
+submitter signs ``signing_bytes("record", chain, encode(record))``, and the signed record is the
+same map plus ``signature``. Its id is SHA-256 of the signed record's canonical bytes, so the id
+is known before the record is sent: retries and fail-over to another node are idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rantai.consensus.crypto import HASH_SIZE, SIGNATURE_SIZE, Signer, sha256
+
+from .encoding import decode, encode
+from .errors import InvalidRecord, InvalidSignature, RecordTooLarge, RoleDenied, UnknownMember, WrongChain
+from .genesis import Genesis
+
+__all__ = ["RECORD_KIND", "RECORD_VERSION", "SignedRecord", "sign_event"]
+
+RECORD_KIND = "record"
+RECORD_VERSION = 1
+NONCE_SIZE = 16
+_FIELDS = frozenset({"version", "chain", "submitter", "nonce", "submitted_at", "event", "signature"})
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRecord:
+    """A signed record, kept with its canonical bytes (``raw``) and id so neither is recomputed."""
+
+    raw: bytes
+    id: bytes
+    fields: dict[str, Any]
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return self.fields["event"]
+
+    @property
+    def submitter(self) -> str:
+        return self.fields["submitter"]
+
+    @property
+    def chain(self) -> bytes:
+        return self.fields["chain"]
+
+    @property
+    def signature(self) -> bytes:
+        return self.fields["signature"]
+
+    @property
+    def submitted_at(self) -> int:
+        return self.fields["submitted_at"]
+
+    # -- building ------------------------------------------------------------------------
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> "SignedRecord":
+        _check_shape(fields)
+        raw = encode(fields)
+        return cls(raw, sha256(raw), fields)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, *, max_size: int | None = None) -> "SignedRecord":
+        """Parse canonical bytes. Structure only: signature and membership are ``verify``'s job."""
+        if max_size is not None and len(raw) > max_size:
+            raise RecordTooLarge(f"record: {len(raw)} bytes, the limit is {max_size}", limit=max_size)
+        fields = decode(raw)
+        if not isinstance(fields, dict):
+            raise InvalidRecord("record: a map expected")
+        _check_shape(fields)
+        return cls(bytes(raw), sha256(raw), fields)
+
+    def unsigned_bytes(self) -> bytes:
+        return encode({k: v for k, v in self.fields.items() if k != "signature"})
+
+    # -- checking ------------------------------------------------------------------------
+    def verify(self, genesis: Genesis, *, role: str = "submitter", schema: bool = True) -> None:
+        """Check every rule a record must meet on the chain ``genesis`` names.
+
+        Raises the specific ``InvalidRecord`` subclass of the first rule that fails, in the
+        order a person would want to hear it: wrong chain, unknown member, role, signature, event.
+        """
+        if self.chain != genesis.hash:
+            raise WrongChain("record: signed for another chain", chain=self.chain.hex())
+        member = genesis.members.get(self.submitter)
+        if member is None:
+            raise UnknownMember(f"record: unknown member {self.submitter}", submitter=self.submitter)
+        if role not in member.roles:
+            raise RoleDenied(f"record: member {member.name} lacks the {role!r} role", submitter=self.submitter)
+        if not member.verifier.verify(self.signature, RECORD_KIND, self.chain, self.unsigned_bytes()):
+            raise InvalidSignature(f"record: signature does not verify for member {member.name}", submitter=self.submitter)
+        if schema:
+            from .epcis import validate_event
+
+            validate_event(self.event)
+
+
+def _check_shape(fields: dict[str, Any]) -> None:
+    if set(fields) != _FIELDS:
+        missing, extra = _FIELDS - set(fields), set(fields) - _FIELDS
+        detail = f"missing {sorted(missing)}" if missing else f"unknown {sorted(extra)}"
+        raise InvalidRecord(f"record: fields {detail}")
+    if fields["version"] != RECORD_VERSION:
+        raise InvalidRecord(f"record: version {fields['version']!r} is not supported (expected {RECORD_VERSION})")
+    if not isinstance(fields["chain"], bytes) or len(fields["chain"]) != HASH_SIZE:
+        raise InvalidRecord("record: chain must be the 32-byte genesis hash")
+    if not isinstance(fields["submitter"], str) or len(fields["submitter"]) != 16:
+        raise InvalidRecord("record: submitter must be a 16-hex-digit member id")
+    if not isinstance(fields["nonce"], bytes) or len(fields["nonce"]) != NONCE_SIZE:
+        raise InvalidRecord(f"record: nonce must be {NONCE_SIZE} bytes")
+    if type(fields["submitted_at"]) is not int or fields["submitted_at"] < 0:
+        raise InvalidRecord("record: submitted_at must be milliseconds since the epoch")
+    if not isinstance(fields["event"], dict):
+        raise InvalidRecord("record: event must be a map (an EPCIS event)")
+    if not isinstance(fields["signature"], bytes) or len(fields["signature"]) != SIGNATURE_SIZE:
+        raise InvalidRecord(f"record: signature must be {SIGNATURE_SIZE} bytes")
+
+
+def sign_event(
+    signer: Signer,
+    genesis: Genesis | bytes,
+    event: dict[str, Any],
+    *,
+    nonce: bytes | None = None,
+    submitted_at: int | None = None,
+) -> SignedRecord:
+    """Sign ``event`` as a record of ``signer`` for the chain ``genesis`` (a Genesis or its hash)."""
+    chain = genesis.hash if isinstance(genesis, Genesis) else genesis
+    fields: dict[str, Any] = {
+        "version": RECORD_VERSION,
+        "chain": chain,
+        "submitter": signer.id,
+        "nonce": os.urandom(NONCE_SIZE) if nonce is None else nonce,
+        "submitted_at": int(time.time() * 1000) if submitted_at is None else submitted_at,
+        "event": event,
+    }
+    fields["signature"] = signer.sign(RECORD_KIND, chain, encode(fields))
+    return SignedRecord.from_fields(fields)

@@ -1,0 +1,125 @@
+"""The node's TOML configuration: who it is, where its key, genesis and data live, where it listens.
+
+Example (paths are relative to the config file's folder)::
+
+    id = "3f2a..."            # the validator id (derived from its public key)
+    name = "v0"
+    key = "keys/v0.pem"
+    genesis = "genesis.json"
+    data_dir = "data/v0"
+    tick_ms = 10
+
+    [listen]
+    host = "127.0.0.1"
+    port = 7100
+
+    [[peers]]                 # optional: overrides the genesis URL of a validator
+    id = "9be1..."
+    url = "http://127.0.0.1:7101"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+__all__ = ["ConfigError", "NodeConfig"]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read or breaks a rule."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    id: str
+    key_path: Path
+    genesis_path: Path
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 7100
+    name: str = ""
+    peers: dict[str, str] = field(default_factory=dict)  # validator id -> URL (overrides genesis)
+    tick_ms: int = 10
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "NodeConfig":
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+        return cls.from_obj(doc, base=path.parent)
+
+    @classmethod
+    def from_obj(cls, doc: dict[str, Any], base: Path = Path(".")) -> "NodeConfig":
+        def need(key: str, kind: type) -> Any:
+            v = doc.get(key)
+            if not isinstance(v, kind):
+                raise ConfigError(f"config: {key!r} ({kind.__name__}) is required")
+            return v
+
+        listen = doc.get("listen", {})
+        if not isinstance(listen, dict):
+            raise ConfigError("config: [listen] must be a table")
+        port = listen.get("port", 7100)
+        if type(port) is not int or not 0 < port < 65536:
+            raise ConfigError("config: listen.port must be a TCP port number")
+        peers: dict[str, str] = {}
+        for i, p in enumerate(doc.get("peers", [])):
+            if not isinstance(p, dict) or not isinstance(p.get("id"), str) or not isinstance(p.get("url"), str):
+                raise ConfigError(f"config: peers[{i}] needs an id and a url")
+            peers[p["id"]] = p["url"].rstrip("/")
+        tick_ms = doc.get("tick_ms", 10)
+        if type(tick_ms) is not int or not 1 <= tick_ms <= 1000:
+            raise ConfigError("config: tick_ms must be 1..1000")
+        return cls(
+            id=need("id", str),
+            name=str(doc.get("name", "")),
+            key_path=(base / need("key", str)),
+            genesis_path=(base / need("genesis", str)),
+            data_dir=(base / need("data_dir", str)),
+            host=str(listen.get("host", "127.0.0.1")),
+            port=port,
+            peers=peers,
+            tick_ms=tick_ms,
+        )
+
+    def to_obj(self, base: Path | None = None) -> dict[str, Any]:
+        def rel(p: Path) -> str:
+            if base is not None:
+                try:
+                    return str(p.resolve().relative_to(base.resolve()))
+                except ValueError:
+                    pass
+            return str(p)
+
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "key": rel(self.key_path),
+            "genesis": rel(self.genesis_path),
+            "data_dir": rel(self.data_dir),
+            "tick_ms": self.tick_ms,
+            "listen": {"host": self.host, "port": self.port},
+        }
+        if self.peers:
+            doc["peers"] = [{"id": k, "url": v} for k, v in self.peers.items()]
+        return doc
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tomli_w.dumps(self.to_obj(base=path.parent)), encoding="utf-8")
+        return path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

@@ -1,0 +1,169 @@
+"""The ledger: stores committed blocks with their indexes, and serves blocks, receipts and item history.
+
+``apply`` turns a block and its commit certificate into one synced storage batch (block,
+certificate, record index, item index, head). Receipts are built on demand from the stored block:
+the inclusion path comes from the Merkle tree over the block's record ids (``client.merkle``), so
+a receipt needs nothing but the block and its certificate. Recently used trees are cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from rantai.client import merkle
+from rantai.client.blocks import Block, BlockHeader
+from rantai.client.certificates import CommitCertificate, certificate_from_obj
+from rantai.client.encoding import decode, encode
+from rantai.client.genesis import Genesis
+from rantai.client.receipts import Receipt
+from rantai.client.records import SignedRecord
+from rantai.consensus.crypto import sha256
+
+from .storage import Storage
+
+__all__ = ["Ledger", "items_of"]
+
+_EPC_LISTS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
+_QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
+
+
+def items_of(event: Any) -> list[str]:
+    """Every GS1 identifier an EPCIS event names (docs/api.md, Items), without repeats, in a stable order."""
+    if not isinstance(event, dict):
+        return []
+    found: dict[str, None] = {}
+
+    def add(v: Any) -> None:
+        if isinstance(v, str) and v:
+            found[v] = None
+
+    add(event.get("parentID"))
+    for key in _EPC_LISTS:
+        for v in event.get(key) or ():
+            add(v)
+    for key in _QUANTITY_LISTS:
+        for q in event.get(key) or ():
+            if isinstance(q, dict):
+                add(q.get("epcClass"))
+    for key, field in (("sourceList", "source"), ("destinationList", "destination")):
+        for s in event.get(key) or ():
+            if isinstance(s, dict):
+                add(s.get(field))
+    for key in ("readPoint", "bizLocation"):
+        loc = event.get(key)
+        if isinstance(loc, dict):
+            add(loc.get("id"))
+    return list(found)
+
+
+class _StoredBlock:
+    """A stored block split for serving receipts: header, record bytes and the Merkle tree's levels."""
+
+    __slots__ = ("header", "raws", "levels", "certificate")
+
+    def __init__(self, raw: bytes, cert: bytes) -> None:
+        obj = decode(raw)
+        self.header = BlockHeader.from_obj(obj["header"])
+        self.raws: list[bytes] = obj["records"]
+        ids = [sha256(r) for r in self.raws]
+        self.levels = merkle.tree_levels(ids) if ids else []
+        self.certificate = certificate_from_obj(decode(cert))
+
+    def path(self, index: int) -> list[bytes]:
+        return [self.levels[level][i] for level, i in merkle.inclusion_nodes(index, len(self.raws))]
+
+
+class Ledger:
+    def __init__(self, genesis: Genesis, storage: Storage, cache_blocks: int = 64) -> None:
+        self.genesis = genesis
+        self.storage = storage
+        self._cache: OrderedDict[int, _StoredBlock] = OrderedDict()
+        self._cache_blocks = cache_blocks
+
+    @property
+    def height(self) -> int:
+        return self.storage.height
+
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self, block: Block, certificate: CommitCertificate) -> None:
+        """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch."""
+        items = [(item, i) for i, r in enumerate(block.records) for item in items_of(r.event)]
+        self.storage.commit_block(
+            block.height,
+            block.hash,
+            block.raw,
+            encode(certificate.to_obj()),
+            block.record_ids(),
+            items,
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+    def _stored(self, height: int) -> _StoredBlock | None:
+        sb = self._cache.get(height)
+        if sb is not None:
+            self._cache.move_to_end(height)
+            return sb
+        raw, cert = self.storage.block(height), self.storage.certificate(height)
+        if raw is None or cert is None:
+            return None
+        sb = _StoredBlock(raw, cert)
+        self._cache[height] = sb
+        if len(self._cache) > self._cache_blocks:
+            self._cache.popitem(last=False)
+        return sb
+
+    def receipt_at(self, height: int, index: int) -> Receipt | None:
+        sb = self._stored(height)
+        if sb is None or not 0 <= index < len(sb.raws):
+            return None
+        return Receipt(
+            record=SignedRecord.from_bytes(sb.raws[index]),
+            index=index,
+            path=tuple(sb.path(index)),
+            header=sb.header,
+            certificate=sb.certificate,
+        )
+
+    def receipt(self, record_id: bytes) -> Receipt | None:
+        loc = self.storage.locate(record_id)
+        return None if loc is None else self.receipt_at(*loc)
+
+    def history(self, item_id: str, limit: int = 10_000) -> list[Receipt]:
+        out = []
+        for height, index in self.storage.item_locations(item_id, limit):
+            r = self.receipt_at(height, index)
+            if r is not None:
+                out.append(r)
+        return out
+
+    def block_obj(self, height: int) -> dict[str, Any] | None:
+        raw, cert = self.storage.block(height), self.storage.certificate(height)
+        if raw is None or cert is None:
+            return None
+        return {"block": raw, "certificate": decode(cert)}
+
+    def block_json(self, height: int) -> dict[str, Any] | None:
+        sb = self._stored(height)
+        if sb is None:
+            return None
+        return {
+            "header": sb.header.to_obj(),
+            "hash": sb.header.hash,
+            "record_ids": [sha256(r) for r in sb.raws],
+            "certificate": sb.certificate.to_obj(),
+        }
+
+    def stream(self, start: int, stop: int) -> Iterator[bytes]:
+        """Canonical ``{"block", "certificate"}`` objects for heights start..stop, one per item."""
+        for _, raw, cert in self.storage.blocks(start, stop):
+            yield encode({"block": raw, "certificate": decode(cert)})
+
+    def head_obj(self) -> dict[str, Any]:
+        height, block_hash = self.storage.head()
+        if height == 0:
+            return {"height": 0, "block_hash": block_hash, "header": None, "certificate": None}
+        sb = self._stored(height)
+        assert sb is not None
+        return {"height": height, "block_hash": block_hash, "header": sb.header.to_obj(), "certificate": sb.certificate.to_obj()}

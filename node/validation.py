@@ -1,0 +1,198 @@
+"""Admission rules for records, and the checks a backup runs on a proposed block.
+
+A record is admitted when, in this order: its size is within ``max_record_bytes``; it decodes as a
+canonical signed record; it was not committed before and is not pending; it is signed for this
+chain by a member holding the ``submitter`` role; the signature verifies; the event passes the EPCIS
+rules. Decoding and signature checks run in a thread pool (``cryptography`` releases the GIL, so
+both cores verify) and work is handed over in chunks, one per worker, never one job per record.
+Ids that verified are remembered (a bounded LRU), so a record admitted here is not verified again
+when it comes back inside a proposal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rantai.client.blocks import Block, check_block
+from rantai.client.errors import DuplicateRecord, InvalidBlock, InvalidRecord, RantaiError, RecordTooLarge
+from rantai.client.genesis import Genesis
+from rantai.client.records import SignedRecord
+
+from .mempool import Mempool
+from .storage import Storage
+
+__all__ = ["RecordValidator", "error_body"]
+
+
+def error_body(err: BaseException) -> dict[str, Any]:
+    """The API's JSON error body for any rantai error (``{"error": RULE, "message": TEXT, ...}``)."""
+    path = getattr(err, "path", None)
+    reason = getattr(err, "reason", None)
+    if path is not None and reason is not None:  # client.epcis.EventInvalid: the schema rule
+        return {"error": "schema", "message": str(err), "path": path}
+    if isinstance(err, RantaiError) and hasattr(err, "message"):
+        return err.to_obj()
+    return {"error": getattr(err, "rule", "error"), "message": str(err)}
+
+
+def status_of(err: BaseException) -> int:
+    return int(getattr(err, "status_hint", 400))
+
+
+class _IdCache:
+    """A bounded set of record ids with least-recently-added eviction."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, rid: bytes) -> bool:
+        return rid in self._ids
+
+    def add(self, rid: bytes) -> None:
+        self._ids[rid] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+
+class RecordValidator:
+    def __init__(
+        self,
+        genesis: Genesis,
+        storage: Storage,
+        mempool: Mempool,
+        *,
+        workers: int = 2,
+        cache_size: int = 200_000,
+    ) -> None:
+        self.genesis = genesis
+        self.storage = storage
+        self.mempool = mempool
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rantai-verify")
+        self.verified = _IdCache(cache_size)
+        self.max_record_bytes = genesis.params["max_record_bytes"]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- work done in the pool -------------------------------------------------------------
+    def _parse_verify(self, raws: Sequence[bytes]) -> list[SignedRecord | BaseException]:
+        out: list[SignedRecord | BaseException] = []
+        for raw in raws:
+            try:
+                record = SignedRecord.from_bytes(raw, max_size=self.max_record_bytes)
+                if record.id not in self.verified:
+                    record.verify(self.genesis)
+                out.append(record)
+            except (RantaiError, ValueError) as exc:
+                out.append(exc)
+        return out
+
+    def _verify(self, records: Sequence[SignedRecord]) -> list[BaseException | None]:
+        out: list[BaseException | None] = []
+        for record in records:
+            try:
+                record.verify(self.genesis)
+                out.append(None)
+            except (RantaiError, ValueError) as exc:
+                out.append(exc)
+        return out
+
+    async def _in_chunks(self, fn: Any, items: Sequence[Any]) -> list[Any]:
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        n = min(self.workers, len(items))
+        size = -(-len(items) // n)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        results = await asyncio.gather(*(loop.run_in_executor(self.pool, fn, c) for c in chunks))
+        return [r for chunk in results for r in chunk]
+
+    # -- admission -------------------------------------------------------------------------
+    async def admit(self, raws: Sequence[bytes]) -> list[SignedRecord | BaseException]:
+        """Check records for the mempool; each result is the record or the error that refused it.
+
+        A record already committed or pending comes back as ``DuplicateRecord`` (with ``height``
+        when committed). Nothing is added to the mempool here: the caller does that.
+        """
+        results: list[SignedRecord | BaseException | None] = [None] * len(raws)
+        todo: list[int] = []
+        for i, raw in enumerate(raws):
+            if not isinstance(raw, bytes):
+                results[i] = InvalidRecord("record: a byte string expected")
+            elif len(raw) > self.max_record_bytes:
+                results[i] = RecordTooLarge(
+                    f"record: {len(raw)} bytes, the limit is {self.max_record_bytes}", limit=self.max_record_bytes
+                )
+            else:
+                todo.append(i)
+        parsed = await self._in_chunks(self._parse_verify, [raws[i] for i in todo])
+        seen: set[bytes] = set()
+        for i, res in zip(todo, parsed):
+            if isinstance(res, SignedRecord):
+                dup = self.duplicate(res.id)
+                if dup is None and res.id in seen:
+                    dup = DuplicateRecord("record: appears twice in this request", id=res.id.hex(), pending=True)
+                if dup is not None:
+                    results[i] = dup
+                    continue
+                seen.add(res.id)
+                self.verified.add(res.id)
+            results[i] = res
+        return results  # type: ignore[return-value]
+
+    def duplicate(self, record_id: bytes) -> DuplicateRecord | None:
+        loc = self.storage.locate(record_id)
+        if loc is not None:
+            return DuplicateRecord("record: already committed", id=record_id.hex(), height=loc[0], index=loc[1])
+        if record_id in self.mempool:
+            return DuplicateRecord("record: already pending", id=record_id.hex(), pending=True)
+        return None
+
+    # -- proposals -------------------------------------------------------------------------
+    def _parse_block(self, payload: bytes, height: int, parent: bytes, digest: bytes) -> Block:
+        params = self.genesis.params
+        if len(payload) > params["max_block_bytes"] + 64 * 1024:
+            raise InvalidBlock(f"block {height}: {len(payload)} bytes is over the limit")
+        block = Block.from_bytes(payload)
+        if block.hash != digest:
+            raise InvalidBlock(f"block {height}: hash does not match the proposal's digest")
+        check_block(block, chain=self.genesis.hash, height=height, prev_hash=parent)
+        if len(block.records) > params["max_block_records"]:
+            raise InvalidBlock(f"block {height}: {len(block.records)} records, the limit is {params['max_block_records']}")
+        if block.header.proposer not in self.genesis.validator_by_id:
+            raise InvalidBlock(f"block {height}: proposer {block.header.proposer} is not a validator")
+        for r in block.records:
+            if len(r.raw) > self.max_record_bytes:
+                raise InvalidBlock(f"block {height}: a record is over {self.max_record_bytes} bytes")
+        return block
+
+    async def check_proposal(self, height: int, parent: bytes, digest: bytes, payload: bytes) -> Block:
+        """Every rule a proposed block must meet; raises ``RantaiError`` (``InvalidBlock``/record errors)."""
+        loop = asyncio.get_running_loop()
+        block = await loop.run_in_executor(self.pool, self._parse_block, payload, height, parent, digest)
+        ancestors = self.mempool.ancestor_ids(parent)
+        for r in block.records:
+            if self.storage.locate(r.id) is not None or r.id in ancestors:
+                raise InvalidBlock(f"block {height}: record {r.id.hex()} is already on the chain")
+        unverified = [r for r in block.records if r.id not in self.verified]
+        errors = await self._in_chunks(self._verify, unverified)
+        for r, err in zip(unverified, errors):
+            if err is not None:
+                raise InvalidBlock(f"block {height}: record {r.id.hex()}: {err}")
+            self.verified.add(r.id)
+        return block
+
+    async def verify_records(self, block: Block) -> None:
+        """Signature and schema of every record in ``block`` (catch-up); raises the first error."""
+        unverified = [r for r in block.records if r.id not in self.verified]
+        errors = await self._in_chunks(self._verify, unverified)
+        for r, err in zip(unverified, errors):
+            if err is not None:
+                raise InvalidBlock(f"block {block.height}: record {r.id.hex()}: {err}")
+            self.verified.add(r.id)

@@ -1,0 +1,92 @@
+"""Validation: each admission rule refuses with its own error; verified ids are not verified twice."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rantai.client.blocks import Block
+from rantai.client.errors import (
+    DuplicateRecord, InvalidBlock, InvalidEncoding, InvalidSignature, RecordTooLarge, RoleDenied, UnknownMember, WrongChain,
+)
+from rantai.client.records import sign_event
+from rantai.node.mempool import Mempool
+from rantai.node.storage import Storage
+from rantai.node.validation import RecordValidator, error_body, status_of
+
+from .conftest import event, make_net
+
+
+@pytest.fixture
+def env(tmp_path, net):
+    st = Storage(tmp_path / "db", net.genesis.hash)
+    mp = Mempool()
+    v = RecordValidator(net.genesis, st, mp)
+    yield net, st, mp, v
+    v.close()
+    st.close()
+
+
+def _admit(v, raws):
+    return asyncio.run(v.admit(raws))
+
+
+def test_admission_rules(env):
+    net, st, mp, v = env
+    good = net.record()
+    other_chain = make_net(params={"window": 4}).record()
+    from rantai.client.records import SignedRecord
+    bad_sig = SignedRecord.from_fields({**net.record().fields, "signature": bytes(64)}).raw
+    bad_event = sign_event(net.acme, net.genesis, {**event(), "action": "JUMP"})
+    results = _admit(v, [
+        good.raw,
+        b"\x81\xa1a",  # truncated msgpack
+        other_chain.raw,
+        net.record(net.stranger).raw,
+        net.record(net.auditor).raw,
+        bad_sig,
+        bad_event.raw,
+        b"x" * (net.genesis.params["max_record_bytes"] + 1),
+        good.raw,
+    ])
+    kinds = [type(r) for r in results]
+    assert results[0].id == good.id
+    assert issubclass(kinds[1], InvalidEncoding)
+    assert kinds[2:6] == [WrongChain, UnknownMember, RoleDenied, InvalidSignature]
+    assert error_body(results[6])["error"] == "schema" and status_of(results[6]) == 400
+    assert kinds[7] is RecordTooLarge and status_of(results[7]) == 413
+    assert kinds[8] is DuplicateRecord and status_of(results[8]) == 409
+    assert [status_of(r) for r in results[2:6]] == [400, 401, 403, 401]
+    mp.add(good, 0)
+    assert isinstance(_admit(v, [good.raw])[0], DuplicateRecord)
+
+
+def test_proposal_checks_and_cache(env):
+    net, st, mp, v = env
+    rs = [net.record() for _ in range(3)]
+    _admit(v, [r.raw for r in rs])
+    block = Block.build(chain=net.genesis.hash, height=1, prev_hash=net.genesis.hash, view=0,
+                        proposer=net.validators[0].id, timestamp=1, records=rs)
+    calls = []
+    orig = v._verify
+    v._verify = lambda recs: calls.append(len(recs)) or orig(recs)
+    got = asyncio.run(v.check_proposal(1, net.genesis.hash, block.hash, block.raw))
+    assert got.hash == block.hash and calls == []  # every record was verified at admission
+    with pytest.raises(InvalidBlock):
+        asyncio.run(v.check_proposal(2, net.genesis.hash, block.hash, block.raw))  # wrong height
+    with pytest.raises(InvalidBlock):
+        asyncio.run(v.check_proposal(1, net.genesis.hash, b"\x00" * 32, block.raw))  # wrong digest
+    # a record already in an uncommitted ancestor is refused
+    mp.track(block.hash, 1, net.genesis.hash, tuple(r.id for r in rs))
+    b2 = Block.build(chain=net.genesis.hash, height=2, prev_hash=block.hash, view=0,
+                     proposer=net.validators[0].id, timestamp=1, records=rs[:1])
+    with pytest.raises(InvalidBlock):
+        asyncio.run(v.check_proposal(2, block.hash, b2.hash, b2.raw))
+    # an unverified bad signature inside a block is caught
+    from rantai.client.records import SignedRecord
+    badrec = SignedRecord.from_fields({**net.record().fields, "signature": bytes(64)})
+    b3 = Block.build(chain=net.genesis.hash, height=1, prev_hash=net.genesis.hash, view=0,
+                     proposer=net.validators[0].id, timestamp=1, records=[badrec])
+    with pytest.raises(InvalidBlock):
+        asyncio.run(v.check_proposal(1, net.genesis.hash, b3.hash, b3.raw))

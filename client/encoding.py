@@ -29,10 +29,6 @@ MAX_SIZE = 64 * 1024 * 1024
 _packer_options = {"use_bin_type": True, "use_single_float": False, "strict_types": False, "autoreset": True}
 
 
-def _key(item: tuple[str, Any]) -> bytes:
-    return item[0].encode("utf-8")
-
-
 def normalize(value: Any, depth: int = 0) -> Any:
     """Return ``value`` with every map's keys in canonical order; refuse what has no canonical form."""
     if depth > MAX_DEPTH:
@@ -52,8 +48,8 @@ def normalize(value: Any, depth: int = 0) -> Any:
         for k in value:
             if type(k) is not str:
                 raise InvalidEncoding(f"encoding: map key {k!r} is not a string")
-        items = sorted(value.items(), key=_key)
-        return {k: normalize(v, depth + 1) for k, v in items}
+        # UTF-8 preserves code point order, so sorting the str keys sorts their UTF-8 bytes.
+        return {k: normalize(value[k], depth + 1) for k in sorted(value)}
     if t is list or t is tuple:
         return [normalize(v, depth + 1) for v in value]
     if isinstance(value, (bytearray, memoryview)):
@@ -63,7 +59,10 @@ def normalize(value: Any, depth: int = 0) -> Any:
 
 def encode(value: Any) -> bytes:
     """Canonical bytes of ``value`` (dict/list/tuple/str/bytes/int/float/bool/None)."""
-    return msgpack.packb(normalize(value), **_packer_options)
+    try:
+        return msgpack.packb(normalize(value), **_packer_options)
+    except UnicodeEncodeError as exc:
+        raise InvalidEncoding("encoding: text that is not valid Unicode (a lone surrogate)") from exc
 
 
 def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Any:

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from typing import Any, Callable
 
 __all__ = [
     "EventInvalid",
     "validate_event",
     "validate_document",
+    "document_events",
+    "gs1_check_digit",
     "is_gs1_identifier",
     "EVENT_TYPES",
     "BIZ_STEPS",
@@ -81,8 +84,19 @@ class EventInvalid(*_BASES):  # type: ignore[misc]
         return f"schema: {self.path}: {self.reason}"
 
 
-def _fail(path: str, message: str) -> None:
-    raise EventInvalid(path, message)
+class _Err(Exception):
+    """Internal: a rule broke.  The path is assembled while the error unwinds
+    (each container appends its key), so the success path builds no strings."""
+
+    __slots__ = ("msg", "parts")
+
+    def __init__(self, msg: str, *parts: str) -> None:
+        self.msg = msg
+        self.parts = list(parts)
+
+
+def _bad(msg: str, *parts: str) -> None:
+    raise _Err(msg, *parts)
 
 
 # --------------------------------------------------------------------------
@@ -138,41 +152,42 @@ MEASUREMENT_TYPES = frozenset(
 
 # An absolute URI (RFC 3986): scheme ":" then only characters a URI may hold,
 # with "%" only as the start of a percent-encoded octet.
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*\Z")
+_URI_CHARS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*\Z")
+_BAD_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+class _URIMatcher:
+    """``_URI.match(s)``: truthy when ``s`` is an absolute URI (character-level RFC 3986)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def match(s: str) -> bool:
+        if _URI_CHARS.match(s) is None:
+            return False
+        return "%" not in s or _BAD_PCT.search(s) is None
+
+
+_URI = _URIMatcher()
 # CBV terms must be bare ("shipping"), never in their URN or GS1 Web URI forms.
 _CBV_URI_PREFIXES = ("urn:epcglobal:cbv", "http://ns.gs1.org/cbv/", "https://ns.gs1.org/cbv/")
 _GS1_VOC_PREFIXES = ("http://gs1.org/voc/", "https://gs1.org/voc/", "http://www.gs1.org/voc/", "https://www.gs1.org/voc/")
 
-_DATETIME = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.\d{1,9})?(?:[Zz]|([+-])(\d\d):(\d\d))\Z"
-)
+_DATETIME = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:[Zz]|[+-]\d\d:\d\d)\Z")
 _TZ_OFFSET = re.compile(r"[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00)\Z")
 _UOM = re.compile(r"[A-Z0-9]{2,3}\Z")
 _HEX = re.compile(r"[A-Fa-f0-9]+\Z")
 _VERSION = re.compile(r"\d+(?:\.\d+)*\Z")
-_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_fromiso = datetime.fromisoformat
 
 
 def _is_time(s: Any) -> bool:
-    if type(s) is not str or len(s) > 64:
+    """An RFC 3339 date-time with a time zone (Z or ±hh:mm), at most nanosecond digits, no leap second."""
+    if type(s) is not str or _DATETIME.match(s) is None:
         return False
-    m = _DATETIME.match(s)
-    if m is None:
-        return False
-    y, mo, d, h, mi, sec, _sign, oh, om = m.groups()
-    mo_i = int(mo)
-    if not 1 <= mo_i <= 12:
-        return False
-    d_i = int(d)
-    if d_i < 1 or d_i > _DAYS[mo_i]:
-        return False
-    if mo_i == 2 and d_i == 29:
-        y_i = int(y)
-        if not (y_i % 4 == 0 and (y_i % 100 != 0 or y_i % 400 == 0)):
-            return False
-    if int(h) > 23 or int(mi) > 59 or int(sec) > 59:
-        return False
-    if oh is not None and (int(oh) > 23 or int(om) > 59):
+    try:  # the calendar: month and day ranges, leap years, hour < 24, offset < 24h
+        _fromiso(s.upper() if s[10] == "t" or s[-1] == "z" else s)
+    except ValueError:
         return False
     return True
 
@@ -181,39 +196,53 @@ def _is_time(s: Any) -> bool:
 
 # characters of GS1 AI encodable character set 82, as they appear in EPC URIs
 # (reserved characters percent-encoded)
-_C82 = r"(?:[!'()*+,\-.0-9:;=A-Z_a-z]|%[0-9A-Fa-f]{2})"
-_EPC_ID = {
-    # scheme: (regex on the part after "urn:epc:id:<scheme>:", digits that the
-    #          company prefix + the following numeric field must add up to)
-    "sgtin": (re.compile(r"(\d{6,12})\.(\d{1,7})\." + _C82 + r"{1,20}\Z"), 13),
-    "sscc": (re.compile(r"(\d{6,12})\.(\d{5,11})\Z"), 17),
-    "sgln": (re.compile(r"(\d{6,12})\.(\d{0,6})\." + _C82 + r"{1,20}\Z"), 12),
-    "grai": (re.compile(r"(\d{6,12})\.(\d{0,6})\." + _C82 + r"{0,16}\Z"), 12),
-    "giai": (re.compile(r"(\d{6,12})\.()" + _C82 + r"{1,24}\Z"), None),
-    "gsrn": (re.compile(r"(\d{6,12})\.(\d{5,11})\Z"), 17),
-    "gsrnp": (re.compile(r"(\d{6,12})\.(\d{5,11})\Z"), 17),
-    "gdti": (re.compile(r"(\d{6,12})\.(\d{0,6})\." + _C82 + r"{0,17}\Z"), 12),
-    "cpi": (re.compile(r"(\d{6,12})\.()(?:[\-#/0-9A-Z]|%2[3dDfF]){1,24}\.\d{1,12}\Z"), None),
-    "sgcn": (re.compile(r"(\d{6,12})\.(\d{0,6})\.\d{1,12}\Z"), 12),
-    "ginc": (re.compile(r"(\d{6,12})\.()" + _C82 + r"{1,24}\Z"), None),
-    "gsin": (re.compile(r"(\d{6,12})\.(\d{4,10})\Z"), 16),
-    "itip": (re.compile(r"(\d{6,12})\.(\d{1,7})\.\d\d\.\d\d\." + _C82 + r"{1,20}\Z"), 13),
-    "upui": (re.compile(r"(\d{6,12})\.(\d{1,7})\." + _C82 + r"{1,28}\Z"), 13),
-    "pgln": (re.compile(r"(\d{6,12})\.(\d{0,6})\Z"), 12),
-    "gid": (re.compile(r"()()\d{1,9}\.\d{1,8}\.\d{1,11}\Z"), None),
-    "usdod": (re.compile(r"()()[0-9A-Z ]{1,6}\.\d{1,11}\Z"), None),
-    "adi": (re.compile(r"()()" + r"[0-9A-Z]{1,6}\.[0-9A-Z/\-%]{0,30}\.[#0-9A-Z/\-%]{1,30}\Z"), None),
-    "bic": (re.compile(r"()()[A-Z]{3}[JUZ]\d{7}\Z"), None),
-    "imovn": (re.compile(r"()()\d{7}\Z"), None),
-}
-_EPC_CLASS = {
-    "lgtin": (re.compile(r"(\d{6,12})\.(\d{1,7})\." + _C82 + r"{1,20}\Z"), 13),
-}
-_EPC_IDPAT = re.compile(
-    r"(sgtin|sscc|sgln|grai|giai|gsrn|gsrnp|gdti|cpi|sgcn|ginc|gsin|itip|upui|pgln|gid|usdod|adi|bic|imovn):"
-    r"(?:[!'()*+,\-.0-9:;=A-Z_a-z#/ ]|%[0-9A-Fa-f]{2})+\Z"
-)
+# characters of the GS1 AI encodable character set 82 as they appear in EPC URIs
+# (reserved characters percent-encoded; the URI check vets the %xx escapes)
+_C82 = r"[!'()*+,\-.0-9:;=A-Z_a-z%]"
 
+
+def _digits(total: int, ref_min: int, ref_max: int) -> str:
+    """Company prefix (6-12 digits) "." reference, adding up to ``total`` digits."""
+    alts = [rf"\d{{{cp}}}\.\d{{{total - cp}}}" for cp in range(6, 13) if ref_min <= total - cp <= ref_max]
+    return "(?:" + "|".join(alts) + ")"
+
+
+# scheme -> (regex of the part after "urn:epc:id:<scheme>:", human-readable form)
+_EPC_ID_FORMS: dict[str, tuple[str, str]] = {
+    "sgtin": (_digits(13, 1, 7) + r"\." + _C82 + "{1,20}", "CompanyPrefix.ItemRef.Serial (13 digits before the serial)"),
+    "sscc": (_digits(17, 5, 11), "CompanyPrefix.SerialRef (17 digits)"),
+    "sgln": (_digits(12, 0, 6) + r"\." + _C82 + "{1,20}", "CompanyPrefix.LocationRef.Extension (12 digits)"),
+    "grai": (_digits(12, 0, 6) + r"\." + _C82 + "{0,16}", "CompanyPrefix.AssetType.Serial (12 digits)"),
+    "giai": (r"\d{6,12}\." + _C82 + "{1,24}", "CompanyPrefix.AssetRef"),
+    "gsrn": (_digits(17, 5, 11), "CompanyPrefix.ServiceRef (17 digits)"),
+    "gsrnp": (_digits(17, 5, 11), "CompanyPrefix.ServiceRef (17 digits)"),
+    "gdti": (_digits(12, 0, 6) + r"\." + _C82 + "{0,17}", "CompanyPrefix.DocumentType.Serial (12 digits)"),
+    "cpi": (r"\d{6,12}\.(?:[\-#/0-9A-Z]|%2[3dDfF]){1,24}\.\d{1,12}", "CompanyPrefix.ComponentPartRef.Serial"),
+    "sgcn": (_digits(12, 0, 6) + r"\.\d{1,12}", "CompanyPrefix.CouponRef.Serial (12 digits)"),
+    "ginc": (r"\d{6,12}\." + _C82 + "{1,24}", "CompanyPrefix.ConsignmentRef"),
+    "gsin": (_digits(16, 4, 10), "CompanyPrefix.ShipperRef (16 digits)"),
+    "itip": (_digits(13, 1, 7) + r"\.\d\d\.\d\d\." + _C82 + "{1,20}", "CompanyPrefix.ItemRef.Piece.Total.Serial"),
+    "upui": (_digits(13, 1, 7) + r"\." + _C82 + "{1,28}", "CompanyPrefix.ItemRef.TPX"),
+    "pgln": (_digits(12, 0, 6), "CompanyPrefix.PartyRef (12 digits)"),
+    "gid": (r"\d{1,9}\.\d{1,8}\.\d{1,11}", "Manager.Class.Serial"),
+    "usdod": (r"[0-9A-Z ]{1,6}\.\d{1,11}", "CAGE.Serial"),
+    "adi": (r"[0-9A-Z]{1,6}\.[0-9A-Z/\-%]{0,30}\.[#0-9A-Z/\-%]{1,30}", "CAGE.PartNumber.Serial"),
+    "bic": (r"[A-Z]{3}[JUZ]\d{7}", "container code"),
+    "imovn": (r"\d{7}", "IMO vessel number"),
+}
+_EPC_CLASS_FORMS: dict[str, tuple[str, str]] = {
+    "lgtin": (_digits(13, 1, 7) + r"\." + _C82 + "{1,20}", "CompanyPrefix.ItemRef.Lot (13 digits before the lot)"),
+}
+_IDPAT_SCHEMES = "|".join(_EPC_ID_FORMS)
+# One regex for every well-formed EPC URI, EPC class URI and EPC pattern URI.
+_EPC_URI = re.compile(
+    "urn:epc:(?:id:(?:"
+    + "|".join(f"{k}:{rx}" for k, (rx, _) in _EPC_ID_FORMS.items())
+    + ")|class:(?:"
+    + "|".join(f"{k}:{rx}" for k, (rx, _) in _EPC_CLASS_FORMS.items())
+    + rf")|idpat:(?:{_IDPAT_SCHEMES}):[!'()*+,\-.0-9:;=A-Z_a-z#/ %]+"
+    + r"|raw:[0-9]+\.(?:x[0-9A-Fa-f]+|[0-9]+))\Z"
+)
 # GS1 Digital Link: primary keys the EPCIS identifiers use, with their formats
 # (regex on the key value; whether a GS1 check digit ends the numeric part).
 _DL_KEYS: dict[str, tuple[re.Pattern[str], int | None]] = {
@@ -244,34 +273,25 @@ def gs1_check_digit(digits: str) -> int:
     return (10 - total % 10) % 10
 
 
+def _epc_problem(v: str) -> str:
+    """Why ``v`` (starting with ``urn:epc:``) is not a well-formed EPC URI."""
+    rest = v[8:]
+    for kind, forms in (("id:", _EPC_ID_FORMS), ("class:", _EPC_CLASS_FORMS)):
+        if rest.startswith(kind):
+            scheme = rest[len(kind):].partition(":")[0]
+            if scheme not in forms:
+                return f"unknown EPC {kind[:-1]} URI scheme {scheme!r}"
+            return f"malformed {scheme} EPC URI (expected urn:epc:{kind}{scheme}:{forms[scheme][1]})"
+    if rest.startswith("idpat:"):
+        return "malformed EPC pattern URI"
+    return "unknown EPC URI form"
+
+
 def _check_gs1_uri(v: str) -> str | None:
     """None when ``v`` is a well-formed GS1 identifier URI or not a GS1 form at all;
     otherwise a message saying what is wrong."""
     if v.startswith("urn:epc:"):
-        rest = v[8:]
-        if rest.startswith("id:"):
-            scheme, _, body = rest[3:].partition(":")
-            spec = _EPC_ID.get(scheme)
-            if spec is None:
-                return f"unknown EPC URI scheme {scheme!r}"
-        elif rest.startswith("class:"):
-            scheme, _, body = rest[6:].partition(":")
-            spec = _EPC_CLASS.get(scheme)
-            if spec is None:
-                return f"unknown EPC class URI scheme {scheme!r}"
-        elif rest.startswith("idpat:"):
-            return None if _EPC_IDPAT.match(rest[6:]) else "malformed EPC pattern URI"
-        elif rest.startswith(("raw:", "tag:", "pat:")):
-            return None
-        else:
-            return "unknown EPC URI form"
-        rx, total = spec
-        m = rx.match(body)
-        if m is None:
-            return f"malformed {scheme} EPC URI"
-        if total is not None and len(m.group(1)) + len(m.group(2)) != total:
-            return f"malformed {scheme} EPC URI (company prefix and reference must have {total} digits)"
-        return None
+        return None if _EPC_URI.match(v) else _epc_problem(v)
     if v.startswith("http"):
         m = _DL_PRIMARY.match(v)
         if m is None:
@@ -300,63 +320,80 @@ def is_gs1_identifier(v: Any) -> bool:
 
 
 # --------------------------------------------------------------------------
-# value checkers: f(value, path) -> None or raise
+# value checkers: f(value) -> None, or raise _Err naming the problem
 
-def _uri(v: Any, path: str) -> None:
+_GOOD_IDS: set[str] = set()  # identifiers already verified (bounded; cleared when full)
+_GOOD_IDS_MAX = 200_000
+
+
+def _uri(v: Any) -> None:
     if type(v) is not str:
-        _fail(path, "must be a string (URI)")
+        _bad("must be a string (URI)")
     if len(v) > MAX_URI_LENGTH:
-        _fail(path, f"longer than {MAX_URI_LENGTH} characters")
-    if _URI.match(v) is None:
-        _fail(path, "must be an absolute URI")
+        _bad(f"longer than {MAX_URI_LENGTH} characters")
+    if not _URI.match(v):
+        _bad("must be an absolute URI")
 
 
-def _id(v: Any, path: str) -> None:
-    """An identifier of an object or class: any absolute URI, with EPC URIs
-    and GS1 Digital Link URIs checked for their structure."""
-    _uri(v, path)
+def _id(v: Any) -> None:
+    """An identifier of an object, class, location or party: any absolute URI,
+    with EPC URIs and GS1 Digital Link URIs checked for their structure."""
+    if type(v) is str:
+        if v in _GOOD_IDS:
+            return
+        if v.startswith("urn:epc:") and len(v) <= 256 and "%" not in v and _EPC_URI.match(v):
+            _remember(v)
+            return
+    _uri(v)
     if v[0] in "uh":
         err = _check_gs1_uri(v)
         if err is not None:
-            _fail(path, err)
+            _bad(err)
+    _remember(v)
 
 
-def _time(v: Any, path: str) -> None:
+def _remember(v: str) -> None:
+    if len(_GOOD_IDS) >= _GOOD_IDS_MAX:
+        _GOOD_IDS.clear()
+    _GOOD_IDS.add(v)
+
+
+def _time(v: Any) -> None:
     if not _is_time(v):
         if type(v) is not str:
-            _fail(path, "must be a string (RFC 3339 date-time)")
-        _fail(path, "must be an RFC 3339 date-time with a time zone (e.g. 2024-05-01T08:30:00+07:00)")
+            _bad("must be a string (RFC 3339 date-time)")
+        _bad("must be an RFC 3339 date-time with a time zone (e.g. 2024-05-01T08:30:00+07:00)")
 
 
-def _tz_offset(v: Any, path: str) -> None:
+def _tz_offset(v: Any) -> None:
     if type(v) is not str or _TZ_OFFSET.match(v) is None:
-        _fail(path, "must be a time zone offset ±hh:mm between -14:00 and +14:00")
+        _bad("must be a time zone offset ±hh:mm between -14:00 and +14:00")
 
 
-def _vocab(terms: frozenset[str], what: str) -> Callable[[Any, str], None]:
-    def check(v: Any, path: str) -> None:
+def _vocab(terms: frozenset[str], what: str) -> Callable[[Any], None]:
+    def check(v: Any) -> None:
         if type(v) is not str:
-            _fail(path, f"must be a string ({what})")
+            _bad(f"must be a string ({what})")
         if v in terms:
             return
-        if len(v) > MAX_URI_LENGTH or _URI.match(v) is None:
-            _fail(path, f"unknown {what} {v!r}: use a bare CBV term or a URI of your own")
+        if len(v) > MAX_URI_LENGTH or not _URI.match(v):
+            _bad(f"unknown {what} {v[:80]!r}: use a bare CBV term or a URI of your own")
         if v.startswith(_CBV_URI_PREFIXES):
-            _fail(path, f"{what} {v!r}: write CBV terms bare (e.g. 'shipping'), not as URN or GS1 Web URI")
+            _bad(f"{what} {v[:80]!r}: write CBV terms bare (e.g. 'shipping'), not as URN or GS1 Web URI")
 
     return check
 
 
-def _nonvoc_vocab(terms: frozenset[str], what: str) -> Callable[[Any, str], None]:
-    def check(v: Any, path: str) -> None:
+def _nonvoc_vocab(terms: frozenset[str], what: str) -> Callable[[Any], None]:
+    def check(v: Any) -> None:
         if type(v) is not str:
-            _fail(path, f"must be a string ({what})")
+            _bad(f"must be a string ({what})")
         if v in terms:
             return
-        if len(v) > MAX_URI_LENGTH or _URI.match(v) is None:
-            _fail(path, f"unknown {what} {v!r}")
+        if len(v) > MAX_URI_LENGTH or not _URI.match(v):
+            _bad(f"unknown {what} {v[:80]!r}")
         if v.startswith(_GS1_VOC_PREFIXES):
-            _fail(path, f"{what} {v!r}: write GS1 vocabulary terms bare (e.g. 'Temperature')")
+            _bad(f"{what} {v[:80]!r}: write GS1 vocabulary terms bare (e.g. 'Temperature')")
 
     return check
 
@@ -371,199 +408,228 @@ _measurement_type = _nonvoc_vocab(MEASUREMENT_TYPES, "measurement type")
 _alert_type = _nonvoc_vocab(SENSOR_ALERT_TYPES, "sensor alert type")
 
 
-def _action(v: Any, path: str) -> None:
+def _action(v: Any) -> None:
     if type(v) is not str or v not in ACTIONS:
-        _fail(path, "must be one of ADD, OBSERVE, DELETE")
+        _bad("must be one of ADD, OBSERVE, DELETE")
 
 
-def _number(v: Any, path: str) -> None:
+def _number(v: Any) -> None:
     t = type(v)
     if t is int:
         if -(10**30) < v < 10**30:
             return
-        _fail(path, "number out of range")
+        _bad("number out of range")
     if t is not float:
-        _fail(path, "must be a number")
+        _bad("must be a number")
     if not math.isfinite(v):
-        _fail(path, "must be a finite number")
+        _bad("must be a finite number")
 
 
-def _string(v: Any, path: str) -> None:
+def _string(v: Any) -> None:
     if type(v) is not str:
-        _fail(path, "must be a string")
+        _bad("must be a string")
     if len(v) > MAX_TEXT_LENGTH:
-        _fail(path, f"longer than {MAX_TEXT_LENGTH} characters")
+        _bad(f"longer than {MAX_TEXT_LENGTH} characters")
 
 
-def _boolean(v: Any, path: str) -> None:
+def _boolean(v: Any) -> None:
     if type(v) is not bool:
-        _fail(path, "must be true or false")
+        _bad("must be true or false")
 
 
-def _hex(v: Any, path: str) -> None:
+def _hex(v: Any) -> None:
     if type(v) is not str or _HEX.match(v) is None:
-        _fail(path, "must be a hexadecimal string")
+        _bad("must be a hexadecimal string")
     if len(v) > MAX_TEXT_LENGTH:
-        _fail(path, f"longer than {MAX_TEXT_LENGTH} characters")
+        _bad(f"longer than {MAX_TEXT_LENGTH} characters")
 
 
-def _list(v: Any, path: str, min_items: int = 0) -> list:
+def _list(v: Any, min_items: int = 0) -> list:
     if type(v) is not list:
-        _fail(path, "must be a list")
+        _bad("must be a list")
     n = len(v)
     if n > MAX_LIST_ITEMS:
-        _fail(path, f"more than {MAX_LIST_ITEMS} items")
+        _bad(f"more than {MAX_LIST_ITEMS} items")
     if n < min_items:
-        _fail(path, f"must hold at least {min_items} item{'s' if min_items > 1 else ''}")
-    return v
-
-
-def _dict(v: Any, path: str) -> dict:
-    if type(v) is not dict:
-        _fail(path, "must be an object")
+        _bad(f"must hold at least {min_items} item{'s' if min_items > 1 else ''}")
     return v
 
 
 def _is_ext_key(k: Any) -> bool:
     """A namespaced extension key: ``prefix:name`` (a JSON-LD compact IRI) or a full URI."""
-    return type(k) is str and ":" in k and len(k) <= MAX_URI_LENGTH and _URI.match(k) is not None
+    return type(k) is str and ":" in k and len(k) <= MAX_URI_LENGTH and bool(_URI.match(k))
 
 
-def _json_value(v: Any, path: str, depth: int = 0) -> None:
+def _json_value(v: Any, depth: int = 0) -> None:
     """A bounded JSON value (extension contents, ILMD values)."""
     t = type(v)
     if t is str:
         if len(v) > MAX_TEXT_LENGTH:
-            _fail(path, f"longer than {MAX_TEXT_LENGTH} characters")
+            _bad(f"longer than {MAX_TEXT_LENGTH} characters")
     elif t is bool or v is None:
         pass
     elif t is int or t is float:
-        _number(v, path)
+        _number(v)
     elif depth >= MAX_DEPTH:
-        _fail(path, f"nested deeper than {MAX_DEPTH} levels")
+        _bad(f"nested deeper than {MAX_DEPTH} levels")
     elif t is dict:
         if len(v) > MAX_KEYS:
-            _fail(path, f"more than {MAX_KEYS} keys")
+            _bad(f"more than {MAX_KEYS} keys")
         for k, x in v.items():
             if type(k) is not str or len(k) > MAX_URI_LENGTH:
-                _fail(path, "keys must be strings of bounded length")
-            _json_value(x, f"{path}.{k}", depth + 1)
+                _bad("keys must be strings of bounded length")
+            try:
+                _json_value(x, depth + 1)
+            except _Err as e:
+                e.parts.append(f".{k}")
+                raise
     elif t is list:
         if len(v) > MAX_LIST_ITEMS:
-            _fail(path, f"more than {MAX_LIST_ITEMS} items")
+            _bad(f"more than {MAX_LIST_ITEMS} items")
         for i, x in enumerate(v):
-            _json_value(x, f"{path}[{i}]", depth + 1)
+            try:
+                _json_value(x, depth + 1)
+            except _Err as e:
+                e.parts.append(f"[{i}]")
+                raise
     else:
-        _fail(path, "must be a JSON value")
+        _bad("must be a JSON value")
 
 
-def _object(fields: dict[str, Callable[[Any, str], None]], required: tuple[str, ...] = (),
-            extensions: bool = True) -> Callable[[Any, str], None]:
+_UNKNOWN = "unknown field (extensions need a namespace prefix, e.g. 'example:field')"
+
+
+def _object(fields: dict[str, Callable[[Any], None]], required: tuple[str, ...] = (),
+            extensions: bool = True) -> Callable[[Any], None]:
     """A checker for an object with known fields (and namespaced extensions)."""
 
-    def check(v: Any, path: str) -> None:
+    def check(v: Any) -> None:
         if type(v) is not dict:
-            _fail(path, "must be an object")
+            _bad("must be an object")
         for r in required:
             if r not in v:
-                _fail(f"{path}.{r}", "required")
+                _bad("required", f".{r}")
         for k, x in v.items():
             f = fields.get(k)
-            if f is not None:
-                f(x, f"{path}.{k}")
-            elif extensions and _is_ext_key(k):
-                _json_value(x, f"{path}.{k}", 1)
-            else:
-                _fail(f"{path}.{k}", "unknown field (extensions need a namespace prefix, e.g. 'example:field')")
-
-    return check
-
-
-def _list_of(item: Callable[[Any, str], None], min_items: int = 0, unique: bool = False) -> Callable[[Any, str], None]:
-    def check(v: Any, path: str) -> None:
-        _list(v, path, min_items)
-        for i, x in enumerate(v):
-            item(x, f"{path}[{i}]")
-        if unique and len(v) > 1:
             try:
-                distinct = len(set(v)) == len(v)
-            except TypeError:  # unhashable items were rejected above; be safe anyway
-                distinct = True
-            if not distinct:
-                seen: set = set()
-                for i, x in enumerate(v):
-                    if x in seen:
-                        _fail(f"{path}[{i}]", f"duplicate item {x!r}")
-                    seen.add(x)
+                if f is not None:
+                    f(x)
+                elif extensions and _is_ext_key(k):
+                    _json_value(x, 1)
+                else:
+                    _bad(_UNKNOWN)
+            except _Err as e:
+                e.parts.append(f".{k}")
+                raise
 
     return check
 
 
-def _epc_list(v: Any, path: str) -> None:
-    _list(v, path)
+def _list_of(item: Callable[[Any], None], min_items: int = 0, unique: bool = False) -> Callable[[Any], None]:
+    def check(v: Any) -> None:
+        _list(v, min_items)
+        i = 0
+        try:
+            for i, x in enumerate(v):
+                item(x)
+        except _Err as e:
+            e.parts.append(f"[{i}]")
+            raise
+        if unique and len(v) > 1:
+            _unique(v)
+
+    return check
+
+
+def _unique(v: list) -> None:
+    try:
+        if len(set(v)) == len(v):
+            return
+    except TypeError:  # unhashable items: checked for type elsewhere
+        return
+    seen: set = set()
     for i, x in enumerate(v):
-        if type(x) is str and len(x) <= MAX_URI_LENGTH and _URI.match(x) is not None:
-            if x[0] in "uh":
-                err = _check_gs1_uri(x)
-                if err is not None:
-                    _fail(f"{path}[{i}]", err)
-        else:
-            _id(x, f"{path}[{i}]")
-    if len(v) > 1 and len(set(v)) != len(v):
-        seen: set = set()
+        if x in seen:
+            _bad(f"duplicate item {x!r:.80}", f"[{i}]")
+        seen.add(x)
+
+
+def _epc_list(v: Any) -> None:
+    _list(v)
+    good = _GOOD_IDS
+    i = 0
+    try:
         for i, x in enumerate(v):
-            if x in seen:
-                _fail(f"{path}[{i}]", f"duplicate EPC {x!r}")
-            seen.add(x)
+            if type(x) is not str or x not in good:
+                _id(x)
+    except _Err as e:
+        e.parts.append(f"[{i}]")
+        raise
+    if len(v) > 1:
+        _unique(v)
 
 
-def _uom(v: Any, path: str) -> None:
+def _uom(v: Any) -> None:
     if type(v) is not str or _UOM.match(v) is None:
-        _fail(path, "must be a UN/CEFACT Rec. 20 unit code (2-3 capitals or digits, e.g. KGM)")
+        _bad("must be a UN/CEFACT Rec. 20 unit code (2-3 capitals or digits, e.g. KGM)")
 
 
-_quantity_element = _object(
-    {"epcClass": _id, "quantity": _number, "uom": _uom}, required=("epcClass",), extensions=False
-)
+def _quantity_element(v: Any) -> None:
+    if type(v) is not dict:
+        _bad("must be an object")
+    if "epcClass" not in v:
+        _bad("required", ".epcClass")
+    for k, x in v.items():
+        try:
+            if k == "epcClass":
+                _id(x)
+            elif k == "quantity":
+                _number(x)
+                if x < 0:
+                    _bad("must not be negative")
+            elif k == "uom":
+                _uom(x)
+            else:
+                _bad("unknown field (a quantity element has epcClass, quantity, uom)")
+        except _Err as e:
+            e.parts.append(f".{k}")
+            raise
 
 
-def _quantity_element_fast(v: Any, path: str) -> None:
-    _quantity_element(v, path)
-    q = v.get("quantity")
-    if q is not None and q < 0:
-        _fail(f"{path}.quantity", "must not be negative")
+_quantity_list = _list_of(_quantity_element)
 
 
-_quantity_list = _list_of(_quantity_element_fast)
-
-
-def _context(v: Any, path: str) -> None:
+def _context(v: Any) -> None:
     t = type(v)
     if t is str:
-        _uri(v, path)
+        _uri(v)
     elif t is dict:
-        _json_value(v, path, 1)
+        _json_value(v, 1)
     elif t is list:
-        _list(v, path)
+        _list(v)
         for i, x in enumerate(v):
-            if type(x) is str:
-                _uri(x, f"{path}[{i}]")
-            elif type(x) is dict:
-                _json_value(x, f"{path}[{i}]", 2)
-            else:
-                _fail(f"{path}[{i}]", "must be a URI or an object")
+            try:
+                if type(x) is str:
+                    _uri(x)
+                elif type(x) is dict:
+                    _json_value(x, 2)
+                else:
+                    _bad("must be a URI or an object")
+            except _Err as e:
+                e.parts.append(f"[{i}]")
+                raise
         strs = [x for x in v if type(x) is str]
         if len(set(strs)) != len(strs):
-            _fail(path, "duplicate context entries")
+            _bad("duplicate context entries")
     else:
-        _fail(path, "must be a URI, an object or a list of them")
+        _bad("must be a URI, an object or a list of them")
 
 
-def _certification_info(v: Any, path: str) -> None:
+def _certification_info(v: Any) -> None:
     if type(v) is list:
-        _list_of(_uri)(v, path)
+        _list_of(_uri)(v)
     else:
-        _uri(v, path)
+        _uri(v)
 
 
 _error_declaration = _object(
@@ -571,20 +637,64 @@ _error_declaration = _object(
     required=("declarationTime",),
 )
 
-_location = _object({"id": _id}, required=("id",))
 
-_biz_transaction = _object({"type": _btt, "bizTransaction": _uri}, required=("bizTransaction",), extensions=False)
-_source = _object({"type": _sdt, "source": _id}, required=("type", "source"), extensions=False)
-_destination = _object({"type": _sdt, "destination": _id}, required=("type", "destination"), extensions=False)
+def _location(v: Any) -> None:
+    """readPoint / bizLocation: {"id": URI} plus namespaced extensions."""
+    if type(v) is not dict:
+        _bad("must be an object")
+    if "id" not in v:
+        _bad("required", ".id")
+    for k, x in v.items():
+        try:
+            if k == "id":
+                _id(x)
+            elif _is_ext_key(k):
+                _json_value(x, 1)
+            else:
+                _bad(_UNKNOWN)
+        except _Err as e:
+            e.parts.append(f".{k}")
+            raise
 
 
-def _persistent_disposition(v: Any, path: str) -> None:
-    _object(
-        {"set": _list_of(_disposition, 1, unique=True), "unset": _list_of(_disposition, 1, unique=True)},
-        extensions=False,
-    )(v, path)
+def _typed_pair(value_key: str, type_check: Callable[[Any], None], value_check: Callable[[Any], None],
+                type_required: bool) -> Callable[[Any], None]:
+    """bizTransaction / source / destination: exactly {type, <value_key>}."""
+    required = ("type", value_key) if type_required else (value_key,)
+
+    def check(v: Any) -> None:
+        if type(v) is not dict:
+            _bad("must be an object")
+        for r in required:
+            if r not in v:
+                _bad("required", f".{r}")
+        for k, x in v.items():
+            try:
+                if k == value_key:
+                    value_check(x)
+                elif k == "type":
+                    type_check(x)
+                else:
+                    _bad(f"unknown field (allowed: type, {value_key})")
+            except _Err as e:
+                e.parts.append(f".{k}")
+                raise
+
+    return check
+
+
+_biz_transaction = _typed_pair("bizTransaction", _btt, _uri, False)
+_source = _typed_pair("source", _sdt, _id, True)
+_destination = _typed_pair("destination", _sdt, _id, True)
+
+_pd_list = _list_of(_disposition, 1, unique=True)
+_pd_object = _object({"set": _pd_list, "unset": _pd_list}, extensions=False)
+
+
+def _persistent_disposition(v: Any) -> None:
+    _pd_object(v)
     if "set" not in v and "unset" not in v:
-        _fail(path, "needs 'set' or 'unset'")
+        _bad("needs 'set' or 'unset'")
 
 
 _sensor_metadata = _object(
@@ -634,19 +744,24 @@ _sensor_element = _object(
 )
 
 
-def _ilmd(v: Any, path: str) -> None:
-    _dict(v, path)
+def _ilmd(v: Any) -> None:
+    if type(v) is not dict:
+        _bad("must be an object")
     if len(v) > MAX_KEYS:
-        _fail(path, f"more than {MAX_KEYS} keys")
+        _bad(f"more than {MAX_KEYS} keys")
     for k, x in v.items():
-        if not _is_ext_key(k):
-            _fail(f"{path}.{k}", "ILMD keys need a namespace prefix (e.g. 'cbvmda:lotNumber')")
-        _json_value(x, f"{path}.{k}", 2)
+        try:
+            if not _is_ext_key(k):
+                _bad("ILMD keys need a namespace prefix (e.g. 'cbvmda:lotNumber')")
+            _json_value(x, 2)
+        except _Err as e:
+            e.parts.append(f".{k}")
+            raise
 
 
 # ------------------------------------------------------------- event types
 
-_COMMON: dict[str, Callable[[Any, str], None]] = {
+_COMMON: dict[str, Callable[[Any], None]] = {
     "@context": _context,
     "eventTime": _time,
     "recordTime": _time,
@@ -655,7 +770,7 @@ _COMMON: dict[str, Callable[[Any, str], None]] = {
     "certificationInfo": _certification_info,
     "errorDeclaration": _error_declaration,
 }
-_WHAT_WHERE_WHY = {
+_WHAT_WHERE_WHY: dict[str, Callable[[Any], None]] = {
     "bizStep": _biz_step,
     "disposition": _disposition,
     "readPoint": _location,
@@ -666,7 +781,7 @@ _WHAT_WHERE_WHY = {
     "sensorElementList": _list_of(_sensor_element),
 }
 
-_FIELDS: dict[str, dict[str, Callable[[Any, str], None]]] = {
+_FIELDS: dict[str, dict[str, Callable[[Any], None]]] = {
     "ObjectEvent": {
         **_COMMON,
         **_WHAT_WHERE_WHY,
@@ -720,6 +835,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "TransformationEvent": ("eventTime", "eventTimeZoneOffset"),
     "AssociationEvent": ("eventTime", "eventTimeZoneOffset", "action", "parentID"),
 }
+_TYPES_TEXT = "must be one of " + ", ".join(sorted(EVENT_TYPES))
 
 
 def _nonempty(event: dict, key: str) -> bool:
@@ -727,62 +843,77 @@ def _nonempty(event: dict, key: str) -> bool:
     return type(v) is list and len(v) > 0
 
 
-def _check_event(event: Any, path: str) -> None:
+def _check_event(event: Any) -> None:
     if type(event) is not dict:
-        _fail(path, "must be an object")
+        _bad("must be an object")
     etype = event.get("type")
     if etype is None:
-        _fail(f"{path}.type", "required")
+        _bad("required", ".type")
     if type(etype) is not str or etype not in EVENT_TYPES:
-        _fail(f"{path}.type", "must be one of " + ", ".join(sorted(EVENT_TYPES)))
+        _bad(_TYPES_TEXT, ".type")
     for r in _REQUIRED[etype]:
         if r not in event:
-            _fail(f"{path}.{r}", "required")
+            _bad("required", f".{r}")
     fields = _FIELDS[etype]
     for k, v in event.items():
         f = fields.get(k)
-        if f is not None:
-            f(v, f"{path}.{k}")
-        elif k == "type":
-            continue
-        elif _is_ext_key(k):
-            _json_value(v, f"{path}.{k}", 1)
-        else:
-            _fail(f"{path}.{k}", f"unknown field for {etype} (extensions need a namespace prefix, e.g. 'example:field')")
+        try:
+            if f is not None:
+                f(v)
+            elif k == "type":
+                continue
+            elif _is_ext_key(k):
+                _json_value(v, 1)
+            else:
+                _bad(f"unknown field for {etype} (extensions need a namespace prefix, e.g. 'example:field')")
+        except _Err as e:
+            e.parts.append(f".{k}")
+            raise
 
     # what each event type must say about its objects
     action = event.get("action")
     if etype == "ObjectEvent":
         if not ("epcList" in event or _nonempty(event, "quantityList")
                 or (_nonempty(event, "sensorElementList") and "readPoint" in event)):
-            _fail(f"{path}.epcList", "required (or a non-empty quantityList, or sensorElementList with readPoint)")
+            _bad("required (or a non-empty quantityList, or sensorElementList with readPoint)", ".epcList")
         if "ilmd" in event and action != "ADD":
-            _fail(f"{path}.ilmd", "only allowed when action is ADD")
+            _bad("only allowed when action is ADD", ".ilmd")
     elif etype == "AggregationEvent" or etype == "AssociationEvent":
         if action != "DELETE" and not (_nonempty(event, "childEPCs") or _nonempty(event, "childQuantityList")):
-            _fail(f"{path}.childEPCs", "required (or a non-empty childQuantityList) unless action is DELETE")
+            _bad("required (or a non-empty childQuantityList) unless action is DELETE", ".childEPCs")
         if etype == "AggregationEvent" and action != "OBSERVE" and "parentID" not in event:
-            _fail(f"{path}.parentID", "required when action is ADD or DELETE")
+            _bad("required when action is ADD or DELETE", ".parentID")
     elif etype == "TransactionEvent":
         if action != "DELETE" and not ("epcList" in event or _nonempty(event, "quantityList")):
-            _fail(f"{path}.epcList", "required (or a non-empty quantityList) unless action is DELETE")
+            _bad("required (or a non-empty quantityList) unless action is DELETE", ".epcList")
     else:  # TransformationEvent
         has_in = _nonempty(event, "inputEPCList") or _nonempty(event, "inputQuantityList")
         has_out = _nonempty(event, "outputEPCList") or _nonempty(event, "outputQuantityList")
         if not (has_in and has_out):
             if not (has_in or has_out):
-                _fail(f"{path}.inputEPCList", "a TransformationEvent needs inputs and outputs")
+                _bad("a TransformationEvent needs inputs and outputs", ".inputEPCList")
             if "transformationID" not in event:
-                _fail(f"{path}.{'outputEPCList' if has_in else 'inputEPCList'}",
-                      "required (or a transformationID linking to the other side)")
+                _bad("required (or a transformationID linking to the other side)",
+                     ".outputEPCList" if has_in else ".inputEPCList")
+
+
+def _raise(base: str, e: _Err) -> None:
+    path = base + "".join(reversed(e.parts))
+    if path.startswith("."):
+        path = path[1:]
+    raise EventInvalid(path or "document", e.msg) from None
 
 
 def validate_event(event: Any, path: str = "event") -> None:
     """Check one EPCIS 2.0 event (a JSON object as a dict); raise :class:`EventInvalid` if it breaks a rule.
 
-    ``path`` is the name used for the event in error paths (default ``event``).
+    ``path`` is the name used for the event in error paths (default ``event``),
+    e.g. ``schema: event.epcList[2]: must be an absolute URI``.
     """
-    _check_event(event, path)
+    try:
+        _check_event(event)
+    except _Err as e:
+        _raise(path, e)
 
 
 # --------------------------------------------------------------- documents
@@ -791,29 +922,90 @@ _DOC_FIELDS = frozenset(
     {"@context", "id", "type", "schemaVersion", "creationDate", "instanceIdentifier", "sender", "receiver",
      "epcisHeader", "epcisBody"}
 )
+_QUERY_DOC_FIELDS = frozenset({"@context", "id", "type", "schemaVersion", "creationDate", "epcisBody"})
 
 
-def _check_doc_header(doc: dict, path: str, allowed: frozenset[str]) -> None:
+def _doc_header(doc: dict, allowed: frozenset[str]) -> None:
     for k, v in doc.items():
-        p = f"{path}{k}"
-        if k not in allowed:
-            if not _is_ext_key(k):
-                _fail(p, "unknown field")
-            _json_value(v, p, 1)
-        elif k == "@context":
-            _context(v, p)
-        elif k == "id":
-            _uri(v, p)
-        elif k == "schemaVersion":
-            if type(v) is not str or _VERSION.match(v) is None:
-                _fail(p, "must be a version string such as '2.0'")
-        elif k == "creationDate":
-            _time(v, p)
-        elif k in ("instanceIdentifier", "sender", "receiver"):
-            _string(v, p)
-        elif k == "epcisHeader":
-            _dict(v, p)
-            _json_value(v, p, 1)
+        try:
+            if k not in allowed:
+                if not _is_ext_key(k):
+                    _bad("unknown field")
+                _json_value(v, 1)
+            elif k == "@context":
+                _context(v)
+            elif k == "id":
+                _uri(v)
+            elif k == "schemaVersion":
+                if type(v) is not str or _VERSION.match(v) is None:
+                    _bad("must be a version string such as '2.0'")
+            elif k == "creationDate":
+                _time(v)
+            elif k in ("instanceIdentifier", "sender", "receiver"):
+                _string(v)
+            elif k == "epcisHeader":
+                if type(v) is not dict:
+                    _bad("must be an object")
+                _json_value(v, 1)
+        except _Err as e:
+            e.parts.append(f".{k}")
+            raise
+
+
+def _body_events(doc: Any) -> tuple[str, list]:
+    if type(doc) is not dict:
+        _bad("must be an object")
+    dtype = doc.get("type")
+    if dtype == "EPCISDocument":
+        for r in ("@context", "schemaVersion", "creationDate", "epcisBody"):
+            if r not in doc:
+                _bad("required", f".{r}")
+        _doc_header(doc, _DOC_FIELDS)
+        body = doc["epcisBody"]
+        if type(body) is not dict:
+            _bad("must be an object", ".epcisBody")
+        if "eventList" not in body:
+            _bad("required", ".epcisBody.eventList")
+        for k in body:
+            if k != "eventList" and not _is_ext_key(k):
+                _bad("unknown field", f".epcisBody.{k}")
+        base = "epcisBody.eventList"
+        events = body["eventList"]
+    elif dtype == "EPCISQueryDocument":
+        for r in ("@context", "epcisBody"):
+            if r not in doc:
+                _bad("required", f".{r}")
+        _doc_header(doc, _QUERY_DOC_FIELDS)
+        body = doc["epcisBody"]
+        qr = body.get("queryResults") if type(body) is dict else None
+        if type(qr) is not dict:
+            _bad("required (an object)", ".epcisBody.queryResults")
+        if type(qr.get("queryName")) is not str:
+            _bad("required (a string)", ".epcisBody.queryResults.queryName")
+        rb = qr.get("resultsBody")
+        if type(rb) is not dict or "eventList" not in rb:
+            _bad("required", ".epcisBody.queryResults.resultsBody.eventList")
+        base = "epcisBody.queryResults.resultsBody.eventList"
+        events = rb["eventList"]
+    elif dtype is None:
+        _bad("required", ".type")
+    else:
+        _bad("must be EPCISDocument or EPCISQueryDocument", ".type")
+    try:
+        _list(events)
+    except _Err as e:
+        e.parts.append("." + base)
+        raise
+    return base, events
+
+
+def document_events(doc: Any) -> list:
+    """The event list of an EPCISDocument or EPCISQueryDocument (after checking the document's own fields)."""
+    try:
+        return _body_events(doc)[1]
+    except _Err as e:
+        _raise("", e)
+        raise  # unreachable
 
 
 def validate_document(doc: Any) -> int:
@@ -823,40 +1015,10 @@ def validate_document(doc: Any) -> int:
     ``schema: epcisBody.eventList[3].eventTime: required``.
     Returns the number of events checked.
     """
-    if type(doc) is not dict:
-        _fail("document", "must be an object")
-    dtype = doc.get("type")
-    if dtype == "EPCISDocument":
-        for r in ("@context", "schemaVersion", "creationDate", "epcisBody"):
-            if r not in doc:
-                _fail(r, "required")
-        _check_doc_header(doc, "", _DOC_FIELDS)
-        body = _dict(doc["epcisBody"], "epcisBody")
-        if "eventList" not in body:
-            _fail("epcisBody.eventList", "required")
-        for k, v in body.items():
-            if k != "eventList" and not _is_ext_key(k):
-                _fail(f"epcisBody.{k}", "unknown field")
-        base = "epcisBody.eventList"
-        events = _list(body["eventList"], base)
-    elif dtype == "EPCISQueryDocument":
-        for r in ("@context", "epcisBody"):
-            if r not in doc:
-                _fail(r, "required")
-        _check_doc_header(doc, "", frozenset({"@context", "id", "type", "schemaVersion", "creationDate", "epcisBody"}))
-        body = _dict(doc["epcisBody"], "epcisBody")
-        qr = _dict(body.get("queryResults"), "epcisBody.queryResults")
-        if type(qr.get("queryName")) is not str:
-            _fail("epcisBody.queryResults.queryName", "required (a string)")
-        rb = _dict(qr.get("resultsBody"), "epcisBody.queryResults.resultsBody")
-        base = "epcisBody.queryResults.resultsBody.eventList"
-        if "eventList" not in rb:
-            _fail(base, "required")
-        events = _list(rb["eventList"], base)
-    elif dtype is None:
-        _fail("type", "required")
-    else:
-        _fail("type", "must be EPCISDocument or EPCISQueryDocument")
+    try:
+        base, events = _body_events(doc)
+    except _Err as e:
+        _raise("", e)
     for i, ev in enumerate(events):
-        _check_event(ev, f"{base}[{i}]")
+        validate_event(ev, f"{base}[{i}]")
     return len(events)

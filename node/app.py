@@ -1,0 +1,330 @@
+"""The HTTP API of a node (docs/api.md): FastAPI routes, each thin, over a ``Node``.
+
+Content negotiation: request bodies are ``application/msgpack`` (canonical, strict) or
+``application/json`` (byte strings as hex); responses are msgpack when ``Accept`` names it,
+JSON otherwise. Errors are ``{"error": RULE, "message": TEXT, ...}`` with the rule's HTTP status.
+The hot path, ``POST /v1/records``, reads the raw body from a plain Starlette ``Request`` (no
+pydantic models), bounded in size as it streams in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response, StreamingResponse
+
+from rantai.client.encoding import decode, encode
+from rantai.client.errors import DuplicateRecord, InvalidEncoding, Overloaded, RantaiError, RecordTooLarge
+from rantai.client.records import SignedRecord
+from rantai.consensus import wire
+from rantai.consensus.errors import ProtocolViolation
+
+from .driver import Node, error_entry
+from .validation import error_body, status_of
+
+__all__ = ["create_app"]
+
+MSGPACK = "application/msgpack"
+JSON = "application/json"
+MAX_PEER_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_WAIT_MS = 120_000
+DEFAULT_WAIT_MS = 30_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, rule: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": rule, "message": message, **details}
+
+
+def _hexify(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _hexify(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hexify(v) for v in value]
+    return value
+
+
+def wants_msgpack(request: Request) -> bool:
+    return MSGPACK in request.headers.get("accept", "")
+
+
+def respond(request: Request, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    if wants_msgpack(request):
+        return Response(encode(obj), status_code=status, media_type=MSGPACK, headers=headers)
+    return Response(
+        json.dumps(_hexify(obj), ensure_ascii=False, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type=JSON,
+        headers=headers,
+    )
+
+
+def error_response(request: Request, err: BaseException) -> Response:
+    if isinstance(err, ApiError):
+        return respond(request, err.body, err.status)
+    headers = {"retry-after": "1"} if isinstance(err, Overloaded) else None
+    return respond(request, error_body(err), status_of(err), headers)
+
+
+def _media(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RecordTooLarge(f"body: {declared} bytes, the limit is {limit}", limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RecordTooLarge(f"body: over the {limit}-byte limit", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_records(request: Request, limit: int, max_count: int) -> list[bytes]:
+    """``{"records": [bytes...]}`` from a msgpack or JSON (hex) body."""
+    media = _media(request)
+    if media not in (MSGPACK, JSON):
+        raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK} or {JSON}")
+    body = await read_body(request, limit)
+    if media == MSGPACK:
+        obj = decode(body)
+    else:
+        try:
+            obj = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidEncoding(f"body: not valid JSON ({exc})") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("records"), list) or set(obj) != {"records"}:
+        raise InvalidEncoding('body: {"records": [...]} expected')
+    records = obj["records"]
+    if not records:
+        raise InvalidEncoding("body: no records")
+    if len(records) > max_count:
+        raise RecordTooLarge(f"body: {len(records)} records, at most {max_count} per request", limit=max_count)
+    if media == JSON:
+        out = []
+        for i, r in enumerate(records):
+            try:
+                out.append(bytes.fromhex(r))
+            except (TypeError, ValueError) as exc:
+                raise InvalidEncoding(f"body: records[{i}] is not a hex string") from exc
+        return out
+    for i, r in enumerate(records):
+        if not isinstance(r, bytes):
+            raise InvalidEncoding(f"body: records[{i}] is not a byte string")
+    return records
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        if default is None:
+            raise ApiError(400, "bad request", f"query parameter {name!r} is required")
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, "bad request", f"query parameter {name!r} must be an integer") from None
+
+
+def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
+    """The API of ``node``. With ``manage_lifecycle`` the app's lifespan starts and stops the node."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await node.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await node.stop()
+
+    app = FastAPI(title="rantai node", version="1", lifespan=lifespan,
+                  description="A rantai validator's API (docs/api.md).")
+    params = node.genesis.params
+    body_limit = 2 * params["max_block_bytes"] + 1024 * 1024  # JSON hex doubles the bytes
+    max_count = params["max_block_records"]
+
+    @app.exception_handler(RantaiError)
+    async def _rantai_error(request: Request, exc: RantaiError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(request, exc)
+
+    # -- records -----------------------------------------------------------------------------
+    @app.post("/v1/records", summary="Submit signed records (one or a batch)", status_code=202)
+    async def post_records(request: Request) -> Response:
+        raws = await read_records(request, body_limit, max_count)
+        wait = request.query_params.get("wait") == "commit"
+        timeout_ms = min(max(_int_param(request, "timeout_ms", DEFAULT_WAIT_MS), 0), MAX_WAIT_MS)
+        results = await node.submit(raws)
+        entries: list[dict[str, Any]] = []
+        waits: list[tuple[int, bytes]] = []
+        for i, (rid, res) in enumerate(results):
+            if isinstance(res, SignedRecord):
+                entries.append({"id": rid, "status": "accepted"})
+                waits.append((i, rid))
+            elif isinstance(res, DuplicateRecord):
+                e: dict[str, Any] = {"id": rid, "status": "duplicate"}
+                if "height" in res.details:
+                    e["height"] = res.details["height"]
+                entries.append(e)
+                waits.append((i, rid))
+            else:
+                entries.append(error_entry(rid, res))
+        if len(raws) == 1:
+            res = results[0][1]
+            if not isinstance(res, (SignedRecord, DuplicateRecord)) or (isinstance(res, DuplicateRecord) and not wait):
+                return error_response(request, res)
+        if not wait:
+            return respond(request, {"results": entries}, 202)
+        futs = [(i, rid, node.waiter(rid)) for i, rid in waits]
+        try:
+            if futs:
+                await asyncio.wait([f for _, _, f in futs], timeout=timeout_ms / 1000)
+        finally:
+            for _, rid, f in futs:
+                if not f.done():
+                    node.drop_waiter(rid, f)
+        complete = True
+        as_msgpack = wants_msgpack(request)
+        for i, rid, f in futs:
+            if not f.done() or f.cancelled():
+                complete = False
+                continue
+            height, index = f.result()
+            receipt = node.ledger.receipt_at(height, index)
+            if receipt is None:
+                complete = False
+                continue
+            entry = entries[i]
+            if entry["status"] == "accepted":
+                entry["status"] = "committed"
+            entry["height"] = height
+            entry["receipt"] = receipt.to_obj() if as_msgpack else json.loads(receipt.to_json())
+        return respond(request, {"results": entries}, 200 if complete else 202)
+
+    @app.get("/v1/records/{record_id}", summary="A committed record with its proof (a receipt)")
+    async def get_record(request: Request, record_id: str) -> Response:
+        try:
+            rid = bytes.fromhex(record_id)
+            assert len(rid) == 32
+        except (ValueError, AssertionError):
+            raise ApiError(400, "bad request", "record id: 64 hex digits expected") from None
+        receipt = node.ledger.receipt(rid)
+        if receipt is None:
+            raise ApiError(404, "not found", f"record {record_id} is not committed here", id=record_id)
+        if wants_msgpack(request):
+            return respond(request, receipt.to_obj())
+        return Response(receipt.to_json(), media_type=JSON)
+
+    # -- blocks --------------------------------------------------------------------------------
+    @app.get("/v1/blocks", summary="Blocks from..to (inclusive, at most 1000): a msgpack stream")
+    async def get_blocks(request: Request) -> Response:
+        start = _int_param(request, "from")
+        stop = _int_param(request, "to", start + 999)
+        if start < 1 or stop < start:
+            raise ApiError(400, "bad request", "1 <= from <= to expected")
+        if stop - start >= 1000:
+            raise ApiError(400, "bad request", "at most 1000 blocks per request")
+        stop = min(stop, node.storage.height)
+        return StreamingResponse(node.ledger.stream(start, stop), media_type=MSGPACK)
+
+    @app.get("/v1/blocks/{height}", summary="One block with its commit certificate")
+    async def get_block(request: Request, height: int) -> Response:
+        if wants_msgpack(request):
+            obj = node.ledger.block_obj(height)
+        else:
+            obj = node.ledger.block_json(height)
+        if obj is None:
+            raise ApiError(404, "not found", f"no block at height {height}", height=height)
+        return respond(request, obj)
+
+    @app.get("/v1/head", summary="The last committed block's header and certificate")
+    async def get_head(request: Request) -> Response:
+        return respond(request, node.ledger.head_obj())
+
+    @app.get("/v1/genesis", summary="The genesis file, byte for byte")
+    async def get_genesis() -> Response:
+        return Response(node.genesis_bytes, media_type=JSON)
+
+    @app.get("/v1/items/{item_id:path}/history", summary="Every committed event naming a GS1 identifier")
+    async def get_history(request: Request, item_id: str) -> Response:
+        receipts = node.ledger.history(item_id)
+        if wants_msgpack(request):
+            return respond(request, {"item": item_id, "receipts": [r.to_obj() for r in receipts]})
+        return respond(request, {"item": item_id, "receipts": [json.loads(r.to_json()) for r in receipts]})
+
+    # -- node ------------------------------------------------------------------------------------
+    @app.get("/v1/status", summary="Height, view, primary, mempool and peers")
+    async def get_status(request: Request) -> Response:
+        status = node.status()
+        heights = await _peer_heights(node)
+        for p in status["peers"]:
+            h = heights.get(p["id"])
+            p["height"] = h
+            if h is not None:
+                p["reachable"] = True
+        return respond(request, status)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz(request: Request) -> Response:
+        return respond(request, {"ok": True})
+
+    # -- peers -----------------------------------------------------------------------------------
+    @app.post("/v1/peer/messages", summary="A consensus message from a validator (consensus.wire)", status_code=202)
+    async def peer_message(request: Request) -> Response:
+        if _media(request) != MSGPACK:
+            raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK}")
+        body = await read_body(request, MAX_PEER_MESSAGE_BYTES)
+        try:
+            message = wire.decode(body)
+        except ProtocolViolation as exc:
+            node._count("peer-malformed")
+            raise ApiError(400, "protocol", f"peer message: {exc}") from None
+        sender = getattr(message, "sender", None)
+        if sender not in node.genesis.validator_by_id or sender == node.id:
+            node._count("peer-not-validator")
+            raise ApiError(403, "not a validator", "peer messages are accepted from this chain's validators only")
+        node.deliver(message)
+        return Response(status_code=202)
+
+    @app.post("/v1/peer/records", summary="Records gossiped by another validator", status_code=202)
+    async def peer_records(request: Request) -> Response:
+        if _media(request) != MSGPACK:
+            raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK}")
+        raws = await read_records(request, body_limit, 1_000_000)
+        results = await node.submit(raws, gossip=False)
+        accepted = sum(1 for _, r in results if isinstance(r, SignedRecord))
+        return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
+
+    return app
+
+
+async def _peer_heights(node: Node) -> dict[str, int | None]:
+    async def one(pid: str) -> tuple[str, int | None]:
+        client = node.transport.client(pid)
+        if client is None:
+            return pid, None
+        try:
+            r = await client.get("/v1/head", headers={"accept": MSGPACK}, timeout=0.5)
+            return pid, int(decode(r.content)["height"]) if r.status_code == 200 else None
+        except Exception:
+            return pid, None
+
+    pairs = await asyncio.gather(*(one(pid) for pid in node.peer_urls))
+    return dict(pairs)

@@ -1,0 +1,498 @@
+"""The driver: one asyncio loop that runs a validator — replica, mempool, validation, ledger and peers.
+
+Everything that changes consensus state happens on this loop, in this order, per iteration:
+
+1. queued events (peer messages, validation verdicts, state-transfer results) -> ``Replica``;
+2. a tick every ``tick_ms`` -> ``Replica.tick(now, pending)``;
+3. as primary with an open slot: cut a batch when ``max_block_records`` are ready or the oldest
+   ready record waited ``batch_timeout_ms``, build the block, ``Replica.propose``.
+
+Effects run in list order. Consecutive ``Persist`` effects are written as one synced batch before
+any later effect (so a vote is durable before it is sent); ``Send``/``Broadcast`` only enqueue;
+``Commit`` stores the block (one synced batch) and wakes ``?wait=commit`` callers; ``Validate``
+goes to the validation task (in order, signatures in the thread pool); ``FetchState`` starts a
+catch-up task that verifies fetched blocks with the same ``client`` code an auditor uses.
+Disk writes run in a one-thread executor so the loop keeps serving HTTP while LevelDB syncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+
+from rantai.client.blocks import Block, check_block
+from rantai.client.certificates import certificate_from_obj, verify_certificate
+from rantai.client.encoding import decode, encode
+from rantai.client.errors import DuplicateRecord, InvalidBlock, NodeError, Overloaded, RantaiError
+from rantai.client.genesis import Genesis
+from rantai.client.keys import Signer, load_key
+from rantai.client.records import SignedRecord
+from rantai.consensus import wire
+from rantai.consensus.config import ReplicaConfig
+from rantai.consensus.crypto import sha256
+from rantai.consensus.effects import (
+    Broadcast,
+    CancelTimer,
+    Commit,
+    FetchState,
+    Persist,
+    Proposal,
+    Send,
+    SetTimer,
+    Validate,
+)
+from rantai.consensus.replica import Replica
+
+from .config import NodeConfig
+from .ledger import Ledger
+from .mempool import Mempool
+from .storage import Storage
+from .transport import PeerTransport
+from .validation import RecordValidator, error_body
+
+__all__ = ["Node"]
+
+log = logging.getLogger("rantai.node")
+
+PEER_MESSAGES = "/v1/peer/messages"
+PEER_RECORDS = "/v1/peer/records"
+GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
+CATCH_UP_BATCH = 1000
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Node:
+    """A validator: owns the storage, the replica and the loop. ``start``/``stop`` from a running loop."""
+
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        signer: Signer,
+        data_dir: str | Path,
+        peers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | Mapping[str, httpx.AsyncBaseTransport] | None = None,
+        tick_ms: int = 10,
+        genesis_bytes: bytes | None = None,
+        mempool_max: int = 50_000,
+        name: str = "",
+    ) -> None:
+        if signer.id not in genesis.validator_by_id:
+            raise NodeError(f"node: key {signer.id} is not a validator of chain {genesis.chain_id}")
+        self.genesis = genesis
+        self.genesis_bytes = genesis_bytes if genesis_bytes is not None else genesis.to_json().encode()
+        self.signer = signer
+        self.id = signer.id
+        self.name = name or genesis.validator_by_id[signer.id].name
+        self.data_dir = Path(data_dir)
+        self.tick_ms = tick_ms
+        self.params = genesis.params
+        urls = {v.id: v.url for v in genesis.validators if v.id != self.id}
+        urls.update({k: v for k, v in (peers or {}).items() if k in urls})
+        self.peer_urls = urls
+        self._transport_arg = transport
+        self._mempool_max = mempool_max
+        self.storage: Storage | None = None
+        self.started = False
+
+    @classmethod
+    def from_config(cls, cfg: NodeConfig, **kw: Any) -> "Node":
+        genesis_bytes = Path(cfg.genesis_path).read_bytes()
+        genesis = Genesis.from_json(genesis_bytes)
+        signer = load_key(cfg.key_path)
+        if signer.id != cfg.id:
+            raise NodeError(f"node: config id {cfg.id} does not match the key in {cfg.key_path} ({signer.id})")
+        return cls(
+            genesis=genesis,
+            signer=signer,
+            data_dir=cfg.data_dir,
+            peers=cfg.peers,
+            tick_ms=cfg.tick_ms,
+            genesis_bytes=genesis_bytes,
+            name=cfg.name,
+            **kw,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        g = self.genesis
+        self.storage = Storage(self.data_dir, g.hash)
+        self.ledger = Ledger(g, self.storage)
+        self.mempool = Mempool(max_records=self._mempool_max)
+        self.validator = RecordValidator(g, self.storage, self.mempool)
+        self.disk = ThreadPoolExecutor(1, thread_name_prefix="rantai-disk")
+        p = self.params
+        self.replica = Replica(
+            ReplicaConfig(
+                chain=g.hash,
+                validators=tuple((v.id, v.public_key) for v in g.validators),
+                checkpoint_interval=p["checkpoint_interval"],
+                window=p["window"],
+                view_change_timeout_ms=p["view_change_timeout_ms"],
+                view_change_timeout_max_ms=p["view_change_timeout_max_ms"],
+            ),
+            self.signer,
+            self.storage.persisted(),
+            self.storage.head(),
+            verifiers=g.validator_verifiers,
+        )
+        self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg)
+        self.transport.start()
+        self._events: list[tuple[Any, ...]] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._blocks: dict[bytes, Block] = {}  # digest -> parsed block (proposed or validated)
+        self._deferred: dict[int, tuple[Block, Any]] = {}
+        self._waiters: dict[bytes, list[asyncio.Future]] = {}
+        self._gossip: list[bytes] = []
+        self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
+        self._store_lock = asyncio.Lock()
+        self._catch_up: asyncio.Task | None = None
+        self.counters: dict[str, int] = {}
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="rantai-driver"),
+            asyncio.create_task(self._validation_worker(), name="rantai-validate"),
+        ]
+        self.started = True
+        log.info("node %s (%s) started at height %d", self.name, self.id, self.storage.height)
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        self._stopping = True
+        self._wake.set()
+        tasks = list(self._tasks) + ([self._catch_up] if self._catch_up else [])
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        for futs in self._waiters.values():
+            for f in futs:
+                if not f.done():
+                    f.cancel()
+        await self.transport.close()
+        self.validator.close()
+        self.disk.shutdown(wait=True)
+        self.storage.close()
+
+    def _count(self, what: str) -> None:
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    def _post(self, *event: Any) -> None:
+        self._events.append(event)
+        self._wake.set()
+
+    async def _on_disk(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.disk, fn, *args)
+
+    # -- the loop --------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        next_tick = _now_ms()
+        while not self._stopping:
+            try:
+                while self._events:
+                    events, self._events = self._events, []
+                    for ev in events:
+                        await self._on_event(ev)
+                now = _now_ms()
+                if now >= next_tick:
+                    next_tick = now + self.tick_ms
+                    await self._run(self.replica.tick(now, len(self.mempool) > 0))
+                await self._maybe_propose()
+                self._flush_gossip()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in one step must not stop the validator; it is logged loudly
+                log.exception("driver step failed")
+                self._count("driver-errors")
+            if self._events:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, (next_tick - _now_ms()) / 1000))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _on_event(self, ev: tuple[Any, ...]) -> None:
+        kind = ev[0]
+        now = _now_ms()
+        if kind == "message":
+            await self._run(self.replica.handle(ev[1], now))
+        elif kind == "validated":
+            _, view, height, digest, ok = ev
+            await self._run(self.replica.validated(view, height, digest, ok, now))
+        elif kind == "transferred":
+            _, height, digest = ev
+            await self._run(self.replica.state_transferred(height, digest, now))
+
+    async def _run(self, effects: Sequence[Any]) -> None:
+        i, n = 0, len(effects)
+        while i < n:
+            e = effects[i]
+            t = type(e)
+            if t is Persist:
+                entries = list(e.entries)
+                while i + 1 < n and type(effects[i + 1]) is Persist:  # one synced batch for a run of Persists
+                    i += 1
+                    entries.extend(effects[i].entries)
+                await self._on_disk(self.storage.persist, entries)
+            elif t is Send:
+                self.transport.send(e.to, PEER_MESSAGES, wire.encode(e.message))
+            elif t is Broadcast:
+                self.transport.broadcast(PEER_MESSAGES, wire.encode(e.message))
+            elif t is Commit:
+                await self._commit(e)
+            elif t is Validate:
+                self._validate_q.put_nowait(e)
+            elif t is FetchState:
+                if self._catch_up is None or self._catch_up.done():
+                    self._catch_up = asyncio.create_task(self._fetch_state(e))
+            elif t is SetTimer or t is CancelTimer:
+                pass  # the loop ticks every tick_ms anyway
+            else:
+                log.warning("unknown effect %r", e)
+            i += 1
+
+    # -- proposing -------------------------------------------------------------------------
+    async def _maybe_propose(self) -> None:
+        p = self.params
+        for _ in range(p["window"]):
+            slot = self.replica.next_slot()
+            if slot is None:
+                return
+            if not self.mempool.should_propose(_now_ms(), p["max_block_records"], p["batch_timeout_ms"]):
+                return
+            records = self.mempool.cut(p["max_block_records"], p["max_block_bytes"] - 4096)
+            if not records:
+                return
+            block = Block.build(
+                chain=self.genesis.hash,
+                height=slot.height,
+                prev_hash=slot.parent,
+                view=slot.view,
+                proposer=self.id,
+                timestamp=_wall_ms(),
+                records=records,
+            )
+            self._blocks[block.hash] = block
+            self.mempool.track(block.hash, slot.height, slot.parent, tuple(block.record_ids()))
+            proposal = Proposal(slot.height, slot.parent, block.hash, block.raw)
+            await self._run(self.replica.propose(proposal, _now_ms()))
+
+    # -- validating ------------------------------------------------------------------------
+    async def _validation_worker(self) -> None:
+        while True:
+            v = await self._validate_q.get()
+            p = v.proposal
+            block = self._blocks.get(p.digest)
+            ok = True
+            if block is None:
+                try:
+                    block = await self.validator.check_proposal(p.height, p.parent, p.digest, p.payload)
+                except RantaiError as exc:
+                    log.warning("proposal %d/%s refused: %s", p.height, p.digest.hex()[:12], exc)
+                    self._count("proposals-refused")
+                    ok = False
+                except Exception:
+                    log.exception("validating proposal %d failed", p.height)
+                    ok = False
+            if ok and block is not None:
+                self._blocks[p.digest] = block
+                self.mempool.track(p.digest, p.height, p.parent, tuple(block.record_ids()))
+            self._post("validated", v.view, v.height, p.digest, ok)
+
+    # -- committing ------------------------------------------------------------------------
+    async def _commit(self, c: Commit) -> None:
+        p = c.proposal
+        block = self._blocks.get(p.digest)
+        if block is None:
+            block = Block.from_bytes(p.payload)
+        await self._store(block, c.certificate)
+
+    async def _store(self, block: Block, certificate: Any) -> bool:
+        """Store ``block`` if it is the next height (defer it if ahead, skip it if stored). True if stored."""
+        async with self._store_lock:
+            height = self.storage.height
+            if block.height <= height:
+                return False
+            if block.height > height + 1:
+                self._deferred[block.height] = (block, certificate)
+                return False
+            await self._on_disk(self.ledger.apply, block, certificate)
+            self._after_store(block)
+            while (nxt := self._deferred.pop(self.storage.height + 1, None)) is not None:
+                await self._on_disk(self.ledger.apply, *nxt)
+                self._after_store(nxt[0])
+            for h in [h for h in self._deferred if h <= self.storage.height]:
+                del self._deferred[h]
+            return True
+
+    def _after_store(self, block: Block) -> None:
+        ids = block.record_ids()
+        self.mempool.settle(block.height, ids)
+        for digest in [d for d, b in self._blocks.items() if b.height <= block.height]:
+            del self._blocks[digest]
+        for index, rid in enumerate(ids):
+            for fut in self._waiters.pop(rid, ()):
+                if not fut.done():
+                    fut.set_result((block.height, index))
+
+    # -- catch-up --------------------------------------------------------------------------
+    async def _fetch_state(self, fs: FetchState) -> None:
+        """Fetch blocks from peers, verify each like an auditor (chain link, records, certificate), store."""
+        peers = [p for p in fs.peers if p in self.peer_urls] or list(self.peer_urls)
+        target = fs.to_height
+        attempt = 0
+        try:
+            while self.storage.height < target and attempt < 3 * len(peers):
+                peer = peers[attempt % len(peers)]
+                start = self.storage.height + 1
+                stop = min(target, start + CATCH_UP_BATCH - 1)
+                try:
+                    got = await self._fetch_from(peer, start, stop)
+                except (httpx.HTTPError, OSError, RantaiError, ValueError) as exc:
+                    log.warning("catch-up from %s failed: %s", peer, exc)
+                    self._count("catch-up-failures")
+                    got = 0
+                if got == 0:
+                    attempt += 1
+                    await asyncio.sleep(0.05)
+        finally:
+            height, digest = self.storage.head()
+            self._post("transferred", height, digest)
+
+    async def _fetch_from(self, peer: str, start: int, stop: int) -> int:
+        client = self.transport.client(peer)
+        assert client is not None
+        got = 0
+        async with client.stream(
+            "GET", "/v1/blocks", params={"from": start, "to": stop}, headers={"accept": "application/msgpack"}
+        ) as r:
+            if r.status_code != 200:
+                raise InvalidBlock(f"catch-up: {peer} answered HTTP {r.status_code}")
+            unpacker = msgpack.Unpacker(raw=False, max_buffer_size=wire.MAX_MESSAGE_BYTES)
+            async for chunk in r.aiter_bytes():
+                unpacker.feed(chunk)
+                for obj in unpacker:
+                    item = decode(encode(obj))  # the strict rules: canonical, nothing extra
+                    if not isinstance(item, dict) or set(item) != {"block", "certificate"}:
+                        raise InvalidBlock("catch-up: {block, certificate} expected")
+                    await self._verify_and_store(item["block"], item["certificate"])
+                    got += 1
+        return got
+
+    async def _verify_and_store(self, raw: bytes, cert_obj: Any) -> None:
+        loop = asyncio.get_running_loop()
+        block = await loop.run_in_executor(self.validator.pool, Block.from_bytes, raw)
+        height, prev = self.storage.head()
+        if block.height <= height:
+            return
+        check_block(block, chain=self.genesis.hash, height=height + 1, prev_hash=prev)
+        cert = certificate_from_obj(cert_obj)
+        await loop.run_in_executor(
+            self.validator.pool,
+            lambda: verify_certificate(cert, self.genesis, height=block.height, block_hash=block.hash),
+        )
+        await self.validator.verify_records(block)
+        await self._store(block, cert)
+
+    # -- inbound ---------------------------------------------------------------------------
+    def deliver(self, message: Any) -> None:
+        """A decoded consensus message from a peer (the API checked its sender is a validator)."""
+        self._post("message", message)
+
+    async def submit(self, raws: Sequence[bytes], *, gossip: bool = True) -> list[tuple[bytes | None, Any]]:
+        """Admit records: [(id, SignedRecord | error)], admitted ones are in the mempool and gossiped."""
+        if not self.started:
+            raise NodeError("node: not running")
+        results = await self.validator.admit(raws)
+        out: list[tuple[bytes | None, Any]] = []
+        now = _now_ms()
+        for raw, res in zip(raws, results):
+            if isinstance(res, SignedRecord):
+                try:
+                    self.mempool.add(res, now)
+                except (DuplicateRecord, Overloaded) as exc:
+                    out.append((res.id, exc))
+                    continue
+                if gossip:
+                    self._gossip.append(res.raw)
+                out.append((res.id, res))
+            else:
+                rid = sha256(raw) if isinstance(raw, bytes) else None
+                out.append((rid, res))
+        self._wake.set()
+        return out
+
+    def _flush_gossip(self) -> None:
+        if not self._gossip:
+            return
+        batch: list[bytes] = []
+        size = 0
+        for raw in self._gossip:
+            if size + len(raw) > GOSSIP_CHUNK_BYTES and batch:
+                self.transport.broadcast(PEER_RECORDS, encode({"records": batch}))
+                batch, size = [], 0
+            batch.append(raw)
+            size += len(raw)
+        if batch:
+            self.transport.broadcast(PEER_RECORDS, encode({"records": batch}))
+        self._gossip = []
+
+    def waiter(self, record_id: bytes) -> asyncio.Future:
+        """A future resolved with (height, index) once ``record_id`` is committed here."""
+        fut = asyncio.get_running_loop().create_future()
+        loc = self.storage.locate(record_id)
+        if loc is not None:
+            fut.set_result(loc)
+        else:
+            self._waiters.setdefault(record_id, []).append(fut)
+        return fut
+
+    def drop_waiter(self, record_id: bytes, fut: asyncio.Future) -> None:
+        futs = self._waiters.get(record_id)
+        if futs and fut in futs:
+            futs.remove(fut)
+            if not futs:
+                del self._waiters[record_id]
+
+    # -- status ----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        rs = self.replica.status()
+        return {
+            "node": self.id,
+            "name": self.name,
+            "chain_id": self.genesis.chain_id,
+            "genesis_hash": self.genesis.hash.hex(),
+            "height": self.storage.height,
+            "view": rs["view"],
+            "primary": rs["primary"],
+            "mode": rs["mode"],
+            "mempool": len(self.mempool),
+            "in_flight": self.mempool.in_flight,
+            "peers": self.transport.status(),
+            "counters": {**self.counters, **{f"replica.{k}": v for k, v in rs.get("dropped", {}).items()}},
+        }
+
+
+def error_entry(rid: bytes | None, err: BaseException) -> dict[str, Any]:
+    return {"id": rid, "status": "rejected", "error": error_body(err)}

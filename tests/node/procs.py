@@ -1,0 +1,101 @@
+"""Helpers for the process tests: free loopback ports, a devnet per test, bounded waits, HTTP calls."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+
+from rantai.client.encoding import decode, encode
+from rantai.client.records import SignedRecord, sign_event
+from rantai.node.devnet import Devnet
+
+from .conftest import event
+
+MP = {"content-type": "application/msgpack", "accept": "application/msgpack"}
+
+
+def free_base_port(n: int) -> int:
+    """A base port with n consecutive free loopback ports (checked by binding each)."""
+    for _ in range(200):
+        base = random.randint(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def make_devnet(tmp_path, n: int = 4, **params: int) -> Devnet:
+    defaults = {"checkpoint_interval": 4, "window": 4, "view_change_timeout_ms": 1000, "batch_timeout_ms": 5}
+    net = Devnet(tmp_path / "devnet", validators=n, base_port=free_base_port(n), params={**defaults, **params})
+    net.start()
+    net.wait_ready(timeout=60)
+    return net
+
+
+def wait_until(what: str, fn: Callable[[], bool], timeout: float = 60.0, every: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if fn():
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+class Api:
+    def __init__(self, net: Devnet) -> None:
+        self.net = net
+        self.urls = net.urls
+        self.genesis = net.genesis
+        self.acme = net.member_key("acme")
+        self.http = httpx.Client(timeout=60.0)
+
+    def records(self, n: int) -> list[SignedRecord]:
+        return [sign_event(self.acme, self.genesis, event()) for _ in range(n)]
+
+    def submit(self, i: int, records: list[SignedRecord], wait: bool = True, timeout_ms: int = 30000) -> tuple[int, list]:
+        q = f"?wait=commit&timeout_ms={timeout_ms}" if wait else ""
+        r = self.http.post(self.urls[i] + "/v1/records" + q, content=encode({"records": [x.raw for x in records]}),
+                           headers=MP)
+        return r.status_code, decode(r.content).get("results", [])
+
+    def height(self, i: int) -> int:
+        return decode(self.http.get(self.urls[i] + "/v1/head", headers=MP, timeout=2.0).content)["height"]
+
+    def status(self, i: int) -> dict:
+        return self.http.get(self.urls[i] + "/v1/status", timeout=5.0).json()
+
+    def blocks(self, i: int, start: int, stop: int) -> list[bytes]:
+        out = []
+        while start <= stop:
+            r = self.http.get(self.urls[i] + "/v1/blocks", params={"from": start, "to": min(stop, start + 999)})
+            import msgpack
+            items = list(msgpack.Unpacker(__import__("io").BytesIO(r.content), raw=False))
+            if not items:
+                break
+            out += [encode(x) for x in items]
+            start += len(items)
+        return out
+
+    def has_record(self, i: int, rid: bytes) -> bool:
+        return self.http.get(self.urls[i] + f"/v1/records/{rid.hex()}", timeout=5.0).status_code == 200
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,13 +1,18 @@
 """GS1 EPCIS 2.0 support for rantai: validation, event hash IDs and event builders.
 
-``rantai.client.epcis`` exposes:
-
-* :func:`validate_event`, :func:`validate_document` and :class:`EventInvalid`
-  (rantai's own validation rules, see ``docs/epcis.md``);
+* :func:`validate_event`, :func:`validate_document`, :class:`EventInvalid`:
+  rantai's own validation rules (``docs/epcis.md``);
+* :func:`event_hash_id`, :func:`event_prehash`: the CBV 2.0 event hash ID;
+* builders (:func:`commission`, :func:`pack`, :func:`ship`, :func:`receive`,
+  :func:`transform`, :func:`sell`) and GS1 identifier helpers (:func:`sgtin`,
+  :func:`sscc`, :func:`sgln`, ...), so that events can be written without
+  knowing EPCIS by heart.
 """
 
+from .event_hash import event_hash_id, event_prehash
 from .validate import (
     EventInvalid,
+    document_events,
     is_gs1_identifier,
     validate_document,
     validate_event,
@@ -15,6 +20,9 @@ from .validate import (
 
 __all__ = [
     "EventInvalid",
+    "document_events",
+    "event_hash_id",
+    "event_prehash",
     "is_gs1_identifier",
     "validate_document",
     "validate_event",

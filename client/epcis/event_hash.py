@@ -1,0 +1,530 @@
+"""The CBV 2.0 EPCIS event hash ID: ``ni:///sha-256;<hex>?ver=CBV2.0``.
+
+The event is turned into a canonical *pre-hash string* (fixed property order,
+no separators, ``key=value`` pairs, normalised values, sorted lists), whose
+UTF-8 bytes are hashed with SHA-256 and written as an RFC 6920 ``ni`` URI.
+``docs/epcis.md`` states the algorithm as implemented here, with worked
+examples; the rules follow the EPCIS Event Hash ID algorithm of GS1 CBV 2.0
+(the "EPCIS Event Hash Generator" algorithm).
+
+Summary of the canonical forms:
+
+* ``eventType=<type>`` first, then the event's fields in the canonical
+  property order (:data:`PROPERTY_ORDER`); absent fields and empty lists are
+  left out; ``eventID``, ``recordTime``, ``errorDeclaration``, ``@context``
+  and comments (``rdfs:comment``) are not part of the hash.
+* timestamps: UTC, ``Z``, exactly three fraction digits (the 4th digit rounds
+  half up);
+* numbers: no trailing zeros, no exponent (``200.0`` -> ``200``);
+* CBV / GS1 vocabulary terms: bare terms, URN forms (``urn:epcglobal:cbv:...``)
+  and compact IRIs (``cbv:``, ``gs1:``) become the full web URIs
+  (``https://ref.gs1.org/cbv/BizStep-shipping``);
+* GS1 identifiers: EPC URIs become canonical GS1 Digital Link URIs on
+  ``https://id.gs1.org``; Digital Link URIs on other domains are moved to that
+  domain, lose their query string and keep only the finest-grained key;
+* lists: each element is rendered, then the elements are sorted (by code
+  point); a list's name appears once;
+* ``bizTransaction``/``source``/``destination``: ``type=<T>`` then the value;
+* extensions (top level, in ILMD, readPoint, bizLocation, sensor elements):
+  ``{namespace}local=value`` with the JSON-LD prefix expanded, nested objects
+  rendered recursively, and sibling strings sorted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote, unquote
+
+from .validate import (
+    BIZ_STEPS,
+    BIZ_TRANSACTION_TYPES,
+    COMPONENTS,
+    DISPOSITIONS,
+    MEASUREMENT_TYPES,
+    SENSOR_ALERT_TYPES,
+    SOURCE_DEST_TYPES,
+)
+
+__all__ = [
+    "event_hash_id",
+    "event_prehash",
+    "epc_to_digital_link",
+    "normalise_identifier",
+    "normalise_timestamp",
+    "PROPERTY_ORDER",
+    "DEFAULT_PREFIXES",
+]
+
+HASH_VERSION = "CBV2.0"
+
+#: JSON-LD prefixes the EPCIS 2.0 context defines (used when an event's own
+#: ``@context`` does not say otherwise).
+DEFAULT_PREFIXES: dict[str, str] = {
+    "epcis": "https://ref.gs1.org/epcis/",
+    "cbv": "https://ref.gs1.org/cbv/",
+    "cbvmda": "urn:epcglobal:cbv:mda:",
+    "gs1": "https://gs1.org/voc/",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "dcterms": "http://purl.org/dc/terms/",
+    "owl": "http://www.w3.org/2002/07/owl#",
+}
+
+CBV = "https://ref.gs1.org/cbv/"
+GS1_VOC = "https://gs1.org/voc/"
+
+#: Fields that are not part of the hash.
+EXCLUDED = frozenset({"type", "eventID", "recordTime", "errorDeclaration", "@context", "rdfs:comment", "comment"})
+
+# ---------------------------------------------------------------- values
+
+_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d+))?)?\s*(?:([Zz])|([+-])(\d\d):?(\d\d))?\Z"
+)
+
+
+def normalise_timestamp(value: str) -> str:
+    """``2024-05-01T08:30:00.12345+07:00`` -> ``2024-05-01T01:30:00.123Z``.
+
+    UTC with ``Z``, exactly three fraction digits, the 4th digit rounding half
+    up (``.1415`` -> ``.142``; a carry can move the second).  A timestamp
+    without an offset is taken as UTC.  Unparseable text is returned trimmed.
+    """
+    s = value.strip()
+    m = _TIME.match(s)
+    if m is None:
+        return s
+    y, mo, d, h, mi, sec, frac, z, sign, oh, om = m.groups()
+    tz = timezone.utc
+    if sign is not None:
+        delta = timedelta(hours=int(oh), minutes=int(om))
+        tz = timezone(-delta if sign == "-" else delta)
+    try:
+        t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec or 0), tzinfo=tz)
+    except ValueError:
+        return s
+    digits = (frac or "") + "0000"
+    ms = int(digits[:3]) + (1 if digits[3] >= "5" else 0)
+    t = t.astimezone(timezone.utc) + timedelta(milliseconds=ms)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def normalise_number(value: Any) -> str:
+    """``200.0`` -> ``200``; ``0.50`` -> ``0.5``; ``1e-7`` -> ``0.0000001``; booleans -> ``true``/``false``."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    text = format(Decimal(repr(float(value))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+# ------------------------------------------------------- GS1 identifiers
+
+
+def _cd(digits: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        total += int(ch) * (3 if i % 2 == 0 else 1)
+    return str((10 - total % 10) % 10)
+
+
+def _seg(text: str) -> str:
+    """A Digital Link path segment: the value with EPC-URI escapes undone, then
+    every character outside RFC 3986 'unreserved' and the apostrophe
+    percent-encoded (as the CBV 2.0 reference implementation does)."""
+    return quote(unquote(text), safe="'")
+
+
+def _indicator_first(cp: str, ref: str) -> str:
+    """CompanyPrefix.ItemRef (indicator/extension digit first in ItemRef) -> 13 digits."""
+    return ref[:1] + cp + ref[1:]
+
+
+def epc_to_digital_link(uri: str) -> str | None:
+    """The canonical GS1 Digital Link URI (``https://id.gs1.org/...``) of an EPC
+    URI, EPC class URI or (sgtin) EPC pattern URI; None if it has none."""
+    if not uri.startswith("urn:epc:"):
+        return None
+    kind, _, rest = uri[8:].partition(":")
+    scheme, _, body = rest.partition(":")
+    parts = body.split(".")
+    base = "https://id.gs1.org/"
+    try:
+        if kind == "id":
+            if scheme == "sgtin" and len(parts) == 3:
+                g = _indicator_first(parts[0], parts[1])
+                return f"{base}01/{g}{_cd(g)}/21/{_seg(parts[2])}"
+            if scheme == "sscc" and len(parts) == 2:
+                s = _indicator_first(parts[0], parts[1])
+                return f"{base}00/{s}{_cd(s)}"
+            if scheme == "sgln" and len(parts) == 3:
+                g = parts[0] + parts[1]
+                ext = "" if parts[2] == "0" else f"/254/{_seg(parts[2])}"
+                return f"{base}414/{g}{_cd(g)}{ext}"
+            if scheme == "pgln" and len(parts) == 2:
+                g = parts[0] + parts[1]
+                return f"{base}417/{g}{_cd(g)}"
+            if scheme == "grai" and len(parts) == 3:
+                g = "0" + parts[0] + parts[1]
+                return f"{base}8003/{g}{_cd(g)}{_seg(parts[2])}"
+            if scheme == "giai" and len(parts) >= 2:
+                return f"{base}8004/{parts[0]}{_seg('.'.join(parts[1:]))}"
+            if scheme in ("gsrn", "gsrnp") and len(parts) == 2:
+                g = parts[0] + parts[1]
+                return f"{base}{'8018' if scheme == 'gsrn' else '8017'}/{g}{_cd(g)}"
+            if scheme == "gdti" and len(parts) == 3:
+                g = parts[0] + parts[1]
+                return f"{base}253/{g}{_cd(g)}{_seg(parts[2])}"
+            if scheme == "sgcn" and len(parts) == 3:
+                g = parts[0] + parts[1]
+                return f"{base}255/{g}{_cd(g)}{parts[2]}"
+            if scheme == "ginc" and len(parts) >= 2:
+                return f"{base}401/{parts[0]}{_seg('.'.join(parts[1:]))}"
+            if scheme == "gsin" and len(parts) == 2:
+                g = parts[0] + parts[1]
+                return f"{base}402/{g}{_cd(g)}"
+            if scheme == "cpi" and len(parts) == 3:
+                return f"{base}8010/{parts[0]}{_seg(parts[1])}/8011/{parts[2]}"
+            if scheme == "itip" and len(parts) == 5:
+                g = _indicator_first(parts[0], parts[1])
+                return f"{base}8006/{g}{_cd(g)}{parts[2]}{parts[3]}/21/{_seg(parts[4])}"
+            if scheme == "upui" and len(parts) == 3:
+                g = _indicator_first(parts[0], parts[1])
+                return f"{base}01/{g}{_cd(g)}/235/{_seg(parts[2])}"
+        elif kind == "class" and scheme == "lgtin" and len(parts) == 3:
+            g = _indicator_first(parts[0], parts[1])
+            return f"{base}01/{g}{_cd(g)}/10/{_seg(parts[2])}"
+        elif kind == "idpat" and scheme == "sgtin" and len(parts) == 3 and parts[1] != "*":
+            g = _indicator_first(parts[0], parts[1])
+            return f"{base}01/{g}{_cd(g)}"
+    except ValueError:  # non-digits where digits belong
+        return None
+    return None
+
+
+# Digital Link primary keys -> the key qualifiers the hash keeps, finest first
+_DL_KEEP: dict[str, tuple[str, ...]] = {
+    "00": (), "01": ("21", "235", "10"), "253": (), "255": (), "401": (), "402": (), "414": ("254",),
+    "417": (), "8003": (), "8004": (), "8006": ("21", "10"), "8010": ("8011",), "8017": (), "8018": (),
+}
+# older Digital Link syntax used short names for some keys and qualifiers
+_DL_ALPHA = {"sscc": "00", "gtin": "01", "gdti": "253", "gcn": "255", "ginc": "401", "gsin": "402", "gln": "414",
+             "party": "417", "grai": "8003", "giai": "8004", "itip": "8006", "cpid": "8010", "gsrnp": "8017",
+             "gsrn": "8018", "ser": "21", "lot": "10", "glnx": "254", "cpsn": "8011"}
+_DL = re.compile(r"https?://[^/?#]+((?:/[^/?#]*)*)(?:\?[^#]*)?(?:#.*)?\Z")
+_DL_NUMERIC_LEN = {"00": 18, "01": 14, "402": 17, "414": 13, "417": 13, "8017": 18, "8018": 18}
+
+
+def _digital_link(uri: str) -> str | None:
+    """A Digital Link URI in the hash's constrained canonical form, or None if
+    ``uri`` is not a GS1 Digital Link URI."""
+    m = _DL.match(uri)
+    if m is None:
+        return None
+    segs = [_DL_ALPHA.get(x, x) for x in m.group(1).split("/")[1:]]
+    for i in range(len(segs) - 1):
+        ai = segs[i]
+        keep = _DL_KEEP.get(ai)
+        if keep is None:
+            continue
+        value = unquote(segs[i + 1])
+        n = _DL_NUMERIC_LEN.get(ai)
+        if n is not None:
+            if not value.isdigit() or len(value) > n:
+                return None
+            value = value.zfill(n)  # GTIN-8/12/13 -> GTIN-14 etc.
+        elif ai in ("253", "255", "8003", "8006") and not value[:13].isdigit():
+            return None
+        quals = {segs[j]: unquote(segs[j + 1]) for j in range(i + 2, len(segs) - 1, 2)}
+        out = f"https://id.gs1.org/{ai}/{_seg(value)}"
+        for q in keep:
+            if q in quals:
+                out += f"/{q}/{_seg(quals[q])}"
+                break
+        return out
+    return None
+
+
+def normalise_identifier(value: str) -> str:
+    """EPC URI -> canonical Digital Link; Digital Link -> constrained canonical
+    Digital Link (``https://id.gs1.org``, no query, finest key only); else unchanged."""
+    if value.startswith("urn:epc:"):
+        return epc_to_digital_link(value) or value
+    if value.startswith("http"):
+        return _digital_link(value) or value
+    return value
+
+
+# ----------------------------------------------------------- vocabularies
+
+_URN_CBV = (
+    ("urn:epcglobal:cbv:bizstep:", CBV + "BizStep-"),
+    ("urn:epcglobal:cbv:disp:", CBV + "Disp-"),
+    ("urn:epcglobal:cbv:btt:", CBV + "BTT-"),
+    ("urn:epcglobal:cbv:sdt:", CBV + "SDT-"),
+    ("urn:epcglobal:cbv:er:", CBV + "ER-"),
+    ("http://ns.gs1.org/cbv/", CBV),
+    ("https://ns.gs1.org/cbv/", CBV),
+)
+# field -> what a bare term expands to
+_BARE = {
+    "bizStep": CBV + "BizStep-",
+    "disposition": CBV + "Disp-",
+    "set": CBV + "Disp-",
+    "unset": CBV + "Disp-",
+    "bizTransactionType": CBV + "BTT-",
+    "sourceDestType": CBV + "SDT-",
+    "component": CBV + "Comp-",
+    "measurementType": GS1_VOC,
+    "exception": GS1_VOC,
+}
+
+
+_TERMS = {
+    "bizStep": BIZ_STEPS,
+    "disposition": DISPOSITIONS,
+    "set": DISPOSITIONS,
+    "unset": DISPOSITIONS,
+    "bizTransactionType": BIZ_TRANSACTION_TYPES,
+    "sourceDestType": SOURCE_DEST_TYPES,
+    "component": COMPONENTS,
+    "measurementType": MEASUREMENT_TYPES,
+    "exception": SENSOR_ALERT_TYPES,
+}
+
+
+class _Ctx:
+    """Prefix map of the event (its ``@context`` over the EPCIS defaults)."""
+
+    __slots__ = ("prefixes",)
+
+    def __init__(self, contexts: Iterable[Any]) -> None:
+        self.prefixes = dict(DEFAULT_PREFIXES)
+        for c in contexts:
+            self._add(c)
+
+    def _add(self, c: Any) -> None:
+        if isinstance(c, list):
+            for x in c:
+                self._add(x)
+        elif isinstance(c, dict):
+            for k, v in c.items():
+                if isinstance(v, dict):
+                    v = v.get("@id")
+                if isinstance(k, str) and isinstance(v, str) and not k.startswith("@"):
+                    self.prefixes[k] = v
+
+    def expand(self, term: str) -> str:
+        """A compact IRI ``prefix:rest`` with a known prefix -> full IRI; else unchanged."""
+        prefix, sep, rest = term.partition(":")
+        if sep and not rest.startswith("//"):
+            ns = self.prefixes.get(prefix)
+            if ns is not None:
+                return ns + rest
+        return term
+
+    def key(self, key: str) -> str:
+        """An extension key -> ``{namespace}local``."""
+        prefix, sep, rest = key.partition(":")
+        if sep and not rest.startswith("//"):
+            ns = self.prefixes.get(prefix)
+            if ns is not None:
+                return "{" + ns + "}" + rest
+            return "{" + prefix + ":}" + rest
+        # a full IRI: split after its last '/' or '#'
+        cut = max(key.rfind("/"), key.rfind("#"))
+        if sep and cut > 0:
+            return "{" + key[: cut + 1] + "}" + key[cut + 1 :]
+        return key
+
+
+def _value(v: Any, ctx: _Ctx, vocab: str | None = None) -> str:
+    """The canonical text of a value."""
+    if not isinstance(v, str):
+        if v is None:
+            return ""
+        if isinstance(v, (int, float)):
+            return normalise_number(v)
+        return str(v)
+    s = v.strip()
+    if not s:
+        return s
+    if vocab is not None and ":" not in s:
+        return _BARE[vocab] + s if s in _TERMS[vocab] else s
+    for old, new in _URN_CBV:
+        if s.startswith(old):
+            return new + s[len(old):]
+    s = ctx.expand(s)
+    return normalise_identifier(s)
+
+
+def _pair(key: str, v: Any, ctx: _Ctx, vocab: str | None = None) -> str:
+    text = _value(v, ctx, vocab)
+    return f"{key}={text}" if text else ""
+
+
+# --------------------------------------------------------------- structure
+
+_QTY = ("epcClass", "quantity", "uom")
+_SENSOR_METADATA = ("time", "startTime", "endTime", "deviceID", "deviceMetadata", "rawData",
+                    "dataProcessingMethod", "bizRules")
+_SENSOR_REPORT = ("type", "exception", "deviceID", "deviceMetadata", "rawData", "dataProcessingMethod", "time",
+                  "microorganism", "chemicalSubstance", "value", "component", "stringValue", "booleanValue",
+                  "hexBinaryValue", "uriValue", "minValue", "maxValue", "meanValue", "sDev", "percRank",
+                  "percValue", "uom", "coordinateReferenceSystem", "bizRules")
+_TIME_FIELDS = frozenset({"time", "startTime", "endTime"})
+_SENSOR_VOCAB = {"type": "measurementType", "exception": "exception", "component": "component"}
+
+#: The canonical property order after ``eventType``.
+PROPERTY_ORDER: tuple[str, ...] = (
+    "eventTime", "eventTimeZoneOffset", "certificationInfo",
+    "epcList", "parentID", "inputEPCList", "childEPCs",
+    "quantityList", "childQuantityList", "inputQuantityList",
+    "outputEPCList", "outputQuantityList",
+    "action", "transformationID", "bizStep", "disposition", "persistentDisposition",
+    "readPoint", "bizLocation", "bizTransactionList", "sourceList", "destinationList",
+    "sensorElementList", "ilmd",
+)
+_KNOWN = frozenset(PROPERTY_ORDER) | EXCLUDED
+
+
+def _as_list(v: Any) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def _ext(key: str, v: Any, ctx: _Ctx) -> list[str]:
+    """Pre-hash substrings of one extension element (a list value gives one per item)."""
+    name = ctx.key(key)
+    out = []
+    for item in _as_list(v):
+        if isinstance(item, dict):
+            out.append(name + _exts(item, ctx))
+        else:
+            text = _value(item, ctx)
+            out.append(f"{name}={text}" if text else name)
+    return out
+
+
+def _exts(obj: Mapping[str, Any], ctx: _Ctx, skip: Iterable[str] = ()) -> str:
+    """All extension elements of ``obj`` (keys not in ``skip``), sorted."""
+    skip = set(skip)
+    parts: list[str] = []
+    for k, v in obj.items():
+        if k in skip or k in ("@context", "rdfs:comment", "comment") or k.startswith("@xmlns"):
+            continue
+        if k == "#text":
+            text = _value(v, ctx)
+            if text:
+                parts.append("=" + text)  # XML-style text content
+            continue
+        parts.extend(_ext(k, v, ctx))
+    parts.sort()
+    return "".join(parts)
+
+
+def _fields(obj: Mapping[str, Any], order: tuple[str, ...], ctx: _Ctx,
+            vocab: Mapping[str, str] | None = None) -> str:
+    out = []
+    for f in order:
+        if f in obj:
+            v = obj[f]
+            if f in _TIME_FIELDS and isinstance(v, str):
+                out.append(f"{f}={normalise_timestamp(v)}")
+            elif f == "hexBinaryValue" and isinstance(v, str):
+                out.append(f"{f}={v.strip().upper()}")
+            else:
+                out.append(_pair(f, v, ctx, vocab.get(f) if vocab else None))
+    return "".join(out) + _exts(obj, ctx, order)
+
+
+def _sorted_join(items: Iterable[str]) -> str:
+    return "".join(sorted(i for i in items if i))
+
+
+def _render(field: str, v: Any, ctx: _Ctx) -> str:
+    if field in ("eventTime",):
+        return f"{field}={normalise_timestamp(v)}" if isinstance(v, str) else _pair(field, v, ctx)
+    if field in ("epcList", "inputEPCList", "childEPCs", "outputEPCList"):
+        body = _sorted_join(_pair("epc", x, ctx) for x in _as_list(v))
+        return field + body if body else ""
+    if field == "certificationInfo":
+        return _sorted_join(_pair(field, x, ctx) for x in _as_list(v))
+    if field.endswith("QuantityList") or field == "quantityList":
+        body = _sorted_join("quantityElement" + _fields(q, _QTY, ctx) for q in _as_list(v) if isinstance(q, dict))
+        return field + body if body else ""
+    if field in ("bizStep", "disposition"):
+        return _pair(field, v, ctx, field)
+    if field == "persistentDisposition":
+        if not isinstance(v, dict):
+            return ""
+        body = "".join(_sorted_join(_pair(k, x, ctx, k) for x in _as_list(v[k])) for k in ("set", "unset") if k in v)
+        return field + body if body else ""
+    if field in ("readPoint", "bizLocation"):
+        if isinstance(v, dict):
+            body = _fields(v, ("id",), ctx)
+        else:
+            body = _pair("id", v, ctx)
+        return field + body if body else ""
+    if field in ("bizTransactionList", "sourceList", "destinationList"):
+        value_key = {"bizTransactionList": "bizTransaction", "sourceList": "source",
+                     "destinationList": "destination"}[field]
+        vocab = "bizTransactionType" if value_key == "bizTransaction" else "sourceDestType"
+        items = []
+        for x in _as_list(v):
+            if isinstance(x, dict):
+                items.append(_pair("type", x.get("type"), ctx, vocab) + _pair(value_key, x.get(value_key), ctx))
+        body = _sorted_join(items)
+        return field + body if body else ""
+    if field == "sensorElementList":
+        elements = []
+        for el in _as_list(v):
+            if not isinstance(el, dict):
+                continue
+            s = "sensorElement"
+            md = el.get("sensorMetadata")
+            if isinstance(md, dict):
+                body = _fields(md, _SENSOR_METADATA, ctx)
+                s += "sensorMetadata" + body if body else ""
+            reports = []
+            for r in _as_list(el.get("sensorReport", [])):
+                if isinstance(r, dict):
+                    reports.append("sensorReport" + _fields(r, _SENSOR_REPORT, ctx, _SENSOR_VOCAB))
+            s += _sorted_join(reports)
+            s += _exts(el, ctx, ("sensorMetadata", "sensorReport"))
+            elements.append(s)
+        body = _sorted_join(elements)
+        return field + body if body else ""
+    if field == "ilmd":
+        body = _exts(v, ctx) if isinstance(v, dict) else ""
+        return field + body if body else ""
+    return _pair(field, v, ctx)
+
+
+def event_prehash(event: Mapping[str, Any], context: Any = None) -> str:
+    """The canonical pre-hash string of an EPCIS event.
+
+    ``context`` is the JSON-LD ``@context`` in force around the event (e.g. the
+    enclosing document's); the event's own ``@context`` is applied on top.
+    """
+    ctx = _Ctx([context, event.get("@context")])
+    out = ["eventType=" + str(event.get("type", "")).strip()]
+    for field in PROPERTY_ORDER:
+        if field in event:
+            out.append(_render(field, event[field], ctx))
+    out.append(_exts(event, ctx, _KNOWN))
+    return "".join(out)
+
+
+def event_hash_id(event: Mapping[str, Any], context: Any = None) -> str:
+    """The CBV 2.0 event hash ID ``ni:///sha-256;<hex>?ver=CBV2.0`` of an EPCIS event."""
+    digest = hashlib.sha256(event_prehash(event, context).encode("utf-8")).hexdigest()
+    return f"ni:///sha-256;{digest}?ver={HASH_VERSION}"

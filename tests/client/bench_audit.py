@@ -1,0 +1,77 @@
+"""Audit speed on a synthetic chain: ``python tests/client/bench_audit.py [RECORDS] [PER_BLOCK]``.
+
+Builds a chain in memory with the format modules (4 validators, realistic ObjectEvents from
+several members), then audits it from a MemorySource and from a LevelDB directory laid out like
+node/storage.py, with the worker pool and in-process, and prints records/s for each. Signing
+the chain takes a while (Ed25519 signing is cheaper than verifying, but not free); the chain is
+built once per run. Not collected by pytest (no ``test_`` prefix).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from helpers_client import Net, object_event  # noqa: E402
+
+from rantai.client.audit import Auditor, DataDirSource, MemorySource  # noqa: E402
+from rantai.client.encoding import encode  # noqa: E402
+
+
+def build(records: int, per_block: int) -> Net:
+    net = Net()
+    who = ["acme", "beta"]
+    n = 0
+    while n < records:
+        k = min(per_block, records - n)
+        net.commit([net.sign(object_event(n + j), who[(n + j) % 2]) for j in range(k)])
+        n += k
+    return net
+
+
+def write_leveldb(net: Net, path: str) -> None:
+    import plyvel
+
+    u64 = struct.Struct(">Q")
+    db = plyvel.DB(path, create_if_missing=True)
+    with db.write_batch() as wb:
+        for b, c in zip(net.blocks, net.certs):
+            wb.put(b"b" + u64.pack(b.height), b.raw)
+            wb.put(b"c" + u64.pack(b.height), encode(c.to_obj()))
+        wb.put(b"h", u64.pack(net.height) + net.blocks[-1].hash)
+    db.close()
+
+
+def main() -> None:
+    records = int(sys.argv[1]) if len(sys.argv) > 1 else 40_000
+    per_block = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    t = time.perf_counter()
+    net = build(records, per_block)
+    print(f"built {records} records in {net.height} blocks in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    items = [(b.raw, c.to_obj()) for b, c in zip(net.blocks, net.certs)]
+    results = {}
+    for workers in (0, os.cpu_count() or 1):
+        with Auditor(net.genesis, workers=workers) as auditor:
+            rep = auditor.run(MemorySource(items))
+            assert rep.ok, rep.failures[:3]
+            results[f"memory workers={workers}"] = round(rep.rate)
+    with tempfile.TemporaryDirectory() as d:
+        write_leveldb(net, d + "/db")
+        with Auditor(net.genesis) as auditor:
+            src = DataDirSource(d + "/db")
+            rep = auditor.run(src)
+            src.close()
+            assert rep.ok, rep.failures[:3]
+            results["leveldb workers=auto"] = round(rep.rate)
+    print(json.dumps({"records": records, "per_block": per_block, "cpus": os.cpu_count(),
+                      "records_per_second": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

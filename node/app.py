@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgpack
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
@@ -25,6 +26,7 @@ from rantai.consensus import wire
 from rantai.consensus.errors import ProtocolViolation
 
 from .driver import Node, error_entry
+from .transport import BATCH_HEADER, BATCH_MAX
 from .validation import error_body, status_of
 
 __all__ = ["create_app"]
@@ -291,16 +293,28 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         if _media(request) != MSGPACK:
             raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK}")
         body = await read_body(request, MAX_PEER_MESSAGE_BYTES)
-        try:
-            message = wire.decode(body)
-        except ProtocolViolation as exc:
-            node._count("peer-malformed")
-            raise ApiError(400, "protocol", f"peer message: {exc}") from None
-        sender = getattr(message, "sender", None)
-        if sender not in node.genesis.validator_by_id or sender == node.id:
-            node._count("peer-not-validator")
-            raise ApiError(403, "not a validator", "peer messages are accepted from this chain's validators only")
-        node.deliver(message)
+        parts = [body]
+        if BATCH_HEADER in request.headers:  # several wire messages in one request (node.transport)
+            try:
+                parts = msgpack.unpackb(body, raw=False, max_array_len=BATCH_MAX)
+                assert isinstance(parts, list) and all(isinstance(p, bytes) for p in parts)
+            except Exception:
+                node._count("peer-malformed")
+                raise ApiError(400, "protocol", "peer message batch: a msgpack array of byte strings expected") from None
+        messages = []
+        for part in parts:
+            try:
+                message = wire.decode(part)
+            except ProtocolViolation as exc:
+                node._count("peer-malformed")
+                raise ApiError(400, "protocol", f"peer message: {exc}") from None
+            sender = getattr(message, "sender", None)
+            if sender not in node.genesis.validator_by_id or sender == node.id:
+                node._count("peer-not-validator")
+                raise ApiError(403, "not a validator", "peer messages are accepted from this chain's validators only")
+            messages.append(message)
+        for message in messages:
+            node.deliver(message)
         return Response(status_code=202)
 
     @app.post("/v1/peer/records", summary="Records gossiped by another validator", status_code=202)

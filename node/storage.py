@@ -51,7 +51,10 @@ class Storage:
         if create:
             self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = plyvel.DB(str(self.path), create_if_missing=create, paranoid_checks=True)
+            self.db = plyvel.DB(
+                str(self.path), create_if_missing=create, paranoid_checks=True, bloom_filter_bits=10,
+                lru_cache_size=32 * 1024 * 1024, write_buffer_size=16 * 1024 * 1024,
+            )
         except plyvel.Error as exc:
             raise StorageError(f"storage: cannot open {self.path}: {exc}") from exc
         self._lock = threading.Lock()

@@ -2,7 +2,7 @@
 
 ``send``/``broadcast`` never block and never raise: a message goes into the peer's queue (when the
 queue is full the oldest message is dropped: PBFT retransmits what matters), and the peer's task
-posts it, retrying with exponential backoff while the peer is unreachable. Messages older than
+posts it (consensus messages waiting behind it ride in the same request, as a batch), retrying with exponential backoff while the peer is unreachable. Messages older than
 ``max_age_s`` are dropped rather than sent late. The httpx transport is injectable, so tests can
 wire nodes in-process with ``httpx.ASGITransport``.
 """
@@ -17,11 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
+import msgpack
 
-__all__ = ["PeerTransport", "MSGPACK"]
+__all__ = ["BATCH_HEADER", "MSGPACK", "PeerTransport"]
 
 log = logging.getLogger("rantai.node.transport")
 MSGPACK = "application/msgpack"
+BATCHABLE = "/v1/peer/messages"
+BATCH_HEADER = "x-rantai-batch"  # body: a msgpack array of wire messages (bin), see docs/operations.md
+BATCH_MAX = 64
+BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -113,8 +118,21 @@ class PeerTransport:
                 p.queue.popleft()
                 p.dropped += 1
                 continue
+            # Consensus messages queued behind this one go in the same request (one round trip).
+            take = 1
+            if path == BATCHABLE:
+                size = len(body)
+                while take < len(p.queue) and take < BATCH_MAX and p.queue[take][1] == path:
+                    size += len(p.queue[take][2])
+                    if size > BATCH_BYTES:
+                        break
+                    take += 1
+            headers = {"content-type": MSGPACK}
+            if take > 1:
+                body = msgpack.packb([p.queue[k][2] for k in range(take)], use_bin_type=True)
+                headers[BATCH_HEADER] = str(take)
             try:
-                r = await p.client.post(path, content=body, headers={"content-type": MSGPACK})
+                r = await p.client.post(path, content=body, headers=headers)
             except (httpx.HTTPError, OSError) as exc:
                 p.reachable = False
                 p.failures += 1
@@ -122,7 +140,8 @@ class PeerTransport:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_s[1])
                 continue
-            p.queue.popleft()
+            for _ in range(take):
+                p.queue.popleft()
             p.reachable = True
             backoff = self.backoff_s[0]
             if r.status_code >= 400:

@@ -86,6 +86,10 @@ class RecordValidator:
         for raw in raws:
             try:
                 record = SignedRecord.from_bytes(raw, max_size=self.max_record_bytes)
+                loc = self.storage.locate(record.id)  # here, not on the loop: LevelDB reads drop the GIL
+                if loc is not None:
+                    out.append(DuplicateRecord("record: already committed", id=record.id.hex(), height=loc[0], index=loc[1]))
+                    continue
                 if record.id not in self.verified:
                     record.verify(self.genesis)
                 out.append(record)
@@ -135,7 +139,7 @@ class RecordValidator:
         seen: set[bytes] = set()
         for i, res in zip(todo, parsed):
             if isinstance(res, SignedRecord):
-                dup = self.duplicate(res.id)
+                dup = self.pending(res.id)
                 if dup is None and res.id in seen:
                     dup = DuplicateRecord("record: appears twice in this request", id=res.id.hex(), pending=True)
                 if dup is not None:
@@ -146,10 +150,7 @@ class RecordValidator:
             results[i] = res
         return results  # type: ignore[return-value]
 
-    def duplicate(self, record_id: bytes) -> DuplicateRecord | None:
-        loc = self.storage.locate(record_id)
-        if loc is not None:
-            return DuplicateRecord("record: already committed", id=record_id.hex(), height=loc[0], index=loc[1])
+    def pending(self, record_id: bytes) -> DuplicateRecord | None:
         if record_id in self.mempool:
             return DuplicateRecord("record: already pending", id=record_id.hex(), pending=True)
         return None
@@ -170,6 +171,8 @@ class RecordValidator:
         for r in block.records:
             if len(r.raw) > self.max_record_bytes:
                 raise InvalidBlock(f"block {height}: a record is over {self.max_record_bytes} bytes")
+            if self.storage.locate(r.id) is not None:
+                raise InvalidBlock(f"block {height}: record {r.id.hex()} is already on the chain")
         return block
 
     async def check_proposal(self, height: int, parent: bytes, digest: bytes, payload: bytes) -> Block:
@@ -178,7 +181,7 @@ class RecordValidator:
         block = await loop.run_in_executor(self.pool, self._parse_block, payload, height, parent, digest)
         ancestors = self.mempool.ancestor_ids(parent)
         for r in block.records:
-            if self.storage.locate(r.id) is not None or r.id in ancestors:
+            if r.id in ancestors:
                 raise InvalidBlock(f"block {height}: record {r.id.hex()} is already on the chain")
         unverified = [r for r in block.records if r.id not in self.verified]
         errors = await self._in_chunks(self._verify, unverified)

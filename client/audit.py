@@ -558,6 +558,9 @@ class Auditor:
             collect(False)
 
         for height, raw, cert_obj in source.blocks(1, head):
+            if len(failures) >= self.max_failures:
+                report.truncated = True
+                break
             if height != expected:
                 if height > expected:
                     failures.append(AuditFailure(expected, "missing block",
@@ -594,9 +597,6 @@ class Auditor:
                 flush()
             if progress is not None:
                 progress(height, head, report.records)
-            if len(failures) >= self.max_failures:
-                report.truncated = True
-                break
         flush()
         collect(True)
         if report.height < head and not report.truncated:

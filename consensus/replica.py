@@ -64,7 +64,8 @@ VIEW_CHANGE = "view-change"
 VC_TIMER = "view-change"
 _HV = struct.Struct(">QQ")
 _H = struct.Struct(">Q")
-_MAX_VOTES_PER_SENDER = 4  # distinct (view, digest) votes kept per sender and height: bounds a flood
+_MAX_VOTES_PER_SENDER = 4  # votes kept per (sender, view) at one height: bounds a double-voter's flood
+_COMMIT_VIEWS_KEPT = 4  # COMMITs are kept for views [view - this, view + 1]; older ones are pruned
 
 
 class _Height:
@@ -80,7 +81,7 @@ class _Height:
         self.validated: dict[bytes, bool] = {}
         self.prepares: dict[tuple[int, bytes], dict[str, bytes]] = {}
         self.commits: dict[tuple[int, bytes], dict[str, bytes]] = {}
-        self.per_sender: dict[str, int] = {}
+        self.per_sender: dict[tuple[str, int], int] = {}
         self.prepared: PreparedCert | None = None  # highest-view prepared certificate
         self.my_prepare: Prepare | None = None
         self.my_commit: CommitVote | None = None
@@ -168,6 +169,7 @@ class Replica:
         self.nv_sent_ms: dict[str, int] = {}
         self.pending = False
         self.counters: dict[str, int] = {}
+        self.revalidate: list[tuple[int, int, bytes]] = []  # restored proposals the node must see again
         self._restore(persisted)
 
     # ------------------------------------------------------------------------------ public API
@@ -200,6 +202,14 @@ class Replica:
         """Advance timers: view change, retransmission, state transfer."""
         out: list[Effect] = []
         self.pending = pending
+        if self.revalidate:
+            # after a restart the node has forgotten in-flight blocks: show them again (ancestry for Validate)
+            for v, h, d in sorted(self.revalidate, key=lambda x: x[1]):
+                H = self.log.get(h)
+                if H is not None and h > self.committed_h and d in H.proposals:
+                    H.asked.add(d)
+                    out.append(Validate(v, h, H.proposals[d]))
+            self.revalidate.clear()
         if self.last_progress_ms is None:
             self.last_progress_ms = now_ms
         self._view_change_timer(out, now_ms)
@@ -455,12 +465,12 @@ class Replica:
         out.append(Broadcast(msg))
         self._check_prepared(h, out)
 
-    def _count_vote(self, H: _Height, sender: str) -> bool:
-        n = H.per_sender.get(sender, 0)
+    def _count_vote(self, H: _Height, sender: str, view: int) -> bool:
+        n = H.per_sender.get((sender, view), 0)
         if n >= _MAX_VOTES_PER_SENDER:
             self._drop("vote-flood")
             return False
-        H.per_sender[sender] = n + 1
+        H.per_sender[(sender, view)] = n + 1
         return True
 
     def _on_prepare(self, m: Prepare, out: list[Effect], now_ms: int) -> None:
@@ -483,7 +493,7 @@ class Replica:
         if votes is not None and m.sender in votes:
             self._drop("duplicate")
             return
-        if not self._count_vote(H, m.sender) or not self._verify(m):
+        if not self._count_vote(H, m.sender, m.view) or not self._verify(m):
             return
         H.prepares.setdefault((m.view, m.digest), {})[m.sender] = m.sig
         self._check_prepared(h, out)
@@ -553,7 +563,7 @@ class Replica:
             else:
                 self._drop("stale")
             return
-        if not self._in_window(h):
+        if not self._in_window(h) or not self.view - _COMMIT_VIEWS_KEPT <= m.view <= self.view + 1:
             if h > self.peer_high.get(m.sender, 0) and self._verify(m):
                 self.peer_high[m.sender] = h
             self._drop("out-of-window")
@@ -563,7 +573,7 @@ class Replica:
         if votes is not None and m.sender in votes:
             self._drop("duplicate")
             return
-        if not self._count_vote(H, m.sender) or not self._verify(m):
+        if not self._count_vote(H, m.sender, m.view) or not self._verify(m):
             return
         if h > self.peer_high.get(m.sender, 0):
             self.peer_high[m.sender] = h
@@ -870,8 +880,15 @@ class Replica:
         out.append(CancelTimer(VC_TIMER))
         if stable.height > self.stable.height:
             self._set_stable(stable, out)
+        floor = v - _COMMIT_VIEWS_KEPT
         for H in self.log.values():
             H.pp_wait.clear()
+            for key in [k for k in H.prepares if k[0] < v]:
+                del H.prepares[key]
+            for key in [k for k in H.commits if k[0] < floor]:
+                del H.commits[key]
+            for key in [k for k in H.per_sender if k[1] < floor]:
+                del H.per_sender[key]
         end = stable.height
         for pp in nv.pre_prepares:
             end = pp.height
@@ -963,7 +980,7 @@ class Replica:
                 H = self._slot(h)
                 H.prepared = cert
                 H.proposals[d] = Proposal(h, parent, d, payload)
-                H.validated[d] = True
+                self.revalidate.append((v, h, d))
                 self.pkeys.setdefault(h, set()).add(key)
             elif key.startswith(b"pp/"):
                 h, v = _HV.unpack(key[3:19])
@@ -977,7 +994,8 @@ class Replica:
                     H = self._slot(h)
                     H.pp[v] = pp
                     H.proposals[pp.digest] = Proposal(h, pp.parent, pp.digest, pp.payload)
-                    H.validated[pp.digest] = True
+                    H.validated[pp.digest] = True  # our own block: the node built it
+                    self.revalidate.append((v, h, pp.digest))
         if in_vc:
             self.mode = VIEW_CHANGE
             self._build_view_change()  # re-broadcast by the first retransmission

@@ -102,6 +102,7 @@ class Node:
         self.id = signer.id
         self.persisted: dict[bytes, bytes] = {}
         self.blocks: list[tuple[Proposal, CommitCertificate]] = []
+        self.committed_digests: set[bytes] = {sim.chain}
         self.mempool: dict[str, bool] = {}  # request id -> validity flag
         self.inflight: dict[bytes, tuple[bytes, list[str]]] = {}  # digest -> (parent, request ids)
         self.replica: Replica | None = None
@@ -163,6 +164,9 @@ class Node:
             elif te is Commit:
                 self.on_commit(e, t)
             elif te is Validate:
+                blk = decode_block(e.proposal.payload)
+                if blk is not None:  # the node remembers every proposal it is asked about (ancestry)
+                    self.inflight[e.proposal.digest] = (e.proposal.parent, [r[0] for r in blk[5] if r])
                 delay = sim.rng.randint(0, 5)
                 inc = self.incarnation
                 sim.schedule(t + delay, lambda tt, e=e, inc=inc: self.answer_validate(e, inc, tt))
@@ -181,23 +185,19 @@ class Node:
 
     def store(self, prop: Proposal, cert: CommitCertificate) -> None:
         self.blocks.append((prop, cert))
+        self.committed_digests.add(prop.digest)
         blk = decode_block(prop.payload)
         done = self.committed_requests()
         if blk is not None:
             for rid, _flag in blk[5]:
                 done.add(rid)
                 self.mempool.pop(rid, None)
-        for d in [d for d, (p, _) in self.inflight.items() if d == prop.digest]:
-            del self.inflight[d]
+        self.inflight.pop(prop.digest, None)
 
     def answer_validate(self, e: Validate, inc: int, t: int) -> None:
         if not self.up or inc != self.incarnation or self.replica is None:
             return
         ok = self.check_block(e.proposal)
-        if ok:
-            blk = decode_block(e.proposal.payload)
-            assert blk is not None
-            self.inflight[e.proposal.digest] = (e.proposal.parent, [r[0] for r in blk[5]])
         self.run(self.replica.validated(e.view, e.height, e.proposal.digest, ok, self.now(t)), t)
         self.sim.after_step(t)
 
@@ -212,8 +212,9 @@ class Node:
             return False
         seen = set(self.committed_requests())
         d, hops = parent, 0
-        tip = self.committed()[1]
-        while d != tip and d in self.inflight and hops < 64:
+        while d not in self.committed_digests:
+            if d not in self.inflight or hops > 64:
+                return False  # unknown ancestry: fail closed
             p, rids = self.inflight[d]
             seen.update(rids)
             d, hops = p, hops + 1
@@ -453,7 +454,7 @@ class Simulation:
             return
         node.start()
         # a restarted node re-learns pending requests from clients (they resubmit)
-        for rid in self.valid_requests:
+        for rid in sorted(self.valid_requests):
             if rid not in node.committed_requests():
                 node.mempool[rid] = True
 
@@ -518,7 +519,11 @@ class Simulation:
             if t > deadline:
                 break
             self.now_ms = t
-            fn(t)
+            try:
+                fn(t)
+            except Exception as exc:  # an InvariantBroken or any bug: report it against the seed
+                self.checker.fail("exception", f"{type(exc).__name__}: {exc}")
+                break
             if self.checker.violations:
                 break
             if t >= next_check and self.healed:

@@ -9,6 +9,28 @@
   knowing EPCIS by heart.
 """
 
+from .builders import (
+    EPCIS_CONTEXT,
+    JAKARTA,
+    biz_transaction_id,
+    commission,
+    digital_link,
+    epcis_document,
+    gdti,
+    giai,
+    grai,
+    lgtin,
+    pack,
+    pgln,
+    receive,
+    sell,
+    sgln,
+    sgtin,
+    ship,
+    sscc,
+    transform,
+    unpack,
+)
 from .event_hash import event_hash_id, event_prehash
 from .validate import (
     EventInvalid,
@@ -19,6 +41,26 @@ from .validate import (
 )
 
 __all__ = [
+    "EPCIS_CONTEXT",
+    "JAKARTA",
+    "biz_transaction_id",
+    "commission",
+    "digital_link",
+    "epcis_document",
+    "gdti",
+    "giai",
+    "grai",
+    "lgtin",
+    "pack",
+    "pgln",
+    "receive",
+    "sell",
+    "sgln",
+    "sgtin",
+    "ship",
+    "sscc",
+    "transform",
+    "unpack",
     "EventInvalid",
     "document_events",
     "event_hash_id",

@@ -424,11 +424,17 @@ class Node:
         """Admit records: [(id, SignedRecord | error)], admitted ones are in the mempool and gossiped."""
         if not self.started:
             raise NodeError("node: not running")
+        height = self.storage.height
         results = await self.validator.admit(raws)
         out: list[tuple[bytes | None, Any]] = []
         now = _now_ms()
+        recheck = self.storage.height != height  # a block landed while we verified: it may hold some of these
         for raw, res in zip(raws, results):
             if isinstance(res, SignedRecord):
+                if recheck and (loc := self.storage.locate(res.id)) is not None:
+                    out.append((res.id, DuplicateRecord("record: already committed", id=res.id.hex(),
+                                                        height=loc[0], index=loc[1])))
+                    continue
                 try:
                     self.mempool.add(res, now)
                 except (DuplicateRecord, Overloaded) as exc:

@@ -10,8 +10,8 @@ so a replica rebuilt from ``persisted`` never signs two digests for one (view, h
 Safety rules beyond Castro-Liskov (blocks chain by hash, heights are pipelined):
   * PRE-PREPARE(v, h) is accepted only if its parent is the digest accepted at (v, h-1), or the
     committed / stable digest at h-1.
-  * COMMIT(v, h) is sent only once (v, h-1) is prepared with that parent digest (or h-1 committed),
-    so a commit quorum at h implies f+1 honest replicas prepared every height below it in v.
+  * COMMIT(v, h) is sent only after COMMIT(v, h-1) for its parent (or once h-1 is committed), so a
+    commit quorum at h implies f+1 honest replicas prepared every uncommitted height below it in v.
   * NEW-VIEW re-proposes the contiguous, parent-linked prefix of the highest-view prepared
     certificates above the highest stable checkpoint of its 2f+1 VIEW-CHANGEs; nothing else.
 See docs/consensus.md for the full argument.
@@ -157,7 +157,6 @@ class Replica:
         self.votes: dict[tuple[bytes, int, int], bytes] = {}  # (kind, height, view) -> digest signed
         self.pkeys: dict[int, set[bytes]] = {}  # height -> persisted keys to delete at GC
         self.peer_high: dict[str, int] = {}
-        self.heartbeat: CommitVote | None = None
         self.last_progress_ms: int | None = None
         self.waiting_since: int | None = None
         self.vc_attempts = 0
@@ -215,7 +214,7 @@ class Replica:
         self._view_change_timer(out, now_ms)
         if self.last_retransmit_ms is None or now_ms - self.last_retransmit_ms >= self.cfg.retransmit_ms:
             self.last_retransmit_ms = now_ms
-            self._retransmit(out)
+            self._retransmit(out, now_ms)
         self._maybe_fetch(out, now_ms)
         return out
 
@@ -522,7 +521,7 @@ class Replica:
         self._maybe_send_commit(h, out)
 
     def _maybe_send_commit(self, h: int, out: list[Effect]) -> None:
-        """COMMIT(v, h, d) once prepared in v and h-1 is prepared in v with digest = parent (or committed)."""
+        """COMMIT(v, h, d) once prepared in v and we sent COMMIT(v, h-1, parent) (or h-1 is committed)."""
         H = self.log.get(h)
         v = self.view
         if H is None or self.mode != NORMAL or H.prepared is None or H.prepared.view != v or H.my_commit is not None \
@@ -533,10 +532,12 @@ class Replica:
         if below is None and h - 1 == self.stable.height:
             below = self.stable.digest
         if below is None:
+            # COMMITs go out in height order within a view: a commit quorum at h then implies f+1
+            # honest replicas prepared (and committed-voted) every height below it in v
             prev = self.log.get(h - 1)
-            if prev is None or prev.prepared is None or prev.prepared.view != v:
+            if prev is None or prev.my_commit is None or prev.my_commit.view != v:
                 return
-            below = prev.prepared.digest
+            below = prev.my_commit.digest
         if below != p.parent:
             return
         key = (b"C", h, v)
@@ -608,7 +609,6 @@ class Replica:
             out.append(Commit(prop, cert))
             self.committed_h, self.committed_d = h, digest
             self.committed_digests[h] = digest
-            self.heartbeat = H.my_commit if H.my_commit is not None and H.my_commit.digest == digest else None
             self._progress(now_ms)
             if h % self.cfg.checkpoint_interval == 0:
                 self._send_checkpoint(h, digest, out)
@@ -907,9 +907,9 @@ class Replica:
 
     # ------------------------------------------------------------------------------ retransmission, catch-up
 
-    def _retransmit(self, out: list[Effect]) -> None:
+    def _retransmit(self, out: list[Effect], now_ms: int) -> None:
         """Re-send what a lossy network may have eaten: our votes on unfinished heights, our VIEW-CHANGE,
-        our latest checkpoint, and a heartbeat (our last COMMIT) so laggards learn how far we are."""
+        our latest checkpoint (a fresh one at our tip when idle, so laggards learn how far we are)."""
         if self.mode == VIEW_CHANGE:
             if self.my_vc is not None:
                 out.append(Broadcast(self.my_vc))
@@ -926,10 +926,13 @@ class Replica:
                     out.append(Broadcast(H.my_prepare))
                 if H.my_commit is not None and H.my_commit.view == v:
                     out.append(Broadcast(H.my_commit))
-        if self.heartbeat is not None:
-            out.append(Broadcast(self.heartbeat))
-        if self.my_checkpoint is not None and self.my_checkpoint.height >= self.stable.height:
-            out.append(Broadcast(self.my_checkpoint))
+        # heartbeat: a CHECKPOINT at our tip once deliveries pause, so laggards (and stability) catch up
+        mine = self.my_checkpoint
+        if self.committed_h > (mine.height if mine is not None else 0) and self.committed_h > self.stable.height \
+                and now_ms - (self.last_progress_ms or now_ms) >= self.cfg.retransmit_ms:
+            self._send_checkpoint(self.committed_h, self.committed_d, out)
+        elif mine is not None and mine.height >= self.stable.height:
+            out.append(Broadcast(mine))
 
     def _maybe_fetch(self, out: list[Effect], now_ms: int) -> None:
         """State transfer: when f+1 peers vouch for heights above ours and we made no progress for a while

@@ -54,34 +54,31 @@ MAX_TEXT_LENGTH = 8_192
 MAX_DEPTH = 16  # nesting depth of extension / ILMD values
 MAX_KEYS = 1_000  # keys in one extension object
 
-try:  # the project-wide exception hierarchy, when it is there
-    from ..errors import InvalidRecord as _Base  # type: ignore[import-not-found]
-except Exception:  # pragma: no cover - errors.py is written by another engineer
-    _Base = ValueError  # type: ignore[misc,assignment]
+from ..errors import InvalidRecord
 
 
-_BASES: tuple[type, ...] = (_Base,) if issubclass(_Base, ValueError) else (_Base, ValueError)
-
-
-class EventInvalid(*_BASES):  # type: ignore[misc]
+class EventInvalid(InvalidRecord, ValueError):
     """An EPCIS event or document broke a validation rule.
 
     ``path`` names the failing element (``event.eventTime``,
     ``epcisBody.eventList[3].epcList[0]``); ``reason`` says what is wrong.
-    ``str(err)`` is ``"schema: <path>: <reason>"``.
+    ``str(err)`` is ``"schema: <path>: <reason>"``.  An :class:`InvalidRecord`
+    (HTTP 400) of rantai's error hierarchy, and a ``ValueError``.
     """
 
     status_hint = 400
+    rule = "schema"
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         self.reason = message
-        text = f"schema: {path}: {message}"
-        Exception.__init__(self, text)
-        self.args = (text,)
+        super().__init__(f"schema: {path}: {message}", path=path, reason=message)
 
     def __str__(self) -> str:
         return f"schema: {self.path}: {self.reason}"
+
+    def __reduce__(self):  # picklable (process pools)
+        return (type(self), (self.path, self.reason))
 
 
 class _Err(Exception):

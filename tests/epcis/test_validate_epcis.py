@@ -51,6 +51,14 @@ def test_error_is_a_value_error_with_status_hint():
     err = rejects(ev, "event.eventTime", "required")
     assert isinstance(err, ValueError)
     assert err.status_hint == 400
+    from rantai.client.errors import InvalidRecord
+
+    assert isinstance(err, InvalidRecord)
+    assert err.to_obj()["path"] == "event.eventTime"
+    import pickle
+
+    again = pickle.loads(pickle.dumps(err))
+    assert (again.path, again.reason, str(again)) == (err.path, err.reason, str(err))
     assert str(err) == "schema: event.eventTime: required"
 
 

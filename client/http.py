@@ -412,7 +412,10 @@ class _Core:
 
     def get_flow(self, record_id: bytes | str) -> _Flow:
         rid = _record_id(record_id)
-        return (yield self._get_call(rid))
+        try:
+            return (yield self._get_call(rid))
+        except NotFound as exc:
+            raise NotFound(f"record {rid.hex()}: not found (asked {_plural(len(self.nodes), 'node')})") from exc
 
     def head_flow(self) -> _Flow:
         def parse(node: str, resp: httpx.Response) -> VerifiedHeader:

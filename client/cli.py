@@ -1,0 +1,592 @@
+"""The ``rantai`` command: keys, submitting events, receipts, tracing items and auditing the chain.
+
+Every command verifies what nodes say against the genesis file; an error prints one line
+(``error: …``) and exits with a code that says what kind of failure it was (``EXIT_CODES``).
+
+Other modules add commands to this group (``demo``, ``bench``, ``import``, ``export`` are
+reserved here and answer "not installed" until then):
+
+- in code: ``from rantai.client.cli import register; register(my_click_command)`` (replaces the
+  placeholder of the same name), or ``cli.add_command(...)``;
+- for the installed console script, which only imports this module: declare an entry point in the
+  group ``rantai.cli`` (``[project.entry-points."rantai.cli"] demo = "rantai.node.demo:demo"``),
+  pointing at a click command or at a function called with the group; or, while developing, list
+  modules in ``RANTAI_CLI_PLUGINS`` (comma separated) whose import registers commands.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import Config, ConfigError, load_config
+from .errors import (
+    InvalidGenesis,
+    InvalidKey,
+    InvalidRecord,
+    NodeError,
+    RantaiError,
+    VerificationError,
+)
+
+__all__ = ["EXIT_CODES", "cli", "main", "register"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_NODE, EXIT_NOT_FOUND, EXIT_CONFIG = 0, 1, 2, 3, 4, 5, 6
+EXIT_INTERNAL = 70
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "verification failed: a receipt, an answer or the audited chain breaks a rule",
+    EXIT_USAGE: "usage error (bad flags or arguments), or a command not installed",
+    EXIT_REJECTED: "the record was refused (bad event, unknown member, role, signature …)",
+    EXIT_NODE: "no node could be reached or gave a verifiable answer; or a submit timed out",
+    EXIT_NOT_FOUND: "no node has that record",
+    EXIT_CONFIG: "configuration, key or genesis file problem",
+    EXIT_INTERNAL: "internal error (a bug: rerun with RANTAI_DEBUG=1 for the traceback)",
+}
+
+
+def exit_code_for(exc: BaseException) -> int:
+    from .http import NotFound
+
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, (ConfigError, InvalidKey, InvalidGenesis)):
+        return EXIT_CONFIG
+    if isinstance(exc, VerificationError):
+        return EXIT_FAILED
+    if isinstance(exc, InvalidRecord):
+        return EXIT_REJECTED
+    if isinstance(exc, NodeError):
+        return EXIT_NODE
+    return EXIT_FAILED
+
+
+def _err(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+
+
+class RantaiGroup(click.Group):
+    """A click group that loads plugin commands lazily and turns errors into one line and an exit code."""
+
+    _plugins_loaded = False
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="rantai.cli"):
+            try:
+                obj = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the other commands
+                click.echo(f"warning: cannot load the `{ep.name}` command ({ep.value}): {exc}", err=True)
+                continue
+            self._attach(obj, ep.name)
+        for mod in filter(None, (m.strip() for m in os.environ.get("RANTAI_CLI_PLUGINS", "").split(","))):
+            try:
+                importlib.import_module(mod)
+            except Exception as exc:  # noqa: BLE001
+                click.echo(f"warning: cannot load CLI plugin module {mod}: {exc}", err=True)
+
+    def _attach(self, obj: Any, name: str | None) -> None:
+        if isinstance(obj, click.Command):
+            self.add_command(obj, name)
+        elif callable(obj):
+            obj(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load_plugins()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugins()
+        return super().list_commands(ctx)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except RantaiError as exc:
+            _err(str(exc))
+            ctx.exit(exit_code_for(exc))
+        except ValueError as exc:  # epcis.EventInvalid is a ValueError too
+            if exc.__class__.__name__ == "EventInvalid":
+                _err(str(exc))
+                ctx.exit(EXIT_REJECTED)
+            return self._internal(ctx, exc)
+        except KeyboardInterrupt:
+            _err("interrupted")
+            ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001
+            return self._internal(ctx, exc)
+
+    @staticmethod
+    def _internal(ctx: click.Context, exc: BaseException) -> None:
+        if os.environ.get("RANTAI_DEBUG"):
+            raise exc
+        _err(f"internal: {type(exc).__name__}: {exc} (RANTAI_DEBUG=1 shows the traceback)")
+        ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=RantaiGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rantai", prog_name="rantai")
+def cli() -> None:
+    """rantai: submit supply-chain (EPCIS) records to a rantai ledger and verify them without trusting any node.
+
+    Node URLs, identity and genesis come from flags, the environment (RANTAI_NODES, RANTAI_KEY,
+    RANTAI_GENESIS) or ./rantai.toml / ~/.config/rantai/config.toml.
+    """
+
+
+def register(command: click.Command, name: str | None = None) -> click.Command:
+    """Add (or replace) a subcommand of ``rantai``; returns the command, so it works as a decorator."""
+    cli.add_command(command, name)
+    return command
+
+
+# -- shared options ---------------------------------------------------------------------------------
+
+
+def _common(needs_nodes: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")(f)
+        f = click.option("--genesis", "-g", type=click.Path(dir_okay=False), help="Genesis file (RANTAI_GENESIS).")(f)
+        if needs_nodes:
+            f = click.option("--timeout", type=float, help="Seconds per request (RANTAI_TIMEOUT).")(f)
+            f = click.option("--node", "-n", "nodes", multiple=True,
+                             help="Node URL, repeatable (RANTAI_NODES; default: the genesis validators).")(f)
+        return f
+
+    return deco
+
+
+def _config(config_file: str | None, genesis: str | None, nodes: tuple[str, ...] = (), key: str | None = None,
+            timeout: float | None = None) -> Config:
+    return load_config(nodes=nodes or None, key=key, genesis=genesis, timeout=timeout, config_file=config_file)
+
+
+def _transport(ctx: click.Context) -> Any:
+    obj = ctx.find_root().obj
+    return obj.get("transport") if isinstance(obj, dict) else None
+
+
+def _client(ctx: click.Context, cfg: Config, identity: Any = None) -> Any:
+    from .http import Client
+
+    def warn(node: str, exc: RantaiError) -> None:
+        click.echo(f"warning: {exc} (asking the next node)", err=True)
+
+    return Client(cfg.load_genesis(), cfg.nodes or None, identity, cfg.timeout, on_failure=warn,
+                  transport=_transport(ctx))
+
+
+def _dump(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+# -- keygen -----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--encrypt/--no-encrypt", default=False, help="Protect the key with a passphrase (asked twice, or RANTAI_PASSPHRASE).")
+@click.option("--name", default="my-org", show_default=True, help="Member name for the genesis snippet printed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the id and public key as JSON.")
+def keygen(path: str, encrypt: bool, name: str, as_json: bool) -> None:
+    """Create an Ed25519 identity in PATH (mode 0600, never overwritten); print its id and public key."""
+    from .keys import generate, public_key_hex, save_key
+
+    passphrase = None
+    if encrypt:
+        passphrase = os.environ.get("RANTAI_PASSPHRASE") or click.prompt(
+            "passphrase", hide_input=True, confirmation_prompt=True)
+    signer = generate()
+    save_key(signer, path, passphrase)
+    entry = {"id": signer.id, "name": name, "organisation": name, "public_key": public_key_hex(signer),
+             "roles": ["submitter"]}
+    if as_json:
+        _dump({"path": str(path), **entry})
+        return
+    click.echo(f"wrote {path}")
+    click.echo(f"id          {signer.id}")
+    click.echo(f"public key  {entry['public_key']}")
+    click.echo("genesis member entry (send it to the network's admin):")
+    click.echo(json.dumps(entry, ensure_ascii=False))
+
+
+# -- submit -----------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def shipment_event(epcs: list[str], *, step: str = "shipping", source: str | None = None,
+                   destination: str | None = None, when: str | None = None) -> dict[str, Any]:
+    """A simple ObjectEvent for ``--ship``/``--receive`` flags (GS1 EPC URIs, SGLN locations)."""
+    event: dict[str, Any] = {
+        "type": "ObjectEvent",
+        "eventTime": when or _now(),
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": list(epcs),
+        "action": "OBSERVE",
+        "bizStep": step,
+        "disposition": "in_transit" if step == "shipping" else "in_progress",
+    }
+    here = source if step == "shipping" else destination
+    if here:
+        event["readPoint"] = {"id": here}
+    if source:
+        event["sourceList"] = [{"type": "location", "source": source}]
+    if destination:
+        event["destinationList"] = [{"type": "location", "destination": destination}]
+    return event
+
+
+def _events_from_file(path: str) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"submit: cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidRecord(f"submit: {path} is not JSON: {exc}") from exc
+    if isinstance(doc, dict) and "epcisBody" in doc:
+        from .epcis import validate_document
+
+        validate_document(doc)
+        body = doc["epcisBody"]
+        events = body.get("eventList") if isinstance(body, dict) else None
+        if not events and isinstance(body, dict) and isinstance(body.get("event"), dict):
+            events = [body["event"]]
+        if not isinstance(events, list) or not events:
+            raise InvalidRecord(f"submit: {path}: the EPCIS document holds no event")
+        return events
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        return [doc]
+    raise InvalidRecord(f"submit: {path}: an EPCIS event, a list of events or an EPCIS document expected")
+
+
+def _receipt_summary(receipt: Any, genesis: Any) -> dict[str, Any]:
+    member = genesis.members.get(receipt.record.submitter)
+    return {"record_id": receipt.record.id.hex(), "height": receipt.header.height, "index": receipt.index,
+            "block_hash": receipt.header.hash.hex(), "submitter": member.name if member else receipt.record.submitter,
+            "votes": len(receipt.certificate.votes)}
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--ship", "ship", multiple=True, metavar="EPC", help="Ship these items (GS1 EPC URI), repeatable.")
+@click.option("--receive", "receive", multiple=True, metavar="EPC", help="Receive these items, repeatable.")
+@click.option("--from", "source", metavar="SGLN", help="Where the goods leave from (GS1 location URI).")
+@click.option("--to", "destination", metavar="SGLN", help="Where the goods go to.")
+@click.option("--time", "when", metavar="ISO8601", help="Event time (default: now, UTC).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit and its receipt.")
+@click.option("--wait-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the commit.")
+@click.option("--receipt", "receipt_out", type=click.Path(), help="Write the receipt JSON here (a directory for many events).")
+@click.option("--batch", type=int, default=256, show_default=True, help="Records per request.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False), help="Identity key file (RANTAI_KEY).")
+@_common()
+@click.pass_context
+def submit(ctx: click.Context, file: str | None, ship: tuple[str, ...], receive: tuple[str, ...], source: str | None,
+           destination: str | None, when: str | None, wait: bool, wait_timeout: float, receipt_out: str | None,
+           batch: int, as_json: bool, key: str | None, config_file: str | None, genesis: str | None,
+           nodes: tuple[str, ...], timeout: float | None) -> None:
+    """Sign and submit an EPCIS event (FILE: an event, a list, or an EPCIS document), or a simple shipment by flags."""
+    if sum(bool(x) for x in (file, ship, receive)) != 1:
+        raise click.UsageError("give exactly one of FILE, --ship EPC… or --receive EPC…")
+    if file:
+        events = _events_from_file(file)
+    elif ship:
+        events = [shipment_event(list(ship), step="shipping", source=source, destination=destination, when=when)]
+    else:
+        events = [shipment_event(list(receive), step="receiving", source=source, destination=destination, when=when)]
+    cfg = _config(config_file, genesis, nodes, key, timeout)
+    identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
+    with _client(ctx, cfg, identity) as client:
+        client.wait_timeout = wait_timeout
+        if len(events) == 1:
+            results = [client.submit(events[0], wait=wait)]
+        else:
+            results = client.submit_many(events, batch=batch, wait=wait)
+        g = client.genesis
+    out: list[dict[str, Any]] = []
+    for r in results:
+        if not wait:
+            out.append({"record_id": r.id.hex(), "status": "accepted"})
+            continue
+        out.append({**_receipt_summary(r, g), "status": "committed"})
+        if receipt_out:
+            target = Path(receipt_out)
+            if len(results) > 1:
+                target.mkdir(parents=True, exist_ok=True)
+                target = target / f"{r.record.id.hex()}.json"
+            target.write_text(r.to_json(), encoding="utf-8")
+            out[-1]["receipt"] = str(target)
+    if as_json:
+        _dump(out if len(out) > 1 else out[0])
+        return
+    for o in out:
+        if o["status"] == "accepted":
+            click.echo(f"accepted {o['record_id']} (not waiting for the commit; `rantai get` finds it later)")
+        else:
+            line = f"committed {o['record_id']} at height {o['height']} (certified by {o['votes']} validators)"
+            click.echo(line + (f"; receipt: {o['receipt']}" if "receipt" in o else ""))
+
+
+# -- get / trace ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("record_id")
+@click.option("--receipt", "receipt_out", type=click.Path(dir_okay=False), help="Write the receipt JSON here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the receipt file form.")
+@_common()
+@click.pass_context
+def get(ctx: click.Context, record_id: str, receipt_out: str | None, as_json: bool, config_file: str | None,
+        genesis: str | None, nodes: tuple[str, ...], timeout: float | None) -> None:
+    """Fetch a record by id (64 hex digits) and verify its receipt."""
+    cfg = _config(config_file, genesis, nodes, None, timeout)
+    with _client(ctx, cfg) as client:
+        vr = client.get(record_id)
+        g = client.genesis
+    if receipt_out:
+        Path(receipt_out).write_text(vr.to_json(), encoding="utf-8")
+    if as_json:
+        click.echo(vr.to_json(), nl=False)
+        return
+    s = _receipt_summary(vr.receipt, g)
+    click.echo(f"record     {s['record_id']}")
+    click.echo(f"block      height {s['height']}, index {s['index']}, hash {s['block_hash']}")
+    click.echo(f"submitter  {s['submitter']}")
+    click.echo(f"verified   signature, Merkle path, {s['votes']} validator signatures (served by {vr.node})")
+    click.echo(json.dumps(vr.event, indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("item")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_common()
+@click.pass_context
+def trace(ctx: click.Context, item: str, as_json: bool, config_file: str | None, genesis: str | None,
+          nodes: tuple[str, ...], timeout: float | None) -> None:
+    """The journey of ITEM (a GS1 identifier) as a timeline of verified records."""
+    from .trace import render, timeline, to_json
+
+    cfg = _config(config_file, genesis, nodes, None, timeout)
+    with _client(ctx, cfg) as client:
+        steps = timeline(client.history(item), item, client.genesis)
+    if as_json:
+        click.echo(to_json(steps, item))
+    else:
+        render(steps, item, _console())
+
+
+# -- verify -----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("receipt", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_common(needs_nodes=False)
+def verify(receipt: str, as_json: bool, config_file: str | None, genesis: str | None) -> None:
+    """Verify a receipt file offline, with the genesis file only."""
+    from .http import verify_receipt
+    from .receipts import Receipt
+
+    cfg = _config(config_file, genesis)
+    g = cfg.load_genesis()
+    try:
+        text = Path(receipt).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"verify: cannot read {receipt}: {exc.strerror}") from exc
+    r = Receipt.from_json(text)
+    if r.header.chain != g.hash:
+        raise VerificationError(f"receipt: for chain {r.header.chain.hex()[:16]}…, not {g.chain_id} ({g.hash.hex()[:16]}…)")
+    verify_receipt(r, g)
+    s = _receipt_summary(r, g)
+    if as_json:
+        _dump({"ok": True, **s, "chain_id": g.chain_id})
+        return
+    click.echo(f"ok: record {s['record_id']} is committed at height {s['height']} of {g.chain_id}, "
+               f"submitted by {s['submitter']}, certified by {s['votes']} of {len(g.validators)} validators")
+
+
+# -- audit ------------------------------------------------------------------------------------------
+
+
+def _progress_bar(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]:>8} rec/s"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=_console(stderr=True), transient=False)
+
+
+def _print_report(rep: Any) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title="audit", title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("source", rep.source)
+    table.add_row("chain", f"{rep.chain_id} ({rep.genesis_hash[:16]}…)")
+    table.add_row("heights", f"1..{rep.height} of {rep.head}")
+    table.add_row("blocks / records", f"{rep.blocks} / {rep.records}")
+    table.add_row("last block hash", rep.head_hash or "-")
+    table.add_row("time", f"{rep.seconds:.2f} s, {rep.rate:,.0f} records/s, {rep.workers or 1} process(es)")
+    table.add_row("result", "[green]OK: every rule holds[/]" if rep.ok else f"[red]FAILED: {len(rep.failures)} failure(s)"
+                  + (" (stopped early)" if rep.truncated else "") + "[/]")
+    console.print(table)
+    if rep.failures:
+        ft = Table(title="failures (first first)", title_justify="left")
+        for col in ("height", "record", "rule", "message"):
+            ft.add_column(col, overflow="fold")
+        for f in rep.failures[:20]:
+            rec = "" if f.index is None else f"#{f.index} {f.record[:16] if f.record else ''}"
+            ft.add_row(str(f.height), rec, f.rule, f.message)
+        console.print(ft)
+
+
+def _print_compare(rep: Any) -> None:
+    click.echo("compared: " + ", ".join(f"{s} (head {h})" for s, h in zip(rep.sources, rep.heads)))
+    for e in rep.errors:
+        click.echo(f"cannot read: {e}")
+    if rep.divergence:
+        d = rep.divergence
+        click.echo(f"DIVERGENCE at height {d['height']}:")
+        for e in d["entries"]:
+            click.echo(f"  {e['source']}: block hash {(e['block_hash'] or '-')[:16]}, bytes {(e['bytes_sha256'] or '-')[:16]}: {e['verdict']}")
+    elif not rep.errors:
+        click.echo(f"OK: all agree on heights 1..{rep.common}")
+
+
+@cli.command()
+@click.argument("sources", nargs=-1)
+@click.option("--node", "-n", "node", help="Audit this node (streams its blocks).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Audit a stopped node's LevelDB directory (read-only).")
+@click.option("--compare", "compare_", is_flag=True, help="Compare SOURCES (node URLs or data dirs) height by height.")
+@click.option("--to", "end", type=int, help="Stop at this height (default: the source's head).")
+@click.option("--workers", type=int, help="Verifier processes (default: CPU count; 0: in-process).")
+@click.option("--schema", is_flag=True, help="Also validate every EPCIS event.")
+@click.option("--max-failures", type=int, default=50, show_default=True, help="Stop after this many failures.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
+@_common(needs_nodes=False)
+@click.pass_context
+def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, data_dir: str | None, compare_: bool,
+          end: int | None, workers: int | None, schema: bool, max_failures: int, progress: bool | None, as_json: bool,
+          config_file: str | None, genesis: str | None) -> None:
+    """Re-verify the whole chain from height 1 (hash links, roots, certificates, signatures, duplicates).
+
+    \b
+    rantai audit --node URL            stream from a node
+    rantai audit --data-dir DIR        read a stopped node's LevelDB, read-only
+    rantai audit --compare A B …       check nodes (URLs or data dirs) agree at every common height
+    Exit code 0 when every rule holds, 1 at the first failure or divergence.
+    """
+    from . import audit as audit_mod
+
+    cfg = _config(config_file, genesis)
+    g = cfg.load_genesis()
+    transport = _transport(ctx)
+    show = (sys.stderr.isatty() and not as_json) if progress is None else progress
+    if compare_:
+        specs = list(sources) + ([node] if node else []) + ([data_dir] if data_dir else [])
+        if len(specs) < 2:
+            raise click.UsageError("--compare needs at least two sources (node URLs or data directories)")
+        srcs = [audit_mod.open_source(s, transport=transport) for s in specs]
+        try:
+            rep = audit_mod.compare(g, srcs, end=end)
+        finally:
+            for s in srcs:
+                s.close()
+        if as_json:
+            _dump(rep.to_obj())
+        else:
+            _print_compare(rep)
+        ctx.exit(EXIT_OK if rep.ok else EXIT_FAILED)
+    if sum(bool(x) for x in (sources, node, data_dir)) > 1 or len(sources) > 1:
+        raise click.UsageError("audit one source: --node URL, --data-dir DIR or one SOURCE (use --compare for several)")
+    spec = node or data_dir or (sources[0] if sources else None)
+    if spec is None:
+        nodes = load_config(config_file=config_file).nodes or [v.url for v in g.validators]
+        spec = nodes[0]
+    with audit_mod.Auditor(g, workers=workers, schema=schema, max_failures=max_failures) as auditor:
+        src = audit_mod.open_source(spec, transport=transport)
+        bar = _progress_bar(show)
+        try:
+            if bar is None:
+                rep = auditor.run(src, end=end)
+            else:
+                with bar:
+                    task = bar.add_task("auditing", total=None, rate="-")
+                    start = [0.0]
+
+                    def tick(height: int, total: int, records: int) -> None:
+                        import time as _t
+
+                        if not start[0]:
+                            start[0] = _t.perf_counter()
+                        elapsed = max(1e-6, _t.perf_counter() - start[0])
+                        bar.update(task, completed=height, total=total, rate=f"{records / elapsed:,.0f}")
+
+                    rep = auditor.run(src, end=end, progress=tick)
+        finally:
+            src.close()
+    if as_json:
+        _dump(rep.to_obj())
+    else:
+        _print_report(rep)
+    ctx.exit(EXIT_OK if rep.ok else EXIT_FAILED)
+
+
+# -- reserved commands, filled in by other modules -----------------------------------------------------
+
+
+def _placeholder(name: str, summary: str) -> click.Command:
+    @click.command(name, help=f"{summary} (not installed in this build).", add_help_option=True,
+                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @click.pass_context
+    def cmd(ctx: click.Context) -> None:
+        _err(f"`rantai {name}` is not installed in this build (see docs/client.md, 'Adding commands')")
+        ctx.exit(EXIT_USAGE)
+
+    cmd.rantai_placeholder = True  # type: ignore[attr-defined]
+    return cmd
+
+
+for _name, _summary in (
+    ("demo", "Start a local network and walk through a supply chain"),
+    ("bench", "Measure throughput and latency of a network"),
+    ("import", "Import EPCIS documents in bulk"),
+    ("export", "Export records and receipts"),
+):
+    cli.add_command(_placeholder(_name, _summary))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``rantai``)."""
+    cli.main(args=argv, prog_name="rantai")

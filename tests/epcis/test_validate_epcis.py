@@ -194,14 +194,14 @@ def test_document_paths():
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=4),
-    max_leaves=20,
+    max_leaves=10,
 )
 _keys = st.sampled_from(["type", "eventTime", "eventTimeZoneOffset", "action", "epcList", "bizStep", "readPoint",
                          "quantityList", "childEPCs", "parentID", "sourceList", "ilmd", "ex:x", "persistentDisposition",
                          "sensorElementList", "bizTransactionList", "errorDeclaration", "@context"])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.dictionaries(_keys, _json, max_size=10), st.sampled_from(["ObjectEvent", "AggregationEvent",
        "TransactionEvent", "TransformationEvent", "AssociationEvent", 7]))
 def test_fuzz_only_event_invalid(event, etype):

@@ -98,11 +98,35 @@ def run_cmd(config_path: str, log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {node.name} %(levelname)s %(name)s: %(message)s")
     app = create_app(node)
-    server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
+    server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=5))
     server.run()
     if not server.started:
         raise RuntimeError(f"node {node.name} did not start (is port {cfg.port} free?)")
+
+
+def _server_class() -> type:
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but SIGINT/SIGTERM end a clean shutdown with exit code 0 (uvicorn re-raises them)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, h in previous.items():
+                    signal.signal(s, h)
+
+    return Server
+
+
+def _Server(config: Any) -> Any:
+    return _server_class()(config)
 
 
 @cli.command("devnet")

@@ -193,6 +193,7 @@ class Node:
         self.validator.close()
         self.disk.shutdown(wait=True)
         self.storage.close()
+        log.info("node %s stopped at height %d", self.name, self.storage.height)
 
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1

@@ -234,30 +234,27 @@ def keygen(path: str, encrypt: bool, name: str, as_json: bool) -> None:
 # -- submit -----------------------------------------------------------------------------------------
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def shipment_event(epcs: list[str], *, step: str = "shipping", source: str | None = None,
-                   destination: str | None = None, when: str | None = None) -> dict[str, Any]:
-    """A simple ObjectEvent for ``--ship``/``--receive`` flags (GS1 EPC URIs, SGLN locations)."""
-    event: dict[str, Any] = {
-        "type": "ObjectEvent",
-        "eventTime": when or _now(),
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": list(epcs),
-        "action": "OBSERVE",
-        "bizStep": step,
-        "disposition": "in_transit" if step == "shipping" else "in_progress",
-    }
-    here = source if step == "shipping" else destination
-    if here:
-        event["readPoint"] = {"id": here}
-    if source:
-        event["sourceList"] = [{"type": "location", "source": source}]
-    if destination:
-        event["destinationList"] = [{"type": "location", "destination": destination}]
-    return event
+                   destination: str | None = None, when: str | None = None, from_party: str | None = None,
+                   to_party: str | None = None, po: str | None = None) -> dict[str, Any]:
+    """The event for ``--ship``/``--receive``: ``epcis.ship``/``epcis.receive`` with locations, parties and PO."""
+    from . import epcis
+
+    at = None
+    if when:
+        try:
+            at = _dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise click.BadParameter(f"{when!r} is not an ISO 8601 time", param_hint="--time") from exc
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=_dt.timezone.utc)
+    build = epcis.ship if step == "shipping" else epcis.receive
+    try:
+        return build(epcs, from_party, to_party, at, source_location=source, destination_location=destination, po=po)
+    except ValueError as exc:
+        if isinstance(exc, RantaiError) or exc.__class__.__name__ == "EventInvalid":
+            raise
+        raise click.UsageError(str(exc)) from exc
 
 
 def _events_from_file(path: str) -> list[dict[str, Any]]:
@@ -298,6 +295,9 @@ def _receipt_summary(receipt: Any, genesis: Any) -> dict[str, Any]:
 @click.option("--receive", "receive", multiple=True, metavar="EPC", help="Receive these items, repeatable.")
 @click.option("--from", "source", metavar="SGLN", help="Where the goods leave from (GS1 location URI).")
 @click.option("--to", "destination", metavar="SGLN", help="Where the goods go to.")
+@click.option("--from-party", metavar="PGLN", help="The party that ships (owning party, GS1 PGLN URI).")
+@click.option("--to-party", metavar="PGLN", help="The party that receives.")
+@click.option("--po", metavar="REF", help="The buyer's purchase order (URI, or a reference qualified by --to-party).")
 @click.option("--time", "when", metavar="ISO8601", help="Event time (default: now, UTC).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit and its receipt.")
 @click.option("--wait-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the commit.")
@@ -308,7 +308,8 @@ def _receipt_summary(receipt: Any, genesis: Any) -> dict[str, Any]:
 @_common()
 @click.pass_context
 def submit(ctx: click.Context, file: str | None, ship: tuple[str, ...], receive: tuple[str, ...], source: str | None,
-           destination: str | None, when: str | None, wait: bool, wait_timeout: float, receipt_out: str | None,
+           destination: str | None, from_party: str | None, to_party: str | None, po: str | None,
+           when: str | None, wait: bool, wait_timeout: float, receipt_out: str | None,
            batch: int, as_json: bool, key: str | None, config_file: str | None, genesis: str | None,
            nodes: tuple[str, ...], timeout: float | None) -> None:
     """Sign and submit an EPCIS event (FILE: an event, a list, or an EPCIS document), or a simple shipment by flags."""
@@ -316,10 +317,9 @@ def submit(ctx: click.Context, file: str | None, ship: tuple[str, ...], receive:
         raise click.UsageError("give exactly one of FILE, --ship EPC… or --receive EPC…")
     if file:
         events = _events_from_file(file)
-    elif ship:
-        events = [shipment_event(list(ship), step="shipping", source=source, destination=destination, when=when)]
     else:
-        events = [shipment_event(list(receive), step="receiving", source=source, destination=destination, when=when)]
+        events = [shipment_event(list(ship or receive), step="shipping" if ship else "receiving", source=source,
+                                 destination=destination, when=when, from_party=from_party, to_party=to_party, po=po)]
     cfg = _config(config_file, genesis, nodes, key, timeout)
     identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
     with _client(ctx, cfg, identity) as client:

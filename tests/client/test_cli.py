@@ -220,3 +220,16 @@ def test_internal_errors_print_one_line(env, monkeypatch):
     monkeypatch.delenv("RANTAI_DEBUG", raising=False)
     res = run(tx, "get", "ab" * 32, code=cli_mod.EXIT_INTERNAL)
     assert "internal: RuntimeError: kaput" in one_error_line(res)
+
+
+def test_submit_shipment_with_parties_po_and_time(env):
+    net, _, tx, tmp = env
+    res = run(tx, "submit", "--ship", ITEM, "--from", "urn:epc:id:sgln:0614141.07346.0",
+              "--from-party", "urn:epc:id:pgln:0614141.00001", "--to-party", "urn:epc:id:pgln:0614142.00001",
+              "--po", "PO-77", "--time", "2024-03-01T10:00:00Z", "--json")
+    rid = json.loads(res.output)["record_id"]
+    event = run(tx, "get", rid, "--json")
+    doc = json.loads(event.output)["event"]
+    assert doc["eventTime"].startswith("2024-03-01T10:00:00") and doc["bizStep"] == "shipping"
+    assert any("PO-77" in t["bizTransaction"] for t in doc["bizTransactionList"])
+    res = run(tx, "submit", "--ship", ITEM, "--time", "yesterday", code=EXIT_USAGE)

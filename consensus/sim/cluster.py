@@ -171,6 +171,7 @@ class Node:
                 inc = self.incarnation
                 sim.schedule(t + delay, lambda tt, e=e, inc=inc: self.answer_validate(e, inc, tt))
             elif te is FetchState:
+                sim.fetches += 1
                 delay = sim.rng.randint(10, 60)
                 inc = self.incarnation
                 sim.schedule(t + delay, lambda tt, e=e, inc=inc: self.fetch(e, inc, tt))
@@ -285,7 +286,8 @@ class Simulation:
 
     def __init__(self, seed: int, nodes: int = 4, faults: tuple[str, ...] = ALL_FAULTS, *,
                  load_ms: int = 4000, safety_ms: int = 8000, liveness_bound_ms: int = 60000,
-                 replica_hook: Callable[["Simulation"], None] | None = None) -> None:
+                 replica_hook: Callable[["Simulation"], None] | None = None,
+                 config: dict[str, Any] | None = None, requests: int | None = None) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         rng = self.rng
@@ -304,6 +306,10 @@ class Simulation:
             view_change_timeout_ms=rng.choice([300, 500, 800]), view_change_timeout_max_ms=4000,
             retransmit_ms=rng.choice([100, 200, 300]), state_transfer_delay_ms=rng.choice([200, 500]),
             state_transfer_timeout_ms=1000)
+        if config:
+            import dataclasses
+
+            self.config = dataclasses.replace(self.config, **{"log_max": 0, **config})
         self.cache: dict[tuple[bytes, bytes], bool] = {}
         self.verifiers = {s.id: CachingVerifier(s.public_key, self.cache) for s in signers}
         self.nodes = [Node(self, i, s) for i, s in enumerate(signers)]
@@ -337,6 +343,8 @@ class Simulation:
                 node.skew_offset = rng.randint(-5000, 5000)
                 node.skew_rate = 1.0 + rng.uniform(-0.05, 0.05)
         self.checker = Checker(self)
+        self.n_requests = requests
+        self.fetches = 0
         if replica_hook is not None:
             replica_hook(self)
 
@@ -461,7 +469,7 @@ class Simulation:
     def plan(self) -> None:
         rng = self.rng
         fs = set(self.faults)
-        n_req = rng.randint(10, 60)
+        n_req = self.n_requests if self.n_requests is not None else rng.randint(10, 60)
         for i in range(n_req):
             at = rng.randint(0, self.load_ms)
             rid = f"r{i}"

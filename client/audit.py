@@ -260,6 +260,11 @@ class DataDirSource:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise NodeError(f"data dir {self.path}: cannot open ({exc})") from exc
 
+    @property
+    def chain_hash(self) -> bytes | None:
+        """The genesis hash the store was created for (``m`` ``chain``), if recorded."""
+        return self._db.get(b"mchain")
+
     def head_height(self) -> int:
         raw = self._db.get(b"h")
         if raw is not None and len(raw) >= 8:
@@ -542,6 +547,10 @@ class Auditor:
         task_size = 0
         prev_hash: bytes | None = g.hash
         expected = 1
+        chain = getattr(source, "chain_hash", None)
+        if chain is not None and chain != g.hash:
+            failures.append(AuditFailure(0, "wrong chain", f"{source.name} holds chain {chain.hex()[:16]}…, "
+                                                           f"not {g.chain_id} ({g.hash.hex()[:16]}…)"))
 
         def collect(block: bool) -> None:
             while inflight and (block or inflight[0].done()):

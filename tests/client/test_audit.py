@@ -261,3 +261,15 @@ def test_sodium_is_optional(monkeypatch):
     monkeypatch.setenv("RANTAI_NO_SODIUM", "1")
     assert audit_mod._load_sodium() is None
     assert os.environ["RANTAI_NO_SODIUM"] == "1"
+
+
+def test_data_dir_of_another_chain(tmp_path):
+    net = chain(1, 1)
+    write_datadir(net, tmp_path / "db")
+    import plyvel
+
+    db = plyvel.DB(str(tmp_path / "db"))
+    db.put(b"mchain", b"\x09" * 32)
+    db.close()
+    rep = audit(net.genesis, str(tmp_path / "db"), workers=0)
+    assert rules_at(rep) == [(0, "wrong chain")]

@@ -222,8 +222,9 @@ class Replica:
         """The slot this replica may propose now: only as primary in normal mode, with window room."""
         if self.mode != NORMAL or self.primary(self.view) != self.me or self.next_height == 0:
             return None
-        h = self.next_height
-        if h > self._high_watermark() or h <= self.committed_h:
+        # never at or below the stable checkpoint: GC forgot our votes there (they are decided anyway)
+        h = max(self.next_height, self.committed_h + 1, self.stable.height + 1)
+        if h > self._high_watermark():
             return None
         parent = self._parent_for(self.view, h)
         if parent is None:
@@ -928,7 +929,7 @@ class Replica:
                     out.append(Broadcast(H.my_commit))
         # heartbeat: a CHECKPOINT at our tip once deliveries pause, so laggards (and stability) catch up
         mine = self.my_checkpoint
-        if self.committed_h > (mine.height if mine is not None else 0) and self.committed_h > self.stable.height \
+        if self.committed_h > (mine.height if mine is not None else 0) and self.committed_h >= self.stable.height \
                 and now_ms - (self.last_progress_ms or now_ms) >= self.cfg.retransmit_ms:
             self._send_checkpoint(self.committed_h, self.committed_d, out)
         elif mine is not None and mine.height >= self.stable.height:

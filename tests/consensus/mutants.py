@@ -1,0 +1,132 @@
+"""Deliberately broken replicas ("test the tests"): each must be caught by the simulator.
+
+Each mutant is a context manager that monkeypatches one rule of ``Replica``; ``first_failure``
+runs seeds until the simulator reports a violation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from rantai.consensus import replica as R
+from rantai.consensus.messages import CommitVote
+from rantai.consensus.sim import run_seed
+
+
+@contextlib.contextmanager
+def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
+
+
+def duplicate_signer_counted_twice() -> contextlib.AbstractContextManager[None]:
+    """A re-delivered COMMIT counts again toward the quorum (the certificate then carries it twice)."""
+    orig = R.Replica._on_commit
+
+    def on_commit(self: R.Replica, m: CommitVote, out: list, now_ms: int) -> None:
+        H = self.log.get(m.height)
+        votes = H.commits.get((m.view, m.digest)) if H is not None else None
+        if votes is not None and m.sender in votes and m.height > self.committed_h:
+            votes[f"{m.sender}#{len(votes)}"] = m.sig  # the bug: arrivals, not distinct signers
+            self._try_deliver(out, now_ms)
+            return
+        orig(self, m, out, now_ms)
+
+    return patched(R.Replica, "_on_commit", on_commit)
+
+
+def prepare_without_validation() -> contextlib.AbstractContextManager[None]:
+    """The node's verdict is ignored: backups prepare blocks with forged records."""
+    orig = R.Replica.validated
+
+    def validated(self: R.Replica, view: int, height: int, digest: bytes, ok: bool, now_ms: int) -> list:
+        return orig(self, view, height, digest, True, now_ms)
+
+    return patched(R.Replica, "validated", validated)
+
+
+def commit_quorum_off_by_one() -> contextlib.AbstractContextManager[None]:
+    """2f COMMITs taken for a quorum."""
+    orig = R.Replica.__init__
+
+    def init(self: R.Replica, *a: Any, **kw: Any) -> None:
+        orig(self, *a, **kw)
+        self.q -= 1
+
+    return patched(R.Replica, "__init__", init)
+
+
+def commit_when_parent_only_prepared() -> contextlib.AbstractContextManager[None]:
+    """The bug the simulator found in development: COMMIT(v, h) sent when (v, h-1) is merely prepared,
+    so a commit quorum at h no longer locks h-1, and a NEW-VIEW may re-propose a different h-1."""
+    orig = R.Replica._maybe_send_commit
+
+    def maybe_send_commit(self: R.Replica, h: int, out: list) -> None:
+        prev = self.log.get(h - 1)
+        H = self.log.get(h)
+        fake = None
+        if prev is not None and prev.my_commit is None and prev.prepared is not None and \
+                prev.prepared.view == self.view and H is not None and H.prepared is not None:
+            fake = CommitVote(self.view, h - 1, prev.prepared.digest, self.me, b"")
+            prev.my_commit = fake
+        try:
+            orig(self, h, out)
+        finally:
+            if fake is not None and prev.my_commit is fake:
+                prev.my_commit = None
+
+    return patched(R.Replica, "_maybe_send_commit", maybe_send_commit)
+
+
+def new_view_lowest_view() -> contextlib.AbstractContextManager[None]:
+    """NEW-VIEW picks the lowest-view prepared certificate instead of the highest."""
+    def compute(vcs: tuple) -> tuple:
+        stable = max((vc.stable for vc in vcs), key=lambda c: (c.height, c.digest))
+        chosen: dict = {}
+        for vc in vcs:
+            for p in vc.prepared:
+                if p.height > stable.height and (p.height not in chosen or p.view < chosen[p.height].view):
+                    chosen[p.height] = p
+        out, h, parent = [], stable.height + 1, stable.digest
+        while (p := chosen.get(h)) is not None and p.parent == parent:
+            out.append(p)
+            parent, h = p.digest, h + 1
+        return stable, out
+
+    return patched(R, "compute_reproposals", compute)
+
+
+def forget_votes_on_restart() -> contextlib.AbstractContextManager[None]:
+    """Votes are persisted but not read back: a restarted replica may vote again, differently."""
+    orig = R.Replica._restore
+
+    def restore(self: R.Replica, persisted: Any) -> None:
+        orig(self, {k: v for k, v in persisted.items() if not k.startswith((b"v/", b"pc/"))})
+
+    return patched(R.Replica, "_restore", restore)
+
+
+MUTANTS = {
+    "duplicate-signer-counted-twice": (duplicate_signer_counted_twice, ("latency", "dup", "drop")),
+    "prepare-without-validation": (prepare_without_validation, ("latency", "invalid")),
+    "commit-quorum-off-by-one": (commit_quorum_off_by_one, ()),
+    "commit-when-parent-only-prepared": (commit_when_parent_only_prepared, None),
+    "new-view-lowest-view": (new_view_lowest_view, None),
+    "forget-votes-on-restart": (forget_votes_on_restart, ("latency", "drop", "crash", "equivocate")),
+}
+
+
+def first_failure(name: str, seeds: range, nodes: int = 4) -> int | None:
+    make, faults = MUTANTS[name]
+    kw = {} if faults is None else {"faults": faults}
+    with make():
+        for seed in seeds:
+            if not run_seed(seed, nodes, **kw).ok:
+                return seed
+    return None

@@ -233,3 +233,10 @@ def test_submit_shipment_with_parties_po_and_time(env):
     assert doc["eventTime"].startswith("2024-03-01T10:00:00") and doc["bizStep"] == "shipping"
     assert any("PO-77" in t["bizTransaction"] for t in doc["bizTransactionList"])
     res = run(tx, "submit", "--ship", ITEM, "--time", "yesterday", code=EXIT_USAGE)
+
+
+def test_audit_progress_bar_and_summary(env):
+    net, _, tx, _ = env
+    net.build_chain(3, 2)
+    res = run(tx, "audit", net.urls[0], "--workers", "0", "--progress")
+    assert "auditing" in res.output and "rec/s" in res.output and "OK: every rule holds" in res.output

@@ -10,6 +10,7 @@ by polling, never by timing assertions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import socket
@@ -22,7 +23,7 @@ from helpers_client import ITEM, object_event
 
 from rantai.client.audit import DataDirSource, NodeSource, audit, compare
 from rantai.client.cli import EXIT_FAILED, cli
-from rantai.client.http import Client, verify_receipt
+from rantai.client.http import AsyncClient, Client, verify_receipt
 from rantai.client.receipts import Receipt
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -91,12 +92,29 @@ def test_round_trip_audit_and_tamper(devnet, tmp_path):
         assert head.height >= second.height
         assert client.failures == type(client.failures)()  # no node lied or was down
 
+    # the async client and the CLI against the same network
+    async def async_round() -> tuple[int, int]:
+        async with AsyncClient(genesis, urls, acme, timeout=30.0) as ac:
+            r = await ac.submit(object_event(3, [ITEM], step="storing"))
+            return (await ac.get(r.record_id)).height, len(await ac.history(ITEM))
+
+    _, n_hist = asyncio.run(async_round())
+    assert n_hist == 3
+    env = {"RANTAI_GENESIS": str(devnet.genesis_path), "RANTAI_NODES": ",".join(urls),
+           "RANTAI_KEY": str(devnet.dir / "members" / "acme.pem")}
+    res = CliRunner(env=env).invoke(cli, ["submit", "--receive", ITEM, "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    res = CliRunner(env=env).invoke(cli, ["trace", ITEM, "--json"], catch_exceptions=False)
+    assert [s["event"]["bizStep"] for s in json.loads(res.output)["steps"]] == ["shipping", "receiving", "storing", "receiving"]
+    with Client(genesis, urls) as client:
+        head = client.head()
+
     top = head.height
     srcs = [NodeSource(u) for u in urls]
     wait_for("all nodes at the same height", lambda: min(s.head_height() for s in srcs) >= top)
     rep = audit(genesis, srcs[0], end=top)
     assert rep.ok, rep.failures
-    assert rep.records == 42 and rep.height == top
+    assert rep.records == 44 and rep.height == top
     cmp = compare(genesis, srcs, end=top)
     for s in srcs:
         s.close()
@@ -113,7 +131,7 @@ def test_round_trip_audit_and_tamper(devnet, tmp_path):
     res = cli_run("audit", "--genesis", str(devnet.genesis_path), "--data-dir", str(data), "--to", str(top),
                   "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["records"] == 42
+    assert json.loads(res.output)["records"] == 44
 
     # with node 3 down, the client fails over
     with Client(genesis, [urls[3]] + urls[:3], None, timeout=5.0) as client:

@@ -384,17 +384,18 @@ def get(ctx: click.Context, record_id: str, receipt_out: str | None, as_json: bo
 
 @cli.command()
 @click.argument("item")
+@click.option("--cross-check", is_flag=True, help="Ask f+1 nodes and merge, so no single node can leave records out.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_common()
 @click.pass_context
-def trace(ctx: click.Context, item: str, as_json: bool, config_file: str | None, genesis: str | None,
-          nodes: tuple[str, ...], timeout: float | None) -> None:
+def trace(ctx: click.Context, item: str, cross_check: bool, as_json: bool, config_file: str | None,
+          genesis: str | None, nodes: tuple[str, ...], timeout: float | None) -> None:
     """The journey of ITEM (a GS1 identifier) as a timeline of verified records."""
     from .trace import render, timeline, to_json
 
     cfg = _config(config_file, genesis, nodes, None, timeout)
     with _client(ctx, cfg) as client:
-        steps = timeline(client.history(item), item, client.genesis)
+        steps = timeline(client.history(item, cross_check=cross_check), item, client.genesis)
     if as_json:
         click.echo(to_json(steps, item))
     else:

@@ -230,6 +230,7 @@ class _Call:
     timeout: float | None = None
     first_answer: bool = False  # a negative answer ends the call (polling: a lie only delays)
     rotate: int = 0  # start this many nodes after the preferred one
+    only: int | None = None  # ask this node (index) alone
 
 
 @dataclass
@@ -304,6 +305,8 @@ class _Core:
     # -- node order and reporting ----------------------------------------------------------------
     def _order(self, call: _Call) -> list[int]:
         n = len(self.nodes)
+        if call.only is not None:
+            return [call.only % n]
         start = (self._preferred + call.rotate) % n
         return [(start + k) % n for k in range(n)]
 
@@ -444,7 +447,7 @@ class _Core:
 
         return (yield _Call("GET", "/v1/head", parse, "head"))
 
-    def history_flow(self, item_id: str) -> _Flow:
+    def history_flow(self, item_id: str, cross_check: bool = False) -> _Flow:
         from .trace import identifiers
 
         def parse(node: str, resp: httpx.Response) -> list[VerifiedRecord]:
@@ -465,10 +468,34 @@ class _Core:
                 out.append(VerifiedRecord(receipt, node))
             return out
 
-        try:
-            return (yield _Call("GET", f"/v1/items/{quote(item_id, safe='')}/history", parse, f"history of {item_id}"))
-        except NotFound:
-            return []
+        path = f"/v1/items/{quote(item_id, safe='')}/history"
+        if not cross_check:
+            try:
+                return (yield _Call("GET", path, parse, f"history of {item_id}"))
+            except NotFound:
+                return []
+        # Completeness: a node can leave records out, and nothing in a receipt shows it. The union of
+        # f+1 verified answers from distinct nodes includes at least one honest node's history.
+        need = self.genesis.f + 1
+        merged: dict[bytes, VerifiedRecord] = {}
+        answered = 0
+        problems: list[tuple[str, BaseException]] = []
+        for k in range(len(self.nodes)):
+            if answered >= need:
+                break
+            try:
+                got = yield _Call("GET", path, parse, f"history of {item_id}", only=self._preferred + k)
+            except NotFound:
+                got = []
+            except NoNodeAvailable as exc:
+                problems.extend(exc.failures)
+                continue
+            answered += 1
+            for vr in got:
+                merged.setdefault(vr.id, vr)
+        if answered < need:
+            raise NoNodeAvailable(f"history of {item_id} from {need} nodes", problems)
+        return sorted(merged.values(), key=lambda vr: (vr.height, vr.index))
 
     def submit_flow(self, records: Sequence[SignedRecord], wait: bool, timeout: float | None) -> _Flow:
         """Submit ``records`` as one request; returns a list of Receipt (wait) or SignedRecord, or errors."""
@@ -710,9 +737,13 @@ class Client(_Core):
         """The record with this id and its verified receipt. Raises ``NotFound`` when no node has it."""
         return self._run(self.get_flow(record_id))
 
-    def history(self, item_id: str) -> list[VerifiedRecord]:
-        """Every committed record naming the GS1 identifier ``item_id``, in chain order, each verified."""
-        return self._run(self.history_flow(item_id))
+    def history(self, item_id: str, *, cross_check: bool = False) -> list[VerifiedRecord]:
+        """Every committed record naming the GS1 identifier ``item_id``, in chain order, each verified.
+
+        One node can omit records without breaking any proof; ``cross_check=True`` asks f+1 distinct
+        nodes and returns the union, which holds every record at least one honest node has.
+        """
+        return self._run(self.history_flow(item_id, cross_check))
 
     def head(self) -> VerifiedHeader:
         """The latest certified block header a node reports, never older than one already verified."""
@@ -801,8 +832,8 @@ class AsyncClient(_Core):
     async def get(self, record_id: bytes | str) -> VerifiedRecord:
         return await self._run(self.get_flow(record_id))
 
-    async def history(self, item_id: str) -> list[VerifiedRecord]:
-        return await self._run(self.history_flow(item_id))
+    async def history(self, item_id: str, *, cross_check: bool = False) -> list[VerifiedRecord]:
+        return await self._run(self.history_flow(item_id, cross_check))
 
     async def head(self) -> VerifiedHeader:
         return await self._run(self.head_flow())

@@ -136,7 +136,7 @@ class FakeNode:
 
     down, error500, garbage, alter-record, alter-proof, forge-cert, few-votes, wrong-record,
     stale-head, reject (refuses good records), not-found (hides records), foreign-history
-    (adds a record that does not name the item), alter-block (flips a byte of served blocks).
+    (adds a record that does not name the item), omit-history (leaves the last one out), alter-block (flips a byte of served blocks).
     ``commit`` is "now" (wait=commit answers with receipts) or "later" (records stay pending
     until the next GET).
     """
@@ -209,6 +209,8 @@ class FakeNode:
 
             ids = [rid for rid, _ in sorted(self.net.where.items(), key=lambda kv: kv[1])
                    if item in identifiers(self.net.receipt(rid).record.event)]
+            if self.lie == "omit-history":
+                ids = ids[:-1]
             if self.lie == "foreign-history":
                 ids.append(next(rid for rid in self.net.where if rid not in ids))
             return _resp(200, {"item": item, "receipts": [self._receipt_obj(rid) for rid in ids]})

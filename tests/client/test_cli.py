@@ -122,7 +122,7 @@ def test_get_trace_and_not_found(env):
     assert json.loads(res.output)["record_id"] == rid
     res = run(tx, "trace", ITEM)
     assert "shipping" in res.output and "receiving" in res.output and "acme" in res.output
-    res = run(tx, "trace", ITEM, "--json")
+    res = run(tx, "trace", ITEM, "--json", "--cross-check")
     assert [s["height"] for s in json.loads(res.output)["steps"]] == [1, 2]
     res = run(tx, "get", "ab" * 32, code=EXIT_NOT_FOUND)
     assert "not found" in one_error_line(res)

@@ -111,6 +111,19 @@ def test_history_with_a_record_that_does_not_name_the_item_is_refused():
     assert "does not name" in str(seen[0][1])
 
 
+def test_cross_checked_history_finds_what_one_node_omits():
+    net = Net()
+    net.commit([net.sign(object_event(1, [ITEM]))])
+    net.commit([net.sign(object_event(2, [ITEM]))])
+    client, _, _ = make(net, {0: "omit-history"})
+    assert len(client.history(ITEM)) == 1  # one node's word: the omission is invisible
+    full = client.history(ITEM, cross_check=True)  # f+1 = 2 nodes
+    assert [r.height for r in full] == [1, 2]
+    client, _, _ = make(net, {0: "down", 1: "down", 2: "down"})
+    with pytest.raises(NoNodeAvailable, match="from 2 nodes"):
+        client.history(ITEM, cross_check=True)
+
+
 def test_history_of_unknown_item_is_empty():
     net = Net()
     client, _, _ = make(net)

@@ -185,7 +185,7 @@ def _client(ctx: click.Context, cfg: Config, identity: Any = None) -> Any:
     from .http import Client
 
     def warn(node: str, exc: RantaiError) -> None:
-        click.echo(f"warning: {exc} (asking the next node)", err=True)
+        click.echo(f"warning: {exc}", err=True)
 
     return Client(cfg.load_genesis(), cfg.nodes or None, identity, cfg.timeout, on_failure=warn,
                   transport=_transport(ctx))

@@ -74,6 +74,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("rantai.client")
+log.addHandler(logging.NullHandler())  # a library logs only where the application configured logging
 
 MSGPACK = "application/msgpack"
 DEFAULT_TIMEOUT = 10.0

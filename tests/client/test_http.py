@@ -210,8 +210,6 @@ def test_submit_without_wait_returns_the_signed_record():
 def test_submit_timeout_names_the_records():
     net = Net()
     nodes = [FakeNode(net, url, commit="later") for url in net.urls]
-    for n in nodes:
-        n.handle_get = None
     tx = transport(nodes)
 
     def never_commit(request: httpx.Request) -> httpx.Response:

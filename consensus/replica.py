@@ -85,7 +85,7 @@ class _Height:
         self.prepared: PreparedCert | None = None  # highest-view prepared certificate
         self.my_prepare: Prepare | None = None
         self.my_commit: CommitVote | None = None
-        self.asked: set[bytes] = set()  # digests a Validate was emitted for
+        self.asked: set[tuple[int, bytes]] = set()  # (view, digest) a Validate was emitted for
 
 
 def compute_reproposals(
@@ -206,8 +206,8 @@ class Replica:
             for v, h, d in sorted(self.revalidate, key=lambda x: x[1]):
                 H = self.log.get(h)
                 if H is not None and h > self.committed_h and d in H.proposals:
-                    H.asked.add(d)
-                    out.append(Validate(v, h, H.proposals[d]))
+                    H.asked.add((self.view, d))
+                    out.append(Validate(self.view, h, H.proposals[d]))
             self.revalidate.clear()
         if self.last_progress_ms is None:
             self.last_progress_ms = now_ms
@@ -429,12 +429,12 @@ class Replica:
             prop = Proposal(m.height, m.parent, m.digest, m.payload)
             H.proposals[m.digest] = prop
             H.validated.pop(m.digest, None)
-            H.asked.discard(m.digest)
         if m.height <= self.committed_h:
             return
         ok = H.validated.get(m.digest)
-        if ok is None and m.digest not in H.asked:
-            H.asked.add(m.digest)
+        # a refusal may be transient (the node did not know the ancestry yet): ask again once per view
+        if not ok and (m.view, m.digest) not in H.asked:
+            H.asked.add((m.view, m.digest))
             out.append(Validate(m.view, m.height, prop))
         elif ok:
             self._maybe_prepare(m.height, out)

@@ -89,7 +89,8 @@ class Result:
         return not self.violations
 
     def replay(self) -> str:
-        return f"python -m rantai.consensus.sim --seed {self.seed} --nodes {self.nodes} --faults {','.join(self.faults) or 'none'}"
+        faults = "all" if set(self.faults) == set(ALL_FAULTS) else ",".join(self.faults) or "none"
+        return f"python -m rantai.consensus.sim --seed {self.seed} --nodes {self.nodes} --faults {faults}"
 
 
 class Node:

@@ -46,7 +46,8 @@ def make_devnet(tmp_path, n: int = 4, **params: int) -> Devnet:
     return net
 
 
-def wait_until(what: str, fn: Callable[[], bool], timeout: float = 60.0, every: float = 0.1) -> None:
+def wait_until(what: str, fn: Callable[[], bool], timeout: float = 120.0, every: float = 0.1,
+               describe: Callable[[], object] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -55,7 +56,13 @@ def wait_until(what: str, fn: Callable[[], bool], timeout: float = 60.0, every: 
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            detail = ""
+            if describe is not None:
+                try:
+                    detail = f"; state: {describe()}"
+                except Exception as exc:  # the state is a hint only
+                    detail = f"; state unavailable ({exc})"
+            raise AssertionError(f"timed out waiting for {what}{detail}")
         time.sleep(every)
 
 
@@ -92,6 +99,17 @@ class Api:
                 break
             out += [encode(x) for x in items]
             start += len(items)
+        return out
+
+    def snapshot(self) -> list:
+        """Height, view, mode and mempool of every node that answers (for failure messages)."""
+        out = []
+        for i, url in enumerate(self.urls):
+            try:
+                s = self.http.get(url + "/v1/status", timeout=2.0).json()
+                out.append((i, s["height"], s["view"], s["mode"], s["mempool"], s["counters"]))
+            except Exception:
+                out.append((i, "down"))
         return out
 
     def has_record(self, i: int, rid: bytes) -> bool:

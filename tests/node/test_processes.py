@@ -15,7 +15,7 @@ from rantai.node.storage import Storage
 
 from .procs import Api, make_devnet, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
 def audit(api: Api, blocks: list[bytes]) -> None:
@@ -51,14 +51,17 @@ def test_devnet_commits_from_any_node_one_then_two_down(tmp_path):
         for i in range(4):
             status, res = api.submit(i, api.records(3))
             assert status == 200 and {e["status"] for e in res} == {"committed"}
-        wait_until("equal heights", lambda: len({api.height(i) for i in range(4)}) == 1)
+        wait_until("equal heights", lambda: len({api.height(i) for i in range(4)}) == 1, describe=api.snapshot)
         same_chains(api, [0, 1, 2, 3])
 
         net.kill(3)  # kill -9
+        missed = []
         for k in range(14):  # many blocks: v3 falls several checkpoints behind
-            status, res = api.submit(1 + k % 2, api.records(2))
+            batch = api.records(2)
+            status, res = api.submit(1 + k % 2, batch)
             assert status == 200 and {e["status"] for e in res} == {"committed"}
-        wait_until("equal heights", lambda: len({api.height(i) for i in range(3)}) == 1)
+            missed += batch
+        wait_until("equal heights", lambda: len({api.height(i) for i in range(3)}) == 1, describe=api.snapshot)
         h_one_down = api.height(1)
 
         net.kill(2)
@@ -70,12 +73,17 @@ def test_devnet_commits_from_any_node_one_then_two_down(tmp_path):
         net.start_node(2)
         net.start_node(3)
         net.wait_ready(indices=[2, 3])
-        wait_until("the stuck records commit", lambda: all(api.has_record(0, r.id) for r in stuck))
+        wait_until("the stuck records commit", lambda: all(api.has_record(0, r.id) for r in stuck), describe=api.snapshot)
         status, res = api.submit(3, api.records(2))
         assert status == 200 and {e["status"] for e in res} == {"committed"}
         top = api.height(0)
-        wait_until("all caught up", lambda: all(api.height(i) >= top for i in range(4)))
+        wait_until("all caught up", lambda: all(api.height(i) >= top for i in range(4)), describe=api.snapshot)
         same_chains(api, [0, 1, 2, 3])
+        # the caught-up node built its indexes from the fetched blocks: it serves receipts and history
+        assert all(api.has_record(3, r.id) for r in missed)
+        epc = missed[0].event["epcList"][0]
+        hist = api.http.get(api.urls[3] + f"/v1/items/{epc}/history").json()
+        assert [x["record_id"] for x in hist["receipts"]] == [missed[0].id.hex()]
     finally:
         api.close()
         net.stop()
@@ -102,7 +110,7 @@ def test_kill_mid_load_loses_no_acknowledged_record_and_primary_failover(tmp_pat
         threads = [threading.Thread(target=load) for _ in range(3)]
         for t in threads:
             t.start()
-        wait_until("some commits acknowledged", lambda: len(acked) >= 30)
+        wait_until("some commits acknowledged", lambda: len(acked) >= 30, describe=api.snapshot)
         net.kill(1)
         stop.set()
         for t in threads:
@@ -128,7 +136,7 @@ def test_kill_mid_load_loses_no_acknowledged_record_and_primary_failover(tmp_pat
         status, res = api.submit(alive[0], api.records(3), timeout_ms=60000)
         assert status == 200 and {e["status"] for e in res} == {"committed"}
         assert api.status(alive[1])["view"] >= 1
-        wait_until("equal heights", lambda: len({api.height(i) for i in alive}) == 1)
+        wait_until("equal heights", lambda: len({api.height(i) for i in alive}) == 1, describe=api.snapshot)
         same_chains(api, alive)
     finally:
         stop.set()

@@ -20,10 +20,9 @@ walks several sources in lockstep and reports the first height where they disagr
 
 Speed: the sequential work (hash links, Merkle roots, the id index) stays in this process;
 record and certificate signatures — nearly all of the cost — are checked by a process pool in
-batches of about ``batch_records`` records (``cryptography``'s Ed25519 holds the GIL, so threads
-would not help). Where the system's libsodium is present it verifies record signatures (faster,
-and never more lenient: a signature it refuses is re-checked with ``cryptography`` so both give
-the same verdict); ``RANTAI_NO_SODIUM=1`` turns it off.
+batches of about ``batch_records`` records. Processes rather than threads: libsodium releases
+the GIL while it verifies, but decoding each record around it does not, and that Python share is
+large enough that threads would leave a core idle.
 
 Memory: record ids go into sorted runs of 40 bytes per record (id and height) rather than a
 Python set (about 90 bytes per id); duplicates are found by merging the runs at the end.
@@ -31,8 +30,6 @@ Python set (about 90 bytes per id); duplicates are found by merging the runs at 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import heapq
 import multiprocessing
 import os
@@ -50,14 +47,14 @@ from typing import Any, Protocol
 import httpx
 import msgpack
 
-from rantai.consensus.crypto import sha256, signing_bytes
+from rantai.consensus.crypto import sha256
 
 from .blocks import Block, BlockHeader, check_block
 from .certificates import certificate_from_obj, verify_certificate
 from .encoding import decode
 from .errors import InvalidBlock, NodeError, RantaiError
 from .genesis import Genesis
-from .records import RECORD_KIND, SignedRecord
+from .records import SignedRecord
 
 __all__ = [
     "AuditFailure",
@@ -305,82 +302,29 @@ def open_source(spec: str, *, transport: httpx.BaseTransport | None = None) -> B
 
 # -- per-record and per-certificate checks (run in the worker processes) ---------------------------
 
-_SIG_KEY = b"\xa9signature\xc4\x40"  # the canonical encoding of the key "signature" and a 64-byte bin header
 _GENESIS: Genesis | None = None
 _SCHEMA = False
-_sodium_verify: Any = None
-
-
-def _load_sodium() -> Any:
-    if os.environ.get("RANTAI_NO_SODIUM"):
-        return None
-    try:
-        name = ctypes.util.find_library("sodium")
-        if not name:
-            return None
-        lib = ctypes.CDLL(name)
-        if lib.sodium_init() < 0:
-            return None
-        fn = lib.crypto_sign_ed25519_verify_detached
-        fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p]
-        fn.restype = ctypes.c_int
-        return fn
-    except (OSError, AttributeError):
-        return None
-
-
-def unsigned_from_raw(raw: bytes, signature: bytes) -> bytes | None:
-    """``SignedRecord.unsigned_bytes()`` cut out of the canonical signed bytes, without re-encoding.
-
-    The signed record is a canonical 7-entry map with sorted keys; dropping its ``signature``
-    entry (key, bin8 header, 64 bytes) and making the header a 6-entry map gives exactly the
-    canonical encoding of the unsigned map. ``rfind`` is exact: only the fixed-size entries
-    ``submitted_at``, ``submitter`` and ``version`` follow it, too short to hold the 75 bytes.
-    """
-    if not raw or raw[0] != 0x87:
-        return None
-    at = raw.rfind(_SIG_KEY + signature)
-    if at < 0:
-        return None
-    return b"\x86" + raw[1:at] + raw[at + len(_SIG_KEY) + len(signature):]
 
 
 def _init_worker(genesis_doc: dict[str, Any], schema: bool) -> None:
-    global _GENESIS, _SCHEMA, _sodium_verify
+    global _GENESIS, _SCHEMA
     _GENESIS = Genesis(genesis_doc)
     _SCHEMA = schema
-    _sodium_verify = _load_sodium()
 
 
 def _check_record(g: Genesis, raw: bytes, height: int, index: int) -> tuple | None:
+    """None when the record is valid on ``g``; else (height, rule, message, record id, index).
+
+    The very rules (and code) a node applies when it admits a record: ``SignedRecord.verify``.
+    """
     try:
         rec = SignedRecord.from_bytes(raw)
     except (RantaiError, ValueError) as exc:
         return (height, getattr(exc, "rule", "record"), str(exc), sha256(raw).hex(), index)
-    member = g.members.get(rec.submitter)
-    if rec.chain == g.hash and member is not None and "submitter" in member.roles:
-        unsigned = unsigned_from_raw(raw, rec.signature)
-        if unsigned is not None:
-            msg = signing_bytes(RECORD_KIND, rec.chain, unsigned)
-            if _sodium_verify is not None:
-                ok = _sodium_verify(rec.signature, msg, len(msg), member.public_key) == 0
-            else:
-                ok = member.verifier.verify(rec.signature, RECORD_KIND, rec.chain, unsigned)
-            if ok:
-                if not _SCHEMA:
-                    return None
-                try:
-                    from .epcis import validate_event
-
-                    validate_event(rec.event)
-                    return None
-                except (RantaiError, ValueError) as exc:
-                    return (height, "schema", str(exc), rec.id.hex(), index)
-    try:  # the slow path names the exact rule (and settles any fast-path disagreement)
+    try:
         rec.verify(g, schema=_SCHEMA)
     except (RantaiError, ValueError) as exc:
-        rule = "schema" if type(exc).__name__ == "EventInvalid" else getattr(exc, "rule", "record")
-        return (height, rule, str(exc), rec.id.hex(), index)
+        return (height, getattr(exc, "rule", "record"), str(exc), rec.id.hex(), index)
     return None
 
 
@@ -528,9 +472,9 @@ class Auditor:
     def _submit(self, task: list) -> Future:
         if self._pool is not None:
             return self._pool.submit(_check_task, task)
-        global _GENESIS, _SCHEMA, _sodium_verify
+        global _GENESIS, _SCHEMA
         if _GENESIS is not self.genesis:
-            _GENESIS, _SCHEMA, _sodium_verify = self.genesis, self.schema, _load_sodium()
+            _GENESIS, _SCHEMA = self.genesis, self.schema
         fut: Future = Future()
         fut.set_result(_check_task(task))
         return fut
@@ -663,9 +607,9 @@ def _verdict(genesis: Genesis, height: int, prev_hash: bytes | None, raw: bytes 
         check_block(block, chain=genesis.hash, height=height, prev_hash=prev_hash or header.prev_hash)
     except RantaiError as exc:
         return str(exc)
-    global _GENESIS, _SCHEMA, _sodium_verify
+    global _GENESIS, _SCHEMA
     if _GENESIS is not genesis:
-        _GENESIS, _SCHEMA, _sodium_verify = genesis, False, _load_sodium()
+        _GENESIS, _SCHEMA = genesis, False
     bad = _check_task([(height, block.hash, cert_obj, raws)])
     if bad:
         f = AuditFailure(*bad[0])

@@ -80,7 +80,7 @@ def main() -> None:
         write_leveldb(net, d + "/db")
         measure(f"leveldb workers={os.cpu_count()}", None, lambda: DataDirSource(d + "/db"))
     print(json.dumps({"records": records, "per_block": per_block, "cpus": os.cpu_count(),
-                      "sodium": not os.environ.get("RANTAI_NO_SODIUM"), "load_average": os.getloadavg(),
+                      "load_average": os.getloadavg(),
                       "records_per_second": results, "cpu_us_per_record": cpu_us}, indent=2))
 
 

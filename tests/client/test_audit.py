@@ -24,7 +24,6 @@ from rantai.client.audit import (
     _IdIndex,
     audit,
     compare,
-    unsigned_from_raw,
 )
 from rantai.client.blocks import Block
 from rantai.client.encoding import encode
@@ -71,17 +70,7 @@ def test_clean_chain_passes(workers):
     assert rep.to_obj()["ok"] is True
 
 
-def test_unsigned_bytes_cut_from_raw_equals_reencoding():
-    net = Net()
-    for i in range(30):
-        rec = net.sign(object_event(i, step="x" * i))
-        assert unsigned_from_raw(rec.raw, rec.signature) == rec.unsigned_bytes()
-
-
-@pytest.mark.parametrize("sodium", [True, False])
-def test_flipped_signature_byte_fails_at_that_height(sodium, monkeypatch):
-    if not sodium:
-        monkeypatch.setenv("RANTAI_NO_SODIUM", "1")
+def test_flipped_signature_byte_fails_at_that_height():
     net = chain(2, 3)
     rec = net.sign(object_event(50))
     fields = dict(rec.fields)
@@ -255,12 +244,6 @@ def test_auditor_reuses_its_pool_and_stops_after_max_failures():
         rep = auditor.run(MemorySource(its))
         assert rep.truncated and rules_at(rep) == [(1, "invalid block"), (2, "invalid block"), (3, "invalid block")]
         assert auditor.run(MemorySource(items(net))).ok
-
-
-def test_sodium_is_optional(monkeypatch):
-    monkeypatch.setenv("RANTAI_NO_SODIUM", "1")
-    assert audit_mod._load_sodium() is None
-    assert os.environ["RANTAI_NO_SODIUM"] == "1"
 
 
 def test_data_dir_of_another_chain(tmp_path):

@@ -423,3 +423,42 @@ def peers_line(result: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
         "notes": f"{cfg.clients}x{cfg.inflight} closed loop, each op one signed record acknowledged after commit "
                  f"(2f+1 commit certificate, block synced to LevelDB on the acknowledging node)",
     }
+
+
+# -- the command -----------------------------------------------------------------------------
+
+import click  # noqa: E402  (kept beside the command it serves)
+
+
+@click.command("bench")
+@click.option("--validators", default=4, show_default=True, help="validators in the fresh local network")
+@click.option("--records", default=200_000, show_default=True, help="records to commit (closed-loop: at most 50,000)")
+@click.option("--clients", default=None, type=int, help="concurrent clients [batched: 8, closed-loop: 4]")
+@click.option("--batch", default=256, show_default=True, help="records per request (batched shape)")
+@click.option("--shape", type=click.Choice(["batched", "closed-loop"]), default="batched", show_default=True)
+@click.option("--inflight", default=16, show_default=True, help="outstanding single-record requests per client (closed-loop)")
+@click.option("--payload", default=300, show_default=True, help="canonical bytes of each EPCIS event")
+@click.option("--seconds", "max_seconds", default=20.0, show_default=True, help="closed-loop time limit")
+@click.option("--dir", "dir_", default=".rantai/bench", show_default=True, help="where the throw-away network lives")
+@click.option("--base-port", default=7300, show_default=True)
+@click.option("--profile", is_flag=True, help="profile validator v0 (cProfile) and report the file")
+@click.option("--no-audit", is_flag=True, help="skip auditing the resulting chain")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the full result here")
+def bench_command(validators, records, clients, batch, shape, inflight, payload, max_seconds, dir_, base_port,
+                  profile, no_audit, json_path) -> None:
+    """Measure committed records/s, submit→commit latency and the verify ceiling, in one run.
+
+    Starts a fresh local network (never reused), pre-signs records, loads it, and prints JSON.
+    With --shape closed-loop the last line is the one-line JSON of ../shared/peers benchmarks.
+    """
+    clients = clients or (4 if shape == "closed-loop" else 8)
+    cfg = BenchConfig(validators=validators, records=records, clients=clients, batch=batch, shape=shape,
+                      inflight=inflight, payload=payload, max_seconds=max_seconds, dir=dir_, base_port=base_port,
+                      profile=profile, audit=not no_audit, log=lambda m: click.echo(m, err=True))
+    result = run_bench(cfg)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    click.echo(json.dumps(result, indent=2))
+    if shape == "closed-loop":
+        click.echo(json.dumps(peers_line(result, cfg)))

@@ -171,3 +171,15 @@ def run_demo(
             console.print(f"[dim]validators still running (pids {', '.join(str(p.pid) for p in net.procs.values())}); "
                           f"stop them with: kill {' '.join(str(p.pid) for p in net.procs.values())}[/]")
     return results
+
+
+import click  # noqa: E402  (kept beside the command it serves)
+
+
+@click.command("demo")
+@click.option("--dir", "dir_", default=".rantai/demo", show_default=True, help="where the demo network lives (reused)")
+@click.option("--base-port", default=7200, show_default=True, help="validator i listens on 127.0.0.1:base-port+i")
+@click.option("--keep", is_flag=True, help="leave the validators running afterwards")
+def demo_command(dir_: str, base_port: int, keep: bool) -> None:
+    """Start a local 4-validator network, record a coffee shipment's journey, and verify it."""
+    run_demo(dir_, base_port=base_port, keep=keep)

@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/rantai demo
+	$(BIN)/rantai demo $(DEMO_FLAGS)
 
 sim: $(STAMP)
 	$(BIN)/python -m rantai.consensus.sim --seeds 1000 --nodes 4 --faults all

@@ -333,13 +333,11 @@ class BenchConfig:
 
 def _audit_rate(net: BenchNet, log) -> dict[str, Any] | None:
     """Audit the chain the run produced, from a stopped node's LevelDB, with the client's auditor."""
-    try:
-        from rantai.client.audit import audit_data_dir
-    except ImportError:  # pragma: no cover - the auditor ships with the client
-        return None
+    from rantai.client.audit import DataDirSource, audit
+
     data = net.devnet.configs()[1].data_dir
     start = time.perf_counter()
-    report = audit_data_dir(net.devnet.genesis, data)
+    report = audit(net.devnet.genesis, DataDirSource(str(data)))
     elapsed = time.perf_counter() - start
     return {"records": report.records, "blocks": report.blocks, "seconds": elapsed,
             "records_per_s": report.records / elapsed if elapsed else None, "ok": report.ok}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -100,7 +101,19 @@ def run_cmd(config_path: str, log_level: str) -> None:
     app = create_app(node)
     server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=5))
-    server.run()
+    profile_path = os.environ.get("RANTAI_PROFILE")  # set by `rantai bench --profile` for one validator
+    if profile_path:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            server.run()
+        finally:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
+    else:
+        server.run()
     if not server.started:
         raise RuntimeError(f"node {node.name} did not start (is port {cfg.port} free?)")
 

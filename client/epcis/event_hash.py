@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
@@ -87,6 +88,7 @@ _TIME = re.compile(
 )
 
 
+@lru_cache(maxsize=16_384)
 def normalise_timestamp(value: str) -> str:
     """``2024-05-01T08:30:00.12345+07:00`` -> ``2024-05-01T01:30:00.123Z``.
 
@@ -302,15 +304,30 @@ _TERMS = {
 }
 
 
+# Rendered string values, per prefix map: identifiers, locations and vocabulary terms repeat from
+# event to event, so normalising each once makes the hash several times cheaper (bounded, thread-safe
+# enough: a lost insert only costs a recomputation).
+_VALUE_CACHES: dict[tuple, dict[tuple[str, str | None], str]] = {}
+_VALUE_CACHE_MAX = 65_536
+
+
 class _Ctx:
     """Prefix map of the event (its ``@context`` over the EPCIS defaults)."""
 
-    __slots__ = ("prefixes",)
+    __slots__ = ("prefixes", "cache")
 
     def __init__(self, contexts: Iterable[Any]) -> None:
         self.prefixes = dict(DEFAULT_PREFIXES)
         for c in contexts:
-            self._add(c)
+            if c is not None:
+                self._add(c)
+        key = () if self.prefixes == DEFAULT_PREFIXES else tuple(sorted(self.prefixes.items()))
+        cache = _VALUE_CACHES.get(key)
+        if cache is None:
+            if len(_VALUE_CACHES) > 256:
+                _VALUE_CACHES.clear()
+            cache = _VALUE_CACHES[key] = {}
+        self.cache = cache
 
     def _add(self, c: Any) -> None:
         if isinstance(c, list):
@@ -355,6 +372,16 @@ def _value(v: Any, ctx: _Ctx, vocab: str | None = None) -> str:
         if isinstance(v, (int, float)):
             return normalise_number(v)
         return str(v)
+    cache = ctx.cache
+    out = cache.get((v, vocab))
+    if out is None:
+        if len(cache) > _VALUE_CACHE_MAX:
+            cache.clear()
+        out = cache[(v, vocab)] = _value_text(v, ctx, vocab)
+    return out
+
+
+def _value_text(v: str, ctx: _Ctx, vocab: str | None) -> str:
     s = v.strip()
     if not s:
         return s

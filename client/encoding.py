@@ -29,6 +29,9 @@ MAX_SIZE = 64 * 1024 * 1024
 _packer_options = {"use_bin_type": True, "use_single_float": False, "strict_types": False, "autoreset": True}
 
 
+_PLAIN = frozenset({str, bytes, bool, type(None)})  # scalars that are their own canonical form
+
+
 def normalize(value: Any, depth: int = 0) -> Any:
     """Return ``value`` with every map's keys in canonical order; refuse what has no canonical form."""
     if depth > MAX_DEPTH:
@@ -49,18 +52,67 @@ def normalize(value: Any, depth: int = 0) -> Any:
             if type(k) is not str:
                 raise InvalidEncoding(f"encoding: map key {k!r} is not a string")
         # UTF-8 preserves code point order, so sorting the str keys sorts their UTF-8 bytes.
-        return {k: normalize(value[k], depth + 1) for k in sorted(value)}
+        d = depth + 1
+        return {k: v if type(v) in _PLAIN else normalize(v, d) for k in sorted(value) for v in (value[k],)}
     if t is list or t is tuple:
-        return [normalize(v, depth + 1) for v in value]
+        d = depth + 1
+        return [v if type(v) in _PLAIN else normalize(v, d) for v in value]
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise InvalidEncoding(f"encoding: {t.__name__} values cannot be encoded")
 
 
+def _in_canonical_order(value: Any) -> bool:
+    """Check ``value`` has a canonical form; True when every map's keys are already in order.
+
+    The hot path of both ``encode`` and ``decode``: an iterative walk that visits containers only
+    and builds nothing, so values that are already canonical (everything ``decode`` accepts, and
+    most of what rantai builds) go to the C packer as they are. Raises like ``normalize``.
+    """
+    in_order = True
+    stack = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v, depth = pop()
+        t = type(v)
+        if t is dict:
+            keys = list(v)
+            for k in keys:
+                if type(k) is not str:
+                    raise InvalidEncoding(f"encoding: map key {k!r} is not a string")
+            if in_order and keys != sorted(keys):
+                in_order = False
+            children: Any = v.values()
+        elif t is list or t is tuple:
+            children = v
+        else:
+            normalize(v, depth)  # a lone scalar (top level): its own checks
+            continue
+        if depth >= MAX_DEPTH and children:
+            raise InvalidEncoding(f"encoding: nested deeper than {MAX_DEPTH}")
+        for c in children:
+            tc = type(c)
+            if tc is str or tc is bytes or tc is bool or c is None:
+                continue
+            if tc is int:
+                if not -(2**63) <= c < 2**64:
+                    raise InvalidEncoding("encoding: integer out of the 64-bit range")
+            elif tc is float:
+                if not math.isfinite(c):
+                    raise InvalidEncoding("encoding: NaN and infinity have no canonical form")
+            elif tc is dict or tc is list or tc is tuple:
+                push((c, depth + 1))
+            else:
+                normalize(c, depth + 1)  # bytearray, memoryview, or a type with no encoding
+    return in_order
+
+
 def encode(value: Any) -> bytes:
     """Canonical bytes of ``value`` (dict/list/tuple/str/bytes/int/float/bool/None)."""
+    if not _in_canonical_order(value):
+        value = normalize(value)
     try:
-        return msgpack.packb(normalize(value), **_packer_options)
+        return msgpack.packb(value, **_packer_options)
     except UnicodeEncodeError as exc:
         raise InvalidEncoding("encoding: text that is not valid Unicode (a lone surrogate)") from exc
 
@@ -93,10 +145,8 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Any:
         raise InvalidEncoding(f"encoding: malformed msgpack ({type(exc).__name__})") from exc
     except Exception as exc:  # the C unpacker's error types vary across versions; none may escape
         raise InvalidEncoding(f"encoding: malformed msgpack ({type(exc).__name__})") from exc
-    try:
-        again = encode(value)
-    except RecursionError as exc:
-        raise InvalidEncoding(f"encoding: nested deeper than {MAX_DEPTH}") from exc
-    if again != data:
+    # Decoded maps keep the input's key order, so out-of-order keys show up here, and every other
+    # non-canonical form (long integers, float32, duplicate keys) shows up as different bytes.
+    if not _in_canonical_order(value) or msgpack.packb(value, **_packer_options) != data:
         raise InvalidEncoding("encoding: not canonical (key order, duplicate keys or integer/float form)")
     return value

@@ -31,7 +31,7 @@ import httpx
 
 from rantai.client.encoding import decode, encode
 from rantai.client.genesis import Genesis
-from rantai.client.records import SignedRecord, sign_event
+from rantai.client.records import sign_event
 from rantai.consensus.crypto import Signer, Verifier
 
 from .devnet import Devnet

@@ -21,6 +21,7 @@ from rantai.client.receipts import Receipt
 from rantai.client.records import SignedRecord
 from rantai.consensus.crypto import sha256
 
+from .epcis_index import index_entries
 from .storage import Storage
 
 __all__ = ["Ledger", "items_of"]
@@ -90,6 +91,7 @@ class Ledger:
     def apply(self, block: Block, certificate: CommitCertificate) -> None:
         """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch."""
         items = [(item, i) for i, r in enumerate(block.records) for item in items_of(r.event)]
+        epcis, hashed = index_entries(self.storage.db, block.height, block.header.timestamp, block.records)
         self.storage.commit_block(
             block.height,
             block.hash,
@@ -97,6 +99,8 @@ class Ledger:
             encode(certificate.to_obj()),
             block.record_ids(),
             items,
+            epcis,
+            hashed,
         )
 
     # -- reading ---------------------------------------------------------------------------

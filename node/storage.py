@@ -9,6 +9,7 @@ Every key starts with a one-byte tag; integers are big-endian so LevelDB's byte 
     b"r" + record id[32]                 u64 height ‖ u32 index
     b"i" + sha256(item id)[32] + u64 height + u32 index   -> item id (UTF-8), for /v1/items/{id}/history
     b"s" + key                           consensus state (``Persist`` entries), handed back to the replica
+    b"e", b"E", b"q" ...                  EPCIS indexes (node/epcis_index.py), written in the block's batch
 
 A committed block, its certificate, its index entries and the new head are one synced write batch,
 so after a crash the store holds a prefix of the chain with every index complete. The work per
@@ -21,8 +22,9 @@ import hashlib
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import plyvel
 
@@ -58,6 +60,7 @@ class Storage:
         except plyvel.Error as exc:
             raise StorageError(f"storage: cannot open {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self.on_commit: list[Callable[[int, Any], None]] = []  # called after each block's batch (disk thread)
         fmt, stored_chain = self.db.get(META + b"format"), self.db.get(META + b"chain")
         if fmt is None:
             if not create:
@@ -130,6 +133,8 @@ class Storage:
         certificate: bytes,
         record_ids: Iterable[bytes],
         items: Iterable[tuple[str, int]],
+        extra: Iterable[tuple[bytes, bytes]] = (),
+        info: Any = None,
     ) -> None:
         """Store block ``height`` (which must be head + 1) with its certificate and indexes: one synced batch."""
         with self._lock:
@@ -143,8 +148,12 @@ class Storage:
                     wb.put(RECORD + rid, _LOC.pack(height, index))
                 for item, index in items:
                     wb.put(ITEM + item_key(item) + _LOC.pack(height, index), item.encode("utf-8"))
+                for key, value in extra:  # EPCIS indexes (node/epcis_index.py)
+                    wb.put(key, value)
                 wb.put(HEAD, h + block_hash)
             self._head = (height, block_hash)
+        for fn in self.on_commit:
+            fn(height, info)
 
     def persist(self, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Consensus state writes (None deletes), synced before returning."""

@@ -1,0 +1,563 @@
+"""EPCIS indexes over the node's LevelDB: event hash IDs, own eventIDs, and the query postings.
+
+Layout (docs/storage.md, "EPCIS indexes"); ``loc`` is ``u64 height ‖ u32 index`` (chain order)::
+
+    b"e" + digest[32]                        -> record id[32] ‖ loc   event hash ID (first record wins)
+    b"E" + sha256(eventID)[32] + loc         -> record id[32]         the event's own eventID (many allowed)
+    b"q" + field[1] + vkey[16] + loc         -> b"" | u64 µs          query postings, one list per value
+
+``vkey`` is the first 16 bytes of SHA-256 of the *normalised* value (identifiers in canonical GS1
+Digital Link form, CBV terms as web URIs: the forms of the event hash), or for the time fields
+``u8 level ‖ 7 zero bytes ‖ u64 bucket`` with the value's time in µs as the entry's value. Every
+posting list is sorted by loc, so a query is a leapfrog join of seekable cursors (one per
+constrained parameter; a parameter's values are a union), and each candidate is checked exactly
+against its event before it is returned. No query reads more than the postings of its own values.
+
+Times are bucketed at five aligned granularities (2^16 ... 2^32 seconds, 18 hours to 136 years): each event
+time is written once per level, and a range is covered by at most ~30 buckets per level, the edge
+buckets filtered by the stored time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from rantai.client.epcis.event_hash import _Ctx, _value, event_hash_id, normalise_identifier
+from rantai.client.errors import InvalidRecord
+
+__all__ = [
+    "DuplicateEvent", "EventQuery", "QueryParameterError", "HASHES", "digest_of", "hash_id_of_digest",
+    "index_entries", "lookup_hash", "lookup_event_id", "run_query", "record_digest", "parse_hash_id",
+]
+
+HASH, EVENT_ID, POSTING = b"e", b"E", b"q"
+_LOC = struct.Struct(">QI")
+_U64 = struct.Struct(">Q")
+LEVELS = (16, 20, 24, 28, 32)  # bucket widths, log2 seconds
+_MAX_SECONDS = (1 << 34) - 1  # times are indexed up to the year 2514 (later ones in the last bucket)
+_FINEST = LEVELS[0]
+
+# posting fields
+F_TYPE, F_ACTION, F_STEP, F_DISP, F_READPOINT, F_BIZLOC = b"t", b"a", b"s", b"d", b"r", b"l"
+F_EPC, F_PARENT, F_INPUT, F_OUTPUT = b"e", b"p", b"i", b"o"
+F_EPC_CLASS, F_PARENT_CLASS, F_INPUT_CLASS, F_OUTPUT_CLASS = b"E", b"P", b"I", b"O"
+F_EVENT_TIME, F_RECORD_TIME = b"T", b"R"
+_CLASS_OF = {F_EPC: F_EPC_CLASS, F_PARENT: F_PARENT_CLASS, F_INPUT: F_INPUT_CLASS, F_OUTPUT: F_OUTPUT_CLASS}
+
+
+class DuplicateEvent(InvalidRecord):
+    """An event whose hash ID is already on the ledger (or pending): 409 with the existing record."""
+
+    status_hint = 409
+    rule = "duplicate event"
+
+
+class QueryParameterError(ValueError):
+    """A query the EPCIS binding refuses (unknown parameter, bad value): 400 QueryParameterException."""
+
+
+# -- event hash IDs, once per record ---------------------------------------------------------------
+
+class _DigestCache:
+    """record id -> event hash digest (32 bytes), bounded; filled at validation, read at commit."""
+
+    def __init__(self, size: int = 400_000) -> None:
+        self.size = size
+        self._d: OrderedDict[bytes, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, rid: bytes) -> bytes | None:
+        return self._d.get(rid)
+
+    def put(self, rid: bytes, digest: bytes) -> None:
+        with self._lock:
+            self._d[rid] = digest
+            if len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+
+HASHES = _DigestCache()
+
+
+def digest_of(event: Mapping[str, Any]) -> bytes:
+    """The 32-byte SHA-256 inside the event's hash ID (the event's own ``@context`` applies)."""
+    hid = event_hash_id(event)
+    return bytes.fromhex(hid[len("ni:///sha-256;"):len("ni:///sha-256;") + 64])
+
+
+def record_digest(record: Any) -> bytes:
+    """The event hash digest of a ``SignedRecord``, computed once per record id."""
+    d = HASHES.get(record.id)
+    if d is None:
+        d = digest_of(record.event)
+        HASHES.put(record.id, d)
+    return d
+
+
+def hash_id_of_digest(digest: bytes) -> str:
+    return f"ni:///sha-256;{digest.hex()}?ver=CBV2.0"
+
+
+def parse_hash_id(text: str) -> bytes | None:
+    """The digest of a hash ID written ``ni:///sha-256;<hex>[?ver=CBV2.0]`` (or None)."""
+    t = text.strip()
+    if not t.lower().startswith("ni:///sha-256;"):
+        return None
+    hexpart = t[len("ni:///sha-256;"):].split("?", 1)[0]
+    if len(hexpart) != 64:
+        return None
+    try:
+        return bytes.fromhex(hexpart)
+    except ValueError:
+        return None
+
+
+def lookup_hash(db: Any, digest: bytes) -> tuple[bytes, int, int] | None:
+    """(record id, height, index) of the committed event with this hash digest."""
+    raw = db.get(HASH + digest)
+    if raw is None:
+        return None
+    h, i = _LOC.unpack(raw[32:])
+    return raw[:32], h, i
+
+
+def lookup_event_id(db: Any, event_id: str, limit: int = 100) -> list[tuple[bytes, int, int]]:
+    """(record id, height, index) of committed events declaring this eventID, in chain order."""
+    prefix = EVENT_ID + hashlib.sha256(event_id.encode("utf-8")).digest()
+    out = []
+    for k, v in db.iterator(prefix=prefix):
+        h, i = _LOC.unpack(k[len(prefix):])
+        out.append((v, h, i))
+        if len(out) >= limit:
+            break
+    return out
+
+
+# -- values as indexed -------------------------------------------------------------------------------
+
+_DEFAULT_CTX = _Ctx([])
+
+
+def norm_id(value: Any) -> str:
+    """An identifier in the hash's canonical form (EPC URI and Digital Link agree)."""
+    return _value(value, _DEFAULT_CTX) if isinstance(value, str) else ""
+
+
+def norm_term(value: Any, vocab: str) -> str:
+    """A CBV term (bare, URN or web URI) as its web URI."""
+    return _value(value, _DEFAULT_CTX, vocab) if isinstance(value, str) else ""
+
+
+def epc_class(normalised: str) -> str | None:
+    """The class pattern an instance identifier belongs to (SGTIN -> its GTIN), for ``idpat`` matches."""
+    if normalised.startswith("https://id.gs1.org/01/"):
+        cut = normalised.find("/", len("https://id.gs1.org/01/"))
+        if cut > 0:
+            return normalised[:cut]
+    return None
+
+
+def _vkey(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+def _tkey(level: int, bucket: int) -> bytes:
+    return bytes([level]) + b"\x00" * 7 + _U64.pack(bucket)
+
+
+def parse_time_us(value: Any) -> int | None:
+    """An RFC 3339 timestamp -> µs since the epoch (UTC), or None."""
+    if not isinstance(value, str):
+        return None
+    s = value.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    frac = ""
+    if "." in s:  # Python < 3.11 parses at most 6 fraction digits: keep µs
+        head, _, rest = s.partition(".")
+        digits = ""
+        for ch in rest:
+            if not ch.isdigit():
+                break
+            digits += ch
+        frac = (digits + "000000")[:6]
+        s = head + "." + frac + rest[len(digits):]
+    try:
+        t = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPC_FIELDS: tuple[tuple[str, bytes], ...] = (
+    ("epcList", F_EPC), ("childEPCs", F_EPC), ("inputEPCList", F_INPUT), ("outputEPCList", F_OUTPUT),
+)
+
+
+def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
+    """(field, normalised value) pairs of one event, without repeats."""
+    out: dict[tuple[bytes, str], None] = {}
+
+    def add(f: bytes, v: str) -> None:
+        if v:
+            out[(f, v)] = None
+
+    add(F_TYPE, str(event.get("type", "")))
+    add(F_ACTION, str(event.get("action", "")) if isinstance(event.get("action"), str) else "")
+    add(F_STEP, norm_term(event.get("bizStep"), "bizStep"))
+    add(F_DISP, norm_term(event.get("disposition"), "disposition"))
+    for key, f in (("readPoint", F_READPOINT), ("bizLocation", F_BIZLOC)):
+        loc = event.get(key)
+        if isinstance(loc, dict):
+            add(f, norm_id(loc.get("id")))
+    ids: list[tuple[bytes, str]] = [(F_PARENT, norm_id(event.get("parentID")))]
+    for key, f in _EPC_FIELDS:
+        for v in event.get(key) or ():
+            ids.append((f, norm_id(v)))
+    for f, v in ids:
+        add(f, v)
+        c = epc_class(v) if v else None
+        if c:
+            add(_CLASS_OF[f], c)
+    return list(out)
+
+
+def _time_entries(field_tag: bytes, us: int, loc: bytes) -> list[tuple[bytes, bytes]]:
+    sec = min(max(us, 0) // 1_000_000, _MAX_SECONDS)
+    value = _U64.pack(max(us, 0))
+    return [(POSTING + field_tag + _tkey(level, sec >> level) + loc, value) for level in LEVELS]
+
+
+def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any]) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """The EPCIS index entries of one block: (entries to put, [(digest, record id)] newly hashed).
+
+    ``records`` are ``SignedRecord``s. A hash ID already on the chain (or earlier in this block) is
+    not re-pointed: the first record keeps it (validation refuses such blocks; this only keeps the
+    index deterministic if one is ever stored, e.g. by an older node's chain).
+    """
+    puts: list[tuple[bytes, bytes]] = []
+    fresh: list[tuple[bytes, bytes]] = []
+    seen: set[bytes] = set()
+    for index, r in enumerate(records):
+        event = r.event
+        loc = _LOC.pack(height, index)
+        digest = record_digest(r)
+        if digest not in seen and db.get(HASH + digest) is None:
+            puts.append((HASH + digest, r.id + loc))
+            fresh.append((digest, r.id))
+        seen.add(digest)
+        own = event.get("eventID")
+        if isinstance(own, str) and own:
+            puts.append((EVENT_ID + hashlib.sha256(own.encode("utf-8")).digest() + loc, r.id))
+        for f, v in event_postings(event):
+            puts.append((POSTING + f + _vkey(v) + loc, b""))
+        et = parse_time_us(event.get("eventTime"))
+        if et is not None:
+            puts.extend(_time_entries(F_EVENT_TIME, et, loc))
+        puts.extend(_time_entries(F_RECORD_TIME, timestamp_ms * 1000, loc))
+    return puts, fresh
+
+
+# -- queries -------------------------------------------------------------------------------------------
+
+LIST_PARAMS = {
+    "eventType": F_TYPE, "EQ_action": F_ACTION, "EQ_bizStep": F_STEP, "EQ_disposition": F_DISP,
+    "EQ_readPoint": F_READPOINT, "EQ_bizLocation": F_BIZLOC,
+}
+MATCH_PARAMS: dict[str, tuple[bytes, ...]] = {
+    "MATCH_epc": (F_EPC,), "MATCH_parentID": (F_PARENT,), "MATCH_inputEPC": (F_INPUT,),
+    "MATCH_outputEPC": (F_OUTPUT,), "MATCH_anyEPC": (F_EPC, F_PARENT, F_INPUT, F_OUTPUT),
+}
+TIME_PARAMS = ("GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime")
+PAGE_PARAMS = ("perPage", "nextPageToken")
+KNOWN_PARAMS = frozenset(LIST_PARAMS) | frozenset(MATCH_PARAMS) | frozenset(TIME_PARAMS) | frozenset(PAGE_PARAMS)
+EVENT_TYPES = ("ObjectEvent", "AggregationEvent", "TransactionEvent", "TransformationEvent", "AssociationEvent")
+_VOCAB = {"EQ_bizStep": "bizStep", "EQ_disposition": "disposition"}
+MAX_PER_PAGE = 1000
+DEFAULT_PER_PAGE = 30
+
+
+@dataclass
+class EventQuery:
+    """A parsed SimpleEventQuery: every constraint ANDed, the values of one parameter ORed."""
+
+    lists: dict[str, list[str]] = field(default_factory=dict)  # param -> normalised values
+    matches: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # param -> (value, is class pattern)
+    times: dict[str, int] = field(default_factory=dict)  # param -> µs
+    per_page: int = DEFAULT_PER_PAGE
+
+    @classmethod
+    def parse(cls, params: Iterable[tuple[str, str]]) -> "EventQuery":
+        q = cls()
+        seen: dict[str, list[str]] = {}
+        for name, value in params:
+            if name not in KNOWN_PARAMS:
+                raise QueryParameterError(f"unknown query parameter {name!r}")
+            seen.setdefault(name, []).extend(v for v in value.split("|"))
+        for name, values in seen.items():
+            values = [v.strip() for v in values]
+            if name in PAGE_PARAMS:
+                if len(values) != 1:
+                    raise QueryParameterError(f"{name}: one value expected")
+                if name == "perPage":
+                    try:
+                        q.per_page = int(values[0])
+                    except ValueError:
+                        raise QueryParameterError("perPage: an integer expected") from None
+                    if not 1 <= q.per_page <= MAX_PER_PAGE:
+                        raise QueryParameterError(f"perPage: 1..{MAX_PER_PAGE} expected")
+                continue
+            if any(not v for v in values):
+                raise QueryParameterError(f"{name}: empty value")
+            if name in TIME_PARAMS:
+                if len(values) != 1:
+                    raise QueryParameterError(f"{name}: one timestamp expected")
+                us = parse_time_us(values[0])
+                if us is None:
+                    raise QueryParameterError(f"{name}: {values[0]!r} is not an RFC 3339 timestamp with time zone")
+                q.times[name] = us
+            elif name == "eventType":
+                bad = [v for v in values if v not in EVENT_TYPES]
+                if bad:
+                    raise QueryParameterError(f"eventType: unknown event type {bad[0]!r}")
+                q.lists[name] = values
+            elif name == "EQ_action":
+                bad = [v for v in values if v not in ("ADD", "OBSERVE", "DELETE")]
+                if bad:
+                    raise QueryParameterError(f"EQ_action: {bad[0]!r} is not ADD, OBSERVE or DELETE")
+                q.lists[name] = values
+            elif name in _VOCAB:
+                q.lists[name] = [norm_term(v, _VOCAB[name]) for v in values]
+            elif name in LIST_PARAMS:
+                q.lists[name] = [norm_id(v) for v in values]
+            else:
+                q.matches[name] = [_match_value(v) for v in values]
+        return q
+
+    def fingerprint(self) -> bytes:
+        """Binds a page token to its query (a token is refused with other parameters)."""
+        text = repr((sorted(self.lists.items()), sorted(self.matches.items()), sorted(self.times.items()), self.per_page))
+        return hashlib.sha256(text.encode()).digest()[:8]
+
+    # -- exact check of one event ----------------------------------------------------------------
+    def accepts(self, event: Mapping[str, Any], record_time_us: int) -> bool:
+        for name, values in self.lists.items():
+            if _event_list_value(event, name) not in values:
+                return False
+        for name, patterns in self.matches.items():
+            fields = MATCH_PARAMS[name]
+            have = [v for f, v in event_postings(event) if f in fields]
+            classes = {epc_class(v) for v in have}
+            if not any((v in classes) if is_class else (v in have) for v, is_class in patterns):
+                return False
+        for name, us in self.times.items():
+            t = record_time_us if name.endswith("recordTime") else parse_time_us(event.get("eventTime"))
+            if t is None:
+                return False
+            if name.startswith("GE_") and t < us or name.startswith("LT_") and t >= us:
+                return False
+        return True
+
+
+def _match_value(v: str) -> tuple[str, bool]:
+    """A MATCH_ value: an identifier, or a class pattern (``urn:epc:idpat:sgtin:CP.IR.*``)."""
+    if v.startswith("urn:epc:idpat:"):
+        if not v.endswith(".*") or v.count("*") != 1:
+            raise QueryParameterError(f"{v!r}: only class patterns ending in '.*' are supported")
+        n = normalise_identifier(v[:-2] + ".*")
+        if n == v or not n.startswith("https://id.gs1.org/01/"):
+            raise QueryParameterError(f"{v!r}: an SGTIN class pattern (urn:epc:idpat:sgtin:CP.IR.*) expected")
+        return n, True
+    if "*" in v:
+        raise QueryParameterError(f"{v!r}: wildcards only in urn:epc:idpat: patterns")
+    return norm_id(v), False
+
+
+def _event_list_value(event: Mapping[str, Any], name: str) -> str:
+    if name == "eventType":
+        return str(event.get("type", ""))
+    if name == "EQ_action":
+        return str(event.get("action", ""))
+    if name in _VOCAB:
+        return norm_term(event.get(_VOCAB[name]), _VOCAB[name])
+    loc = event.get("readPoint" if name == "EQ_readPoint" else "bizLocation")
+    return norm_id(loc.get("id")) if isinstance(loc, dict) else ""
+
+
+# -- cursors: sorted locs, seekable ---------------------------------------------------------------------
+
+class _Postings:
+    """The locs of one posting list (``prefix`` + loc), optionally filtered by the stored time."""
+
+    def __init__(self, db: Any, prefix: bytes, lo: int | None = None, hi: int | None = None) -> None:
+        self.prefix = prefix
+        self.filtered = lo is not None or hi is not None
+        self.lo, self.hi = lo, hi
+        self.it = db.iterator(prefix=prefix, include_value=self.filtered)
+        self.current: bytes | None = None
+        self.done = False
+        self.reads = 0
+
+    def seek(self, target: bytes) -> bytes | None:
+        if self.done:
+            return None
+        if self.current is not None and self.current >= target:
+            return self.current
+        self.it.seek(self.prefix + target)
+        while True:
+            try:
+                item = next(self.it)
+            except StopIteration:
+                self.done, self.current = True, None
+                return None
+            self.reads += 1
+            if self.filtered:
+                key, value = item
+                t = _U64.unpack(value)[0]
+                if (self.lo is not None and t < self.lo) or (self.hi is not None and t >= self.hi):
+                    continue
+            else:
+                key = item
+            self.current = key[len(self.prefix):]
+            return self.current
+
+    def close(self) -> None:
+        self.it.close()
+
+
+class _Union:
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def seek(self, target: bytes) -> bytes | None:
+        best = None
+        for p in self.parts:
+            x = p.seek(target)
+            if x is not None and (best is None or x < best):
+                best = x
+        return best
+
+    def close(self) -> None:
+        for p in self.parts:
+            p.close()
+
+    @property
+    def reads(self) -> int:
+        return sum(p.reads for p in self.parts)
+
+
+def time_buckets(lo_us: int | None, hi_us: int | None) -> list[tuple[int, int, bool]]:
+    """Aligned buckets (level, bucket, exact) covering [lo, hi) µs; ``exact`` False = filter by time."""
+    lo_s = 0 if lo_us is None else max(lo_us, 0) // 1_000_000
+    hi_s = _MAX_SECONDS + 1 if hi_us is None else min(max(hi_us, 0) // 1_000_000 + 1, _MAX_SECONDS + 1)
+    step = 1 << _FINEST
+    start, stop = (lo_s >> _FINEST) << _FINEST, -(-hi_s // step) * step
+    out = []
+    p = start
+    while p < stop:
+        level = _FINEST
+        for lv in reversed(LEVELS):
+            if p % (1 << lv) == 0 and p + (1 << lv) <= stop:
+                level = lv
+                break
+        size = 1 << level
+        inside = (lo_us is None or p * 1_000_000 >= lo_us) and (hi_us is None or (p + size) * 1_000_000 <= hi_us)
+        out.append((level, p >> level, inside))
+        p += size
+    return out
+
+
+def _time_cursor(db: Any, tag: bytes, lo: int | None, hi: int | None) -> _Union:
+    parts = []
+    for level, bucket, inside in time_buckets(lo, hi):
+        prefix = POSTING + tag + _tkey(level, bucket)
+        parts.append(_Postings(db, prefix) if inside else _Postings(db, prefix, lo, hi))
+    return _Union(parts)
+
+
+def plan(db: Any, q: EventQuery) -> list[Any]:
+    """One cursor per constraint (the most selective first is not needed: leapfrog skips)."""
+    cursors: list[Any] = []
+    for name, values in q.lists.items():
+        tag = LIST_PARAMS[name]
+        cursors.append(_Union([_Postings(db, POSTING + tag + _vkey(v)) for v in dict.fromkeys(values)]))
+    for name, patterns in q.matches.items():
+        parts = []
+        for v, is_class in dict.fromkeys(patterns):
+            for f in MATCH_PARAMS[name]:
+                tag = _CLASS_OF[f] if is_class else f
+                parts.append(_Postings(db, POSTING + tag + _vkey(v)))
+        cursors.append(_Union(parts))
+    for kind, tag in (("eventTime", F_EVENT_TIME), ("recordTime", F_RECORD_TIME)):
+        lo, hi = q.times.get("GE_" + kind), q.times.get("LT_" + kind)
+        if lo is not None or hi is not None:
+            cursors.append(_time_cursor(db, tag, lo, hi))
+    if not cursors:  # no constraint: every event, through the eventType lists
+        cursors.append(_Union([_Postings(db, POSTING + F_TYPE + _vkey(t)) for t in EVENT_TYPES]))
+    return cursors
+
+
+def leapfrog(cursors: list[Any], start: bytes) -> Iterator[bytes]:
+    """Locs present in every cursor, ascending, from ``start``."""
+    target = start
+    while True:
+        x = cursors[0].seek(target)
+        if x is None:
+            return
+        agreed = True
+        for c in cursors[1:]:
+            y = c.seek(x)
+            if y is None:
+                return
+            if y != x:
+                target, agreed = y, False
+                break
+        if agreed:
+            yield x
+            target = _next_loc(x)
+
+
+def _next_loc(loc: bytes) -> bytes:
+    h, i = _LOC.unpack(loc)
+    return _LOC.pack(h, i + 1)
+
+
+def run_query(db: Any, q: EventQuery, *, start: tuple[int, int], max_height: int,
+              load: Any) -> tuple[list[tuple[int, int, Any]], tuple[int, int] | None, int]:
+    """Up to ``q.per_page`` matches at or after ``start`` and at heights <= ``max_height``.
+
+    ``load(height, index)`` returns (event, record_time_us, payload) for a committed loc. Returns
+    (matches [(height, index, payload)], the loc to continue from or None, postings read).
+    """
+    cursors = plan(db, q)
+    out: list[tuple[int, int, Any]] = []
+    resume: tuple[int, int] | None = None
+    try:
+        for loc in leapfrog(cursors, _LOC.pack(*start)):
+            h, i = _LOC.unpack(loc)
+            if h > max_height:
+                break
+            got = load(h, i)
+            if got is None:
+                continue
+            event, record_time_us, payload = got
+            if q.accepts(event, record_time_us):
+                if len(out) >= q.per_page:  # one more match exists: the next page starts there
+                    resume = (h, i)
+                    break
+                out.append((h, i, payload))
+        reads = sum(c.reads for c in cursors)
+    finally:
+        for c in cursors:
+            c.close()
+    return out, resume, reads

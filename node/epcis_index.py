@@ -561,3 +561,120 @@ def run_query(db: Any, q: EventQuery, *, start: tuple[int, int], max_height: int
         for c in cursors:
             c.close()
     return out, resume, reads
+
+
+# -- no event twice: admission and proposals (node/validation.py calls these) ---------------------------
+
+class EventGuard:
+    """Refuses a record whose event hash ID is committed, pending, or repeated, the same way everywhere.
+
+    * pool threads: ``committed(record)`` (after the signature check) hashes the event once per record
+      id and looks the digest up in the LevelDB hash index;
+    * the loop: ``batch()`` before awaiting the pool, then ``check(record)`` per admitted record refuses
+      an event pending in the mempool under another record id, or twice in one request;
+    * proposals: ``check_block`` refuses a block repeating an event hash of the chain, of an
+      uncommitted ancestor, or of another record of the same block — a rule of the block and its
+      parents only, so every honest validator decides alike;
+    * after a block is stored, records of the mempool whose event just got committed under another
+      record id are dropped, so a primary never proposes them.
+    """
+
+    def __init__(self, storage: Any, mempool: Any, pending_max: int = 200_000) -> None:
+        self.storage = storage
+        self.mempool = mempool
+        self._pending: OrderedDict[bytes, bytes] = OrderedDict()  # digest -> record id (maybe stale)
+        self._pending_max = pending_max
+        try:
+            import asyncio
+
+            self._loop: Any = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        storage.on_commit.append(self._on_commit)
+
+    # pool threads
+    def digest(self, record: Any) -> bytes:
+        return record_digest(record)
+
+    def committed(self, record: Any) -> DuplicateEvent | None:
+        d = record_digest(record)
+        hit = lookup_hash(self.storage.db, d)
+        if hit is None:
+            return None
+        return _dup(d, hit[0], height=hit[1], index=hit[2])
+
+    # the loop
+    def batch(self) -> "_Batch":
+        return _Batch(self, self.storage.height)
+
+    def check_block(self, block: Any, ancestors: Iterable[bytes]) -> None:
+        from rantai.client.errors import InvalidBlock
+
+        taken: set[bytes] = set()
+        for rid in ancestors:
+            d = HASHES.get(rid)
+            if d is None and (r := self.mempool.get(rid)) is not None:
+                d = record_digest(r)
+            if d is not None:
+                taken.add(d)
+        db = self.storage.db
+        for r in block.records:
+            d = record_digest(r)
+            if d in taken:
+                raise InvalidBlock(f"block {block.height}: event {hash_id_of_digest(d)} appears twice "
+                                   f"(record {r.id.hex()})")
+            if db.get(HASH + d) is not None:
+                raise InvalidBlock(f"block {block.height}: event {hash_id_of_digest(d)} is already on the chain "
+                                   f"(record {r.id.hex()})")
+            taken.add(d)
+
+    def _on_commit(self, height: int, hashed: Any) -> None:
+        if not hashed:
+            return
+        if self._loop is None:
+            self._purge(hashed)
+        else:
+            self._loop.call_soon_threadsafe(self._purge, hashed)
+
+    def _purge(self, hashed: Sequence[tuple[bytes, bytes]]) -> None:
+        stale = []
+        for d, rid in hashed:
+            other = self._pending.pop(d, None)
+            if other is not None and other != rid and other in self.mempool:
+                stale.append(other)
+        if stale:  # settle at height 0 touches no proposal: it only drops these records
+            self.mempool.settle(0, stale)
+
+
+class _Batch:
+    def __init__(self, guard: EventGuard, height: int) -> None:
+        self.guard = guard
+        self.height = height
+        self.seen: dict[bytes, bytes] = {}
+
+    def check(self, record: Any) -> DuplicateEvent | None:
+        g = self.guard
+        d = record_digest(record)
+        if g.storage.height != self.height:  # a block landed while the pool verified
+            hit = lookup_hash(g.storage.db, d)
+            if hit is not None:
+                return _dup(d, hit[0], height=hit[1], index=hit[2])
+        other = self.seen.get(d)
+        if other is not None and other != record.id:
+            return _dup(d, other, pending=True, message="the same event appears twice in this request")
+        other = g._pending.get(d)
+        if other is not None and other != record.id and other in g.mempool:
+            return _dup(d, other, pending=True)
+        self.seen[d] = record.id
+        g._pending[d] = record.id
+        g._pending.move_to_end(d)
+        if len(g._pending) > g._pending_max:
+            g._pending.popitem(last=False)
+        return None
+
+
+def _dup(digest: bytes, existing: bytes, *, message: str | None = None, **details: Any) -> DuplicateEvent:
+    hid = hash_id_of_digest(digest)
+    where = "pending" if details.get("pending") else "already on the ledger"
+    return DuplicateEvent(f"event: {message or f'{hid} is {where}'} (record {existing.hex()})",
+                          event_hash_id=hid, existing=existing.hex(), **details)

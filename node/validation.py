@@ -22,6 +22,7 @@ from rantai.client.errors import DuplicateRecord, InvalidBlock, InvalidRecord, R
 from rantai.client.genesis import Genesis
 from rantai.client.records import SignedRecord
 
+from .epcis_index import EventGuard
 from .mempool import Mempool
 from .storage import Storage
 
@@ -76,6 +77,7 @@ class RecordValidator:
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rantai-verify")
         self.verified = _IdCache(cache_size)
         self.max_record_bytes = genesis.params["max_record_bytes"]
+        self.events = EventGuard(storage, mempool)  # no EPCIS event twice (node/epcis_index.py)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -92,6 +94,9 @@ class RecordValidator:
                     continue
                 if record.id not in self.verified:
                     record.verify(self.genesis)
+                if (dup := self.events.committed(record)) is not None:  # its event hash ID is on the chain
+                    out.append(dup)
+                    continue
                 out.append(record)
             except (RantaiError, ValueError) as exc:
                 out.append(exc)
@@ -102,6 +107,7 @@ class RecordValidator:
         for record in records:
             try:
                 record.verify(self.genesis)
+                self.events.digest(record)  # hashed here, in the pool, once per record
                 out.append(None)
             except (RantaiError, ValueError) as exc:
                 out.append(exc)
@@ -135,6 +141,7 @@ class RecordValidator:
                 )
             else:
                 todo.append(i)
+        events = self.events.batch()
         parsed = await self._in_chunks(self._parse_verify, [raws[i] for i in todo])
         seen: set[bytes] = set()
         for i, res in zip(todo, parsed):
@@ -142,6 +149,8 @@ class RecordValidator:
                 dup = self.pending(res.id)
                 if dup is None and res.id in seen:
                     dup = DuplicateRecord("record: appears twice in this request", id=res.id.hex(), pending=True)
+                if dup is None:
+                    dup = events.check(res)  # its event pending under another record, or twice here
                 if dup is not None:
                     results[i] = dup
                     continue
@@ -189,6 +198,7 @@ class RecordValidator:
             if err is not None:
                 raise InvalidBlock(f"block {height}: record {r.id.hex()}: {err}")
             self.verified.add(r.id)
+        self.events.check_block(block, ancestors)  # no event hash ID twice on the chain
         return block
 
     async def verify_records(self, block: Block) -> None:

@@ -11,7 +11,7 @@ as their canonical bytes so that ids and proofs never depend on re-encoding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from .encoding import decode, encode
 from .errors import InvalidBlock, InvalidEncoding, RantaiError
 from .records import SignedRecord
 
-__all__ = ["Block", "BlockHeader", "check_block"]
+__all__ = ["Block", "BlockHeader", "check_block", "decode_blocks"]
 
 _HEADER_FIELDS = ("chain", "height", "prev_hash", "proposer", "record_count", "records_root", "timestamp", "view")
 
@@ -96,8 +96,12 @@ class Block:
         return cls(header, tuple(records), raw, header.hash)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Block":
-        """Parse a block. Structure only; ``check_block`` checks it against the chain."""
+    def from_bytes(cls, raw: bytes, known: Callable[[bytes], SignedRecord | None] | None = None) -> "Block":
+        """Parse a block. Structure only; ``check_block`` checks it against the chain.
+
+        ``known(record_id)`` may return an already parsed record with that id (a node's mempool
+        holds most records of a proposal before the proposal arrives), so it is not parsed twice.
+        """
         obj = decode(raw)
         if not isinstance(obj, dict) or set(obj) != {"header", "records"} or not isinstance(obj["records"], list):
             raise InvalidBlock("block: a map of header and records expected")
@@ -106,6 +110,11 @@ class Block:
         for i, r in enumerate(obj["records"]):
             if not isinstance(r, bytes):
                 raise InvalidBlock(f"block: record {i} is not a byte string")
+            if known is not None:
+                record = known(sha256(r))
+                if record is not None and record.raw == r:
+                    records.append(record)
+                    continue
             try:
                 records.append(SignedRecord.from_bytes(r))
             except RantaiError as exc:

@@ -53,12 +53,12 @@ class Receipt:
 
     # -- wire form (msgpack objects) -----------------------------------------------------
     def to_obj(self) -> dict[str, Any]:
-        return {
-            "record": self.record.raw,
+        return {  # keys in canonical order, so encoding needs no re-sorting
+            "certificate": self.certificate.to_obj(),
+            "header": self.header.to_obj(),
             "index": self.index,
             "path": list(self.path),
-            "header": self.header.to_obj(),
-            "certificate": self.certificate.to_obj(),
+            "record": self.record.raw,
         }
 
     @classmethod

@@ -56,10 +56,10 @@ class CommitCertificate:
     votes: tuple[tuple[str, bytes], ...]
 
     def to_obj(self) -> dict:
-        return {
+        return {  # keys in canonical (sorted) order
+            "block_hash": self.block_hash,
             "height": self.height,
             "view": self.view,
-            "block_hash": self.block_hash,
             "votes": [[v, s] for v, s in self.votes],
         }
 

@@ -209,15 +209,18 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
                 complete = False
                 continue
             height, index = f.result()
-            receipt = node.ledger.receipt_at(height, index)
-            if receipt is None:
+            if as_msgpack:
+                receipt_obj = node.ledger.receipt_obj_at(height, index)
+            else:
+                receipt = node.ledger.receipt_at(height, index)
+                receipt_obj = None if receipt is None else json.loads(receipt.to_json())
+            if receipt_obj is None:
                 complete = False
                 continue
             entry = entries[i]
-            if entry["status"] == "accepted":
-                entry["status"] = "committed"
-            entry["height"] = height
-            entry["receipt"] = receipt.to_obj() if as_msgpack else json.loads(receipt.to_json())
+            status = "committed" if entry["status"] == "accepted" else entry["status"]
+            # Rebuilt with its keys in canonical order, so encoding the answer needs no re-sorting.
+            entries[i] = dict(sorted({**entry, "height": height, "receipt": receipt_obj, "status": status}.items()))
         return respond(request, {"results": entries}, 200 if complete else 202)
 
     @app.get("/v1/records/{record_id}", summary="A committed record with its proof (a receipt)")

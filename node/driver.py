@@ -66,6 +66,7 @@ PEER_MESSAGES = "/v1/peer/messages"
 PEER_RECORDS = "/v1/peer/records"
 GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
 CATCH_UP_BATCH = 1000
+PARTIAL_IN_FLIGHT = 2
 
 
 def _now_ms() -> int:
@@ -279,6 +280,13 @@ class Node:
         for _ in range(p["window"]):
             slot = self.replica.next_slot()
             if slot is None:
+                return
+            # Group commit: a full block goes out at once, but a partial one only while fewer than
+            # PARTIAL_IN_FLIGHT blocks are uncommitted. Under load, records gather while earlier
+            # blocks commit, so blocks grow and the per-block cost (votes, HTTP, fsync) is shared;
+            # when idle, a lone record still leaves after batch_timeout_ms.
+            full = self.mempool.ready_count >= p["max_block_records"]
+            if not full and slot.height - 1 - self.storage.height >= PARTIAL_IN_FLIGHT:
                 return
             if not self.mempool.should_propose(_now_ms(), p["max_block_records"], p["batch_timeout_ms"]):
                 return

@@ -62,7 +62,7 @@ def items_of(event: Any) -> list[str]:
 class _StoredBlock:
     """A stored block split for serving receipts: header, record bytes and the Merkle tree's levels."""
 
-    __slots__ = ("header", "raws", "levels", "certificate")
+    __slots__ = ("header", "raws", "levels", "certificate", "header_obj", "certificate_obj")
 
     def __init__(self, raw: bytes, cert: bytes) -> None:
         obj = decode(raw)
@@ -70,7 +70,9 @@ class _StoredBlock:
         self.raws: list[bytes] = obj["records"]
         ids = [sha256(r) for r in self.raws]
         self.levels = merkle.tree_levels(ids) if ids else []
-        self.certificate = certificate_from_obj(decode(cert))
+        self.certificate_obj = decode(cert)
+        self.certificate = certificate_from_obj(self.certificate_obj)
+        self.header_obj = obj["header"]
 
     def path(self, index: int) -> list[bytes]:
         return [self.levels[level][i] for level, i in merkle.inclusion_nodes(index, len(self.raws))]
@@ -129,6 +131,18 @@ class Ledger:
             header=sb.header,
             certificate=sb.certificate,
         )
+
+    def receipt_obj_at(self, height: int, index: int) -> dict[str, Any] | None:
+        """``receipt_at(...).to_obj()`` without parsing the record: the hot path of ``?wait=commit``.
+
+        Built from the cached block's decoded header and certificate, whose maps are already in
+        canonical order, so encoding the answer needs no re-sorting.
+        """
+        sb = self._stored(height)
+        if sb is None or not 0 <= index < len(sb.raws):
+            return None
+        return {"certificate": sb.certificate_obj, "header": sb.header_obj, "index": index,
+                "path": sb.path(index), "record": sb.raws[index]}
 
     def receipt(self, record_id: bytes) -> Receipt | None:
         loc = self.storage.locate(record_id)

@@ -169,7 +169,7 @@ class RecordValidator:
         params = self.genesis.params
         if len(payload) > params["max_block_bytes"] + 64 * 1024:
             raise InvalidBlock(f"block {height}: {len(payload)} bytes is over the limit")
-        block = Block.from_bytes(payload)
+        block = Block.from_bytes(payload, self.mempool.get)
         if block.hash != digest:
             raise InvalidBlock(f"block {height}: hash does not match the proposal's digest")
         check_block(block, chain=self.genesis.hash, height=height, prev_hash=parent)

@@ -26,6 +26,7 @@ from rantai.consensus import wire
 from rantai.consensus.errors import ProtocolViolation
 
 from .driver import Node, error_entry
+from .epcis_api import epcis_router
 from .transport import BATCH_HEADER, BATCH_MAX
 from .validation import error_body, status_of
 
@@ -329,6 +330,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         accepted = sum(1 for _, r in results if isinstance(r, SignedRecord))
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
+    app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
     return app
 
 

@@ -508,8 +508,9 @@ class _Core:
         call_timeout = self.timeout + (wait_s if wait else 0.0)
 
         def parse(node: str, resp: httpx.Response) -> list[Any]:
-            if resp.status_code == 409 and len(records) == 1:
+            if resp.status_code == 409 and len(records) == 1 and b"duplicate event" not in resp.content:
                 return [_PENDING]  # duplicate: committed or pending; the receipt is fetched below
+            # (a "duplicate event" is another record of an event already on the ledger: an error, raised below)
             self._check_status(resp, (200, 202))
             obj = self._decode_body(resp)
             results = obj.get("results") if isinstance(obj, dict) else None

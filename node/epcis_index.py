@@ -26,10 +26,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from rantai.client.epcis.event_hash import _Ctx, _value, event_hash_id, normalise_identifier
+from rantai.client.epcis.event_hash import timestamp_us as parse_time_us
 from rantai.client.errors import InvalidRecord
 
 __all__ = [
@@ -170,33 +170,6 @@ def _vkey(text: str) -> bytes:
 
 def _tkey(level: int, bucket: int) -> bytes:
     return bytes([level]) + b"\x00" * 7 + _U64.pack(bucket)
-
-
-def parse_time_us(value: Any) -> int | None:
-    """An RFC 3339 timestamp -> µs since the epoch (UTC), or None."""
-    if not isinstance(value, str):
-        return None
-    s = value.strip()
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
-    frac = ""
-    if "." in s:  # Python < 3.11 parses at most 6 fraction digits: keep µs
-        head, _, rest = s.partition(".")
-        digits = ""
-        for ch in rest:
-            if not ch.isdigit():
-                break
-            digits += ch
-        frac = (digits + "000000")[:6]
-        s = head + "." + frac + rest[len(digits):]
-    try:
-        t = datetime.fromisoformat(s)
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 _EPC_FIELDS: tuple[tuple[str, bytes], ...] = (

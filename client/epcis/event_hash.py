@@ -56,6 +56,7 @@ __all__ = [
     "epc_to_digital_link",
     "normalise_identifier",
     "normalise_timestamp",
+    "timestamp_us",
     "PROPERTY_ORDER",
     "DEFAULT_PREFIXES",
 ]
@@ -113,6 +114,33 @@ def normalise_timestamp(value: str) -> str:
     ms = int(digits[:3]) + (1 if digits[3] >= "5" else 0)
     t = t.astimezone(timezone.utc) + timedelta(milliseconds=ms)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def timestamp_us(value: Any) -> int | None:
+    """An RFC 3339 timestamp -> µs since the epoch (UTC), or None."""
+    if not isinstance(value, str):
+        return None
+    s = value.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    frac = ""
+    if "." in s:  # Python < 3.11 parses at most 6 fraction digits: keep µs
+        head, _, rest = s.partition(".")
+        digits = ""
+        for ch in rest:
+            if not ch.isdigit():
+                break
+            digits += ch
+        frac = (digits + "000000")[:6]
+        s = head + "." + frac + rest[len(digits):]
+    try:
+        t = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def normalise_number(value: Any) -> str:

@@ -26,6 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from rantai.client.epcis.event_hash import _Ctx, _value, event_hash_id, normalise_identifier
@@ -164,6 +165,7 @@ def epc_class(normalised: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65_536)
 def _vkey(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()[:16]
 
@@ -208,7 +210,12 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
 def _time_entries(field_tag: bytes, us: int, loc: bytes) -> list[tuple[bytes, bytes]]:
     sec = min(max(us, 0) // 1_000_000, _MAX_SECONDS)
     value = _U64.pack(max(us, 0))
-    return [(POSTING + field_tag + _tkey(level, sec >> level) + loc, value) for level in LEVELS]
+    return [(_time_prefix(field_tag, level, sec >> level) + loc, value) for level in LEVELS]
+
+
+@lru_cache(maxsize=16_384)
+def _time_prefix(field_tag: bytes, level: int, bucket: int) -> bytes:
+    return POSTING + field_tag + _tkey(level, bucket)
 
 
 def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any]) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:

@@ -1,10 +1,13 @@
 """Peer transport: one keep-alive ``httpx.AsyncClient`` per peer, a bounded queue and a sender task each.
 
-``send``/``broadcast`` never block and never raise: a message goes into the peer's queue (when the
-queue is full the oldest message is dropped: PBFT retransmits what matters), and the peer's task
-posts it (consensus messages waiting behind it ride in the same request, as a batch), retrying with exponential backoff while the peer is unreachable. Messages older than
-``max_age_s`` are dropped rather than sent late. The httpx transport is injectable, so tests can
-wire nodes in-process with ``httpx.ASGITransport``.
+``send``/``broadcast`` never block and never raise: a message goes into one of the peer's two
+lanes — consensus votes, or bulk (record gossip) — each a bounded queue with its own sender task,
+so a vote never waits behind a large gossip request the peer is still verifying. When a queue is
+full its oldest message is dropped (PBFT retransmits what matters); consensus messages waiting
+behind the one being sent ride in the same request, as a batch; a lane retries with exponential
+backoff while the peer is unreachable. Messages older than ``max_age_s`` are dropped rather than
+sent late. The httpx transport is injectable, so tests can wire nodes in-process with
+``httpx.ASGITransport``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ BATCH_BYTES = 16 * 1024 * 1024
 
 @dataclass
 class _Peer:
+    """One lane to one peer (each peer has a votes lane and a bulk lane, sharing its client)."""
+
     id: str
     url: str
     client: httpx.AsyncClient
@@ -59,7 +64,8 @@ class PeerTransport:
         self.max_age_s = max_age_s
         self.backoff_s = backoff_s
         self.sender = sender
-        self.peers: dict[str, _Peer] = {}
+        self.peers: dict[str, _Peer] = {}  # the votes lane of each peer
+        self.bulk: dict[str, _Peer] = {}  # the bulk lane (record gossip) of each peer
         for pid, url in peers.items():
             t = transport.get(pid) if isinstance(transport, Mapping) else transport
             client = httpx.AsyncClient(
@@ -70,30 +76,36 @@ class PeerTransport:
                 headers={"x-rantai-sender": sender} if sender else None,
             )
             self.peers[pid] = _Peer(pid, url, client)
+            self.bulk[pid] = _Peer(pid, url, client)
         self._closed = False
 
+    def _lanes(self) -> list[_Peer]:
+        return [*self.peers.values(), *self.bulk.values()]
+
     def start(self) -> None:
-        for p in self.peers.values():
+        for p in self._lanes():
             if p.task is None:
-                p.task = asyncio.create_task(self._sender(p), name=f"peer-{p.id}")
+                lane = "votes" if self.peers.get(p.id) is p else "bulk"
+                p.task = asyncio.create_task(self._sender(p), name=f"peer-{p.id}-{lane}")
 
     async def close(self) -> None:
         self._closed = True
-        for p in self.peers.values():
+        for p in self._lanes():
             p.wake.set()
             if p.task is not None:
                 p.task.cancel()
-        for p in self.peers.values():
+        for p in self._lanes():
             if p.task is not None:
                 try:
                     await p.task
                 except (asyncio.CancelledError, Exception):
                     pass
+        for p in self.peers.values():
             await p.client.aclose()
 
     # -- queueing --------------------------------------------------------------------------
     def send(self, peer_id: str, path: str, body: bytes) -> None:
-        p = self.peers.get(peer_id)
+        p = (self.peers if path == BATCHABLE else self.bulk).get(peer_id)
         if p is None or self._closed:
             return
         if len(p.queue) >= self.queue_max:
@@ -156,7 +168,9 @@ class PeerTransport:
         return None if p is None else p.client
 
     def status(self) -> list[dict]:
-        return [
-            {"id": p.id, "url": p.url, "reachable": p.reachable, "queued": len(p.queue), "sent": p.sent, "dropped": p.dropped}
-            for p in self.peers.values()
-        ]
+        out = []
+        for pid, p in self.peers.items():
+            b = self.bulk[pid]
+            out.append({"id": pid, "url": p.url, "reachable": p.reachable or b.reachable,
+                        "queued": len(p.queue) + len(b.queue), "sent": p.sent + b.sent, "dropped": p.dropped + b.dropped})
+        return out

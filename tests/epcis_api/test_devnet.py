@@ -97,6 +97,8 @@ def test_official_examples_import_query_export(tmp_path):
         again = runner.invoke(cli, ["import", *map(str, files), "--json"], catch_exceptions=False)
         assert again.exit_code == 0, again.output
         assert {e["status"] for e in json.loads(again.stdout)["events"]} == {"duplicate"}  # nothing recorded twice
+        text = runner.invoke(cli, ["import", str(files[0])], catch_exceptions=False)  # people's output, progress bar
+        assert text.exit_code == 0 and "duplicate " in text.stdout and "already recorded as" in text.stdout, text.output
 
         genesis = net.genesis
         with httpx.Client(timeout=30) as http:

@@ -212,9 +212,13 @@ class Node:
         while not self._stopping:
             try:
                 while self._events:
+                    # Everything queued is handed to the replica first and the effects run together:
+                    # the votes of many messages then share one synced write (see ``_run``).
                     events, self._events = self._events, []
+                    effects: list[Any] = []
                     for ev in events:
-                        await self._on_event(ev)
+                        effects.extend(self._on_event(ev))
+                    await self._run(effects)
                 now = _now_ms()
                 if now >= next_tick:
                     next_tick = now + self.tick_ms
@@ -234,29 +238,35 @@ class Node:
             except asyncio.TimeoutError:
                 pass
 
-    async def _on_event(self, ev: tuple[Any, ...]) -> None:
+    def _on_event(self, ev: tuple[Any, ...]) -> list[Any]:
         kind = ev[0]
         now = _now_ms()
         if kind == "message":
-            await self._run(self.replica.handle(ev[1], now))
-        elif kind == "validated":
+            return self.replica.handle(ev[1], now)
+        if kind == "validated":
             _, view, height, digest, ok = ev
-            await self._run(self.replica.validated(view, height, digest, ok, now))
-        elif kind == "transferred":
+            return self.replica.validated(view, height, digest, ok, now)
+        if kind == "transferred":
             _, height, digest = ev
-            await self._run(self.replica.state_transferred(height, digest, now))
+            return self.replica.state_transferred(height, digest, now)
+        return []
 
     async def _run(self, effects: Sequence[Any]) -> None:
+        """Execute effects in order, with every ``Persist`` of the list written first, in one synced batch.
+
+        Writing a Persist earlier than its place in the list is always safe (it only has to be
+        durable before the effects after it), and one fsync for a whole batch of handled messages
+        is what keeps a node's vote latency near one disk sync rather than one per message.
+        """
+        entries = [kv for e in effects if type(e) is Persist for kv in e.entries]
+        if entries:
+            await self._on_disk(self.storage.persist, entries)
         i, n = 0, len(effects)
         while i < n:
             e = effects[i]
             t = type(e)
             if t is Persist:
-                entries = list(e.entries)
-                while i + 1 < n and type(effects[i + 1]) is Persist:  # one synced batch for a run of Persists
-                    i += 1
-                    entries.extend(effects[i].entries)
-                await self._on_disk(self.storage.persist, entries)
+                pass  # written above
             elif t is Send:
                 self.transport.send(e.to, PEER_MESSAGES, wire.encode(e.message))
             elif t is Broadcast:

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
+from rich.table import Table
 
 from rantai.client import trace
 from rantai.client.epcis import builders as b
@@ -88,6 +90,40 @@ def journey(run: str, start: datetime) -> tuple[list[Step], str, str, list[str]]
     return steps, bags[0], pallet, sacks
 
 
+def places() -> dict[str, str]:
+    """Readable names of the story's locations (the ledger holds their GS1 ids)."""
+    return {
+        b.sgln(GAYO, "00001"): "Gayo highlands, Aceh", b.sgln(MEDAN, "00002"): "roastery, Medan",
+        b.sgln(BELAWAN, "00003"): "Belawan port", b.sgln(IMPORT, "00004"): "Rotterdam port",
+        b.sgln(KAFE, "00005"): "café, Amsterdam",
+    }
+
+
+def journey_table(timeline: list[trace.Step], names: dict[str, str]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("#", "date", "what happened", "where", "recorded by", "block"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("#", "date", "block"))
+    for i, s in enumerate(timeline, 1):
+        where = s.where[3:] if s.where.startswith("to ") else s.where
+        table.add_row(str(i), s.when[:10], _plain(s.event), names.get(where, where),
+                      s.who.split(" (", 1)[-1].rstrip(")"), str(s.height))
+    return table
+
+
+def _plain(event: dict[str, Any]) -> str:
+    """What an event says, in words for someone who never heard of EPCIS."""
+    step = str(event.get("bizStep", "")).rsplit(":", 1)[-1]
+    etype = event.get("type")
+    if etype == "TransformationEvent":
+        return f"{len(event.get('inputEPCList', []))} sacks roasted into {len(event.get('outputEPCList', []))} bags"
+    if etype == "AggregationEvent":
+        return f"{len(event.get('childEPCs', []))} bags packed onto a pallet"
+    n = len(event.get("epcList", []))
+    things = "pallet" if n == 1 and "sscc" in str(event.get("epcList")) else ("bag" if n == 1 else f"{n} items")
+    return {"commissioning": f"{n} sacks labelled (commissioned)", "shipping": f"{things} shipped",
+            "receiving": f"{things} received", "retail_selling": f"{things} sold"}.get(step, step or str(etype))
+
+
 def lineage(client: Client, item: str, parents: list[str], inputs: list[str]) -> list[VerifiedRecord]:
     """The item's verified history, plus its pallet's and its ingredients', in chain order, once each."""
     seen: dict[bytes, VerifiedRecord] = {}
@@ -95,6 +131,21 @@ def lineage(client: Client, item: str, parents: list[str], inputs: list[str]) ->
         for r in client.history(ident):
             seen.setdefault(r.id, r)
     return sorted(seen.values(), key=lambda r: (r.height, r.index))
+
+
+def _rantai_command() -> str:
+    """How the reader can call ``rantai`` from here: the virtualenv's script unless it is on PATH."""
+    import shutil
+    import sys
+
+    script = Path(sys.executable).with_name("rantai")
+    on_path = shutil.which("rantai")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "rantai"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def run_demo(
@@ -107,7 +158,8 @@ def run_demo(
 ) -> dict[str, Any]:
     console = console or Console()
     dir = Path(dir)
-    net = devnet_factory(dir, validators=4, base_port=base_port, members=tuple(MEMBERS))
+    net = devnet_factory(dir, validators=4, base_port=base_port,
+                         members=tuple(f"{name}={org}" for name, (org, _) in MEMBERS.items()))
     created = net.init()
     genesis = net.genesis
     missing = [m for m in MEMBERS if genesis.member_by_name(m) is None]
@@ -152,16 +204,19 @@ def run_demo(
         with Client(genesis, urls) as client:
             records = lineage(client, bag, [pallet], sacks)
         console.print()
-        console.print(f"[bold]The journey of bag {bag}[/] — every line verified against the genesis file "
-                      "(signature, Merkle proof, 3-of-4 validator certificate):")
-        trace.render(trace.timeline(records, bag, genesis), bag, console)
+        console.print(f"[bold]The journey of bag {bag}[/]")
+        console.print("[dim]read back from the validators; every line verified against the genesis file "
+                      "(signature, Merkle proof, 3-of-4 validator certificate)[/]")
+        console.print(journey_table(trace.timeline(records, bag, genesis), places()))
         results.update(bag=bag, pallet=pallet, traced=len(records))
         g = net.genesis_path
+        rantai = _rantai_command()
+        up = "" if keep else f"\n(trace, audit and the API docs need the network up: `{rantai} demo --keep`)"
         console.print(Panel.fit(
-            f"rantai trace '{bag}' --genesis {g} --node {urls[0]}\n"
-            f"rantai verify {results['steps'][-1]['receipt']} --genesis {g}\n"
-            f"rantai audit --genesis {g} --node {urls[0]}\n"
-            f"API docs: {urls[0]}/docs" + ("" if keep else "   (run `rantai demo --keep` to keep the network up)"),
+            f"{rantai} trace '{bag}' --genesis {g} --node {urls[0]}\n"
+            f"{rantai} verify {results['steps'][-1]['receipt']} --genesis {g}   [dim]# offline[/]\n"
+            f"{rantai} audit --genesis {g} --node {urls[0]}\n"
+            f"API docs in a browser: {urls[0]}/docs" + up,
             title="explore further"))
     finally:
         if not keep:

@@ -40,7 +40,10 @@ def init_network(
     chain_id: str = "rantai-devnet",
     params: dict[str, int] | None = None,
 ) -> Path:
-    """Keys (PEM 0600), ``genesis.json`` and one ``vN.toml`` per validator under ``out``. Returns the genesis path."""
+    """Keys (PEM 0600), ``genesis.json`` and one ``vN.toml`` per validator under ``out``. Returns the genesis path.
+
+    ``members`` are names (``acme``) or ``name=Organisation`` (``acme=Acme Coffee Ltd``).
+    """
     out = Path(out)
     genesis_path = out / "genesis.json"
     if genesis_path.exists():
@@ -53,15 +56,17 @@ def init_network(
         key = generate()
         save_key(key, out / "keys" / f"v{i}.pem")
         vkeys.append(key)
-    mkeys: list[tuple[str, Signer]] = []
-    for name in members:
+    mkeys: list[tuple[str, str, Signer]] = []
+    for member in members:
+        # A member is a name, or "name=Organisation Name" to give its organisation too.
+        name, _, org = member.partition("=")
         key = generate()
         save_key(key, out / "members" / f"{name}.pem")
-        mkeys.append((name, key))
+        mkeys.append((name, org or name, key))
     genesis = Genesis.build(
         chain_id,
         [(k.public_key, f"v{i}", f"http://{host}:{base_port + i}") for i, k in enumerate(vkeys)],
-        [(k.public_key, name, name, ["submitter", "auditor"]) for name, k in mkeys],
+        [(k.public_key, name, org, ["submitter", "auditor"]) for name, org, k in mkeys],
         params=params,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )

@@ -58,25 +58,29 @@ def cli() -> None:
 
 @cli.command("init-network")
 @click.option("--validators", default=4, show_default=True, help="Number of validators.")
-@click.option("--members", default="acme,kopi-co", show_default=True, help="Comma-separated member names.")
+@click.option("--members", default="acme,kopi-co", show_default=True,
+              help="Comma-separated member names, each optionally name=Organisation.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for keys, genesis and configs.")
 @click.option("--base-port", default=7100, show_default=True, help="Port of v0; vN listens on base-port + N.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--chain-id", default="rantai-devnet", show_default=True)
 @click.option("--param", "params", multiple=True, help="Genesis parameter KEY=VALUE (repeatable).")
+@click.option("--verify-workers", default=2, show_default=True,
+              help="Signature-checking threads per node; 0 verifies on the event loop (best when validators share cores).")
 @_friendly
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
-                     params: tuple[str, ...]) -> None:
+                     params: tuple[str, ...], verify_workers: int) -> None:
     """Generate keys (PEM, 0600), genesis.json and one TOML config per validator."""
     from .devnet import init_network
 
     names = [m.strip() for m in members.split(",") if m.strip()]
     path = init_network(out, validators=validators, members=names, base_port=base_port, host=host,
-                        chain_id=chain_id, params=_params(params))
+                        chain_id=chain_id, params=_params(params), verify_workers=verify_workers)
     click.echo(f"genesis: {path}")
     for i in range(validators):
         click.echo(f"v{i}: {Path(out) / f'v{i}.toml'}  http://{host}:{base_port + i}")
     for name in names:
+        name = name.partition("=")[0]
         click.echo(f"member {name}: {Path(out) / 'members' / f'{name}.pem'}")
 
 

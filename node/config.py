@@ -8,6 +8,7 @@ Example (paths are relative to the config file's folder)::
     genesis = "genesis.json"
     data_dir = "data/v0"
     tick_ms = 10
+    verify_workers = 2        # threads that verify signatures; 0 = on the event loop (see docs/operations.md)
 
     [listen]
     host = "127.0.0.1"
@@ -46,6 +47,7 @@ class NodeConfig:
     name: str = ""
     peers: dict[str, str] = field(default_factory=dict)  # validator id -> URL (overrides genesis)
     tick_ms: int = 10
+    verify_workers: int = 2
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "NodeConfig":
@@ -80,6 +82,9 @@ class NodeConfig:
         tick_ms = doc.get("tick_ms", 10)
         if type(tick_ms) is not int or not 1 <= tick_ms <= 1000:
             raise ConfigError("config: tick_ms must be 1..1000")
+        verify_workers = doc.get("verify_workers", 2)
+        if type(verify_workers) is not int or not 0 <= verify_workers <= 64:
+            raise ConfigError("config: verify_workers must be 0..64")
         return cls(
             id=need("id", str),
             name=str(doc.get("name", "")),
@@ -90,6 +95,7 @@ class NodeConfig:
             port=port,
             peers=peers,
             tick_ms=tick_ms,
+            verify_workers=verify_workers,
         )
 
     def to_obj(self, base: Path | None = None) -> dict[str, Any]:
@@ -108,6 +114,7 @@ class NodeConfig:
             "genesis": rel(self.genesis_path),
             "data_dir": rel(self.data_dir),
             "tick_ms": self.tick_ms,
+            "verify_workers": self.verify_workers,
             "listen": {"host": self.host, "port": self.port},
         }
         if self.peers:

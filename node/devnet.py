@@ -39,6 +39,7 @@ def init_network(
     host: str = "127.0.0.1",
     chain_id: str = "rantai-devnet",
     params: dict[str, int] | None = None,
+    verify_workers: int = 0,
 ) -> Path:
     """Keys (PEM 0600), ``genesis.json`` and one ``vN.toml`` per validator under ``out``. Returns the genesis path.
 
@@ -80,6 +81,9 @@ def init_network(
             data_dir=out / "data" / f"v{i}",
             host=host,
             port=base_port + i,
+            # All validators of a devnet share this machine's cores: verifying on each node's own
+            # loop avoids GIL hand-offs that threads would add (see node/validation.py).
+            verify_workers=verify_workers,
         ).save(out / f"v{i}.toml")
     return genesis_path
 

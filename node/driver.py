@@ -92,6 +92,7 @@ class Node:
         genesis_bytes: bytes | None = None,
         mempool_max: int = 50_000,
         name: str = "",
+        verify_workers: int = 2,
     ) -> None:
         if signer.id not in genesis.validator_by_id:
             raise NodeError(f"node: key {signer.id} is not a validator of chain {genesis.chain_id}")
@@ -108,6 +109,7 @@ class Node:
         self.peer_urls = urls
         self._transport_arg = transport
         self._mempool_max = mempool_max
+        self._verify_workers = verify_workers
         self.storage: Storage | None = None
         self.started = False
 
@@ -124,6 +126,7 @@ class Node:
             data_dir=cfg.data_dir,
             peers=cfg.peers,
             tick_ms=cfg.tick_ms,
+            verify_workers=cfg.verify_workers,
             genesis_bytes=genesis_bytes,
             name=cfg.name,
             **kw,
@@ -135,7 +138,7 @@ class Node:
         self.storage = Storage(self.data_dir, g.hash)
         self.ledger = Ledger(g, self.storage)
         self.mempool = Mempool(max_records=self._mempool_max)
-        self.validator = RecordValidator(g, self.storage, self.mempool)
+        self.validator = RecordValidator(g, self.storage, self.mempool, workers=self._verify_workers)
         self.disk = ThreadPoolExecutor(1, thread_name_prefix="rantai-disk")
         p = self.params
         self.replica = Replica(

@@ -3,8 +3,12 @@
 A record is admitted when, in this order: its size is within ``max_record_bytes``; it decodes as a
 canonical signed record; it was not committed before and is not pending; it is signed for this
 chain by a member holding the ``submitter`` role; the signature verifies; the event passes the EPCIS
-rules. Decoding and signature checks run in a thread pool (``cryptography`` releases the GIL, so
-both cores verify) and work is handed over in chunks, one per worker, never one job per record.
+rules. Decoding and signature checks run in a thread pool (libsodium releases the GIL, so every
+core verifies) and work is handed over in chunks, one per worker, never one job per record; or,
+with ``workers=0``, on the event loop in slices of ``INLINE_SLICE`` records. That is the better
+choice when validators share a machine's cores (a devnet, the bench): there, a node's own threads
+add no capacity, and each libsodium call's GIL hand-off cost about 85 µs per record (measured on
+2 cores with 4 validators: 1,338 against 1,117 committed records/s).
 Ids that verified are remembered (a bounded LRU), so a record admitted here is not verified again
 when it comes back inside a proposal.
 """
@@ -27,6 +31,8 @@ from .mempool import Mempool
 from .storage import Storage
 
 __all__ = ["RecordValidator", "error_body"]
+
+INLINE_SLICE = 32  # records verified on the loop between yields when verify_workers = 0
 
 
 def error_body(err: BaseException) -> dict[str, Any]:
@@ -74,7 +80,8 @@ class RecordValidator:
         self.storage = storage
         self.mempool = mempool
         self.workers = workers
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rantai-verify")
+        # Block parsing and catch-up use the pool even with workers=0 (one thread then).
+        self.pool = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="rantai-verify")
         self.verified = _IdCache(cache_size)
         self.max_record_bytes = genesis.params["max_record_bytes"]
         self.events = EventGuard(storage, mempool)  # no EPCIS event twice (node/epcis_index.py)
@@ -116,6 +123,13 @@ class RecordValidator:
     async def _in_chunks(self, fn: Any, items: Sequence[Any]) -> list[Any]:
         if not items:
             return []
+        if self.workers == 0:
+            # On the loop, a slice at a time, yielding in between so votes and HTTP keep flowing.
+            out: list[Any] = []
+            for i in range(0, len(items), INLINE_SLICE):
+                out.extend(fn(items[i : i + INLINE_SLICE]))
+                await asyncio.sleep(0)
+            return out
         loop = asyncio.get_running_loop()
         n = min(self.workers, len(items))
         size = -(-len(items) // n)

@@ -66,6 +66,7 @@ PEER_MESSAGES = "/v1/peer/messages"
 PEER_RECORDS = "/v1/peer/records"
 GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
 CATCH_UP_BATCH = 1000
+SHARE_ALL_MS = 1000  # a forwarded record not committed by then goes to every validator
 PARTIAL_IN_FLIGHT = 2
 
 
@@ -163,7 +164,9 @@ class Node:
         self._blocks: dict[bytes, Block] = {}  # digest -> parsed block (proposed or validated)
         self._deferred: dict[int, tuple[Block, Any]] = {}
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
-        self._gossip: list[bytes] = []
+        self._gossip: list[bytes] = []  # admitted from clients, to forward to the primary
+        self._unshared: dict[bytes, tuple[int, bytes]] = {}  # record id -> (forwarded at ms, raw)
+        self._next_share_check = 0
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
         self._store_lock = asyncio.Lock()
         self._catch_up: asyncio.Task | None = None
@@ -443,7 +446,7 @@ class Node:
         self._post("message", message)
 
     async def submit(self, raws: Sequence[bytes], *, gossip: bool = True) -> list[tuple[bytes | None, Any]]:
-        """Admit records: [(id, SignedRecord | error)], admitted ones are in the mempool and gossiped."""
+        """Admit records: [(id, SignedRecord | error)]; admitted ones go to the mempool and (``gossip``) the primary."""
         if not self.started:
             raise NodeError("node: not running")
         height = self.storage.height
@@ -472,19 +475,49 @@ class Node:
         return out
 
     def _flush_gossip(self) -> None:
-        if not self._gossip:
-            return
+        """Forward records admitted from clients to the primary; share stragglers with every validator.
+
+        Only the primary needs a record to propose it, and every other validator receives it inside
+        the PRE-PREPARE, so a record goes to the primary alone: one request per batch instead of
+        one per validator. A record still uncommitted ``SHARE_ALL_MS`` after that goes to all
+        validators (PBFT's client retransmission to all replicas): then every backup holds it as
+        pending and runs its view-change timer, so a silent or censoring primary is replaced, and
+        a new primary has it to propose.
+        """
+        now = _now_ms()
+        primary = self.replica.status()["primary"]
+        if self._gossip:
+            if primary != self.id:
+                self._send_records(self._gossip, primary)
+                for raw in self._gossip:
+                    self._unshared[sha256(raw)] = (now, raw)
+            self._gossip = []
+        if self._unshared and now >= self._next_share_check:
+            self._next_share_check = now + SHARE_ALL_MS // 4
+            due = [rid for rid, (t, _) in self._unshared.items() if now - t >= SHARE_ALL_MS or rid not in self.mempool]
+            late = [self._unshared[rid][1] for rid in due if rid in self.mempool]
+            for rid in due:
+                del self._unshared[rid]
+            if late:
+                self._count("records-shared-with-all")
+                self._send_records(late, None)
+
+    def _send_records(self, raws: Sequence[bytes], to: str | None) -> None:
+        """POST records to one validator (``to``) or all, in chunks of at most GOSSIP_CHUNK_BYTES."""
         batch: list[bytes] = []
         size = 0
-        for raw in self._gossip:
-            if size + len(raw) > GOSSIP_CHUNK_BYTES and batch:
-                self.transport.broadcast(PEER_RECORDS, encode({"records": batch}))
+        for raw in [*raws, None]:
+            if raw is None or (size + len(raw) > GOSSIP_CHUNK_BYTES and batch):
+                if batch:
+                    body = encode({"records": batch})
+                    if to is None:
+                        self.transport.broadcast(PEER_RECORDS, body)
+                    else:
+                        self.transport.send(to, PEER_RECORDS, body)
                 batch, size = [], 0
-            batch.append(raw)
-            size += len(raw)
-        if batch:
-            self.transport.broadcast(PEER_RECORDS, encode({"records": batch}))
-        self._gossip = []
+            if raw is not None:
+                batch.append(raw)
+                size += len(raw)
 
     def waiter(self, record_id: bytes) -> asyncio.Future:
         """A future resolved with (height, index) once ``record_id`` is committed here."""

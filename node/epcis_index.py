@@ -69,7 +69,7 @@ class QueryParameterError(ValueError):
 class _DigestCache:
     """record id -> event hash digest (32 bytes), bounded; filled at validation, read at commit."""
 
-    def __init__(self, size: int = 400_000) -> None:
+    def __init__(self, size: int = 65_536) -> None:
         self.size = size
         self._d: OrderedDict[bytes, bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -559,7 +559,7 @@ class EventGuard:
       record id are dropped, so a primary never proposes them.
     """
 
-    def __init__(self, storage: Any, mempool: Any, pending_max: int = 200_000) -> None:
+    def __init__(self, storage: Any, mempool: Any, pending_max: int = 65_536) -> None:
         self.storage = storage
         self.mempool = mempool
         self._pending: OrderedDict[bytes, bytes] = OrderedDict()  # digest -> record id (maybe stale)

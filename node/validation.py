@@ -74,7 +74,7 @@ class RecordValidator:
         mempool: Mempool,
         *,
         workers: int = 2,
-        cache_size: int = 200_000,
+        cache_size: int = 65_536,
     ) -> None:
         self.genesis = genesis
         self.storage = storage

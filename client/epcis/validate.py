@@ -320,7 +320,7 @@ def is_gs1_identifier(v: Any) -> bool:
 # value checkers: f(value) -> None, or raise _Err naming the problem
 
 _GOOD_IDS: set[str] = set()  # identifiers already verified (bounded; cleared when full)
-_GOOD_IDS_MAX = 200_000
+_GOOD_IDS_MAX = 65_536
 
 
 def _uri(v: Any) -> None:

@@ -66,7 +66,7 @@ PEER_MESSAGES = "/v1/peer/messages"
 PEER_RECORDS = "/v1/peer/records"
 GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
 CATCH_UP_BATCH = 1000
-SHARE_ALL_MS = 1000  # a forwarded record not committed by then goes to every validator
+SHARE_ALL_MS = 3000  # a forwarded record in no proposal by then goes to every validator
 PARTIAL_IN_FLIGHT = 2
 
 
@@ -297,6 +297,8 @@ class Node:
             slot = self.replica.next_slot()
             if slot is None:
                 return
+            if self.mempool.release_off_chain(slot.parent):
+                self._count("proposals-abandoned")
             # Group commit: a full block goes out at once, but a partial one only while fewer than
             # PARTIAL_IN_FLIGHT blocks are uncommitted. Under load, records gather while earlier
             # blocks commit, so blocks grow and the per-block cost (votes, HTTP, fsync) is shared;
@@ -479,10 +481,12 @@ class Node:
 
         Only the primary needs a record to propose it, and every other validator receives it inside
         the PRE-PREPARE, so a record goes to the primary alone: one request per batch instead of
-        one per validator. A record still uncommitted ``SHARE_ALL_MS`` after that goes to all
-        validators (PBFT's client retransmission to all replicas): then every backup holds it as
-        pending and runs its view-change timer, so a silent or censoring primary is replaced, and
-        a new primary has it to propose.
+        one per validator. A record that ``SHARE_ALL_MS`` later is still in no proposal this node
+        has seen goes to all validators (PBFT's client retransmission to all replicas): then every
+        backup holds it as pending and runs its view-change timer, so a silent or censoring
+        primary is replaced, and a new primary has it to propose. Being in a proposal, not being
+        committed, is the test: under a backlog, records wait for commits, and sharing those
+        would only double the work of an already busy network.
         """
         now = _now_ms()
         primary = self.replica.status()["primary"]
@@ -494,8 +498,11 @@ class Node:
             self._gossip = []
         if self._unshared and now >= self._next_share_check:
             self._next_share_check = now + SHARE_ALL_MS // 4
-            due = [rid for rid, (t, _) in self._unshared.items() if now - t >= SHARE_ALL_MS or rid not in self.mempool]
-            late = [self._unshared[rid][1] for rid in due if rid in self.mempool]
+            # Due: gone from the mempool (committed, or dropped), or in a proposal this node has
+            # validated (the primary has it), or still in none after SHARE_ALL_MS (share it).
+            due = [rid for rid, (t, _) in self._unshared.items()
+                   if now - t >= SHARE_ALL_MS or not self.mempool.is_ready(rid)]
+            late = [self._unshared[rid][1] for rid in due if self.mempool.is_ready(rid)]
             for rid in due:
                 del self._unshared[rid]
             if late:

@@ -44,6 +44,10 @@ class Mempool:
     def __contains__(self, record_id: bytes) -> bool:
         return record_id in self._records
 
+    def is_ready(self, record_id: bytes) -> bool:
+        """Pending and in no proposal this node has seen: the primary has not picked it up yet."""
+        return record_id in self._ready
+
     def get(self, record_id: bytes) -> SignedRecord | None:
         entry = self._records.get(record_id)
         return entry[0] if entry else None
@@ -133,6 +137,38 @@ class Mempool:
         if released:  # back into the queue in admission order (rare: only after a lost proposal)
             ids = set(self._ready) | set(released)
             self._ready = OrderedDict((rid, None) for rid in sorted(ids, key=lambda r: self._records[r][2]))
+
+    def release_off_chain(self, tip: bytes) -> int:
+        """Forget in-flight proposals that ``tip`` does not extend; returns how many.
+
+        A proposal abandoned by a view change (never committed, not re-proposed) would otherwise
+        hold its records out of every later block until its height commits, which it may never
+        do if those very records are what the next block needs. The primary calls this before
+        cutting a block on ``tip``: what the chain to ``tip`` holds stays in flight, the rest is
+        ready again, in admission order.
+        """
+        keep: set[bytes] = set()
+        digest = tip
+        while (flight := self._flights.get(digest)) is not None and digest not in keep:
+            keep.add(digest)
+            digest = flight.parent
+        stale = [d for d in self._flights if d not in keep]
+        if not stale:
+            return 0
+        released = []
+        for d in stale:
+            for rid in self._flights.pop(d).ids:
+                n = self._flight_refs.get(rid, 0) - 1
+                if n > 0:
+                    self._flight_refs[rid] = n
+                else:
+                    self._flight_refs.pop(rid, None)
+                    if rid in self._records:
+                        released.append(rid)
+        if released:
+            ids = set(self._ready) | set(released)
+            self._ready = OrderedDict((rid, None) for rid in sorted(ids, key=lambda r: self._records[r][2]))
+        return len(stale)
 
     def release_all(self) -> None:
         """Forget every in-flight proposal (e.g. after catch-up jumped past them)."""

@@ -51,3 +51,20 @@ def test_byte_bound_in_cut(net):
         mp.add(r, now_ms=0)
     assert len(mp.cut(10, len(rs[0].raw) + len(rs[1].raw))) == 2
     assert len(mp.cut(10, len(rs[0].raw) + len(rs[1].raw) - 1)) == 1
+
+
+def test_proposals_abandoned_by_a_view_change_release_their_records(net):
+    # Goal: a block proposed in an old view that never commits must not hold its records forever
+    # (the two-validators-down devnet test got stuck on exactly that). The chain the primary
+    # extends stays in flight; everything else is ready again, in admission order.
+    mp = Mempool()
+    rs = [net.record() for _ in range(6)]
+    for r in rs:
+        mp.add(r, now_ms=0)
+    mp.track(b"old", 5, b"tip4", (rs[0].id, rs[1].id))  # view v, height 5: abandoned
+    mp.track(b"new5", 5, b"tip4", (rs[2].id,))  # view v+1, height 5
+    mp.track(b"new6", 6, b"new5", (rs[3].id,))  # view v+1, height 6, extends new5
+    assert mp.ready_count == 2
+    assert mp.release_off_chain(b"new6") == 1
+    assert [r.id for r in mp.cut(10, 10**9)] == [rs[0].id, rs[1].id, rs[4].id, rs[5].id]
+    assert mp.release_off_chain(b"new6") == 0

@@ -124,8 +124,12 @@ class Mempool:
             if entry is not None:
                 self.bytes -= len(entry[0].raw)
             self._ready.pop(rid, None)
+        self._drop_flights([d for d, f in self._flights.items() if f.height <= height])
+
+    def _drop_flights(self, digests: list[bytes]) -> None:
+        """Forget these proposals; records no other proposal holds are ready again, in admission order."""
         released: list[bytes] = []
-        for digest in [d for d, f in self._flights.items() if f.height <= height]:
+        for digest in digests:
             for rid in self._flights.pop(digest).ids:
                 n = self._flight_refs.get(rid, 0) - 1
                 if n > 0:
@@ -153,21 +157,8 @@ class Mempool:
             keep.add(digest)
             digest = flight.parent
         stale = [d for d in self._flights if d not in keep]
-        if not stale:
-            return 0
-        released = []
-        for d in stale:
-            for rid in self._flights.pop(d).ids:
-                n = self._flight_refs.get(rid, 0) - 1
-                if n > 0:
-                    self._flight_refs[rid] = n
-                else:
-                    self._flight_refs.pop(rid, None)
-                    if rid in self._records:
-                        released.append(rid)
-        if released:
-            ids = set(self._ready) | set(released)
-            self._ready = OrderedDict((rid, None) for rid in sorted(ids, key=lambda r: self._records[r][2]))
+        if stale:
+            self._drop_flights(stale)
         return len(stale)
 
     def release_all(self) -> None:

@@ -38,29 +38,8 @@ def net() -> Net:
     return Net()
 
 
-def _free_base_port(n: int) -> int:
-    """A base port with ``n`` consecutive free ports on 127.0.0.1 (bind-tested, randomised to avoid races)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randint(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range on 127.0.0.1")
-
-
 @pytest.fixture
 def free_base_port():
-    return _free_base_port
+    from ports import free_base_port
+
+    return free_base_port

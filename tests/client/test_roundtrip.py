@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import socket
 import struct
 import time
 
@@ -30,24 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 devnet_mod = pytest.importorskip("rantai.node.devnet")
 
-
-def free_base_port(n: int) -> int:
-    for _ in range(200):
-        base = random.randint(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
+from ports import free_base_port  # noqa: E402
 
 
 def wait_for(what: str, fn, timeout: float = 60.0) -> None:

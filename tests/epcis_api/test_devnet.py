@@ -11,8 +11,6 @@ examples read from ../shared/epcis. Waits are bounded polls.
 from __future__ import annotations
 
 import json
-import random
-import socket
 import time
 from urllib.parse import quote
 
@@ -35,23 +33,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240),
 
 devnet_mod = pytest.importorskip("rantai.node.devnet")
 
+from ports import free_base_port as _free_base_port  # noqa: E402
+
 
 def free_base_port(n: int) -> int:
-    for _ in range(200):
-        base = random.randint(7600, 8000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range in 7600-7999")
+    return _free_base_port(n, 7600, 8000)
 
 
 def wait_for(what: str, fn, timeout: float = 60.0) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import socket
 import time
 from collections.abc import Callable
 
@@ -13,29 +11,11 @@ from rantai.client.encoding import decode, encode
 from rantai.client.records import SignedRecord, sign_event
 from rantai.node.devnet import Devnet
 
+from ports import free_base_port  # tests/ports.py (tests/ is on sys.path through its conftest)
+
 from .conftest import event
 
 MP = {"content-type": "application/msgpack", "accept": "application/msgpack"}
-
-
-def free_base_port(n: int) -> int:
-    """A base port with n consecutive free loopback ports (checked by binding each)."""
-    for _ in range(200):
-        base = random.randint(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def make_devnet(tmp_path, n: int = 4, **params: int) -> Devnet:

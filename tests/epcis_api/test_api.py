@@ -81,8 +81,16 @@ def test_duplicates_capture_lookup_and_query(tmp_path):
                     assert n.storage.height == height
 
                 # -- capture: a signed official document, then again (duplicates) -----------------
-                path = next(p for p in example_files() if p.name == "Example_9.6.1-ObjectEvent.jsonld")
-                doc = json.loads(path.read_text())
+                # GS1's official example when ../shared/epcis is beside the checkout, else one of ours.
+                official = [p for p in example_files() if p.name == "Example_9.6.1-ObjectEvent.jsonld"]
+                if official:
+                    doc = json.loads(official[0].read_text())
+                else:
+                    from rantai.client.epcis.builders import commission, epcis_document, sgln, sgtin
+
+                    doc = epcis_document([commission([sgtin("0614141", "107346", f"9{i}")], sgln("0614141", "00777"),
+                                                     event_id=f"urn:uuid:6f1c2a7e-0000-4000-8000-00000000000{i}")
+                                          for i in range(2)])
                 signed = sign_document(doc, net.acme, net.genesis)
                 r = await cl.post("/epcis/capture", content=json.dumps(signed), headers={"content-type": "application/ld+json"})
                 assert r.status_code == 202, r.text

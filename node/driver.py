@@ -164,7 +164,7 @@ class Node:
         self._blocks: dict[bytes, Block] = {}  # digest -> parsed block (proposed or validated)
         self._deferred: dict[int, tuple[Block, Any]] = {}
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
-        self._gossip: list[bytes] = []  # admitted from clients, to forward to the primary
+        self._gossip: list[tuple[bytes, bytes]] = []  # (id, raw) admitted from clients, to forward to the primary
         self._unshared: dict[bytes, tuple[int, bytes]] = {}  # record id -> (forwarded at ms, raw)
         self._next_share_check = 0
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
@@ -468,7 +468,7 @@ class Node:
                     out.append((res.id, exc))
                     continue
                 if gossip:
-                    self._gossip.append(res.raw)
+                    self._gossip.append((res.id, res.raw))
                 out.append((res.id, res))
             else:
                 rid = sha256(raw) if isinstance(raw, bytes) else None
@@ -489,12 +489,14 @@ class Node:
         would only double the work of an already busy network.
         """
         now = _now_ms()
-        primary = self.replica.status()["primary"]
         if self._gossip:
+            primary = self.replica.primary(self.replica.view)
             if primary != self.id:
-                self._send_records(self._gossip, primary)
-                for raw in self._gossip:
-                    self._unshared[sha256(raw)] = (now, raw)
+                self._send_records([raw for _, raw in self._gossip], primary)
+            # Watched even when this node is the primary of its view: a node stuck alone in a view
+            # change would otherwise hold its clients' records where no working primary sees them.
+            for rid, raw in self._gossip:
+                self._unshared[rid] = (now, raw)
             self._gossip = []
         if self._unshared and now >= self._next_share_check:
             self._next_share_check = now + SHARE_ALL_MS // 4

@@ -465,6 +465,17 @@ class Replica:
         out.append(Broadcast(msg))
         self._check_prepared(h, out)
 
+    def _record_vote(self, H: _Height, table: dict, m: Any) -> bool:
+        """Add a PREPARE or COMMIT to ``table`` unless it is a repeat, over the sender's cap, or forged."""
+        votes = table.get((m.view, m.digest))
+        if votes is not None and m.sender in votes:
+            self._drop("duplicate")
+            return False
+        if not self._count_vote(H, m.sender, m.view) or not self._verify(m):
+            return False
+        table.setdefault((m.view, m.digest), {})[m.sender] = m.sig
+        return True
+
     def _count_vote(self, H: _Height, sender: str, view: int) -> bool:
         n = H.per_sender.get((sender, view), 0)
         if n >= _MAX_VOTES_PER_SENDER:
@@ -489,13 +500,8 @@ class Replica:
             self._drop("out-of-window")
             return
         H = self._slot(h)
-        votes = H.prepares.get((m.view, m.digest))
-        if votes is not None and m.sender in votes:
-            self._drop("duplicate")
+        if not self._record_vote(H, H.prepares, m):
             return
-        if not self._count_vote(H, m.sender, m.view) or not self._verify(m):
-            return
-        H.prepares.setdefault((m.view, m.digest), {})[m.sender] = m.sig
         self._check_prepared(h, out)
 
     def _check_prepared(self, h: int, out: list[Effect]) -> None:
@@ -571,15 +577,10 @@ class Replica:
             self._drop("out-of-window")
             return
         H = self._slot(h)
-        votes = H.commits.get((m.view, m.digest))
-        if votes is not None and m.sender in votes:
-            self._drop("duplicate")
-            return
-        if not self._count_vote(H, m.sender, m.view) or not self._verify(m):
+        if not self._record_vote(H, H.commits, m):
             return
         if h > self.peer_high.get(m.sender, 0):
             self.peer_high[m.sender] = h
-        H.commits.setdefault((m.view, m.digest), {})[m.sender] = m.sig
         if m.view < self.view:
             self._note_lagging(m.sender, m.view, out, now_ms)
         self._try_deliver(out, now_ms)

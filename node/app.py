@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import msgpack
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from rantai.client.encoding import decode, encode
 from rantai.client.errors import DuplicateRecord, InvalidEncoding, Overloaded, RantaiError, RecordTooLarge
@@ -27,7 +27,7 @@ from rantai.consensus.errors import ProtocolViolation
 
 from .driver import Node, error_entry
 from .epcis_api import epcis_router
-from .transport import BATCH_HEADER, BATCH_MAX
+from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
 __all__ = ["create_app"]
@@ -108,13 +108,7 @@ async def read_records(request: Request, limit: int, max_count: int) -> list[byt
             obj = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidEncoding(f"body: not valid JSON ({exc})") from exc
-    if not isinstance(obj, dict) or not isinstance(obj.get("records"), list) or set(obj) != {"records"}:
-        raise InvalidEncoding('body: {"records": [...]} expected')
-    records = obj["records"]
-    if not records:
-        raise InvalidEncoding("body: no records")
-    if len(records) > max_count:
-        raise RecordTooLarge(f"body: {len(records)} records, at most {max_count} per request", limit=max_count)
+    records = records_of(obj, max_count)
     if media == JSON:
         out = []
         for i, r in enumerate(records):
@@ -127,6 +121,111 @@ async def read_records(request: Request, limit: int, max_count: int) -> list[byt
         if not isinstance(r, bytes):
             raise InvalidEncoding(f"body: records[{i}] is not a byte string")
     return records
+
+
+def records_of(obj: Any, max_count: int) -> list[Any]:
+    """The list in ``{"records": [...]}``, checked for shape and count (not yet for its items' type)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("records"), list) or set(obj) != {"records"}:
+        raise InvalidEncoding('body: {"records": [...]} expected')
+    records = obj["records"]
+    if not records:
+        raise InvalidEncoding("body: no records")
+    if len(records) > max_count:
+        raise RecordTooLarge(f"body: {len(records)} records, at most {max_count} per request", limit=max_count)
+    return records
+
+
+def peer_messages(node: Node, parts: list[bytes]) -> list[Any]:
+    """Decode consensus messages from peers; ``ApiError`` unless each is well formed and from another validator."""
+    messages = []
+    for part in parts:
+        try:
+            message = wire.decode(part)
+        except ProtocolViolation as exc:
+            node._count("peer-malformed")
+            raise ApiError(400, "protocol", f"peer message: {exc}") from None
+        sender = getattr(message, "sender", None)
+        if sender not in node.genesis.validator_by_id or sender == node.id:
+            node._count("peer-not-validator")
+            raise ApiError(403, "not a validator", "peer messages are accepted from this chain's validators only")
+        messages.append(message)
+    return messages
+
+
+class PeerStream:
+    """``POST /v1/peer/stream``: a validator's frames, handled as they arrive (node/transport.py).
+
+    A plain ASGI endpoint: it reads the request body for as long as the peer keeps it open and
+    answers only when the stream ends — 200 when the peer closed it, 503 when this node is
+    shutting down, 4xx (and the end of the stream) at the first frame it refuses.
+    """
+
+    def __init__(self, node: Node, records_limit: int) -> None:
+        self.node = node
+        self.limits = {"messages": MAX_PEER_MESSAGE_BYTES, "records": records_limit}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        node = self.node
+        headers = dict(scope["headers"])
+        kind = headers.get(b"x-rantai-lane", b"").decode("latin-1")
+        status, body = 200, {"ok": True}
+        try:
+            if kind not in self.limits:
+                raise ApiError(400, "bad request", f"x-rantai-lane must be one of {sorted(self.limits)}")
+            if node.closing is None or node.closing.done():
+                raise ApiError(503, "unavailable", "node: not running")
+            await self._serve(kind, receive)
+        except ApiError as exc:
+            status, body = exc.status, exc.body
+        except RantaiError as exc:
+            status, body = status_of(exc), error_body(exc)
+        except _Gone:
+            return  # the peer hung up: nobody to answer
+        if status == 503:
+            body = {"error": "unavailable", "message": "node: shutting down"}
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", JSON.encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+    async def _serve(self, kind: str, receive: Any) -> None:
+        node, limit = self.node, self.limits[kind]
+        closing = node.closing
+        buffer = bytearray()
+        while True:
+            pending = asyncio.ensure_future(receive())
+            await asyncio.wait((pending, closing), return_when=asyncio.FIRST_COMPLETED)
+            if not pending.done():
+                pending.cancel()
+                raise ApiError(503, "unavailable", "node: shutting down")
+            message = pending.result()
+            if message["type"] == "http.disconnect":
+                raise _Gone
+            buffer += message.get("body", b"")
+            try:
+                parts = frames(buffer, limit)
+            except ValueError as exc:
+                raise RecordTooLarge(f"peer stream: {exc}", limit=limit) from None
+            if parts:
+                if kind == "messages":
+                    for m in peer_messages(node, parts):
+                        node.deliver(m)
+                else:
+                    for part in parts:
+                        await self._records(part)
+            if not message.get("more_body", False):
+                if buffer:
+                    raise InvalidEncoding("peer stream: ends inside a frame")
+                return
+
+    async def _records(self, part: bytes) -> None:
+        raws = records_of(decode(part), 1_000_000)
+        if not all(isinstance(r, bytes) for r in raws):
+            raise InvalidEncoding("peer stream: records must be byte strings")
+        await self.node.submit(raws, gossip=False)
+
+
+class _Gone(Exception):
+    """The peer closed the connection."""
 
 
 def _int_param(request: Request, name: str, default: int | None = None) -> int:
@@ -297,27 +396,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         if _media(request) != MSGPACK:
             raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK}")
         body = await read_body(request, MAX_PEER_MESSAGE_BYTES)
-        parts = [body]
-        if BATCH_HEADER in request.headers:  # several wire messages in one request (node.transport)
-            try:
-                parts = msgpack.unpackb(body, raw=False, max_array_len=BATCH_MAX)
-                assert isinstance(parts, list) and all(isinstance(p, bytes) for p in parts)
-            except Exception:
-                node._count("peer-malformed")
-                raise ApiError(400, "protocol", "peer message batch: a msgpack array of byte strings expected") from None
-        messages = []
-        for part in parts:
-            try:
-                message = wire.decode(part)
-            except ProtocolViolation as exc:
-                node._count("peer-malformed")
-                raise ApiError(400, "protocol", f"peer message: {exc}") from None
-            sender = getattr(message, "sender", None)
-            if sender not in node.genesis.validator_by_id or sender == node.id:
-                node._count("peer-not-validator")
-                raise ApiError(403, "not a validator", "peer messages are accepted from this chain's validators only")
-            messages.append(message)
-        for message in messages:
+        for message in peer_messages(node, [body]):  # validators stream theirs: POST /v1/peer/stream
             node.deliver(message)
         return Response(status_code=202)
 
@@ -330,6 +409,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         accepted = sum(1 for _, r in results if isinstance(r, SignedRecord))
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
+    # Not a FastAPI route: a long-lived stream handled by plain ASGI (no per-request machinery).
+    app.router.routes.append(Route(STREAM_PATH, endpoint=PeerStream(node, body_limit), methods=["POST"]))
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
     return app
 

@@ -109,6 +109,7 @@ def run_cmd(config_path: str, log_level: str) -> None:
     gc.freeze()
     server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=5))
+    server.before_shutdown = [node.begin_shutdown]
     profile_path = os.environ.get("RANTAI_PROFILE")  # set by `rantai bench --profile` for one validator
     if profile_path:
         import cProfile
@@ -133,6 +134,15 @@ def _server_class() -> type:
 
     class Server(uvicorn.Server):
         """uvicorn's server, but SIGINT/SIGTERM end a clean shutdown with exit code 0 (uvicorn re-raises them)."""
+
+        before_shutdown: list = []
+
+        async def shutdown(self, sockets=None):  # type: ignore[override]
+            # Peers' streams are requests that never end by themselves: end them first, or the
+            # graceful shutdown would wait for them until its timeout.
+            for hook in self.before_shutdown:
+                hook()
+            await super().shutdown(sockets)
 
         @contextlib.contextmanager
         def capture_signals(self):  # type: ignore[override]

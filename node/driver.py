@@ -113,6 +113,7 @@ class Node:
         self._verify_workers = verify_workers
         self.storage: Storage | None = None
         self.started = False
+        self.closing: asyncio.Future | None = None  # done once the node begins to shut down (ends peer streams)
 
     @classmethod
     def from_config(cls, cfg: NodeConfig, **kw: Any) -> "Node":
@@ -156,6 +157,7 @@ class Node:
             self.storage.head(),
             verifiers=g.validator_verifiers,
         )
+        self.closing = asyncio.get_running_loop().create_future()
         self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg)
         self.transport.start()
         self._events: list[tuple[Any, ...]] = []
@@ -178,9 +180,15 @@ class Node:
         self.started = True
         log.info("node %s (%s) started at height %d", self.name, self.id, self.storage.height)
 
+    def begin_shutdown(self) -> None:
+        """End the peer streams this node is serving, so the HTTP server can drain before ``stop``."""
+        if self.closing is not None and not self.closing.done():
+            self.closing.set_result(None)
+
     async def stop(self) -> None:
         if not self.started:
             return
+        self.begin_shutdown()
         self.started = False
         self._stopping = True
         self._wake.set()

@@ -1,12 +1,18 @@
-"""Peer transport: one keep-alive ``httpx.AsyncClient`` per peer, a bounded queue and a sender task each.
+"""Peer transport: to each peer, two long-lived HTTP streams (consensus votes; record gossip), fed by queues.
 
-``send``/``broadcast`` never block and never raise: a message goes into one of the peer's two
-lanes — consensus votes, or bulk (record gossip) — each a bounded queue with its own sender task,
-so a vote never waits behind a large gossip request the peer is still verifying. When a queue is
-full its oldest message is dropped (PBFT retransmits what matters); consensus messages waiting
-behind the one being sent ride in the same request, as a batch; a lane retries with exponential
-backoff while the peer is unreachable. Messages older than ``max_age_s`` are dropped rather than
-sent late. The httpx transport is injectable, so tests can wire nodes in-process with
+A message costs little more than its bytes: each lane holds one ``POST /v1/peer/stream`` open
+and writes length-prefixed frames into its chunked body as messages are queued, so the per-request
+cost of HTTP (about a millisecond of CPU on each side, most of it h11 parsing in pure Python)
+is paid once per connection rather than once per message. The wire format is in
+docs/operations.md ("Peer streams").
+
+``send``/``broadcast`` never block and never raise. Votes and gossip have separate lanes so a vote
+never waits behind records the peer is still verifying. When a queue is full its oldest message is
+dropped, and messages older than ``max_age_s`` are dropped rather than sent late; frames written
+into a connection that then breaks are lost too. All of that is safe because the replica
+retransmits what matters (consensus/replica.py ``_retransmit``) and a record that reaches no
+proposal is shared with every validator later (node/driver.py). A broken stream is reopened with
+exponential backoff. The httpx transport is injectable, so tests can wire nodes in-process with
 ``httpx.ASGITransport``.
 """
 
@@ -15,29 +21,32 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import struct
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import httpx
-import msgpack
 
-__all__ = ["BATCH_HEADER", "MSGPACK", "PeerTransport"]
+__all__ = ["FRAME_HEADER", "LANES", "MSGPACK", "STREAM_PATH", "PeerTransport", "frames"]
 
 log = logging.getLogger("rantai.node.transport")
 MSGPACK = "application/msgpack"
-BATCHABLE = "/v1/peer/messages"
-BATCH_HEADER = "x-rantai-batch"  # body: a msgpack array of wire messages (bin), see docs/operations.md
-BATCH_MAX = 64
-BATCH_BYTES = 16 * 1024 * 1024
+STREAM_PATH = "/v1/peer/stream"
+STREAM_MEDIA = "application/x-rantai-frames"
+# What a frame of each lane holds: exactly the body a POST to that path would carry.
+LANES = {"/v1/peer/messages": "messages", "/v1/peer/records": "records"}
+FRAME_HEADER = struct.Struct(">I")  # each frame: u32 big-endian length, then that many bytes
+CHUNK_BYTES = 1024 * 1024  # frames written in one chunk of the request body, at most (one frame may exceed it)
 
 
 @dataclass
-class _Peer:
-    """One lane to one peer (each peer has a votes lane and a bulk lane, sharing its client)."""
+class _Lane:
+    """One lane to one peer: a queue of bodies and the task that streams them."""
 
     id: str
     url: str
+    kind: str
     client: httpx.AsyncClient
     queue: collections.deque = field(default_factory=collections.deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -47,6 +56,23 @@ class _Peer:
     sent: int = 0
     dropped: int = 0
     last_error: str = ""
+
+
+def frames(buffer: bytearray, limit: int) -> list[bytes]:
+    """Cut the complete frames off the front of ``buffer``; ``ValueError`` if one is over ``limit``."""
+    out = []
+    pos, n = 0, len(buffer)
+    while n - pos >= 4:
+        (size,) = FRAME_HEADER.unpack_from(buffer, pos)
+        if size > limit:
+            raise ValueError(f"frame of {size} bytes, the limit is {limit}")
+        if n - pos - 4 < size:
+            break
+        out.append(bytes(buffer[pos + 4:pos + 4 + size]))
+        pos += 4 + size
+    if pos:
+        del buffer[:pos]
+    return out
 
 
 class PeerTransport:
@@ -64,113 +90,124 @@ class PeerTransport:
         self.max_age_s = max_age_s
         self.backoff_s = backoff_s
         self.sender = sender
-        self.peers: dict[str, _Peer] = {}  # the votes lane of each peer
-        self.bulk: dict[str, _Peer] = {}  # the bulk lane (record gossip) of each peer
+        self.lanes: dict[str, dict[str, _Lane]] = {kind: {} for kind in LANES.values()}
+        self._clients: dict[str, httpx.AsyncClient] = {}
         for pid, url in peers.items():
             t = transport.get(pid) if isinstance(transport, Mapping) else transport
             client = httpx.AsyncClient(
                 base_url=url,
                 transport=t,
-                timeout=httpx.Timeout(10.0, connect=2.0),
+                # No read timeout: a stream's answer comes only when it ends. A write that the peer
+                # does not take for 10 s breaks the stream (it is reopened).
+                timeout=httpx.Timeout(10.0, connect=2.0, read=None),
                 limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
                 headers={"x-rantai-sender": sender} if sender else None,
             )
-            self.peers[pid] = _Peer(pid, url, client)
-            self.bulk[pid] = _Peer(pid, url, client)
+            self._clients[pid] = client
+            for kind in self.lanes:
+                self.lanes[kind][pid] = _Lane(pid, url, kind, client)
         self._closed = False
 
-    def _lanes(self) -> list[_Peer]:
-        return [*self.peers.values(), *self.bulk.values()]
+    def _all(self) -> list[_Lane]:
+        return [lane for by_peer in self.lanes.values() for lane in by_peer.values()]
 
     def start(self) -> None:
-        for p in self._lanes():
-            if p.task is None:
-                lane = "votes" if self.peers.get(p.id) is p else "bulk"
-                p.task = asyncio.create_task(self._sender(p), name=f"peer-{p.id}-{lane}")
+        for lane in self._all():
+            if lane.task is None:
+                lane.task = asyncio.create_task(self._stream(lane), name=f"peer-{lane.id}-{lane.kind}")
 
     async def close(self) -> None:
         self._closed = True
-        for p in self._lanes():
-            p.wake.set()
-            if p.task is not None:
-                p.task.cancel()
-        for p in self._lanes():
-            if p.task is not None:
+        for lane in self._all():
+            lane.wake.set()
+            if lane.task is not None:
+                lane.task.cancel()
+        for lane in self._all():
+            if lane.task is not None:
                 try:
-                    await p.task
+                    await lane.task
                 except (asyncio.CancelledError, Exception):
                     pass
-        for p in self.peers.values():
-            await p.client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
 
     # -- queueing --------------------------------------------------------------------------
     def send(self, peer_id: str, path: str, body: bytes) -> None:
-        p = (self.peers if path == BATCHABLE else self.bulk).get(peer_id)
-        if p is None or self._closed:
+        lane = self.lanes[LANES[path]].get(peer_id)
+        if lane is None or self._closed:
             return
-        if len(p.queue) >= self.queue_max:
-            p.queue.popleft()
-            p.dropped += 1
-        p.queue.append((time.monotonic(), path, body))
-        p.wake.set()
+        if len(lane.queue) >= self.queue_max:
+            lane.queue.popleft()
+            lane.dropped += 1
+        lane.queue.append((time.monotonic(), body))
+        lane.wake.set()
 
     def broadcast(self, path: str, body: bytes) -> None:
-        for pid in self.peers:
+        for pid in self._clients:
             self.send(pid, path, body)
 
-    async def _sender(self, p: _Peer) -> None:
+    # -- streaming -------------------------------------------------------------------------
+    async def _stream(self, lane: _Lane) -> None:
+        """Keep one stream open to the peer while there is anything to send; reopen it when it breaks."""
         backoff = self.backoff_s[0]
+        headers = {"content-type": STREAM_MEDIA, "x-rantai-lane": lane.kind}
         while not self._closed:
-            if not p.queue:
-                p.wake.clear()
-                await p.wake.wait()
+            if not lane.queue:
+                lane.wake.clear()
+                await lane.wake.wait()
                 continue
-            enqueued, path, body = p.queue[0]
-            if time.monotonic() - enqueued > self.max_age_s:
-                p.queue.popleft()
-                p.dropped += 1
-                continue
-            # Consensus messages queued behind this one go in the same request (one round trip).
-            take = 1
-            if path == BATCHABLE:
-                size = len(body)
-                while take < len(p.queue) and take < BATCH_MAX and p.queue[take][1] == path:
-                    size += len(p.queue[take][2])
-                    if size > BATCH_BYTES:
-                        break
-                    take += 1
-            headers = {"content-type": MSGPACK}
-            if take > 1:
-                body = msgpack.packb([p.queue[k][2] for k in range(take)], use_bin_type=True)
-                headers[BATCH_HEADER] = str(take)
+            sent_before = lane.sent
             try:
-                r = await p.client.post(path, content=body, headers=headers)
+                r = await lane.client.post(STREAM_PATH, content=self._body(lane), headers=headers)
             except (httpx.HTTPError, OSError) as exc:
-                p.reachable = False
-                p.failures += 1
-                p.last_error = f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.backoff_s[1])
+                lane.reachable = False
+                lane.failures += 1
+                lane.last_error = f"{type(exc).__name__}: {exc}"
+            else:  # the peer ended the stream: it is shutting down, or it refused what we sent
+                lane.last_error = f"stream ended: HTTP {r.status_code}"
+                if r.status_code >= 400:
+                    lane.dropped += 1
+                    log.warning("peer %s refused the %s stream: %s %s", lane.id, lane.kind, r.status_code, r.text[:200])
+            if self._closed:
+                return
+            if lane.sent > sent_before:  # it worked for a while: reopen promptly
+                backoff = self.backoff_s[0]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.backoff_s[1])
+
+    async def _body(self, lane: _Lane) -> AsyncIterator[bytes]:
+        """The stream's body: whatever is queued, as frames, one chunk per wake-up."""
+        pack = FRAME_HEADER.pack
+        while not self._closed:
+            if not lane.queue:
+                lane.wake.clear()
+                await lane.wake.wait()
                 continue
-            for _ in range(take):
-                p.queue.popleft()
-            p.reachable = True
-            backoff = self.backoff_s[0]
-            if r.status_code >= 400:
-                p.dropped += 1
-                p.last_error = f"HTTP {r.status_code}"
-            else:
-                p.sent += 1
+            oldest_ok = time.monotonic() - self.max_age_s
+            parts: list[bytes] = []
+            size = 0
+            while lane.queue and size < CHUNK_BYTES:
+                enqueued, body = lane.queue.popleft()
+                if enqueued < oldest_ok:
+                    lane.dropped += 1
+                    continue
+                parts.append(pack(len(body)))
+                parts.append(body)
+                size += 4 + len(body)
+            if parts:
+                lane.reachable = True
+                lane.sent += len(parts) // 2
+                yield b"".join(parts)
 
     # -- requests --------------------------------------------------------------------------
     def client(self, peer_id: str) -> httpx.AsyncClient | None:
-        p = self.peers.get(peer_id)
-        return None if p is None else p.client
+        return self._clients.get(peer_id)
 
     def status(self) -> list[dict]:
         out = []
-        for pid, p in self.peers.items():
-            b = self.bulk[pid]
-            out.append({"id": pid, "url": p.url, "reachable": p.reachable or b.reachable,
-                        "queued": len(p.queue) + len(b.queue), "sent": p.sent + b.sent, "dropped": p.dropped + b.dropped})
+        for pid, votes in self.lanes["messages"].items():
+            bulk = self.lanes["records"][pid]
+            out.append({"id": pid, "url": votes.url, "reachable": votes.reachable or bulk.reachable,
+                        "queued": len(votes.queue) + len(bulk.queue), "sent": votes.sent + bulk.sent,
+                        "dropped": votes.dropped + bulk.dropped})
         return out

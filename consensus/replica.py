@@ -160,6 +160,7 @@ class Replica:
         self.last_progress_ms: int | None = None
         self.waiting_since: int | None = None
         self.vc_attempts = 0
+        self.commit_gap_ms = 0  # the slowest recent wait between commits (decaying): see _timeout
         self.vc_quorum_ms: int | None = None
         self.bad_proposal = False
         self.last_retransmit_ms: int | None = None
@@ -358,14 +359,26 @@ class Replica:
         return self._known_digest(view, h - 1)
 
     def _progress(self, now_ms: int) -> None:
+        if self.mode == NORMAL and self.waiting_since is not None and self.last_progress_ms is not None:
+            # A wait while there was work to do; the allowance forgets 1/16 of itself per commit.
+            gap = now_ms - max(self.last_progress_ms, self.waiting_since)
+            self.commit_gap_ms = max(gap, self.commit_gap_ms - self.commit_gap_ms // 16)
         self.last_progress_ms = now_ms
         self.vc_attempts = 0
         self.bad_proposal = False
         self.gap_since = None
 
     def _timeout(self) -> int:
-        return min(self.cfg.view_change_timeout_ms * (2 ** min(self.vc_attempts, 30)),
-                   self.cfg.view_change_timeout_max_ms)
+        """How long to wait for progress before suspecting the primary.
+
+        Doubles with each failed view change (PBFT), and is never under three times the slowest
+        recent wait between commits, so a network that is merely slow under load (large blocks,
+        shared cores, a disk pausing to compact) is not mistaken for a faulty primary: each such
+        view change would cost seconds of no commits. Capped at ``view_change_timeout_max_ms``,
+        which bounds what a primary that stalls on purpose can get away with.
+        """
+        base = max(self.cfg.view_change_timeout_ms * (2 ** min(self.vc_attempts, 30)), 3 * self.commit_gap_ms)
+        return min(base, self.cfg.view_change_timeout_max_ms)
 
     def _note_lagging(self, sender: str, view: int, out: list[Effect], now_ms: int) -> None:
         """A message from an older view: if we are its new primary, hand the sender our NEW-VIEW."""

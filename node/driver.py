@@ -236,7 +236,7 @@ class Node:
                 now = _now_ms()
                 if now >= next_tick:
                     next_tick = now + self.tick_ms
-                    await self._run(self.replica.tick(now, len(self.mempool) > 0))
+                    await self._run(self.replica.tick(now, self.mempool.ready_count > 0))
                 await self._maybe_propose()
                 self._flush_gossip()
             except asyncio.CancelledError:

@@ -167,6 +167,36 @@ def test_timeout_doubles_per_consecutive_view_change() -> None:
     assert r._timeout() == 350
 
 
+def test_slow_commits_stretch_the_timeout_and_a_dead_primary_is_still_replaced() -> None:
+    """Commits 150 ms apart under a 100 ms timeout: a network slow under load, not a faulty primary.
+    The wait between commits is learnt (3x allowance), so no view change; once the primary dies,
+    the backups still move on, within that allowance."""
+    c = Cluster(view_change_timeout_ms=100, view_change_timeout_max_ms=2000)
+    views = lambda: {r.status()["view"] for i, r in enumerate(c.replicas) if i not in c.down}  # noqa: E731
+
+    def wait(ms: int) -> None:  # the node ticks every 10 ms
+        for _ in range(ms // 10):
+            c.tick(10, pending=True)
+            c.pump()
+
+    c.propose(b"warm-up")
+    c.pump()
+    wait(90)  # the first wait is under the timeout: it is learnt
+    c.propose(b"0")
+    c.pump()
+    for i in range(1, 8):
+        wait(150)  # a slow block: 150 ms between commits
+        c.propose(b"%d" % i)
+        c.pump()
+        assert views() == {0}, f"view change after commit {i} with commits 150 ms apart"
+    assert all(len(c.commits[i]) == 9 for i in range(4))
+    c.down = {0}
+    wait(300)
+    assert views() == {0}  # within 3 x 150 ms of the last commit: still patient
+    wait(300)
+    assert min(views()) >= 1  # moved on (nobody proposes here, so later views may follow)
+
+
 def _cert(ss, view, h, d, parent, prim):
     from rantai.consensus.messages import preprepare_body
     pps = ss[prim].sign("preprepare", CHAIN, preprepare_body(view, h, d, parent))

@@ -175,6 +175,13 @@ class BenchNet:
     def pids(self) -> list[int]:
         return [p.pid for p in self.devnet.procs.values()]
 
+    def view(self, url: str) -> int | None:
+        try:
+            r = httpx.get(url + "/v1/status", headers={"accept": MSGPACK}, timeout=10)
+            return int(decode(r.content)["view"])
+        except (httpx.HTTPError, KeyError, ValueError, TypeError):
+            return None
+
     def head(self, url: str) -> int:
         r = httpx.get(url + "/v1/head", headers={"accept": MSGPACK}, timeout=10)
         return decode(r.content)["height"]
@@ -385,6 +392,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         cpu = sum(cpu_seconds(pid) - cpu0[pid] for pid in net.pids())
         height = net.head(urls[0])
         rss = [rss_bytes(pid) for pid in net.pids()]
+        views = [net.view(u) for u in urls]  # views started = view changes (each moves to a higher view)
         throughput = committed / elapsed if elapsed else 0.0
         result.update({
             "records_committed": committed,
@@ -398,6 +406,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "records_per_block": round(committed / height, 1) if height else None,
             "node_cpu_ms_per_record": round(1000 * cpu / committed, 3) if committed else None,
             "rss_mb_per_node": [round(r / 2**20, 1) for r in rss],
+            "view_per_node": views,
         })
         net.devnet.stop()
         data_bytes = [dir_bytes(c.data_dir) for c in net.devnet.configs()]

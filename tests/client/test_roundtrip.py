@@ -123,8 +123,8 @@ def test_round_trip_audit_and_tamper(devnet, tmp_path):
     import plyvel
 
     h = receipt.height
-    db = plyvel.DB(str(data))
-    key = b"b" + struct.pack(">Q", h)
+    db = plyvel.DB(str(data / "blocks"))  # the chain's own database (docs/storage.md)
+    key = struct.pack(">Q", h) + b"b"
     raw = db.get(key)
     at = raw.index(b"shipping")
     db.put(key, raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1:])

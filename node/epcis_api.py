@@ -26,7 +26,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from rantai.client.encoding import encode
 from rantai.client.epcis import document_events
 from rantai.client.errors import InvalidEncoding, InvalidRecord, RantaiError, RecordTooLarge
 from rantai.client.records import RECORD_VERSION, SignedRecord

@@ -15,7 +15,10 @@ against its event before it is returned. No query reads more than the postings o
 
 Times are bucketed at five aligned granularities (2^16 ... 2^32 seconds, 18 hours to 136 years): each event
 time is written once per level, and a range is covered by at most ~30 buckets per level, the edge
-buckets filtered by the stored time.
+buckets filtered by the stored time. recordTime is the block's timestamp, the same for every record
+of a block, so it is posted once per block (field ``B``, ``loc`` = ``u64 height``) and its cursor
+stands for every record of the blocks it names: 5 keys per block instead of 5 per record, which
+LevelDB would otherwise rewrite at every compaction level.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ _FINEST = LEVELS[0]
 F_TYPE, F_ACTION, F_STEP, F_DISP, F_READPOINT, F_BIZLOC = b"t", b"a", b"s", b"d", b"r", b"l"
 F_EPC, F_PARENT, F_INPUT, F_OUTPUT = b"e", b"p", b"i", b"o"
 F_EPC_CLASS, F_PARENT_CLASS, F_INPUT_CLASS, F_OUTPUT_CLASS = b"E", b"P", b"I", b"O"
-F_EVENT_TIME, F_RECORD_TIME = b"T", b"R"
+F_EVENT_TIME, F_RECORD_TIME = b"T", b"R"  # R: per record, written by format rantai-node/1 only
+F_BLOCK_TIME = b"B"  # recordTime, once per block: loc = u64 height
+INDEX_VERSION = b"2"  # b"m" b"epcis-index": 2 = recordTime per block (older stores are upgraded on open)
 _CLASS_OF = {F_EPC: F_EPC_CLASS, F_PARENT: F_PARENT_CLASS, F_INPUT: F_INPUT_CLASS, F_OUTPUT: F_OUTPUT_CLASS}
 
 
@@ -244,8 +249,29 @@ def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any
         et = parse_time_us(event.get("eventTime"))
         if et is not None:
             puts.extend(_time_entries(F_EVENT_TIME, et, loc))
-        puts.extend(_time_entries(F_RECORD_TIME, timestamp_ms * 1000, loc))
+    if records:
+        puts.extend(_time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)))
     return puts, fresh
+
+
+def upgrade(db: Any, headers: Iterable[tuple[int, int]]) -> bool:
+    """Bring an older store's EPCIS index to ``INDEX_VERSION``; False when there was nothing to do.
+
+    ``headers`` yields (height, timestamp ms) of every stored non-empty block. Version 1 posted
+    recordTime per record (field ``R``): those postings are deleted and the per-block ones written,
+    in one synced batch with the version, so a crash leaves the old index, upgraded again on open.
+    """
+    key = b"m" + b"epcis-index"
+    if db.get(key) == INDEX_VERSION:
+        return False
+    with db.write_batch(sync=True, transaction=True) as wb:
+        for k in db.iterator(prefix=POSTING + F_RECORD_TIME, include_value=False):
+            wb.delete(k)
+        for height, timestamp_ms in headers:
+            for k, v in _time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)):
+                wb.put(k, v)
+        wb.put(key, INDEX_VERSION)
+    return True
 
 
 # -- queries -------------------------------------------------------------------------------------------
@@ -465,6 +491,30 @@ def _time_cursor(db: Any, tag: bytes, lo: int | None, hi: int | None) -> _Union:
     return _Union(parts)
 
 
+class _WholeBlocks:
+    """A cursor over block heights that stands for every loc in those blocks.
+
+    It knows heights, not how many records a block holds, so it answers ``target`` itself when
+    the target's block is one of its own; ``plan`` always joins it with a cursor of real locs.
+    """
+
+    def __init__(self, heights: _Union) -> None:
+        self.heights = heights
+
+    def seek(self, target: bytes) -> bytes | None:
+        h = self.heights.seek(target[:8])
+        if h is None:
+            return None
+        return target if h == target[:8] else h + b"\0\0\0\0"
+
+    def close(self) -> None:
+        self.heights.close()
+
+    @property
+    def reads(self) -> int:
+        return self.heights.reads
+
+
 def plan(db: Any, q: EventQuery) -> list[Any]:
     """One cursor per constraint (the most selective first is not needed: leapfrog skips)."""
     cursors: list[Any] = []
@@ -478,12 +528,14 @@ def plan(db: Any, q: EventQuery) -> list[Any]:
                 tag = _CLASS_OF[f] if is_class else f
                 parts.append(_Postings(db, POSTING + tag + _vkey(v)))
         cursors.append(_Union(parts))
-    for kind, tag in (("eventTime", F_EVENT_TIME), ("recordTime", F_RECORD_TIME)):
-        lo, hi = q.times.get("GE_" + kind), q.times.get("LT_" + kind)
-        if lo is not None or hi is not None:
-            cursors.append(_time_cursor(db, tag, lo, hi))
-    if not cursors:  # no constraint: every event, through the eventType lists
+    lo, hi = q.times.get("GE_eventTime"), q.times.get("LT_eventTime")
+    if lo is not None or hi is not None:
+        cursors.append(_time_cursor(db, F_EVENT_TIME, lo, hi))
+    if not cursors:  # no constraint on the events themselves: every event, through the eventType lists
         cursors.append(_Union([_Postings(db, POSTING + F_TYPE + _vkey(t)) for t in EVENT_TYPES]))
+    lo, hi = q.times.get("GE_recordTime"), q.times.get("LT_recordTime")
+    if lo is not None or hi is not None:
+        cursors.append(_WholeBlocks(_time_cursor(db, F_BLOCK_TIME, lo, hi)))
     return cursors
 
 

@@ -21,7 +21,7 @@ from rantai.client.receipts import Receipt
 from rantai.client.records import SignedRecord
 from rantai.consensus.crypto import sha256
 
-from .epcis_index import index_entries
+from .epcis_index import index_entries, upgrade
 from .storage import Storage
 
 __all__ = ["Ledger", "items_of"]
@@ -84,6 +84,13 @@ class Ledger:
         self.storage = storage
         self._cache: OrderedDict[int, _StoredBlock] = OrderedDict()
         self._cache_blocks = cache_blocks
+        upgrade(storage.db, self._headers())  # an older store's EPCIS index (node/epcis_index.py)
+
+    def _headers(self) -> Iterator[tuple[int, int]]:
+        for height, raw, _ in self.storage.blocks(1, self.storage.height):
+            header = decode(raw)["header"]
+            if header["record_count"]:
+                yield height, header["timestamp"]
 
     @property
     def height(self) -> int:

@@ -11,7 +11,7 @@ integers are big-endian so LevelDB's byte order is height order::
     b"m" + name                          meta: b"mformat" -> b"rantai-node/2", b"mchain" -> genesis hash
     b"h"                                 head: u64 height ‖ block hash[32]   (absent: empty chain)
     b"r" + record id[32]                 u64 height ‖ u32 index
-    b"i" + sha256(item id)[32] + u64 height + u32 index   -> item id (UTF-8), for /v1/items/{id}/history
+    b"i" + sha256(item id)[32] + u64 height + u32 index   -> b"", for /v1/items/{id}/history
     b"s" + key                           consensus state (``Persist`` entries), handed back to the replica
     b"e", b"E", b"q" ...                  EPCIS indexes (node/epcis_index.py), written in the block's batch
 
@@ -83,7 +83,7 @@ class Storage:
         try:
             self.chain_db = plyvel.DB(
                 str(self.path / CHAIN_DIR), create_if_missing=create or fmt == FORMAT_1, paranoid_checks=True,
-                lru_cache_size=8 * 1024 * 1024, write_buffer_size=16 * 1024 * 1024,
+                lru_cache_size=4 * 1024 * 1024, write_buffer_size=4 * 1024 * 1024,  # written in order, read rarely
             )
         except plyvel.Error as exc:
             self.db.close()
@@ -194,7 +194,8 @@ class Storage:
                 for index, rid in enumerate(record_ids):
                     wb.put(RECORD + rid, _LOC.pack(height, index))
                 for item, index in items:
-                    wb.put(ITEM + item_key(item) + _LOC.pack(height, index), item.encode("utf-8"))
+                    # The key says it all; (format 1 stored the item id as the value: never read)
+                    wb.put(ITEM + item_key(item) + _LOC.pack(height, index), b"")
                 for key, value in extra:  # EPCIS indexes (node/epcis_index.py)
                     wb.put(key, value)
                 wb.put(HEAD, h + block_hash)

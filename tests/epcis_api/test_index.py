@@ -244,3 +244,52 @@ def test_first_record_keeps_a_repeated_hash(tmp_path):
     assert ix.lookup_hash(st.db, ix.record_digest(r1))[0] == r1.id
     assert seen == [[(ix.record_digest(r1), r1.id)]]
     st.close()
+
+
+def test_record_time_is_posted_per_block_and_an_older_index_is_upgraded(tmp_path):
+    """recordTime costs 5 keys per block, not per record; a store indexed the older way (per record,
+    field R) is upgraded when a Ledger opens it, and answers recordTime queries as before."""
+    net = make_net()
+    rng = random.Random(9)
+    st = Storage(tmp_path / "db", net.genesis.hash)
+    ledger = Ledger(net.genesis, st)
+    rows, prev, n = [], net.genesis.hash, 0
+    for height in range(1, 9):
+        ts = 1_700_000_000_000 + height * 3_600_000
+        records = [sign_event(net.acme, net.genesis, make_event(rng, n + k)) for k in range(rng.randint(3, 6))]
+        n += len(records)
+        block = Block.build(chain=net.genesis.hash, height=height, prev_hash=prev, view=0,
+                            proposer=net.validators[0].id, timestamp=ts, records=records)
+        ledger.apply(block, CommitCertificate(height, 0, block.hash, (("a" * 16, b"s" * 64),)))
+        prev = block.hash
+        rows += [(height, i, r.event, ts * 1000) for i, r in enumerate(records)]
+    posted = list(st.db.iterator(prefix=ix.POSTING + ix.F_BLOCK_TIME, include_value=False))
+    assert len(posted) == 8 * len(ix.LEVELS)  # per block, not per record
+    assert not list(st.db.iterator(prefix=ix.POSTING + ix.F_RECORD_TIME, include_value=False))
+
+    queries = [[("GE_recordTime", _time(1_700_000_000 + 3 * 3600, rng))],
+               [("LT_recordTime", _time(1_700_000_000 + 5 * 3600 + 1, rng)), ("eventType", "ObjectEvent")],
+               [("GE_recordTime", _time(1_700_000_000 + 2 * 3600, rng)),
+                ("LT_recordTime", _time(1_700_000_000 + 7 * 3600, rng))]]
+
+    def check() -> None:
+        for params in queries:
+            q = ix.EventQuery.parse(params)
+            expect = [(h, i) for h, i, ev, rt in rows if q.accepts(ev, rt)]
+            assert expect and _all_pages(st, q, rows) == expect, params
+
+    check()
+    # Rewrite the index as the older version had it: recordTime per record (R), no B, no version.
+    with st.db.write_batch() as wb:
+        for k in posted:
+            wb.delete(k)
+        for h, i, _, rt in rows:
+            for k, v in ix._time_entries(ix.F_RECORD_TIME, rt, ix._LOC.pack(h, i)):
+                wb.put(k, v)
+        wb.delete(b"mepcis-index")
+    Ledger(net.genesis, st)  # opening upgrades it
+    assert not list(st.db.iterator(prefix=ix.POSTING + ix.F_RECORD_TIME, include_value=False))
+    assert sorted(st.db.iterator(prefix=ix.POSTING + ix.F_BLOCK_TIME, include_value=False)) == sorted(posted)
+    check()
+    assert ix.upgrade(st.db, []) is False  # and only once
+    st.close()

@@ -15,6 +15,7 @@ Two load shapes:
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import multiprocessing as mp
 import os
@@ -388,7 +389,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             run = asyncio.run(batched_load(urls, records, cfg.clients, cfg.batch))
             committed, elapsed, lat = len(run["latencies"]), run["elapsed"], run["latencies"]
             result["throughput_per_100k"] = [round(x) for x in windows(run["timeline"], 100_000)]
-            result["transport_errors"] = len(run["errors"])
+            result["transport_errors"] = len(run["errors"])  # each retried; what they were:
+            result["transport_error_kinds"] = dict(collections.Counter(run["errors"]))
         cpu = sum(cpu_seconds(pid) - cpu0[pid] for pid in net.pids())
         height = net.head(urls[0])
         rss = [rss_bytes(pid) for pid in net.pids()]

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from rantai.client.encoding import decode, encode
 from rantai.client.errors import DuplicateRecord, InvalidEncoding, Overloaded, RantaiError, RecordTooLarge
@@ -38,6 +37,7 @@ log = logging.getLogger("rantai.node.app")
 MSGPACK = "application/msgpack"
 JSON = "application/json"
 MAX_PEER_MESSAGE_BYTES = 32 * 1024 * 1024
+PEER_RECORDS_MAX = 1_000_000  # records in one gossip body (its bytes are bounded by the body limit)
 MAX_WAIT_MS = 120_000
 DEFAULT_WAIT_MS = 30_000
 
@@ -120,6 +120,11 @@ async def read_records(request: Request, limit: int, max_count: int) -> list[byt
             except (TypeError, ValueError) as exc:
                 raise InvalidEncoding(f"body: records[{i}] is not a hex string") from exc
         return out
+    return byte_records(records)
+
+
+def byte_records(records: list[Any]) -> list[bytes]:
+    """``records`` when every item is a byte string (msgpack bodies); ``InvalidEncoding`` naming the first that is not."""
     for i, r in enumerate(records):
         if not isinstance(r, bytes):
             raise InvalidEncoding(f"body: records[{i}] is not a byte string")
@@ -175,8 +180,10 @@ class PeerStream:
         try:
             if kind not in self.limits:
                 raise ApiError(400, "bad request", f"x-rantai-lane must be one of {sorted(self.limits)}")
-            if node.closing is None or node.closing.done():
+            if node.closing is None:
                 raise ApiError(503, "unavailable", "node: not running")
+            if node.closing.done():
+                raise ApiError(503, "unavailable", "node: shutting down")
             await self._serve(kind, receive)
         except ApiError as exc:
             status, body = exc.status, exc.body
@@ -184,8 +191,6 @@ class PeerStream:
             status, body = status_of(exc), error_body(exc)
         except _Gone:
             return  # the peer hung up: nobody to answer
-        if status == 503:
-            body = {"error": "unavailable", "message": "node: shutting down"}
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", JSON.encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
@@ -221,10 +226,7 @@ class PeerStream:
                 return
 
     async def _records(self, part: bytes) -> None:
-        raws = records_of(decode(part), 1_000_000)
-        if not all(isinstance(r, bytes) for r in raws):
-            raise InvalidEncoding("peer stream: records must be byte strings")
-        await self.node.submit(raws, gossip=False)
+        await self.node.submit(byte_records(records_of(decode(part), PEER_RECORDS_MAX)), gossip=False)
 
 
 class _Gone(Exception):
@@ -248,8 +250,9 @@ class NodeApp:
 
     ``POST /v1/records`` (one request per client submission) and ``POST /v1/peer/stream`` skip
     FastAPI's middleware, routing and endpoint machinery, which cost more CPU per request than
-    the records endpoint itself (~55 % of the request in py-spy, closed loop). They run the very
-    same handlers FastAPI would (and /docs still lists them); only the dispatch is shorter.
+    the records endpoint itself (~55 % of the request in py-spy, closed loop). ``POST /v1/records``
+    runs the very handler FastAPI routes to (so /docs still lists it); the peer stream, a plain
+    ASGI endpoint, is served only from here.
     """
 
     def __init__(self, api: FastAPI, records: Any, stream: PeerStream) -> None:
@@ -441,15 +444,13 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
     async def peer_records(request: Request) -> Response:
         if _media(request) != MSGPACK:
             raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK}")
-        raws = await read_records(request, body_limit, 1_000_000)
+        raws = await read_records(request, body_limit, PEER_RECORDS_MAX)
         results = await node.submit(raws, gossip=False)
         accepted = sum(1 for _, r in results if isinstance(r, SignedRecord))
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
-    stream = PeerStream(node, body_limit)
-    app.router.routes.append(Route(STREAM_PATH, endpoint=stream, methods=["POST"]))
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
-    return NodeApp(app, post_records, stream)
+    return NodeApp(app, post_records, PeerStream(node, body_limit))
 
 
 async def _peer_heights(node: Node) -> dict[str, int | None]:

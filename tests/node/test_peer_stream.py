@@ -22,6 +22,14 @@ from .conftest import make_net
 pytestmark = pytest.mark.timeout(60)
 
 
+async def wait_until(condition, tries: int = 200) -> None:
+    """Poll ``condition`` every 10 ms (up to ``tries`` times); the caller asserts what it expects after."""
+    for _ in range(tries):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
 def framed(*bodies: bytes) -> bytes:
     return b"".join(FRAME_HEADER.pack(len(b)) + b for b in bodies)
 
@@ -125,26 +133,17 @@ def test_shutdown_ends_open_streams_and_transport_reconnects(tmp_path):
         tr.start()
         try:
             tr.send(net.validators[1].id, "/v1/peer/messages", wire.encode(_prepare(net, net.validators[0], 1)))
-            for _ in range(200):
-                if got["a"]:
-                    break
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: got["a"])
             assert [m.height for m in got["a"]] == [1]
             lane = tr.lanes["messages"][net.validators[1].id]
             assert lane.task is not None and not lane.task.done()  # the stream stays open, idle
 
             target["app"] = apps["b"]
             first.begin_shutdown()  # the open stream ends with 503; the next one reaches "b"
-            for _ in range(200):
-                if "503" in lane.last_error:
-                    break
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: "503" in lane.last_error)
             assert "503" in lane.last_error
             tr.send(net.validators[1].id, "/v1/peer/messages", wire.encode(_prepare(net, net.validators[0], 2)))
-            for _ in range(300):
-                if got["b"]:
-                    break
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: got["b"], 300)
             assert [m.height for m in got["b"]] == [2]
             assert tr.status()[0]["sent"] == 2
         finally:

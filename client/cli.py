@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from .config import Config, ConfigError, load_config
-from .errors import (
+from .format.errors import (
     InvalidGenesis,
     InvalidKey,
     InvalidRecord,
@@ -211,7 +211,7 @@ def _console(stderr: bool = False) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the id and public key as JSON.")
 def keygen(path: str, encrypt: bool, name: str, as_json: bool) -> None:
     """Create an Ed25519 identity in PATH (mode 0600, never overwritten); print its id and public key."""
-    from .keys import generate, public_key_hex, save_key
+    from .format.keys import generate, public_key_hex, save_key
 
     passphrase = None
     if encrypt:
@@ -238,7 +238,7 @@ def shipment_event(epcs: list[str], *, step: str = "shipping", source: str | Non
                    destination: str | None = None, when: str | None = None, from_party: str | None = None,
                    to_party: str | None = None, po: str | None = None) -> dict[str, Any]:
     """The event for ``--ship``/``--receive``: ``epcis.ship``/``epcis.receive`` with locations, parties and PO."""
-    from . import epcis
+    from .format import epcis
 
     at = None
     if when:
@@ -265,7 +265,7 @@ def _events_from_file(path: str) -> list[dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise InvalidRecord(f"submit: {path} is not JSON: {exc}") from exc
     if isinstance(doc, dict) and "epcisBody" in doc:
-        from .epcis import validate_document
+        from .format.epcis import validate_document
 
         validate_document(doc)
         body = doc["epcisBody"]
@@ -411,8 +411,8 @@ def trace(ctx: click.Context, item: str, cross_check: bool, as_json: bool, confi
 @_common(needs_nodes=False)
 def verify(receipt: str, as_json: bool, config_file: str | None, genesis: str | None) -> None:
     """Verify a receipt file offline, with the genesis file only."""
+    from .format.receipts import Receipt
     from .http import verify_receipt
-    from .receipts import Receipt
 
     cfg = _config(config_file, genesis)
     g = cfg.load_genesis()
@@ -438,7 +438,14 @@ def verify(receipt: str, as_json: bool, config_file: str | None, genesis: str | 
 def _progress_bar(enabled: bool) -> Any:
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]:>8} rec/s"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -472,23 +479,13 @@ def _print_report(rep: Any) -> None:
 
 
 def _print_compare(rep: Any) -> None:
-    click.echo("compared: " + ", ".join(f"{s} (head {h})" for s, h in zip(rep.sources, rep.heads)))
-    for e in rep.errors:
-        click.echo(f"cannot read: {e}")
-    if rep.divergence:
-        d = rep.divergence
-        click.echo(f"DIVERGENCE at height {d['height']}:")
-        for e in d["entries"]:
-            click.echo(f"  {e['source']}: block hash {(e['block_hash'] or '-')[:16]}, bytes {(e['bytes_sha256'] or '-')[:16]}: {e['verdict']}")
-    elif not rep.errors:
-        click.echo(f"OK: all agree on heights 1..{rep.common}")
+    click.echo(rep.summary())
 
 
 @cli.command()
 @click.argument("sources", nargs=-1)
 @click.option("--node", "-n", "node", help="Audit this node (streams its blocks).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Audit a stopped node's LevelDB directory (read-only).")
-@click.option("--compare", "compare_", is_flag=True, help="Compare SOURCES (node URLs or data dirs) height by height.")
+@click.option("--compare", "compare_", is_flag=True, help="Compare SOURCES (node URLs) height by height.")
 @click.option("--to", "end", type=int, help="Stop at this height (default: the source's head).")
 @click.option("--workers", type=int, help="Verifier processes (default: CPU count; 0: in-process).")
 @click.option("--schema", is_flag=True, help="Also validate every EPCIS event.")
@@ -497,30 +494,31 @@ def _print_compare(rep: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
 @_common(needs_nodes=False)
 @click.pass_context
-def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, data_dir: str | None, compare_: bool,
+def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, compare_: bool,
           end: int | None, workers: int | None, schema: bool, max_failures: int, progress: bool | None, as_json: bool,
           config_file: str | None, genesis: str | None) -> None:
     """Re-verify the whole chain from height 1 (hash links, roots, certificates, signatures, duplicates).
 
     \b
     rantai audit --node URL            stream from a node
-    rantai audit --data-dir DIR        read a stopped node's LevelDB, read-only
-    rantai audit --compare A B …       check nodes (URLs or data dirs) agree at every common height
+    rantai audit --compare A B …       check nodes agree at every common height
+    A stopped node's data directory: `rantai-node audit --data-dir DIR` (same checks).
     Exit code 0 when every rule holds, 1 at the first failure or divergence.
     """
     from . import audit as audit_mod
+    from .format import audit as engine
 
     cfg = _config(config_file, genesis)
     g = cfg.load_genesis()
     transport = _transport(ctx)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
     if compare_:
-        specs = list(sources) + ([node] if node else []) + ([data_dir] if data_dir else [])
+        specs = list(sources) + ([node] if node else [])
         if len(specs) < 2:
-            raise click.UsageError("--compare needs at least two sources (node URLs or data directories)")
+            raise click.UsageError("--compare needs at least two node URLs")
         srcs = [audit_mod.open_source(s, transport=transport) for s in specs]
         try:
-            rep = audit_mod.compare(g, srcs, end=end)
+            rep = engine.compare(g, srcs, end=end)
         finally:
             for s in srcs:
                 s.close()
@@ -529,13 +527,13 @@ def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, data_d
         else:
             _print_compare(rep)
         ctx.exit(EXIT_OK if rep.ok else EXIT_FAILED)
-    if sum(bool(x) for x in (sources, node, data_dir)) > 1 or len(sources) > 1:
-        raise click.UsageError("audit one source: --node URL, --data-dir DIR or one SOURCE (use --compare for several)")
-    spec = node or data_dir or (sources[0] if sources else None)
+    if sum(bool(x) for x in (sources, node)) > 1 or len(sources) > 1:
+        raise click.UsageError("audit one source: --node URL or one SOURCE (use --compare for several)")
+    spec = node or (sources[0] if sources else None)
     if spec is None:
         nodes = load_config(config_file=config_file).nodes or [v.url for v in g.validators]
         spec = nodes[0]
-    with audit_mod.Auditor(g, workers=workers, schema=schema, max_failures=max_failures) as auditor:
+    with engine.Auditor(g, workers=workers, schema=schema, max_failures=max_failures) as auditor:
         src = audit_mod.open_source(spec, transport=transport)
         bar = _progress_bar(show)
         try:
@@ -588,6 +586,49 @@ for _name, _summary in (
     cli.add_command(_placeholder(_name, _summary))
 
 
+@cli.command("devnet")
+@click.option("--validators", default=4, show_default=True)
+@click.option("--dir", "dir_", default=".rantai/devnet", show_default=True, type=click.Path(file_okay=False))
+@click.option("--base-port", default=7100, show_default=True)
+def devnet_cmd(validators: int, dir_: str, base_port: int) -> None:
+    """Start a local network of validator processes on 127.0.0.1 (created on first use, reused after)."""
+    import signal
+    import time
+
+    from .devnet import Devnet
+
+    net = Devnet(dir_, validators=validators, base_port=base_port)
+    created = net.init()
+    click.echo(("created" if created else "reusing") + f" devnet in {dir_}")
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        net.start()
+        net.wait_ready(timeout=60)
+        click.echo(f"genesis: {net.genesis_path}")
+        for i, url in enumerate(net.urls):
+            click.echo(f"v{i}: {url}")
+        click.echo(f"members' keys: {net.dir / 'members'}   logs: {net.dir / 'logs'}")
+        click.echo("press Ctrl-C to stop")
+        while True:
+            for i, proc in list(net.procs.items()):
+                if proc.poll() is not None:
+                    click.echo(f"v{i} exited with code {proc.returncode}; see {net.dir / 'logs' / f'v{i}.log'}", err=True)
+                    del net.procs[i]
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("stopping")
+    finally:
+        net.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``rantai``)."""
     cli.main(args=argv, prog_name="rantai")
+
+
+if __name__ == "__main__":
+    main()

@@ -28,13 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RantaiError
+from .format.errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "config_files", "load_config"]
-
-
-class ConfigError(RantaiError):
-    rule = "config"
 
 
 @dataclass
@@ -48,7 +44,7 @@ class Config:
     sources: dict[str, str] = field(default_factory=dict)  # setting -> "flag" | "env" | file path
 
     def load_genesis(self) -> Any:
-        from .genesis import Genesis
+        from .format.genesis import Genesis
 
         if self.genesis is None:
             raise ConfigError("config: no genesis file (use --genesis, RANTAI_GENESIS or `genesis =` in rantai.toml)")
@@ -56,8 +52,8 @@ class Config:
 
     def load_identity(self, prompt: Any = None) -> Any:
         """The Signer from ``key``; asks ``prompt()`` for a passphrase when the key is encrypted and none is set."""
-        from .errors import InvalidKey
-        from .keys import load_key
+        from .format.errors import InvalidKey
+        from .format.keys import load_key
 
         if self.key is None:
             raise ConfigError("config: no identity key (use --key, RANTAI_KEY or `key =` in rantai.toml)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,15 +30,15 @@ from urllib.parse import quote
 import click
 import httpx
 
-from .encoding import decode, encode
-from .epcis import document_events, event_hash_id, validate_event
-from .epcis.event_hash import timestamp_us as parse_time_us
-from .epcis.builders import EPCIS_CONTEXT
-from .errors import InvalidRecord, NodeError, Overloaded, RantaiError, VerificationError
-from .genesis import Genesis
-from .keys import Signer
-from .receipts import Receipt
-from .records import SignedRecord, sign_event
+from .format.encoding import decode, encode
+from .format.epcis import document_events, event_hash_id, validate_event
+from .format.epcis.builders import EPCIS_CONTEXT
+from .format.epcis.event_hash import timestamp_us as parse_time_us
+from .format.errors import InvalidRecord, NodeError, RantaiError, VerificationError
+from .format.genesis import Genesis
+from .format.keys import Signer
+from .format.receipts import Receipt
+from .format.records import SignedRecord, sign_event
 
 __all__ = ["DocumentClient", "Outcome", "prepare_events", "sign_document", "export_document", "served_event",
            "import_command", "export_command"]

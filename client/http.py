@@ -39,15 +39,14 @@ from urllib.parse import quote
 
 import httpx
 
+from rantai.consensus.certificate import CommitCertificate
 from rantai.consensus.crypto import HASH_SIZE, Signer
 
-from . import errors as _errors
-from . import merkle
-from .blocks import BlockHeader
-from .certificates import CommitCertificate, certificate_from_obj, verify_certificate
-from .encoding import decode, encode
-from .errors import (
-    InvalidBlock,
+from .format import errors as _errors
+from .format import merkle
+from .format.blocks import BlockHeader
+from .format.encoding import decode, encode
+from .format.errors import (
     InvalidProof,
     NodeError,
     Overloaded,
@@ -55,9 +54,10 @@ from .errors import (
     RootMismatch,
     VerificationError,
 )
-from .genesis import Genesis
-from .receipts import Receipt
-from .records import SignedRecord, sign_event
+from .format.genesis import Genesis
+from .format.receipts import Receipt
+from .format.records import SignedRecord, sign_event
+from .format.validity import check_head
 
 __all__ = [
     "AsyncClient",
@@ -425,22 +425,13 @@ class _Core:
         def parse(node: str, resp: httpx.Response) -> VerifiedHeader:
             self._check_status(resp, (200,))
             obj = self._decode_body(resp)
-            if not isinstance(obj, dict) or type(obj.get("height")) is not int or obj["height"] < 0:
-                raise VerificationError("head: a map with a height expected")
-            height = obj["height"]
-            if height == 0:
+            if type(obj) is not dict:
+                raise VerificationError("head: a map expected", rule="head")
+            height, _, header, cert = check_head(obj, self.genesis)
+            if header is None or cert is None:
                 if self.known_height > 0:
                     raise StaleAnswer(f"head: empty chain, but height {self.known_height} is already verified")
                 return VerifiedHeader(0, self.genesis.hash, None, None, node)
-            header = BlockHeader.from_obj(obj.get("header"))
-            if header.chain != self.genesis.hash:
-                raise InvalidBlock("head: header of another chain")
-            if header.height != height:
-                raise InvalidBlock(f"head: height {height} but the header says {header.height}")
-            if obj.get("block_hash") != header.hash:
-                raise InvalidBlock(f"head: block_hash is not the hash of the header at height {height}")
-            cert = certificate_from_obj(obj.get("certificate"))
-            verify_certificate(cert, self.genesis, height=height, block_hash=header.hash)
             if height < self.known_height:
                 raise StaleAnswer(f"head: height {height}, but height {self.known_height} is already verified")
             self._observe(header)

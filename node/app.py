@@ -19,9 +19,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
-from rantai.client.encoding import decode, encode
-from rantai.client.errors import DuplicateRecord, InvalidEncoding, Overloaded, RantaiError, RecordTooLarge
-from rantai.client.records import SignedRecord
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.errors import DuplicateRecord, InvalidEncoding, Overloaded, RantaiError, RecordTooLarge
+from rantai.client.format.records import SignedRecord
 from rantai.consensus import wire
 from rantai.consensus.errors import ProtocolViolation
 

@@ -1,4 +1,4 @@
-"""``rantai-node``: the operator's commands (init-network, run, devnet, status)."""
+"""``rantai-node``: the operator's commands (init-network, run, devnet, status, audit)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 import httpx
 
-from rantai.client.errors import RantaiError
+from rantai.client.format.errors import RantaiError
 
 from .config import ConfigError, NodeConfig
 from .storage import StorageError
@@ -72,7 +72,7 @@ def cli() -> None:
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
                      params: tuple[str, ...], verify_workers: int) -> None:
     """Generate keys (PEM, 0600), genesis.json and one TOML config per validator."""
-    from .devnet import init_network
+    from .bootstrap import init_network
 
     names = [m.strip() for m in members.split(",") if m.strip()]
     path = init_network(out, validators=validators, members=names, base_port=base_port, host=host,
@@ -160,41 +160,61 @@ def _Server(config: Any) -> Any:
     return _server_class()(config)
 
 
-@cli.command("devnet")
-@click.option("--validators", default=4, show_default=True)
-@click.option("--dir", "dir_", default=".rantai/devnet", show_default=True, type=click.Path(file_okay=False))
-@click.option("--base-port", default=7100, show_default=True)
-@_friendly
-def devnet_cmd(validators: int, dir_: str, base_port: int) -> None:
-    """Start a local network of validator processes on 127.0.0.1 (created on first use, reused after)."""
-    from .devnet import Devnet
+@cli.command("devnet", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def devnet_cmd(ctx: click.Context) -> None:
+    """Start a local network of validator processes on 127.0.0.1: the same as ``rantai devnet``.
 
-    net = Devnet(dir_, validators=validators, base_port=base_port)
-    created = net.init()
-    click.echo(("created" if created else "reusing") + f" devnet in {dir_}")
+    The devnet harness is a client-side tool that drives validators through this command line, so
+    this command hands over to it as a process rather than importing it.
+    """
+    os.execv(sys.executable, [sys.executable, "-m", "rantai.client.cli", "devnet", *ctx.args])
 
-    def _terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _terminate)
+@cli.command("audit")
+@click.option("--data-dir", "data_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
+              help="A stopped node's data directory (repeat with --compare to compare several).")
+@click.option("--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False), help="The network's genesis.json.")
+@click.option("--compare", "compare_", is_flag=True, help="Compare the data directories height by height.")
+@click.option("--to", "end", type=int, help="Stop at this height (default: the store's head).")
+@click.option("--workers", type=int, help="Verifier processes (default: CPU count; 0: in-process).")
+@click.option("--schema", is_flag=True, help="Also validate every EPCIS event.")
+@click.option("--max-failures", type=int, default=50, show_default=True, help="Stop after this many failures.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
+def audit_cmd(data_dirs: tuple[str, ...], genesis_path: str, compare_: bool, end: int | None, workers: int | None,
+              schema: bool, max_failures: int, as_json: bool) -> None:
+    """Re-verify a stopped node's chain from its data directory, with the auditor's rules (read-only).
+
+    Exit code 0 when every rule holds, 1 when the chain breaks a rule (or the stores diverge),
+    4 when a directory cannot be read at all.
+    """
+    from rantai.client.format import audit as engine
+    from rantai.client.format.genesis import Genesis
+
+    from .audit import DataDirSource
+
     try:
-        net.start()
-        net.wait_ready(timeout=60)
-        click.echo(f"genesis: {net.genesis_path}")
-        for i, url in enumerate(net.urls):
-            click.echo(f"v{i}: {url}")
-        click.echo(f"members' keys: {net.dir / 'members'}   logs: {net.dir / 'logs'}")
-        click.echo("press Ctrl-C to stop")
-        while True:
-            for i, proc in list(net.procs.items()):
-                if proc.poll() is not None:
-                    click.echo(f"v{i} exited with code {proc.returncode}; see {net.dir / 'logs' / f'v{i}.log'}", err=True)
-                    del net.procs[i]
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        click.echo("stopping")
+        genesis = Genesis.load(genesis_path)
+        sources = [DataDirSource(d) for d in data_dirs]
+    except RantaiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(4)
+    try:
+        if compare_:
+            if len(sources) < 2:
+                raise click.UsageError("--compare needs at least two --data-dir")
+            crep = engine.compare(genesis, sources, end=end)
+            click.echo(json.dumps(crep.to_obj(), indent=2) if as_json else crep.summary())
+            sys.exit(0 if crep.ok else (4 if crep.errors and crep.divergence is None else 1))
+        if len(sources) != 1:
+            raise click.UsageError("audit one --data-dir (use --compare for several)")
+        with engine.Auditor(genesis, workers=workers, schema=schema, max_failures=max_failures) as auditor:
+            rep = auditor.run(sources[0], end=end)
+        click.echo(json.dumps(rep.to_obj(), indent=2) if as_json else rep.summary())
+        sys.exit(0 if rep.ok else 1)
     finally:
-        net.stop()
+        for s in sources:
+            s.close()
 
 
 @cli.command("status")

@@ -29,11 +29,9 @@ from typing import Any
 
 import tomli_w
 
+from rantai.client.format.errors import ConfigError
+
 __all__ = ["ConfigError", "NodeConfig"]
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be read or breaks a rule."""
 
 
 @dataclass(frozen=True)

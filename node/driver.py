@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgpack
 
-from rantai.client.blocks import Block, check_block
-from rantai.client.certificates import certificate_from_obj, verify_certificate
-from rantai.client.encoding import decode, encode
-from rantai.client.errors import DuplicateRecord, InvalidBlock, NodeError, Overloaded, RantaiError
-from rantai.client.genesis import Genesis
-from rantai.client.keys import Signer, load_key
-from rantai.client.records import SignedRecord
+from rantai.client.format.blocks import Block
+from rantai.client.format.encoding import encode
+from rantai.client.format.errors import DuplicateRecord, InvalidBlock, NodeError, Overloaded, RantaiError
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.keys import Signer, load_key
+from rantai.client.format.records import SignedRecord
+from rantai.client.format.stream import BlockStreamReader
+from rantai.client.format.validity import Parent, certificate_of, check_certificate
 from rantai.consensus import wire
 from rantai.consensus.config import ReplicaConfig
 from rantai.consensus.crypto import sha256
@@ -49,6 +49,7 @@ from rantai.consensus.effects import (
     SetTimer,
     Validate,
 )
+from rantai.consensus.errors import InvariantBroken
 from rantai.consensus.replica import Replica
 
 from .config import NodeConfig
@@ -316,6 +317,9 @@ class Node:
                 return
             if not self.mempool.should_propose(_now_ms(), p["max_block_records"], p["batch_timeout_ms"]):
                 return
+            parent = self._parent(slot.height - 1, slot.parent)
+            if parent is None:  # the replica offers a slot only on a parent it accepted: a bug if unknown
+                raise InvariantBroken(f"slot {slot.height}: parent {slot.parent.hex()[:12]} is neither stored nor in flight")
             records = self.mempool.cut(p["max_block_records"], p["max_block_bytes"] - 4096)
             if not records:
                 return
@@ -325,7 +329,7 @@ class Node:
                 prev_hash=slot.parent,
                 view=slot.view,
                 proposer=self.id,
-                timestamp=_wall_ms(),
+                timestamp=max(_wall_ms(), parent.timestamp),  # the rule: never below the parent's
                 records=records,
             )
             self._blocks[block.hash] = block
@@ -342,7 +346,13 @@ class Node:
             ok = True
             if block is None:
                 try:
-                    block = await self.validator.check_proposal(p.height, p.parent, p.digest, p.payload)
+                    parent = self._parent(p.height - 1, p.parent)
+                    if parent is None:
+                        raise InvalidBlock(f"block {p.height}: its parent {p.parent.hex()[:12]} is unknown here",
+                                           rule="hash link", height=p.height)
+                    block = await self.validator.check_block(
+                        p.payload, p.height, p.digest, parent,
+                        ancestors=self.mempool.ancestor_ids(p.parent), now_ms=_wall_ms())
                 except RantaiError as exc:
                     log.warning("proposal %d/%s refused: %s", p.height, p.digest.hex()[:12], exc)
                     self._count("proposals-refused")
@@ -417,38 +427,40 @@ class Node:
 
     async def _fetch_from(self, peer: str, start: int, stop: int) -> int:
         client = self.transport.client(peer)
-        assert client is not None
+        if client is None:
+            raise NodeError(f"catch-up: no client for peer {peer}")
         got = 0
+        reader = BlockStreamReader(wire.MAX_MESSAGE_BYTES)
         async with client.stream(
             "GET", "/v1/blocks", params={"from": start, "to": stop}, headers={"accept": "application/msgpack"}
         ) as r:
             if r.status_code != 200:
-                raise InvalidBlock(f"catch-up: {peer} answered HTTP {r.status_code}")
-            unpacker = msgpack.Unpacker(raw=False, max_buffer_size=wire.MAX_MESSAGE_BYTES)
+                raise NodeError(f"catch-up: {peer} answered HTTP {r.status_code}")
             async for chunk in r.aiter_bytes():
-                unpacker.feed(chunk)
-                for obj in unpacker:
-                    item = decode(encode(obj))  # the strict rules: canonical, nothing extra
-                    if not isinstance(item, dict) or set(item) != {"block", "certificate"}:
-                        raise InvalidBlock("catch-up: {block, certificate} expected")
-                    await self._verify_and_store(item["block"], item["certificate"])
+                for raw, cert_obj in reader.feed(chunk):
+                    await self._verify_and_store(raw, cert_obj)
                     got += 1
         return got
 
     async def _verify_and_store(self, raw: bytes, cert_obj: Any) -> None:
+        """A peer's block, checked by the rules an auditor applies (``validity``), then stored."""
+        height, _ = self.storage.head()
+        parent = self.ledger.head_parent()
+        block = await self.validator.check_block(raw, height + 1, None, parent)
+        cert = certificate_of(cert_obj, block.height)
         loop = asyncio.get_running_loop()
-        block = await loop.run_in_executor(self.validator.pool, Block.from_bytes, raw)
-        height, prev = self.storage.head()
-        if block.height <= height:
-            return
-        check_block(block, chain=self.genesis.hash, height=height + 1, prev_hash=prev)
-        cert = certificate_from_obj(cert_obj)
-        await loop.run_in_executor(
-            self.validator.pool,
-            lambda: verify_certificate(cert, self.genesis, height=block.height, block_hash=block.hash),
-        )
-        await self.validator.verify_records(block)
+        await loop.run_in_executor(self.validator.pool, check_certificate, cert, self.genesis, block.header)
         await self._store(block, cert)
+
+    def _parent(self, height: int, digest: bytes) -> Parent | None:
+        """Block ``height`` with hash ``digest`` as a parent: stored, or a proposal in flight."""
+        stored = self.ledger.parent_at(height)
+        if stored is not None and stored.hash == digest:
+            return stored
+        block = self._blocks.get(digest)
+        if block is not None and block.height == height:
+            return Parent.of(block.header)
+        return None
 
     # -- inbound ---------------------------------------------------------------------------
     def deliver(self, message: Any) -> None:

@@ -26,9 +26,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from rantai.client.epcis import document_events
-from rantai.client.errors import InvalidEncoding, InvalidRecord, RantaiError, RecordTooLarge
-from rantai.client.records import RECORD_VERSION, SignedRecord
+from rantai.client.format.epcis import document_events
+from rantai.client.format.errors import InvalidEncoding, InvalidRecord, RantaiError, RecordTooLarge
+from rantai.client.format.records import RECORD_VERSION, SignedRecord
 
 from .epcis_index import (
     EventQuery,

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from rantai.client.epcis.event_hash import _Ctx, _value, event_hash_id, normalise_identifier
-from rantai.client.epcis.event_hash import timestamp_us as parse_time_us
-from rantai.client.errors import InvalidRecord
+from rantai.client.format.epcis.event_hash import _Ctx, _value, event_digest, hash_id_of_digest, normalise_identifier
+from rantai.client.format.epcis.event_hash import timestamp_us as parse_time_us
+from rantai.client.format.errors import DuplicateEvent
 
 __all__ = [
-    "DuplicateEvent", "EventQuery", "QueryParameterError", "HASHES", "digest_of", "hash_id_of_digest",
+    "DuplicateEvent", "EventQuery", "QueryParameterError", "HASHES", "hash_id_of_digest",
     "index_entries", "lookup_hash", "lookup_event_id", "run_query", "record_digest", "parse_hash_id",
 ]
 
@@ -56,13 +56,6 @@ F_EVENT_TIME, F_RECORD_TIME = b"T", b"R"  # R: per record, written by format ran
 F_BLOCK_TIME = b"B"  # recordTime, once per block: loc = u64 height
 INDEX_VERSION = b"2"  # b"m" b"epcis-index": 2 = recordTime per block (older stores are upgraded on open)
 _CLASS_OF = {F_EPC: F_EPC_CLASS, F_PARENT: F_PARENT_CLASS, F_INPUT: F_INPUT_CLASS, F_OUTPUT: F_OUTPUT_CLASS}
-
-
-class DuplicateEvent(InvalidRecord):
-    """An event whose hash ID is already on the ledger (or pending): 409 with the existing record."""
-
-    status_hint = 409
-    rule = "duplicate event"
 
 
 class QueryParameterError(ValueError):
@@ -92,23 +85,13 @@ class _DigestCache:
 HASHES = _DigestCache()
 
 
-def digest_of(event: Mapping[str, Any]) -> bytes:
-    """The 32-byte SHA-256 inside the event's hash ID (the event's own ``@context`` applies)."""
-    hid = event_hash_id(event)
-    return bytes.fromhex(hid[len("ni:///sha-256;"):len("ni:///sha-256;") + 64])
-
-
 def record_digest(record: Any) -> bytes:
     """The event hash digest of a ``SignedRecord``, computed once per record id."""
     d = HASHES.get(record.id)
     if d is None:
-        d = digest_of(record.event)
+        d = event_digest(record.event)
         HASHES.put(record.id, d)
     return d
-
-
-def hash_id_of_digest(digest: bytes) -> str:
-    return f"ni:///sha-256;{digest.hex()}?ver=CBV2.0"
 
 
 def parse_hash_id(text: str) -> bytes | None:
@@ -604,9 +587,9 @@ class EventGuard:
       id and looks the digest up in the LevelDB hash index;
     * the loop: ``batch()`` before awaiting the pool, then ``check(record)`` per admitted record refuses
       an event pending in the mempool under another record id, or twice in one request;
-    * proposals: ``check_block`` refuses a block repeating an event hash of the chain, of an
-      uncommitted ancestor, or of another record of the same block — a rule of the block and its
-      parents only, so every honest validator decides alike;
+    * proposals and catch-up: the ``duplicate event`` rule of ``validity.check_block``, with this
+      node's index as its memory (``node/validation.py``) — a rule of the block and its parents only,
+      so every honest validator decides alike;
     * after a block is stored, records of the mempool whose event just got committed under another
       record id are dropped, so a primary never proposes them.
     """
@@ -638,27 +621,6 @@ class EventGuard:
     # the loop
     def batch(self) -> "_Batch":
         return _Batch(self, self.storage.height)
-
-    def check_block(self, block: Any, ancestors: Iterable[bytes]) -> None:
-        from rantai.client.errors import InvalidBlock
-
-        taken: set[bytes] = set()
-        for rid in ancestors:
-            d = HASHES.get(rid)
-            if d is None and (r := self.mempool.get(rid)) is not None:
-                d = record_digest(r)
-            if d is not None:
-                taken.add(d)
-        db = self.storage.db
-        for r in block.records:
-            d = record_digest(r)
-            if d in taken:
-                raise InvalidBlock(f"block {block.height}: event {hash_id_of_digest(d)} appears twice "
-                                   f"(record {r.id.hex()})")
-            if db.get(HASH + d) is not None:
-                raise InvalidBlock(f"block {block.height}: event {hash_id_of_digest(d)} is already on the chain "
-                                   f"(record {r.id.hex()})")
-            taken.add(d)
 
     def _on_commit(self, height: int, hashed: Any) -> None:
         if not hashed:

@@ -12,17 +12,18 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from rantai.client import merkle
-from rantai.client.blocks import Block, BlockHeader
-from rantai.client.certificates import CommitCertificate, certificate_from_obj
-from rantai.client.encoding import decode, encode
-from rantai.client.genesis import Genesis
-from rantai.client.receipts import Receipt
-from rantai.client.records import SignedRecord
+from rantai.client.format import merkle
+from rantai.client.format.blocks import Block, BlockHeader
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.receipts import Receipt
+from rantai.client.format.records import SignedRecord
+from rantai.client.format.validity import Parent, certificate_of
+from rantai.consensus.certificate import CommitCertificate
 from rantai.consensus.crypto import sha256
 
 from .epcis_index import index_entries, upgrade
-from .storage import Storage
+from .storage import Storage, StorageError
 
 __all__ = ["Ledger", "items_of"]
 
@@ -71,7 +72,7 @@ class _StoredBlock:
         ids = [sha256(r) for r in self.raws]
         self.levels = merkle.tree_levels(ids) if ids else []
         self.certificate_obj = decode(cert)
-        self.certificate = certificate_from_obj(self.certificate_obj)
+        self.certificate = certificate_of(self.certificate_obj, self.header.height)
         self.header_obj = obj["header"]
 
     def path(self, index: int) -> list[bytes]:
@@ -95,6 +96,21 @@ class Ledger:
     @property
     def height(self) -> int:
         return self.storage.height
+
+    def parent_at(self, height: int) -> Parent | None:
+        """Stored block ``height`` as the parent of the next (height 0: the genesis), or None."""
+        if height == 0:
+            return Parent.genesis(self.genesis)
+        sb = self._stored(height)
+        return None if sb is None else Parent.of(sb.header)
+
+    def head_parent(self) -> Parent:
+        """The stored head as the parent of the next block."""
+        height = self.storage.height
+        parent = self.parent_at(height)
+        if parent is None:
+            raise StorageError(f"the store's head is height {height}, but that block is not stored")
+        return parent
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, block: Block, certificate: CommitCertificate) -> None:
@@ -190,5 +206,6 @@ class Ledger:
         if height == 0:
             return {"height": 0, "block_hash": block_hash, "header": None, "certificate": None}
         sb = self._stored(height)
-        assert sb is not None
+        if sb is None:
+            raise StorageError(f"the store's head is height {height}, but that block is not stored")
         return {"height": height, "block_hash": block_hash, "header": sb.header.to_obj(), "certificate": sb.certificate.to_obj()}

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from rantai.client.errors import DuplicateRecord, Overloaded
-from rantai.client.records import SignedRecord
+from rantai.client.format.errors import DuplicateRecord, Overloaded
+from rantai.client.format.records import SignedRecord
 
 __all__ = ["Flight", "Mempool"]
 
@@ -107,12 +107,12 @@ class Mempool:
             self._flight_refs[rid] = self._flight_refs.get(rid, 0) + 1
             self._ready.pop(rid, None)
 
-    def ancestor_ids(self, parent: bytes) -> set[bytes]:
-        """Record ids in the uncommitted proposals this block would extend (following parents)."""
-        out: set[bytes] = set()
+    def ancestor_ids(self, parent: bytes) -> dict[bytes, int]:
+        """Record id -> height, for the uncommitted proposals this block would extend (following parents)."""
+        out: dict[bytes, int] = {}
         seen = 0
         while (flight := self._flights.get(parent)) is not None and seen < len(self._flights):
-            out.update(flight.ids)
+            out.update(dict.fromkeys(flight.ids, flight.height))
             parent = flight.parent
             seen += 1
         return out

@@ -34,6 +34,8 @@ from typing import Any
 
 import plyvel
 
+from rantai.client.format.errors import RantaiError
+
 __all__ = ["FORMAT", "Storage", "StorageError"]
 
 FORMAT = b"rantai-node/2"
@@ -46,8 +48,11 @@ META, HEAD, RECORD, ITEM, STATE = b"m", b"h", b"r", b"i", b"s"
 BLOCK, CERT = b"b", b"c"  # the kind byte after the height in ``blocks`` (and the old format's tags)
 
 
-class StorageError(RuntimeError):
-    """The data directory cannot be opened or belongs to another chain."""
+class StorageError(RantaiError):
+    """The data directory cannot be opened, belongs to another chain, or does not hold what it should."""
+
+    status_hint = 503
+    rule = "storage"
 
 
 def item_key(item_id: str) -> bytes:

@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rantai.client.blocks import Block, check_block
-from rantai.client.errors import DuplicateRecord, InvalidBlock, InvalidRecord, RantaiError, RecordTooLarge
-from rantai.client.genesis import Genesis
-from rantai.client.records import SignedRecord
+from rantai.client.format.blocks import Block
+from rantai.client.format.errors import DuplicateRecord, InvalidBlock, InvalidRecord, RantaiError, RecordTooLarge
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.records import SignedRecord
+from rantai.client.format.validity import ChainMemory, Parent, check_block, rule_of
 
-from .epcis_index import EventGuard
+from .epcis_index import HASHES, EventGuard, lookup_hash, record_digest
 from .mempool import Mempool
 from .storage import Storage
 
@@ -178,48 +179,62 @@ class RecordValidator:
             return DuplicateRecord("record: already pending", id=record_id.hex(), pending=True)
         return None
 
-    # -- proposals -------------------------------------------------------------------------
-    def _parse_block(self, payload: bytes, height: int, parent: bytes, digest: bytes) -> Block:
-        params = self.genesis.params
-        if len(payload) > params["max_block_bytes"] + 64 * 1024:
-            raise InvalidBlock(f"block {height}: {len(payload)} bytes is over the limit")
+    # -- blocks ----------------------------------------------------------------------------
+    def memory(self, ancestors: dict[bytes, int] | None = None) -> "ChainMemory":
+        """What the chain below a block holds (``validity.ChainMemory``): this node's index, plus the
+        uncommitted proposals the block extends (record id -> height)."""
+        return _NodeMemory(self.storage, self.mempool, ancestors or {})
+
+    def _parse_block(self, payload: bytes, height: int, digest: bytes | None) -> tuple[Block, list[bytes]]:
+        limit = self.genesis.params["max_block_bytes"]
+        if len(payload) > limit:  # before parsing anything: the cheapest refusal first
+            raise InvalidBlock(f"block {height}: {len(payload)} bytes, the limit is {limit}", rule="block too large",
+                               height=height)
         block = Block.from_bytes(payload, self.mempool.get)
-        if block.hash != digest:
-            raise InvalidBlock(f"block {height}: hash does not match the proposal's digest")
-        check_block(block, chain=self.genesis.hash, height=height, prev_hash=parent)
-        if len(block.records) > params["max_block_records"]:
-            raise InvalidBlock(f"block {height}: {len(block.records)} records, the limit is {params['max_block_records']}")
-        if block.header.proposer not in self.genesis.validator_by_id:
-            raise InvalidBlock(f"block {height}: proposer {block.header.proposer} is not a validator")
-        for r in block.records:
-            if len(r.raw) > self.max_record_bytes:
-                raise InvalidBlock(f"block {height}: a record is over {self.max_record_bytes} bytes")
-            if self.storage.locate(r.id) is not None:
-                raise InvalidBlock(f"block {height}: record {r.id.hex()} is already on the chain")
-        return block
+        if digest is not None and block.hash != digest:
+            raise InvalidBlock(f"block {height}: hash does not match the proposal's digest", height=height)
+        return block, [self.events.digest(r) for r in block.records]  # hashed here, in the pool
 
-    async def check_proposal(self, height: int, parent: bytes, digest: bytes, payload: bytes) -> Block:
-        """Every rule a proposed block must meet; raises ``RantaiError`` (``InvalidBlock``/record errors)."""
+    async def check_block(self, payload: bytes, height: int, digest: bytes | None, parent: Parent, *,
+                          ancestors: dict[bytes, int] | None = None, now_ms: int | None = None) -> Block:
+        """Every rule a block must meet as the child of ``parent`` (``validity``), records' signatures
+        included; raises ``RantaiError`` naming the rule. ``now_ms`` for a proposal, None in catch-up."""
         loop = asyncio.get_running_loop()
-        block = await loop.run_in_executor(self.pool, self._parse_block, payload, height, parent, digest)
-        ancestors = self.mempool.ancestor_ids(parent)
-        for r in block.records:
-            if r.id in ancestors:
-                raise InvalidBlock(f"block {height}: record {r.id.hex()} is already on the chain")
-        unverified = [r for r in block.records if r.id not in self.verified]
-        errors = await self._in_chunks(self._verify, unverified)
-        for r, err in zip(unverified, errors):
+        block, digests = await loop.run_in_executor(self.pool, self._parse_block, payload, height, digest)
+        check_block(block, self.genesis, parent, memory=self.memory(ancestors), digests=digests, now_ms=now_ms)
+        unverified = [(i, r) for i, r in enumerate(block.records) if r.id not in self.verified]
+        errors = await self._in_chunks(self._verify, [r for _, r in unverified])
+        for (i, r), err in zip(unverified, errors, strict=True):
             if err is not None:
-                raise InvalidBlock(f"block {height}: record {r.id.hex()}: {err}")
+                raise InvalidBlock(f"block {height}: record {i} ({r.id.hex()}): {err}",
+                                   rule=rule_of(err, "record field"), height=height, index=i)
             self.verified.add(r.id)
-        self.events.check_block(block, ancestors)  # no event hash ID twice on the chain
         return block
 
-    async def verify_records(self, block: Block) -> None:
-        """Signature and schema of every record in ``block`` (catch-up); raises the first error."""
-        unverified = [r for r in block.records if r.id not in self.verified]
-        errors = await self._in_chunks(self._verify, unverified)
-        for r, err in zip(unverified, errors):
-            if err is not None:
-                raise InvalidBlock(f"block {block.height}: record {r.id.hex()}: {err}")
-            self.verified.add(r.id)
+
+class _NodeMemory:
+    """``validity.ChainMemory`` from this node's LevelDB indexes and its uncommitted ancestors."""
+
+    def __init__(self, storage: Storage, mempool: Mempool, ancestors: dict[bytes, int]) -> None:
+        self.storage = storage
+        self.ancestors = ancestors
+        self._ancestor_events: dict[bytes, int] | None = None
+        self._mempool = mempool
+
+    def record_height(self, record_id: bytes) -> int | None:
+        loc = self.storage.locate(record_id)
+        return loc[0] if loc is not None else self.ancestors.get(record_id)
+
+    def event_height(self, digest: bytes) -> int | None:
+        hit = lookup_hash(self.storage.db, digest)
+        if hit is not None:
+            return hit[1]
+        if self._ancestor_events is None:
+            self._ancestor_events = {}
+            for rid, height in self.ancestors.items():
+                d = HASHES.get(rid)
+                if d is None and (r := self._mempool.get(rid)) is not None:
+                    d = record_digest(r)
+                if d is not None:
+                    self._ancestor_events[d] = height
+        return self._ancestor_events.get(digest)

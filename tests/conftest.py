@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from rantai.client.genesis import Genesis
+from rantai.client.format.genesis import Genesis
 from rantai.consensus.crypto import Signer
 
 

@@ -21,8 +21,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers_client import Net, object_event  # noqa: E402
 
-from rantai.client.audit import Auditor, DataDirSource, MemorySource  # noqa: E402
-from rantai.client.encoding import encode  # noqa: E402
+from rantai.client.format.audit import Auditor, MemorySource  # noqa: E402
+from rantai.client.format.encoding import encode  # noqa: E402
+from rantai.node.audit import DataDirSource  # noqa: E402
 
 
 def build(records: int, per_block: int) -> Net:

@@ -14,15 +14,14 @@ from typing import Any
 
 import httpx
 
-from rantai.client import merkle
-from rantai.client.blocks import Block
-from rantai.client.certificates import CommitCertificate
-from rantai.client.encoding import decode, encode
-from rantai.client.errors import RantaiError
-from rantai.client.genesis import Genesis
-from rantai.client.receipts import Receipt
-from rantai.client.records import SignedRecord, sign_event
-from rantai.consensus.certificate import COMMIT_KIND, commit_body
+from rantai.client.format import merkle
+from rantai.client.format.blocks import Block
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.errors import RantaiError
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.receipts import Receipt
+from rantai.client.format.records import SignedRecord, sign_event
+from rantai.consensus.certificate import COMMIT_KIND, CommitCertificate, commit_body
 from rantai.consensus.crypto import Signer
 
 MSGPACK = "application/msgpack"

@@ -8,25 +8,25 @@ auditor must catch the rule itself, not just a bad certificate.
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
 import pytest
 from helpers_client import Net, fake_network, object_event
 
-from rantai.client import audit as audit_mod
-from rantai.client.audit import (
-    Auditor,
-    DataDirSource,
-    MemorySource,
-    NodeSource,
-    _IdIndex,
-    audit,
-    compare,
-)
-from rantai.client.blocks import Block
-from rantai.client.encoding import encode
+from rantai.client.audit import NodeSource, audit
+from rantai.client.format.audit import Auditor, MemorySource, _IdIndex, compare
+from rantai.node.audit import DataDirSource
+
+
+def audit_dir(genesis, path, **kw):
+    src = DataDirSource(path)
+    try:
+        return audit(genesis, src, **kw)
+    finally:
+        src.close()
+from rantai.client.format.blocks import Block
+from rantai.client.format.encoding import encode
 
 U64 = struct.Struct(">Q")
 
@@ -52,7 +52,8 @@ def commit_raw(net: Net, records, prev_hash: bytes | None = None, height: int | 
     h = net.height + 1 if height is None else height
     prev = prev_hash if prev_hash is not None else (net.blocks[-1].hash if net.blocks else net.genesis.hash)
     block = Block.build(chain=net.genesis.hash, height=h, prev_hash=prev, view=0,
-                        proposer=net.validators[0].id, timestamp=1, records=records)
+                        proposer=net.validators[0].id, records=records,
+                        timestamp=net.blocks[-1].header.timestamp if net.blocks else 1)
     net.blocks.append(block)
     net.certs.append(net.certify(h, 0, block.hash))
 
@@ -75,7 +76,7 @@ def test_flipped_signature_byte_fails_at_that_height():
     rec = net.sign(object_event(50))
     fields = dict(rec.fields)
     fields["signature"] = flip(fields["signature"], 5)
-    from rantai.client.records import SignedRecord
+    from rantai.client.format.records import SignedRecord
 
     bad = SignedRecord.from_fields(fields)
     commit_raw(net, [net.sign(object_event(51)), bad])
@@ -100,14 +101,14 @@ def test_forged_certificate():
     net.certs[1] = type(cert)(cert.height, cert.view, cert.block_hash,
                               tuple((vid, forger.validators[0].sign("commit", net.genesis.hash, b"x")) for vid, _ in cert.votes))
     rep = audit(net.genesis, MemorySource(items(net)), workers=2)
-    assert rules_at(rep) == [(2, "certificate")]
+    assert rules_at(rep) == [(2, "certificate signature")]
 
 
 def test_certificate_with_too_few_votes():
     net = chain(2, 1)
     net.certs[0] = net.certify(1, 0, net.blocks[0].hash, net.validators[:2])
     rep = audit(net.genesis, MemorySource(items(net)), workers=0)
-    assert rules_at(rep) == [(1, "certificate")]
+    assert rules_at(rep) == [(1, "certificate quorum")]
     assert "2 signatures, 3 needed" in rep.failures[0].message
 
 
@@ -116,7 +117,7 @@ def test_broken_hash_link_and_wrong_height():
     commit_raw(net, [net.sign(object_event(70))], prev_hash=b"\x07" * 32)
     commit_raw(net, [net.sign(object_event(71))], height=9)
     rep = audit(net.genesis, MemorySource(items(net)), workers=0)
-    assert rules_at(rep) == [(3, "hash link"), (4, "height"), (4, "certificate")]  # its cert is for height 9
+    assert rules_at(rep) == [(3, "hash link"), (4, "height")]  # its certificate is valid, for height 9
 
 
 def test_duplicate_record_across_blocks():
@@ -124,9 +125,10 @@ def test_duplicate_record_across_blocks():
     again = net.blocks[0].records[1]
     commit_raw(net, [net.sign(object_event(80)), again])
     rep = audit(net.genesis, MemorySource(items(net)), workers=0)
-    (f,) = rep.failures
-    assert (f.height, f.rule, f.record) == (3, "duplicate record", again.id.hex())
+    f, g = rep.failures  # the same record is the same event too: both rules speak
+    assert (f.height, f.rule, f.record, f.index) == (3, "duplicate record", again.id.hex(), 1)
     assert "already in block 1" in f.message
+    assert (g.height, g.rule, g.index) == (3, "duplicate event", 1) and "in block 1 (record 1)" in g.message
 
 
 def test_id_index_merges_runs(monkeypatch):
@@ -196,7 +198,7 @@ def test_data_dir_is_read_without_writing_and_a_flipped_byte_is_found(tmp_path):
     good, bad = tmp_path / "good", tmp_path / "bad"
     write_datadir(net, good)
     before = snapshot(good)
-    rep = audit(net.genesis, str(good), workers=0)
+    rep = audit_dir(net.genesis, good, workers=0)
     assert rep.ok and rep.blocks == 4 and rep.records == 12
     assert snapshot(good) == before  # nothing written, nothing added
 
@@ -208,7 +210,7 @@ def test_data_dir_is_read_without_writing_and_a_flipped_byte_is_found(tmp_path):
     raw = db.get(key)
     db.put(key, flip(raw, raw.index(b"shipping")))
     db.close()
-    rep = audit(net.genesis, str(bad), workers=2)
+    rep = audit_dir(net.genesis, bad, workers=2)
     assert not rep.ok and rep.failures[0].height == 3
 
     src_good, src_bad = DataDirSource(good), DataDirSource(bad)
@@ -242,7 +244,7 @@ def test_auditor_reuses_its_pool_and_stops_after_max_failures():
     its = [(b"\xc0", cert) for _, cert in items(net)]  # nil: not a block
     with Auditor(net.genesis, workers=2, max_failures=3) as auditor:
         rep = auditor.run(MemorySource(its))
-        assert rep.truncated and rules_at(rep) == [(1, "invalid block"), (2, "invalid block"), (3, "invalid block")]
+        assert rep.truncated and rules_at(rep) == [(1, "block shape"), (2, "block shape"), (3, "block shape")]
         assert auditor.run(MemorySource(items(net))).ok
 
 
@@ -254,5 +256,5 @@ def test_data_dir_of_another_chain(tmp_path):
     db = plyvel.DB(str(tmp_path / "db"))
     db.put(b"mchain", b"\x09" * 32)
     db.close()
-    rep = audit(net.genesis, str(tmp_path / "db"), workers=0)
+    rep = audit_dir(net.genesis, tmp_path / "db", workers=0)
     assert rules_at(rep) == [(0, "wrong chain")]

@@ -14,9 +14,18 @@ from click.testing import CliRunner
 from helpers_client import ITEM, Net, fake_network, object_event
 
 from rantai.client import cli as cli_mod
-from rantai.client.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_USAGE, cli, register
+from rantai.client.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_NODE,
+    EXIT_NOT_FOUND,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    cli,
+    register,
+)
 from rantai.client.config import ConfigError, load_config
-from rantai.client.keys import save_key
+from rantai.client.format.keys import save_key
 
 
 @pytest.fixture
@@ -161,7 +170,13 @@ def test_audit_data_dir(env):
     net, _, tx, tmp = env
     net.build_chain(3, 2)
     write_datadir(net, tmp / "db")
-    res = run(tx, "audit", "--data-dir", str(tmp / "db"), "--workers", "0", "--json")
+    res = run(tx, "audit", str(tmp / "db"), code=EXIT_NODE)  # a directory is the node tools' job, and says so
+    assert "rantai-node audit --data-dir" in one_error_line(res)
+    from rantai.node.cli import cli as node_cli
+
+    res = CliRunner().invoke(node_cli, ["audit", "--data-dir", str(tmp / "db"), "--genesis", str(tmp / "genesis.json"),
+                                        "--workers", "0", "--json"])
+    assert res.exit_code == 0, res.output
     assert json.loads(res.output)["records"] == 6
 
 

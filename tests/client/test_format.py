@@ -15,11 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rantai.client import merkle
-from rantai.client.blocks import Block, BlockHeader, check_block
-from rantai.client.certificates import CommitCertificate, verify_certificate
-from rantai.client.encoding import decode, encode
-from rantai.client.errors import (
+from rantai.client.format import merkle
+from rantai.client.format.blocks import Block, BlockHeader
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.errors import (
     InvalidBlock,
     InvalidCertificate,
     InvalidEncoding,
@@ -33,11 +32,12 @@ from rantai.client.errors import (
     VerificationError,
     WrongChain,
 )
-from rantai.client.genesis import Genesis
-from rantai.client.keys import generate, load_key, save_key
-from rantai.client.receipts import Receipt
-from rantai.client.records import SignedRecord, sign_event
-from rantai.consensus.certificate import COMMIT_KIND, commit_body
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.keys import generate, load_key, save_key
+from rantai.client.format.receipts import Receipt
+from rantai.client.format.records import SignedRecord, sign_event
+from rantai.client.format.validity import Parent, check_block, check_certificate
+from rantai.consensus.certificate import COMMIT_KIND, CommitCertificate, commit_body
 from rantai.consensus.crypto import sha256
 
 EVENT = {
@@ -244,10 +244,10 @@ def test_block_round_trip_and_check(net):
     block, cert = make_block(net)
     again = Block.from_bytes(block.raw)
     assert again.hash == block.hash and again.record_ids() == block.record_ids()
-    check_block(again, chain=net.genesis.hash, height=1, prev_hash=net.genesis.hash)
-    verify_certificate(cert, net.genesis, height=1, block_hash=block.hash)
+    check_block(again, net.genesis, Parent.genesis(net.genesis))
+    check_certificate(cert, net.genesis, again.header)
     with pytest.raises(InvalidBlock, match="prev_hash"):
-        check_block(again, chain=net.genesis.hash, height=1, prev_hash=b"\x00" * 32)
+        check_block(again, net.genesis, Parent(0, b"\x00" * 32, 0))
 
 
 def test_header_every_byte_flip_changes_hash(net):
@@ -261,17 +261,17 @@ def test_header_every_byte_flip_changes_hash(net):
         except RantaiError:
             continue
         with pytest.raises(InvalidCertificate):
-            verify_certificate(cert, net.genesis, height=h.height, block_hash=h.hash)
+            check_certificate(cert, net.genesis, h)
 
 
 def test_certificate_rules(net):
     block, cert = make_block(net)
     two = CommitCertificate(cert.height, cert.view, cert.block_hash, cert.votes[:2])
     with pytest.raises(InvalidCertificate, match="3 needed"):
-        verify_certificate(two, net.genesis, height=1, block_hash=block.hash)
+        check_certificate(two, net.genesis, block.header)
     dup = CommitCertificate(cert.height, cert.view, cert.block_hash, cert.votes[:2] + cert.votes[:1])
     with pytest.raises(InvalidCertificate, match="twice"):
-        verify_certificate(dup, net.genesis, height=1, block_hash=block.hash)
+        check_certificate(dup, net.genesis, block.header)
     for i in range(3):
         vid, sig = cert.votes[i]
         for j in range(len(sig)):
@@ -280,10 +280,10 @@ def test_certificate_rules(net):
             votes = list(cert.votes)
             votes[i] = (vid, bytes(bad))
             with pytest.raises(InvalidCertificate):
-                verify_certificate(CommitCertificate(1, 0, block.hash, tuple(votes)), net.genesis, height=1, block_hash=block.hash)
+                check_certificate(CommitCertificate(1, 0, block.hash, tuple(votes)), net.genesis, block.header)
     # Signed for another view: the statement differs, so it never verifies.
     with pytest.raises(InvalidCertificate):
-        verify_certificate(CommitCertificate(1, 1, block.hash, cert.votes), net.genesis, height=1, block_hash=block.hash)
+        check_certificate(CommitCertificate(1, 1, block.hash, cert.votes), net.genesis, block.header)
 
 
 def make_receipt(net, block, cert, index):

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from helpers_client import ITEM, FakeNode, Net, fake_network, object_event, transport
 
-from rantai.client.errors import InvalidCertificate, InvalidSignature, RantaiError, RoleDenied, UnknownMember
+from rantai.client.format.errors import InvalidCertificate, InvalidSignature, RantaiError, RoleDenied, UnknownMember
+from rantai.client.format.receipts import Receipt
 from rantai.client.http import (
     AsyncClient,
     Client,
@@ -24,7 +25,6 @@ from rantai.client.http import (
     SubmitTimeout,
     verify_receipt,
 )
-from rantai.client.receipts import Receipt
 
 
 def make(net: Net, lies: dict[int, str] | None = None, commit: str = "now", who: str = "acme", **kw):
@@ -66,8 +66,8 @@ def test_receipt_json_round_trip_verifies_offline():
     [
         ("alter-record", "verification"),  # the id no longer matches what was asked
         ("alter-proof", "root mismatch"),
-        ("forge-cert", "invalid certificate"),
-        ("few-votes", "invalid certificate"),
+        ("forge-cert", "certificate signature"),
+        ("few-votes", "certificate quorum"),
         ("wrong-record", "verification"),
         ("garbage", "encoding"),
         ("down", "node"),

@@ -33,8 +33,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rantai.client import errors, merkle
-from rantai.client.merkle import (
+from rantai.client.format import errors, merkle
+from rantai.client.format.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     InvalidProof,

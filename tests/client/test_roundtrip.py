@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import struct
 import time
 
@@ -19,14 +20,15 @@ import pytest
 from click.testing import CliRunner
 from helpers_client import ITEM, object_event
 
-from rantai.client.audit import DataDirSource, NodeSource, audit, compare
+from rantai.client.audit import NodeSource, audit
 from rantai.client.cli import EXIT_FAILED, cli
+from rantai.client.format.audit import compare
+from rantai.client.format.receipts import Receipt
 from rantai.client.http import AsyncClient, Client, verify_receipt
-from rantai.client.receipts import Receipt
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-devnet_mod = pytest.importorskip("rantai.node.devnet")
+devnet_mod = pytest.importorskip("rantai.client.devnet")
 
 from ports import free_base_port  # noqa: E402
 
@@ -53,6 +55,12 @@ def devnet(tmp_path):
 
 def cli_run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def node_run(*args: str):
+    from rantai.node.cli import cli as node_cli
+
+    return CliRunner().invoke(node_cli, list(args), catch_exceptions=False)
 
 
 def test_round_trip_audit_and_tamper(devnet, tmp_path):
@@ -109,10 +117,12 @@ def test_round_trip_audit_and_tamper(devnet, tmp_path):
     # stop node 3 and read its data directory directly
     devnet.stop_node(3)
     data = devnet.dir / "data" / "v3"
-    res = cli_run("audit", "--genesis", str(devnet.genesis_path), "--data-dir", str(data), "--to", str(top),
-                  "--json")
+    res = node_run("audit", "--genesis", str(devnet.genesis_path), "--data-dir", str(data), "--to", str(top),
+                   "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["records"] == 44
+    pristine = tmp_path / "v3-copy"
+    shutil.copytree(data, pristine)
 
     # with node 3 down, the client fails over
     with Client(genesis, [urls[3]] + urls[:3], None, timeout=5.0) as client:
@@ -130,16 +140,18 @@ def test_round_trip_audit_and_tamper(devnet, tmp_path):
     db.put(key, raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1:])
     db.close()
 
-    res = cli_run("audit", "--genesis", str(devnet.genesis_path), "--data-dir", str(data), "--to", str(top),
-                  "--json")
+    res = node_run("audit", "--genesis", str(devnet.genesis_path), "--data-dir", str(data), "--to", str(top),
+                   "--json")
     assert res.exit_code == EXIT_FAILED, res.output
     failures = json.loads(res.output)["failures"]
     assert failures[0]["height"] == h
 
-    res = cli_run("audit", "--genesis", str(devnet.genesis_path), "--compare", urls[0], str(data),
-                  "--to", str(top))
+    res = node_run("audit", "--genesis", str(devnet.genesis_path), "--compare", "--data-dir", str(pristine),
+                   "--data-dir", str(data), "--to", str(top))
     assert res.exit_code == EXIT_FAILED
     assert f"DIVERGENCE at height {h}" in res.output and str(data) in res.output
+
+    from rantai.node.audit import DataDirSource
 
     src = DataDirSource(data)
     try:

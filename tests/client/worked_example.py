@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 
-from rantai.client import merkle
-from rantai.client.blocks import Block
-from rantai.client.encoding import encode
-from rantai.client.genesis import Genesis
-from rantai.client.records import RECORD_KIND, sign_event
+from rantai.client.format import merkle
+from rantai.client.format.blocks import Block
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.records import RECORD_KIND, sign_event
 from rantai.consensus.certificate import COMMIT_KIND, commit_body
 from rantai.consensus.crypto import Signer, signing_bytes
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from epcis_testdata import requires_shared
 
-from rantai.client.epcis import (
+from rantai.client.format.epcis import (
     JAKARTA,
     biz_transaction_id,
     commission,

@@ -28,7 +28,7 @@ from epcis_testdata import (
     shared_available,
 )
 
-from rantai.client.epcis import EventInvalid, validate_document, validate_event
+from rantai.client.format.epcis import EventInvalid, validate_document, validate_event
 
 pytestmark = requires_shared
 

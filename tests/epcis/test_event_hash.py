@@ -15,8 +15,8 @@ import random
 import pytest
 from epcis_testdata import EXAMPLES, events_of, load, requires_shared
 
-from rantai.client.epcis import event_hash_id, event_prehash, validate_event
-from rantai.client.epcis.event_hash import epc_to_digital_link, normalise_identifier, normalise_timestamp
+from rantai.client.format.epcis import event_hash_id, event_prehash, validate_event
+from rantai.client.format.epcis.event_hash import epc_to_digital_link, normalise_identifier, normalise_timestamp
 
 NS = "https://ns.example.co.id/epcis/"
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rantai.client.epcis import EventInvalid, is_gs1_identifier, validate_document, validate_event
-from rantai.client.epcis.validate import MAX_LIST_ITEMS, MAX_TEXT_LENGTH, gs1_check_digit
+from rantai.client.format.epcis import EventInvalid, is_gs1_identifier, validate_document, validate_event
+from rantai.client.format.epcis.validate import MAX_LIST_ITEMS, MAX_TEXT_LENGTH, gs1_check_digit
 
 
 def ship() -> dict:
@@ -51,7 +51,7 @@ def test_error_is_a_value_error_with_status_hint():
     err = rejects(ev, "event.eventTime", "required")
     assert isinstance(err, ValueError)
     assert err.status_hint == 400
-    from rantai.client.errors import InvalidRecord
+    from rantai.client.format.errors import InvalidRecord
 
     assert isinstance(err, InvalidRecord)
     assert err.to_obj()["path"] == "event.eventTime"

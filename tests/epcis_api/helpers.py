@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rantai.client.genesis import Genesis
-from rantai.client.keys import Signer
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.keys import Signer
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "epcis"
 EXAMPLES = SHARED / "examples"

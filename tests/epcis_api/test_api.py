@@ -14,14 +14,15 @@ from urllib.parse import quote
 
 import pytest
 
-from rantai.client.blocks import Block
 from rantai.client.documents import prepare_events, served_event, sign_document
-from rantai.client.encoding import decode, encode
-from rantai.client.epcis import event_hash_id
-from rantai.client.errors import InvalidBlock
+from rantai.client.format.blocks import Block
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.epcis import event_hash_id
+from rantai.client.format.errors import InvalidBlock
+from rantai.client.format.receipts import Receipt
+from rantai.client.format.records import sign_event
+from rantai.client.format.validity import Parent
 from rantai.client.http import verify_receipt
-from rantai.client.receipts import Receipt
-from rantai.client.records import sign_event
 
 from .conftest import Cluster
 from .helpers import example_files
@@ -86,7 +87,7 @@ def test_duplicates_capture_lookup_and_query(tmp_path):
                 if official:
                     doc = json.loads(official[0].read_text())
                 else:
-                    from rantai.client.epcis.builders import commission, epcis_document, sgln, sgtin
+                    from rantai.client.format.epcis.builders import commission, epcis_document, sgln, sgtin
 
                     doc = epcis_document([commission([sgtin("0614141", "107346", f"9{i}")], sgln("0614141", "00777"),
                                                      event_id=f"urn:uuid:6f1c2a7e-0000-4000-8000-00000000000{i}")
@@ -229,19 +230,21 @@ def test_proposals_repeating_an_event_are_refused(tmp_path):
 
             def block(height, prev, records):
                 return Block.build(chain=g.hash, height=height, prev_hash=prev, view=0, proposer=net.validators[0].id,
-                                   timestamp=1, records=records)
+                                   timestamp=2**42, records=records)  # not below any parent's
 
             b = block(1, g.hash, [r1, r2])
-            with pytest.raises(InvalidBlock, match="appears twice"):
-                await node.validator.check_proposal(1, g.hash, b.hash, b.raw)
+            with pytest.raises(InvalidBlock, match="repeats the event of record 0") as err:
+                await node.validator.check_block(b.raw, 1, b.hash, Parent.genesis(g))
+            assert err.value.rule == "duplicate event"
             async with c.client(0) as cl:
                 status, _ = await post(cl, [r1])
                 assert status == 200
             await c.wait_height(1)
             height, head = node.storage.head()
             b = block(height + 1, head, [r2])
-            with pytest.raises(InvalidBlock, match="already on the chain"):
-                await node.validator.check_proposal(height + 1, head, b.hash, b.raw)
+            with pytest.raises(InvalidBlock, match="is already in block 1") as err:
+                await node.validator.check_block(b.raw, height + 1, b.hash, node.ledger.head_parent())
+            assert err.value.rule == "duplicate event"
         finally:
             await c.stop()
 

@@ -21,17 +21,17 @@ from click.testing import CliRunner
 from rantai.client import documents  # noqa: F401 - registers `rantai import` / `rantai export`
 from rantai.client.cli import cli
 from rantai.client.documents import prepare_events, served_event
-from rantai.client.encoding import decode
-from rantai.client.epcis import event_hash_id
+from rantai.client.format.encoding import decode
+from rantai.client.format.epcis import event_hash_id
+from rantai.client.format.receipts import Receipt
 from rantai.client.http import verify_receipt
-from rantai.client.receipts import Receipt
 
 from .helpers import EXAMPLES, example_files, official_validator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240),
               pytest.mark.skipif(not EXAMPLES.is_dir(), reason="GS1 examples not found at ../shared/epcis")]
 
-devnet_mod = pytest.importorskip("rantai.node.devnet")
+devnet_mod = pytest.importorskip("rantai.client.devnet")
 
 from ports import free_base_port as _free_base_port  # noqa: E402
 

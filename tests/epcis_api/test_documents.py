@@ -8,9 +8,9 @@ import json
 import pytest
 
 from rantai.client.documents import embed_context, prepare_events, sign_document
-from rantai.client.epcis import event_hash_id
-from rantai.node.epcis_api import record_of_captured, present_event
-from rantai.client.errors import InvalidRecord
+from rantai.client.format.epcis import event_hash_id
+from rantai.client.format.errors import InvalidRecord
+from rantai.node.epcis_api import present_event, record_of_captured
 
 from .helpers import EXAMPLES, example_files, make_net
 

@@ -13,10 +13,10 @@ import random
 
 import pytest
 
-from rantai.client.blocks import Block
-from rantai.client.certificates import CommitCertificate
-from rantai.client.epcis import event_hash_id, validate_event
-from rantai.client.records import sign_event
+from rantai.client.format.blocks import Block
+from rantai.client.format.epcis import event_hash_id, validate_event
+from rantai.client.format.records import sign_event
+from rantai.consensus.certificate import CommitCertificate
 from rantai.node import epcis_index as ix
 from rantai.node.ledger import Ledger
 from rantai.node.storage import Storage

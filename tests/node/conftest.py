@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from rantai.client.genesis import Genesis
-from rantai.client.keys import Signer
-from rantai.client.records import SignedRecord, sign_event
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.keys import Signer
+from rantai.client.format.records import SignedRecord, sign_event
 
 _counter = itertools.count()
 

@@ -6,12 +6,11 @@ import time
 from collections.abc import Callable
 
 import httpx
-
-from rantai.client.encoding import decode, encode
-from rantai.client.records import SignedRecord, sign_event
-from rantai.node.devnet import Devnet
-
 from ports import free_base_port  # tests/ports.py (tests/ is on sys.path through its conftest)
+
+from rantai.client.devnet import Devnet
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.records import SignedRecord, sign_event
 
 from .conftest import event
 

@@ -9,8 +9,8 @@ import asyncio
 import httpx
 import pytest
 
-from rantai.client.encoding import decode, encode
-from rantai.client.records import SignedRecord, sign_event
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.records import SignedRecord, sign_event
 from rantai.consensus import wire
 from rantai.consensus.messages import Prepare, vote_body
 from rantai.node.app import create_app

@@ -8,13 +8,12 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
-from rantai.client.genesis import Genesis
+from rantai.client.format.genesis import Genesis
 from rantai.node.cli import cli
 from rantai.node.config import NodeConfig
 

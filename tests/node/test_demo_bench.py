@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from rantai.client.cli import cli
-from rantai.client.genesis import Genesis
-from rantai.client.receipts import Receipt
-from rantai.node.demo import MEMBERS, run_demo
+from rantai.client.demo import MEMBERS, run_demo
+from rantai.client.format.genesis import Genesis
+from rantai.client.format.receipts import Receipt
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -9,8 +9,8 @@ import json
 import httpx
 import pytest
 
-from rantai.client.encoding import decode, encode
-from rantai.client.receipts import Receipt
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.receipts import Receipt
 from rantai.node.app import create_app
 from rantai.node.driver import Node
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rantai.client.errors import DuplicateRecord, Overloaded
+from rantai.client.format.errors import DuplicateRecord, Overloaded
 from rantai.node.mempool import Mempool
 
 
@@ -35,7 +35,7 @@ def test_in_flight_not_cut_twice_and_released_on_settle(net):
     assert [r.id for r in second] == [r.id for r in rs[2:]]
     mp.track(b"d2", 2, b"d1", tuple(r.id for r in second))
     assert mp.ready_count == 0
-    assert mp.ancestor_ids(b"d2") == {r.id for r in rs}
+    assert mp.ancestor_ids(b"d2") == {**{r.id: 1 for r in rs[:2]}, **{r.id: 2 for r in rs[2:]}}
     # height 1 commits another block holding rs[2] only: rs[0], rs[1] are ready again, at the front
     mp.settle(1, [rs[2].id])
     assert len(mp) == 4

@@ -10,7 +10,7 @@ import random
 import httpx
 import pytest
 
-from rantai.client.encoding import encode
+from rantai.client.format.encoding import encode
 from rantai.consensus import wire
 from rantai.consensus.messages import Prepare, vote_body
 from rantai.node.app import create_app

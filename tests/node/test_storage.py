@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rantai.client.blocks import Block
-from rantai.client.certificates import CommitCertificate
-from rantai.client.encoding import decode
+from rantai.client.format.blocks import Block
+from rantai.client.format.encoding import decode
+from rantai.consensus.certificate import CommitCertificate
 from rantai.node.ledger import Ledger, items_of
 from rantai.node.storage import Storage, StorageError
 
@@ -35,7 +35,7 @@ def test_commit_block_and_indexes(tmp_path, net):
     receipt = ledger.receipt(r2.id)
     assert receipt is not None and receipt.index == 1 and receipt.record.raw == r2.raw
     # the inclusion path proves the record against the header's root
-    from rantai.client import merkle
+    from rantai.client.format import merkle
     merkle.verify_inclusion(1, 2, r2.id, list(receipt.path), b1.header.records_root)
     with pytest.raises(StorageError):  # not head + 1
         ledger.apply(b1, _cert(b1))
@@ -78,7 +78,7 @@ def _three_blocks(net):
 def test_blocks_live_in_their_own_database_and_a_crash_leftover_is_never_served(tmp_path, net):
     import plyvel
 
-    from rantai.client.encoding import encode
+    from rantai.client.format.encoding import encode
 
     st = Storage(tmp_path / "db", net.genesis.hash)
     ledger = Ledger(net.genesis, st)
@@ -128,9 +128,13 @@ def test_format_1_store_is_migrated_on_open(tmp_path, net):
     db.put(b"mformat", b"rantai-node/1")
     db.close()
 
-    from rantai.client.audit import audit
+    from rantai.client.format.audit import Auditor
+    from rantai.node.audit import DataDirSource
 
-    rep = audit(net.genesis, str(tmp_path / "db"), workers=0)  # an auditor reads format 1 as it is
+    src = DataDirSource(tmp_path / "db")  # an auditor reads format 1 as it is
+    with Auditor(net.genesis, workers=0) as auditor:
+        rep = auditor.run(src)
+    src.close()
     assert rep.blocks == 3 and rep.failures and all("certificate" in str(f) for f in rep.failures), rep.failures
 
     st = Storage(tmp_path / "db", net.genesis.hash)

@@ -6,11 +6,19 @@ import asyncio
 
 import pytest
 
-from rantai.client.blocks import Block
-from rantai.client.errors import (
-    DuplicateRecord, InvalidBlock, InvalidEncoding, InvalidSignature, RecordTooLarge, RoleDenied, UnknownMember, WrongChain,
+from rantai.client.format.blocks import Block
+from rantai.client.format.errors import (
+    DuplicateRecord,
+    InvalidBlock,
+    InvalidEncoding,
+    InvalidSignature,
+    RecordTooLarge,
+    RoleDenied,
+    UnknownMember,
+    WrongChain,
 )
-from rantai.client.records import sign_event
+from rantai.client.format.records import sign_event
+from rantai.client.format.validity import Parent
 from rantai.node.mempool import Mempool
 from rantai.node.storage import Storage
 from rantai.node.validation import RecordValidator, error_body, status_of
@@ -36,7 +44,7 @@ def test_admission_rules(env):
     net, st, mp, v = env
     good = net.record()
     other_chain = make_net(params={"window": 4}).record()
-    from rantai.client.records import SignedRecord
+    from rantai.client.format.records import SignedRecord
     bad_sig = SignedRecord.from_fields({**net.record().fields, "signature": bytes(64)}).raw
     bad_event = sign_event(net.acme, net.genesis, {**event(), "action": "JUMP"})
     results = _admit(v, [
@@ -71,22 +79,28 @@ def test_proposal_checks_and_cache(env):
     calls = []
     orig = v._verify
     v._verify = lambda recs: calls.append(len(recs)) or orig(recs)
-    got = asyncio.run(v.check_proposal(1, net.genesis.hash, block.hash, block.raw))
+    genesis = Parent.genesis(net.genesis)
+    got = asyncio.run(v.check_block(block.raw, 1, block.hash, genesis, now_ms=1))
     assert got.hash == block.hash and calls == []  # every record was verified at admission
-    with pytest.raises(InvalidBlock):
-        asyncio.run(v.check_proposal(2, net.genesis.hash, block.hash, block.raw))  # wrong height
-    with pytest.raises(InvalidBlock):
-        asyncio.run(v.check_proposal(1, net.genesis.hash, b"\x00" * 32, block.raw))  # wrong digest
+    with pytest.raises(InvalidBlock, match="header says height 1"):
+        asyncio.run(v.check_block(block.raw, 2, block.hash, Parent(1, net.genesis.hash, 0)))  # wrong height
+    with pytest.raises(InvalidBlock, match="digest"):
+        asyncio.run(v.check_block(block.raw, 1, b"\x00" * 32, genesis))  # wrong digest
+    with pytest.raises(InvalidBlock, match="ahead of this validator's clock") as err:
+        asyncio.run(v.check_block(block.raw, 1, block.hash, genesis, now_ms=1 - 15_001))  # a clock too far ahead
+    assert err.value.rule == "timestamp"
     # a record already in an uncommitted ancestor is refused
     mp.track(block.hash, 1, net.genesis.hash, tuple(r.id for r in rs))
     b2 = Block.build(chain=net.genesis.hash, height=2, prev_hash=block.hash, view=0,
                      proposer=net.validators[0].id, timestamp=1, records=rs[:1])
-    with pytest.raises(InvalidBlock):
-        asyncio.run(v.check_proposal(2, block.hash, b2.hash, b2.raw))
+    with pytest.raises(InvalidBlock, match="already in block 1") as err:
+        asyncio.run(v.check_block(b2.raw, 2, b2.hash, Parent.of(block.header), ancestors=mp.ancestor_ids(block.hash)))
+    assert err.value.rule == "duplicate record"
     # an unverified bad signature inside a block is caught
-    from rantai.client.records import SignedRecord
+    from rantai.client.format.records import SignedRecord
     badrec = SignedRecord.from_fields({**net.record().fields, "signature": bytes(64)})
     b3 = Block.build(chain=net.genesis.hash, height=1, prev_hash=net.genesis.hash, view=0,
                      proposer=net.validators[0].id, timestamp=1, records=[badrec])
-    with pytest.raises(InvalidBlock):
-        asyncio.run(v.check_proposal(1, net.genesis.hash, b3.hash, b3.raw))
+    with pytest.raises(InvalidBlock) as err:
+        asyncio.run(v.check_block(b3.raw, 1, b3.hash, genesis))
+    assert err.value.rule == "signature does not verify" and err.value.details["index"] == 0

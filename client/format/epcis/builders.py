@@ -1,7 +1,7 @@
 """Builders for common EPCIS 2.0 events, so an SME need not know EPCIS by heart.
 
 Each builder returns a plain ``dict`` (the JSON form of the event) that passes
-:func:`rantai.client.epcis.validate_event` and GS1's official EPCIS 2.0 JSON
+:func:`rantai.client.format.epcis.validate_event` and GS1's official EPCIS 2.0 JSON
 schema.  Times carry their local offset: ``when`` is a timezone-aware
 ``datetime``, or a naive one read in ``tz`` (default Asia/Jakarta, UTC+07:00),
 or ``None`` for now.

@@ -2,6 +2,7 @@
 
     RantaiError                          anything rantai refuses or cannot do
     ├── InvalidEncoding                  bytes that are not canonical msgpack (400)
+    ├── ConfigError                      a configuration file or setting that cannot be used
     ├── InvalidKey                       a key file that cannot be read, or a wrong passphrase (400)
     ├── InvalidGenesis                   a genesis file that breaks its rules (400)
     ├── InvalidRecord                    a record that breaks a ledger rule (400)
@@ -10,6 +11,7 @@
     │   ├── RoleDenied                   member lacks the role for this action (403)
     │   ├── InvalidSignature             signature does not verify (401)
     │   ├── DuplicateRecord              already on the ledger or in the mempool (409)
+    │   ├── DuplicateEvent               another record with the same EPCIS event hash ID is (409)
     │   └── RecordTooLarge               over the size limit (413)
     ├── Overloaded                       the node's mempool is full; retry later (429)
     ├── VerificationError                a node's answer that does not check out against genesis
@@ -20,12 +22,16 @@
     └── NodeError                        a node could not be reached or answered with an error
 
 Each error carries ``status_hint``, the HTTP status that fits it (after h11's ``error_status_hint``),
-and ``rule``, a short stable name of the rule that failed, for machines and for the API's JSON body.
+and ``rule``, the stable name of the rule that failed (``rantai.client.format.validity.RULES`` lists
+them all), for machines and for the API's JSON body. A class gives the default rule; a check that
+knows a finer one passes ``rule=`` (``InvalidRecord(..., rule="record version")``).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
+    "DuplicateEvent",
     "DuplicateRecord",
     "InvalidBlock",
     "InvalidCertificate",
@@ -51,13 +57,19 @@ class RantaiError(Exception):
     status_hint: int = 400
     rule: str = "error"
 
-    def __init__(self, message: str, **details: object) -> None:
+    def __init__(self, message: str, *, rule: str | None = None, **details: object) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        if rule is not None:
+            self.rule = rule
 
-    def to_obj(self) -> dict:
+    def to_obj(self) -> dict[str, object]:
         return {"error": self.rule, "message": self.message, **{k: v for k, v in self.details.items() if v is not None}}
+
+
+class ConfigError(RantaiError):
+    rule = "config"
 
 
 class InvalidEncoding(RantaiError):
@@ -98,6 +110,13 @@ class InvalidSignature(InvalidRecord):
 class DuplicateRecord(InvalidRecord):
     status_hint = 409
     rule = "duplicate record"
+
+
+class DuplicateEvent(InvalidRecord):
+    """Not a ``DuplicateRecord``: resending a record is idempotent, another record of the same event is not."""
+
+    status_hint = 409
+    rule = "duplicate event"
 
 
 class RecordTooLarge(InvalidRecord):

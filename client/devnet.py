@@ -1,4 +1,8 @@
-"""A local network of validator processes on 127.0.0.1, for ``rantai-node devnet``, the demo, the bench and tests.
+"""A local network of validator processes on 127.0.0.1, for ``rantai devnet``, the demo, the bench and tests.
+
+It drives the node only through its command line (``rantai-node init-network``, ``rantai-node run``),
+never by importing it: the client side and the node share nothing but the ledger format, and this
+harness needs ``rantai[node]`` installed only to start the processes.
 
     net = Devnet(".rantai/devnet", validators=4, base_port=7100)
     net.start()          # creates keys, genesis and configs on first use, else reuses them
@@ -17,75 +21,35 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from rantai.client.genesis import Genesis
-from rantai.client.keys import Signer, generate, load_key, save_key
+from .format.genesis import Genesis
+from .format.keys import Signer, load_key
 
-from .config import NodeConfig
-
-__all__ = ["Devnet", "init_network"]
+__all__ = ["Devnet", "ValidatorProcessConfig"]
 
 
-def init_network(
-    out: str | os.PathLike[str],
-    *,
-    validators: int = 4,
-    members: Sequence[str] = ("acme", "kopi-co"),
-    base_port: int = 7100,
-    host: str = "127.0.0.1",
-    chain_id: str = "rantai-devnet",
-    params: dict[str, int] | None = None,
-    verify_workers: int = 0,
-) -> Path:
-    """Keys (PEM 0600), ``genesis.json`` and one ``vN.toml`` per validator under ``out``. Returns the genesis path.
+@dataclass(frozen=True)
+class ValidatorProcessConfig:
+    """What the harness needs from a validator's TOML config (written by ``rantai-node init-network``)."""
 
-    ``members`` are names (``acme``) or ``name=Organisation`` (``acme=Acme Coffee Ltd``).
-    """
-    out = Path(out)
-    genesis_path = out / "genesis.json"
-    if genesis_path.exists():
-        raise FileExistsError(f"{genesis_path} already exists; refusing to overwrite a network")
-    if validators < 1:
-        raise ValueError("at least one validator")
-    out.mkdir(parents=True, exist_ok=True)
-    vkeys: list[Signer] = []
-    for i in range(validators):
-        key = generate()
-        save_key(key, out / "keys" / f"v{i}.pem")
-        vkeys.append(key)
-    mkeys: list[tuple[str, str, Signer]] = []
-    for member in members:
-        # A member is a name, or "name=Organisation Name" to give its organisation too.
-        name, _, org = member.partition("=")
-        key = generate()
-        save_key(key, out / "members" / f"{name}.pem")
-        mkeys.append((name, org or name, key))
-    genesis = Genesis.build(
-        chain_id,
-        [(k.public_key, f"v{i}", f"http://{host}:{base_port + i}") for i, k in enumerate(vkeys)],
-        [(k.public_key, name, org, ["submitter", "auditor"]) for name, org, k in mkeys],
-        params=params,
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )
-    genesis_path.write_text(genesis.to_json(), encoding="utf-8")
-    for i, k in enumerate(vkeys):
-        NodeConfig(
-            id=k.id,
-            name=f"v{i}",
-            key_path=out / "keys" / f"v{i}.pem",
-            genesis_path=genesis_path,
-            data_dir=out / "data" / f"v{i}",
-            host=host,
-            port=base_port + i,
-            # All validators of a devnet share this machine's cores: verifying on each node's own
-            # loop avoids GIL hand-offs that threads would add (see node/validation.py).
-            verify_workers=verify_workers,
-        ).save(out / f"v{i}.toml")
-    return genesis_path
+    path: Path
+    id: str
+    name: str
+    url: str
+    data_dir: Path
+
+    @classmethod
+    def load(cls, path: Path) -> "ValidatorProcessConfig":
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        listen = doc.get("listen", {})
+        return cls(path, doc["id"], doc.get("name", ""), f"http://{listen['host']}:{listen['port']}",
+                   (path.parent / doc["data_dir"]).resolve())
 
 
 class Devnet:
@@ -118,8 +82,15 @@ class Devnet:
         """Create the network's files unless they exist. True when created."""
         if self.genesis_path.exists():
             return False
-        init_network(self.dir, validators=self.validators, members=self.members,
-                     base_port=self.base_port, params=self.params)
+        cmd = [self.python, "-m", "rantai.node.cli", "init-network", "--out", str(self.dir),
+               "--validators", str(self.validators), "--members", ",".join(self.members),
+               "--base-port", str(self.base_port), "--verify-workers", "0"]
+        for k, v in (self.params or {}).items():
+            cmd += ["--param", f"{k}={v}"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"rantai-node init-network failed ({done.returncode}): "
+                               f"{(done.stderr or done.stdout).strip()[-2000:]}")
         return True
 
     @property
@@ -129,10 +100,10 @@ class Devnet:
     def config_path(self, i: int) -> Path:
         return self.dir / f"v{i}.toml"
 
-    def configs(self) -> list[NodeConfig]:
+    def configs(self) -> list[ValidatorProcessConfig]:
         out, i = [], 0
         while self.config_path(i).exists():
-            out.append(NodeConfig.load(self.config_path(i)))
+            out.append(ValidatorProcessConfig.load(self.config_path(i)))
             i += 1
         return out
 

@@ -16,7 +16,7 @@ from typing import Any
 from rantai.consensus.crypto import HASH_SIZE, SIGNATURE_SIZE, Signer, sha256
 
 from .encoding import decode, encode
-from .errors import InvalidRecord, InvalidSignature, RecordTooLarge, RoleDenied, UnknownMember, WrongChain
+from .errors import InvalidRecord, RecordTooLarge
 from .genesis import Genesis
 
 __all__ = ["RECORD_KIND", "RECORD_VERSION", "SignedRecord", "sign_event"]
@@ -68,11 +68,13 @@ class SignedRecord:
         """Parse canonical bytes. Structure only: signature and membership are ``verify``'s job."""
         if max_size is not None and len(raw) > max_size:
             raise RecordTooLarge(f"record: {len(raw)} bytes, the limit is {max_size}", limit=max_size)
+        if type(raw) is not bytes:
+            raw = bytes(raw)
         fields = decode(raw)
-        if not isinstance(fields, dict):
-            raise InvalidRecord("record: a map expected")
+        if type(fields) is not dict:
+            raise InvalidRecord("record: a map expected", rule="record shape")
         _check_shape(fields)
-        return cls(bytes(raw), sha256(raw), fields)
+        return cls(raw, sha256(raw), fields)
 
     def unsigned_bytes(self) -> bytes:
         """The canonical bytes the submitter signed: the signed record without its signature.
@@ -91,45 +93,43 @@ class SignedRecord:
 
     # -- checking ------------------------------------------------------------------------
     def verify(self, genesis: Genesis, *, role: str = "submitter", schema: bool = True) -> None:
-        """Check every rule a record must meet on the chain ``genesis`` names.
+        """Every rule of this record on the chain ``genesis`` names (``validity.check_record``)."""
+        from .validity import check_record
 
-        Raises the specific ``InvalidRecord`` subclass of the first rule that fails, in the
-        order a person would want to hear it: wrong chain, unknown member, role, signature, event.
-        """
-        if self.chain != genesis.hash:
-            raise WrongChain("record: signed for another chain", chain=self.chain.hex())
-        member = genesis.members.get(self.submitter)
-        if member is None:
-            raise UnknownMember(f"record: unknown member {self.submitter}", submitter=self.submitter)
-        if role not in member.roles:
-            raise RoleDenied(f"record: member {member.name} lacks the {role!r} role", submitter=self.submitter)
-        if not member.verifier.verify(self.signature, RECORD_KIND, self.chain, self.unsigned_bytes()):
-            raise InvalidSignature(f"record: signature does not verify for member {member.name}", submitter=self.submitter)
-        if schema:
-            from .epcis import validate_event
+        check_record(self, genesis, role=role, schema=schema)
 
-            validate_event(self.event)
+
+_HEX16 = frozenset("0123456789abcdef")
 
 
 def _check_shape(fields: dict[str, Any]) -> None:
+    """The record's shape: exact fields, exact types (``True`` and ``1.0`` are not the integer 1)."""
     if set(fields) != _FIELDS:
         missing, extra = _FIELDS - set(fields), set(fields) - _FIELDS
         detail = f"missing {sorted(missing)}" if missing else f"unknown {sorted(extra)}"
-        raise InvalidRecord(f"record: fields {detail}")
-    if fields["version"] != RECORD_VERSION:
-        raise InvalidRecord(f"record: version {fields['version']!r} is not supported (expected {RECORD_VERSION})")
-    if not isinstance(fields["chain"], bytes) or len(fields["chain"]) != HASH_SIZE:
-        raise InvalidRecord("record: chain must be the 32-byte genesis hash")
-    if not isinstance(fields["submitter"], str) or len(fields["submitter"]) != 16:
-        raise InvalidRecord("record: submitter must be a 16-hex-digit member id")
-    if not isinstance(fields["nonce"], bytes) or len(fields["nonce"]) != NONCE_SIZE:
-        raise InvalidRecord(f"record: nonce must be {NONCE_SIZE} bytes")
-    if type(fields["submitted_at"]) is not int or fields["submitted_at"] < 0:
-        raise InvalidRecord("record: submitted_at must be milliseconds since the epoch")
-    if not isinstance(fields["event"], dict):
-        raise InvalidRecord("record: event must be a map (an EPCIS event)")
-    if not isinstance(fields["signature"], bytes) or len(fields["signature"]) != SIGNATURE_SIZE:
-        raise InvalidRecord(f"record: signature must be {SIGNATURE_SIZE} bytes")
+        raise InvalidRecord(f"record: fields {detail}", rule="record shape")
+    version = fields["version"]
+    if type(version) is not int or version != RECORD_VERSION:
+        raise InvalidRecord(f"record: version {version!r} is not supported (the integer {RECORD_VERSION} expected)",
+                            rule="record version")
+
+    def bad(message: str) -> InvalidRecord:
+        return InvalidRecord(f"record: {message}", rule="record field")
+
+    if type(fields["chain"]) is not bytes or len(fields["chain"]) != HASH_SIZE:
+        raise bad("chain must be the 32-byte genesis hash")
+    submitter = fields["submitter"]
+    if type(submitter) is not str or len(submitter) != 16 or not set(submitter) <= _HEX16:
+        raise bad("submitter must be a member id: 16 lower-case hex digits")
+    if type(fields["nonce"]) is not bytes or len(fields["nonce"]) != NONCE_SIZE:
+        raise bad(f"nonce must be {NONCE_SIZE} bytes")
+    at = fields["submitted_at"]
+    if type(at) is not int or not 0 <= at < 2**63:
+        raise bad("submitted_at must be an integer of milliseconds since the epoch, in [0, 2^63)")
+    if type(fields["event"]) is not dict:
+        raise bad("event must be a map (an EPCIS event)")
+    if type(fields["signature"]) is not bytes or len(fields["signature"]) != SIGNATURE_SIZE:
+        raise bad(f"signature must be {SIGNATURE_SIZE} bytes")
 
 
 def sign_event(

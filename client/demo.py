@@ -21,12 +21,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from rantai.client import trace
-from rantai.client.epcis import builders as b
-from rantai.client.http import Client, VerifiedRecord
-from rantai.client.receipts import Receipt
-
+from . import trace
 from .devnet import Devnet
+from .format.epcis import builders as b
+from .format.receipts import Receipt
+from .http import Client, VerifiedRecord
 
 __all__ = ["MEMBERS", "run_demo"]
 

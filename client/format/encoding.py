@@ -5,7 +5,9 @@ Rules (docs/format.md states them byte by byte):
 - integers in their shortest msgpack form; bool and nil as themselves;
 - floats always float64, never NaN or ±∞;
 - ``str`` (UTF-8 text) and ``bytes`` (bin) stay distinct; no ext types;
-- nesting at most ``MAX_DEPTH`` deep.
+- nesting at most ``MAX_DEPTH`` deep: the top-level value is at depth 0, a value inside a map or
+  array at depth d is at depth d+1, and no map or array may sit deeper than ``MAX_DEPTH`` (so at most
+  33 maps or arrays inside one another; scalars may sit at depth 33).
 
 Decoding is strict: anything that would not re-encode to the very same bytes — unsorted or
 duplicate keys, a long form of a short integer, float32, trailing bytes — is refused. That makes
@@ -88,7 +90,7 @@ def _in_canonical_order(value: Any) -> bool:
         else:
             normalize(v, depth)  # a lone scalar (top level): its own checks
             continue
-        if depth >= MAX_DEPTH and children:
+        if depth > MAX_DEPTH:
             raise InvalidEncoding(f"encoding: nested deeper than {MAX_DEPTH}")
         for c in children:
             tc = type(c)

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, unquote
 
@@ -51,7 +51,9 @@ from .validate import (
 )
 
 __all__ = [
+    "event_digest",
     "event_hash_id",
+    "hash_id_of_digest",
     "event_prehash",
     "epc_to_digital_link",
     "normalise_identifier",
@@ -579,7 +581,15 @@ def event_prehash(event: Mapping[str, Any], context: Any = None) -> str:
     return "".join(out)
 
 
+def event_digest(event: Mapping[str, Any], context: Any = None) -> bytes:
+    """The 32-byte SHA-256 inside the event's hash ID: the key of the ledger's ``duplicate event`` rule."""
+    return hashlib.sha256(event_prehash(event, context).encode("utf-8")).digest()
+
+
 def event_hash_id(event: Mapping[str, Any], context: Any = None) -> str:
     """The CBV 2.0 event hash ID ``ni:///sha-256;<hex>?ver=CBV2.0`` of an EPCIS event."""
-    digest = hashlib.sha256(event_prehash(event, context).encode("utf-8")).hexdigest()
-    return f"ni:///sha-256;{digest}?ver={HASH_VERSION}"
+    return hash_id_of_digest(event_digest(event, context))
+
+
+def hash_id_of_digest(digest: bytes) -> str:
+    return f"ni:///sha-256;{digest.hex()}?ver={HASH_VERSION}"

@@ -32,6 +32,7 @@ DEFAULT_PARAMS: dict[str, int] = {
     "batch_timeout_ms": 2,
     "view_change_timeout_ms": 2000,
     "view_change_timeout_max_ms": 30000,
+    "max_clock_skew_ms": 15000,
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

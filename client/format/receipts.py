@@ -1,0 +1,159 @@
+"""Receipts: a record with everything needed to prove, offline, that the chain committed it.
+
+A receipt holds the signed record, its Merkle inclusion path in its block, the block header and
+the block's commit certificate. With the genesis file alone, anyone can check that 2f+1 of the
+chain's validators committed a block whose records root includes exactly this record — without
+trusting the node that handed the receipt out. The JSON file form writes byte strings as hex.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rantai.consensus.certificate import CommitCertificate
+from rantai.consensus.crypto import HASH_SIZE, SIGNATURE_SIZE
+
+from .blocks import BlockHeader
+from .errors import InvalidProof, VerificationError
+from .genesis import Genesis
+from .records import SignedRecord
+from .validity import certificate_of, same_value
+
+__all__ = ["RECEIPT_FORMAT", "Receipt"]
+
+RECEIPT_FORMAT = "rantai-receipt/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    record: SignedRecord
+    index: int
+    path: tuple[bytes, ...]
+    header: BlockHeader
+    certificate: CommitCertificate
+
+    @property
+    def record_id(self) -> bytes:
+        return self.record.id
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    def verify(self, genesis: Genesis) -> None:
+        """Raise a ``VerificationError`` (or the record's own error) unless this receipt proves its record."""
+        from .validity import check_receipt
+
+        check_receipt(self.record, self.index, self.path, self.header, self.certificate, genesis)
+
+    # -- wire form (msgpack objects) -----------------------------------------------------
+    def to_obj(self) -> dict[str, Any]:
+        return {  # keys in canonical order, so encoding needs no re-sorting
+            "certificate": self.certificate.to_obj(),
+            "header": self.header.to_obj(),
+            "index": self.index,
+            "path": list(self.path),
+            "record": self.record.raw,
+        }
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> "Receipt":
+        """A receipt from its wire map (exact keys and types; rule ``receipt shape``)."""
+        if type(obj) is not dict or set(obj) != _OBJ_KEYS:
+            raise VerificationError(f"receipt: exactly {sorted(_OBJ_KEYS)} expected", rule="receipt shape")
+        if type(obj["record"]) is not bytes:
+            raise VerificationError("receipt: record must be the signed record's bytes", rule="receipt shape")
+        index, path = obj["index"], obj["path"]
+        if type(index) is not int or index < 0 or type(path) is not list:
+            raise InvalidProof("receipt: index must be a non-negative integer and path a list", rule="receipt shape")
+        if not all(type(p) is bytes and len(p) == HASH_SIZE for p in path):
+            raise InvalidProof("receipt: every path entry must be a 32-byte hash", rule="receipt shape")
+        header = BlockHeader.from_obj(obj["header"])
+        return cls(
+            record=SignedRecord.from_bytes(obj["record"]),
+            index=index,
+            path=tuple(path),
+            header=header,
+            certificate=certificate_of(obj["certificate"], header.height),
+        )
+
+    # -- file form (JSON, hex for bytes) -------------------------------------------------
+    def to_json(self, genesis_hash: bytes | None = None) -> str:
+        doc = {
+            "format": RECEIPT_FORMAT,
+            "genesis_hash": (genesis_hash or self.header.chain).hex(),
+            "record_id": self.record.id.hex(),
+            **_hexify(self.to_obj()),
+            "event": self.record.event,
+        }
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Receipt":
+        """A receipt file (docs/format.md §8): exactly its keys, lower-case hex of the right lengths, and a
+        readable event that is the signed one, types included (``1`` is not ``1.0`` nor ``true``)."""
+        try:
+            doc = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise VerificationError(f"receipt: not valid JSON: {exc}", rule="receipt shape") from exc
+        if type(doc) is not dict or doc.get("format") != RECEIPT_FORMAT:
+            raise VerificationError(f"receipt: not a {RECEIPT_FORMAT} file", rule="receipt shape")
+        if set(doc) != _FILE_KEYS:
+            raise VerificationError(f"receipt: exactly the keys {sorted(_FILE_KEYS)} expected", rule="receipt shape")
+        header, cert = doc["header"], doc["certificate"]
+        if type(header) is not dict or type(cert) is not dict or type(cert.get("votes")) is not list:
+            raise VerificationError("receipt: header and certificate must be objects", rule="receipt shape")
+        if type(doc["path"]) is not list:
+            raise VerificationError("receipt: path must be a list", rule="receipt shape")
+        header = {**header, **{k: _unhex(header.get(k), f"header.{k}", HASH_SIZE)
+                               for k in ("chain", "prev_hash", "records_root")}}
+        votes = []
+        for n, vote in enumerate(cert["votes"]):
+            if type(vote) is not list or len(vote) != 2:
+                raise VerificationError(f"receipt: certificate.votes[{n}] must be [validator id, signature]",
+                                        rule="receipt shape")
+            votes.append([vote[0], _unhex(vote[1], f"certificate.votes[{n}]", SIGNATURE_SIZE)])
+        obj = {
+            "record": _unhex(doc["record"], "record"),
+            "index": doc["index"],
+            "path": [_unhex(p, f"path[{n}]", HASH_SIZE) for n, p in enumerate(doc["path"])],
+            "header": header,
+            "certificate": {**cert, "block_hash": _unhex(cert.get("block_hash"), "certificate.block_hash", HASH_SIZE),
+                            "votes": votes},
+        }
+        receipt = cls.from_obj(obj)
+        if doc["record_id"] != receipt.record.id.hex():
+            raise VerificationError("receipt: record_id does not match the record's bytes", rule="receipt shape")
+        if doc["genesis_hash"] != receipt.header.chain.hex():
+            raise VerificationError("receipt: genesis_hash does not match the header's chain", rule="receipt shape")
+        if not same_value(doc["event"], receipt.record.event):
+            # The readable copy of the event must say what the signed bytes say, in the same types.
+            raise VerificationError("receipt: the readable event differs from the signed record", rule="receipt event")
+        return receipt
+
+
+_OBJ_KEYS = frozenset({"record", "index", "path", "header", "certificate"})
+_FILE_KEYS = _OBJ_KEYS | {"format", "genesis_hash", "record_id", "event"}
+_LOWER_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+
+
+def _unhex(value: Any, where: str, size: int | None = None) -> bytes:
+    """Lower-case hex of an exact length: the only form a receipt file writes, so the only one it reads."""
+    if type(value) is not str or not _LOWER_HEX.fullmatch(value) or (size is not None and len(value) != 2 * size):
+        want = f"{2 * size} lower-case hex digits" if size is not None else "lower-case hex digits (even count)"
+        raise VerificationError(f"receipt: {where} must be {want}", rule="receipt shape")
+    return bytes.fromhex(value)
+
+
+def _hexify(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _hexify(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hexify(v) for v in value]
+    return value
+

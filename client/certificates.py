@@ -15,9 +15,17 @@ from .genesis import Genesis
 __all__ = ["CommitCertificate", "certificate_from_obj", "verify_certificate"]
 
 
-def verify_certificate(cert: CommitCertificate, genesis: Genesis, *, height: int, block_hash: bytes) -> None:
+def verify_certificate(
+    cert: CommitCertificate, genesis: Genesis, *, height: int, block_hash: bytes, min_view: int | None = None
+) -> None:
+    """``min_view``: the block header's view (a block is committed in its header's view or a later one).
+
+    The consensus layer's ``CertificateError.rule`` (e.g. ``certificate.quorum``) is kept as the
+    ``InvalidCertificate``'s ``__cause__``.
+    """
     try:
-        _verify(cert, genesis.hash, genesis.validator_verifiers, height=height, block_hash=block_hash)
+        _verify(cert, genesis.hash, genesis.validator_verifiers, height=height, block_hash=block_hash,
+                min_view=min_view)
     except CertificateError as exc:
         raise InvalidCertificate(f"block {height}: {exc}", height=height) from exc
 

@@ -440,7 +440,7 @@ class _Core:
             if obj.get("block_hash") != header.hash:
                 raise InvalidBlock(f"head: block_hash is not the hash of the header at height {height}")
             cert = certificate_from_obj(obj.get("certificate"))
-            verify_certificate(cert, self.genesis, height=height, block_hash=header.hash)
+            verify_certificate(cert, self.genesis, height=height, block_hash=header.hash, min_view=header.view)
             if height < self.known_height:
                 raise StaleAnswer(f"head: height {height}, but height {self.known_height} is already verified")
             self._observe(header)

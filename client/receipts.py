@@ -49,7 +49,7 @@ class Receipt:
             raise InvalidBlock("receipt: the header belongs to another chain")
         self.record.verify(genesis, schema=False)
         merkle.verify_inclusion(self.index, h.record_count, self.record.id, list(self.path), h.records_root)
-        verify_certificate(self.certificate, genesis, height=h.height, block_hash=h.hash)
+        verify_certificate(self.certificate, genesis, height=h.height, block_hash=h.hash, min_view=h.view)
 
     # -- wire form (msgpack objects) -----------------------------------------------------
     def to_obj(self) -> dict[str, Any]:

@@ -441,7 +441,8 @@ class Node:
         cert = certificate_from_obj(cert_obj)
         await loop.run_in_executor(
             self.validator.pool,
-            lambda: verify_certificate(cert, self.genesis, height=block.height, block_hash=block.hash),
+            lambda: verify_certificate(cert, self.genesis, height=block.height, block_hash=block.hash,
+                                       min_view=block.header.view),
         )
         await self.validator.verify_records(block)
         await self._store(block, cert)

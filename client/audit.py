@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .format.audit import Auditor, AuditReport, BlockSource, ProgressFn
+from .format.audit import AuditReport, Auditor, BlockSource, ProgressFn
 from .format.encoding import decode
 from .format.errors import InvalidBlock, NodeError, RantaiError
 from .format.genesis import Genesis

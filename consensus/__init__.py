@@ -5,19 +5,17 @@ No networking, clock, randomness or disk here: ``Replica.handle(message, now_ms)
 """
 
 from . import wire
-from .certificate import CertificateError, CommitCertificate, quorum_size, verify_certificate
+from .certificate import CertificateError, CommitCertificate, max_faulty, quorum_size, verify_certificate
 from .config import ReplicaConfig
 from .crypto import Signer, Verifier
 from .effects import (
     Broadcast,
-    CancelTimer,
     Commit,
     Effect,
     FetchState,
     Persist,
     Proposal,
     Send,
-    SetTimer,
     Slot,
     Validate,
 )
@@ -37,7 +35,6 @@ from .replica import Replica, compute_reproposals
 
 __all__ = [
     "Broadcast",
-    "CancelTimer",
     "CertificateError",
     "Checkpoint",
     "CheckpointCert",
@@ -59,13 +56,13 @@ __all__ = [
     "Replica",
     "ReplicaConfig",
     "Send",
-    "SetTimer",
     "Signer",
     "Slot",
     "Validate",
     "Verifier",
     "ViewChange",
     "compute_reproposals",
+    "max_faulty",
     "quorum_size",
     "verify_certificate",
     "wire",

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .certificate import max_faulty
 from .crypto import HASH_SIZE, PUBLIC_KEY_SIZE, key_id
 
 __all__ = ["ReplicaConfig"]
+
+_INT_FIELDS = ("checkpoint_interval", "window", "view_change_timeout_ms", "view_change_timeout_max_ms",
+               "retransmit_ms", "state_transfer_delay_ms", "state_transfer_timeout_ms", "log_max")
+_INT_LIMIT = 2**63  # every bound is a plain int well inside the u64 heights and views it is added to
 
 
 @dataclass(frozen=True)
@@ -31,16 +36,23 @@ class ReplicaConfig:
     log_max: int = 0  # 0: 2 * checkpoint_interval + window
 
     def __post_init__(self) -> None:
-        if len(self.chain) != HASH_SIZE:
+        if type(self.chain) is not bytes or len(self.chain) != HASH_SIZE:
             raise ValueError("chain must be the 32-byte genesis hash")
-        if not self.validators:
-            raise ValueError("at least one validator")
+        if type(self.validators) is not tuple or not self.validators:
+            raise ValueError("validators must be a non-empty tuple of (id, public key) pairs")
+        for entry in self.validators:
+            if type(entry) is not tuple or len(entry) != 2:
+                raise ValueError("validators must be a non-empty tuple of (id, public key) pairs")
+            vid, pk = entry
+            if type(vid) is not str or type(pk) is not bytes or len(pk) != PUBLIC_KEY_SIZE or key_id(pk) != vid:
+                raise ValueError(f"validator {vid!r}: id must be key_id of its 32-byte public key")
         ids = [v for v, _ in self.validators]
         if len(set(ids)) != len(ids):
             raise ValueError("validator ids must be distinct")
-        for vid, pk in self.validators:
-            if len(pk) != PUBLIC_KEY_SIZE or key_id(pk) != vid:
-                raise ValueError(f"validator {vid}: id must be key_id of its 32-byte public key")
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value < _INT_LIMIT:
+                raise ValueError(f"{name} must be a non-negative integer (not a bool or float), got {value!r}")
         if self.checkpoint_interval < 1 or self.window < 1:
             raise ValueError("checkpoint_interval and window must be positive")
         if not 0 < self.view_change_timeout_ms <= self.view_change_timeout_max_ms:
@@ -58,4 +70,4 @@ class ReplicaConfig:
 
     @property
     def f(self) -> int:
-        return (self.n - 1) // 3
+        return max_faulty(self.n)

@@ -13,14 +13,12 @@ from .certificate import CommitCertificate
 
 __all__ = [
     "Broadcast",
-    "CancelTimer",
     "Commit",
     "Effect",
     "FetchState",
     "Persist",
     "Proposal",
     "Send",
-    "SetTimer",
     "Slot",
     "Validate",
 ]
@@ -86,19 +84,6 @@ class Validate:
 
 
 @dataclass(frozen=True, slots=True)
-class SetTimer:
-    """A hint: call ``tick`` at or after ``at_ms`` (the driver ticks periodically anyway)."""
-
-    name: str
-    at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
 class FetchState:
     """Fetch blocks ``from_height..to_height`` with their certificates from ``peers``, verify and store
     them, then call ``Replica.state_transferred(height, digest, now_ms)`` with the height reached."""
@@ -108,4 +93,4 @@ class FetchState:
     peers: tuple[str, ...]
 
 
-Effect = Send | Broadcast | Persist | Commit | Validate | SetTimer | CancelTimer | FetchState
+Effect = Send | Broadcast | Persist | Commit | Validate | FetchState

@@ -20,6 +20,12 @@ Proofs inside VIEW-CHANGE (checkpoint and prepared certificates) are lists of si
 on their own, so the VIEW-CHANGE signature covers only the claims. ``ViewChange.payloads`` (the
 blocks behind the prepared certificates, needed to re-propose them) is not signed: the node checks
 every payload against its digest in ``Validate``.
+
+The body functions refuse (``ValueError``) a field that does not fit its slot: an integer that is
+not a plain ``int`` in the u64 range (``True`` packs as 1), a digest or signature of the wrong
+length (a 33-byte digest followed by a 31-byte parent would sign the same bytes as a valid pair).
+``wire.decode`` already guarantees all of this for received messages; the checks keep a message
+built in-process from signing ambiguous bytes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import struct
 from dataclasses import dataclass
 
 from .certificate import COMMIT_KIND, commit_body
+from .crypto import HASH_SIZE, SIGNATURE_SIZE
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -55,10 +62,25 @@ NEWVIEW_KIND = "newview"
 _QQ = struct.Struct(">QQ")
 _Q = struct.Struct(">Q")
 _I = struct.Struct(">I")
+_U64_LIMIT = 2**64
+_ID_SIZE = 16
+
+
+def _u64(*values: int) -> None:
+    for x in values:
+        if type(x) is not int or not 0 <= x < _U64_LIMIT:
+            raise ValueError(f"expected an unsigned 64-bit integer, got {x!r}")
+
+
+def _sized(x: bytes, size: int) -> bytes:
+    if type(x) is not bytes or len(x) != size:
+        raise ValueError(f"expected {size} bytes")
+    return x
 
 
 def vote_body(view: int, height: int, digest: bytes) -> bytes:
-    return _QQ.pack(view, height) + digest
+    _u64(view, height)
+    return _QQ.pack(view, height) + _sized(digest, HASH_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +100,8 @@ class PrePrepare:
 
 
 def preprepare_body(view: int, height: int, digest: bytes, parent: bytes) -> bytes:
-    return _QQ.pack(view, height) + digest + parent
+    _u64(view, height)
+    return _QQ.pack(view, height) + _sized(digest, HASH_SIZE) + _sized(parent, HASH_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +148,8 @@ class Checkpoint:
 
 
 def checkpoint_body(height: int, digest: bytes) -> bytes:
-    return _Q.pack(height) + digest
+    _u64(height)
+    return _Q.pack(height) + _sized(digest, HASH_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +192,11 @@ class ViewChange:
 
 
 def viewchange_body(view: int, stable: CheckpointCert, prepared: tuple[PreparedCert, ...]) -> bytes:
-    parts = [_QQ.pack(view, stable.height), stable.digest, _I.pack(len(prepared))]
+    _u64(view, stable.height)
+    parts = [_QQ.pack(view, stable.height), _sized(stable.digest, HASH_SIZE), _I.pack(len(prepared))]
     for p in prepared:
-        parts.append(_QQ.pack(p.height, p.view) + p.digest + p.parent)
+        _u64(p.height, p.view)
+        parts.append(_QQ.pack(p.height, p.view) + _sized(p.digest, HASH_SIZE) + _sized(p.parent, HASH_SIZE))
     return b"".join(parts)
 
 
@@ -189,12 +215,16 @@ class NewView:
 
 
 def newview_body(view: int, vcs: tuple[ViewChange, ...], pps: tuple[PrePrepare, ...]) -> bytes:
+    _u64(view)
     parts = [_Q.pack(view), _I.pack(len(vcs))]
     for vc in vcs:
-        parts.append(vc.sender.encode("ascii") + vc.sig)
+        if type(vc.sender) is not str or len(vc.sender) != _ID_SIZE or not vc.sender.isascii():
+            raise ValueError("expected a validator id of 16 ascii characters")
+        parts.append(vc.sender.encode("ascii") + _sized(vc.sig, SIGNATURE_SIZE))
     parts.append(_I.pack(len(pps)))
     for pp in pps:
-        parts.append(_Q.pack(pp.height) + pp.digest)
+        _u64(pp.height)
+        parts.append(_Q.pack(pp.height) + _sized(pp.digest, HASH_SIZE))
     return b"".join(parts)
 
 

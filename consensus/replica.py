@@ -26,19 +26,17 @@ from typing import Any
 import msgpack
 
 from . import wire
-from .certificate import CommitCertificate, quorum_size
+from .certificate import CommitCertificate, max_faulty, quorum_size
 from .config import ReplicaConfig
 from .crypto import Signer, Verifier
 from .effects import (
     Broadcast,
-    CancelTimer,
     Commit,
     Effect,
     FetchState,
     Persist,
     Proposal,
     Send,
-    SetTimer,
     Slot,
     Validate,
 )
@@ -61,7 +59,6 @@ __all__ = ["Replica", "compute_reproposals"]
 
 NORMAL = "normal"
 VIEW_CHANGE = "view-change"
-VC_TIMER = "view-change"
 _HV = struct.Struct(">QQ")
 _H = struct.Struct(">Q")
 _MAX_VOTES_PER_SENDER = 4  # votes kept per (sender, view) at one height: bounds a double-voter's flood
@@ -104,9 +101,9 @@ def compute_reproposals(
                 chosen[p.height] = p
     out: list[PreparedCert] = []
     h, parent = stable.height + 1, stable.digest
-    while (p := chosen.get(h)) is not None and p.parent == parent:
-        out.append(p)
-        parent, h = p.digest, h + 1
+    while (nxt := chosen.get(h)) is not None and nxt.parent == parent:
+        out.append(nxt)
+        parent, h = nxt.digest, h + 1
     return stable, out
 
 
@@ -138,7 +135,7 @@ class Replica:
         if self.me not in self.ids:
             raise ValueError(f"{self.me} is not a validator of this chain")
         self.n = len(self.ids)
-        self.f = (self.n - 1) // 3
+        self.f = max_faulty(self.n)
         self.q = quorum_size(self.n)
         self.verifiers: Mapping[str, Verifier] = verifiers or {v: Verifier(pk) for v, pk in config.validators}
         self.view = 0
@@ -204,7 +201,7 @@ class Replica:
         self.pending = pending
         if self.revalidate:
             # after a restart the node has forgotten in-flight blocks: show them again (ancestry for Validate)
-            for v, h, d in sorted(self.revalidate, key=lambda x: x[1]):
+            for _v, h, d in sorted(self.revalidate, key=lambda x: x[1]):
                 H = self.log.get(h)
                 if H is not None and h > self.committed_h and d in H.proposals:
                     H.asked.add((self.view, d))
@@ -319,7 +316,7 @@ class Replica:
         self.counters[why] = self.counters.get(why, 0) + 1
 
     def _verify(self, m: Any) -> bool:
-        ok = self.verifiers[m.sender].verify(m.sig, m.KIND, self.chain, m.body())
+        ok: bool = self.verifiers[m.sender].verify(m.sig, m.KIND, self.chain, m.body())
         if not ok:
             self._drop("bad-signature")
         return ok
@@ -377,7 +374,7 @@ class Replica:
         view change would cost seconds of no commits. Capped at ``view_change_timeout_max_ms``,
         which bounds what a primary that stalls on purpose can get away with.
         """
-        base = max(self.cfg.view_change_timeout_ms * (2 ** min(self.vc_attempts, 30)), 3 * self.commit_gap_ms)
+        base = max(self.cfg.view_change_timeout_ms * (1 << min(self.vc_attempts, 30)), 3 * self.commit_gap_ms)
         return min(base, self.cfg.view_change_timeout_max_ms)
 
     def _note_lagging(self, sender: str, view: int, out: list[Effect], now_ms: int) -> None:
@@ -478,7 +475,7 @@ class Replica:
         out.append(Broadcast(msg))
         self._check_prepared(h, out)
 
-    def _record_vote(self, H: _Height, table: dict, m: Any) -> bool:
+    def _record_vote(self, H: _Height, table: dict[tuple[int, bytes], dict[str, bytes]], m: Any) -> bool:
         """Add a PREPARE or COMMIT to ``table`` unless it is a repeat, over the sender's cap, or forged."""
         votes = table.get((m.view, m.digest))
         if votes is not None and m.sender in votes:
@@ -698,13 +695,10 @@ class Replica:
             busy = self.pending or self.bad_proposal or any(
                 h > self.committed_h and H.pp for h, H in self.log.items())
             if not busy:
-                if self.waiting_since is not None:
-                    out.append(CancelTimer(VC_TIMER))
                 self.waiting_since = None
                 return
             if self.waiting_since is None:
                 self.waiting_since = now_ms
-                out.append(SetTimer(VC_TIMER, now_ms + self._timeout()))
             start = max(self.waiting_since, self.last_progress_ms or 0)
             if now_ms >= start + self._timeout():
                 self._start_view_change(self.view + 1, out, now_ms)
@@ -725,7 +719,6 @@ class Replica:
         for H in self.log.values():
             H.pp_wait.clear()
         out.append(Persist(((b"view", msgpack.packb([new_view, True])),)))
-        out.append(SetTimer(VC_TIMER, now_ms + self._timeout()))
         out.append(Broadcast(self._build_view_change()))
         self._check_view_changes(out, now_ms)
 
@@ -864,8 +857,9 @@ class Replica:
         if len(prefix) != len(m.pre_prepares):
             self._drop("bad-new-view")
             return
-        for p, pp in zip(prefix, m.pre_prepares):
-            if (pp.view, pp.height, pp.digest, pp.parent, pp.sender) != (m.view, p.height, p.digest, p.parent, m.sender) \
+        for p, pp in zip(prefix, m.pre_prepares, strict=True):
+            if (pp.view, pp.height, pp.digest, pp.parent, pp.sender) \
+                    != (m.view, p.height, p.digest, p.parent, m.sender) \
                     or not self.verifiers[m.sender].verify(pp.sig, PrePrepare.KIND, self.chain, pp.body()):
                 self._drop("bad-new-view")
                 return
@@ -892,7 +886,6 @@ class Replica:
         out.append(Persist(tuple(entries)))
         for pp in nv.pre_prepares:
             self.pkeys.setdefault(pp.height, set()).add(b"pp/" + _HV.pack(pp.height, v))
-        out.append(CancelTimer(VC_TIMER))
         if stable.height > self.stable.height:
             self._set_stable(stable, out)
         floor = v - _COMMIT_VIEWS_KEPT
@@ -902,8 +895,8 @@ class Replica:
                 del H.prepares[key]
             for key in [k for k in H.commits if k[0] < floor]:
                 del H.commits[key]
-            for key in [k for k in H.per_sender if k[1] < floor]:
-                del H.per_sender[key]
+            for skey in [k for k in H.per_sender if k[1] < floor]:
+                del H.per_sender[skey]
         end = stable.height
         for pp in nv.pre_prepares:
             end = pp.height
@@ -1007,7 +1000,8 @@ class Replica:
                 self.votes[(b"pp", h, v)] = val
                 self.pkeys.setdefault(h, set()).add(key)
                 pp = wire.decode(val)
-                assert isinstance(pp, PrePrepare)
+                if not isinstance(pp, PrePrepare):
+                    raise InvariantBroken(f"persisted entry {key!r} is not a PRE-PREPARE")
                 if v == self.view and not in_vc:
                     H = self._slot(h)
                     H.pp[v] = pp

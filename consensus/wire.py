@@ -63,22 +63,23 @@ def _vc(m: ViewChange) -> list[Any]:
 
 def encode(message: Message) -> bytes:
     """The wire bytes of ``message`` (one msgpack array)."""
-    t = type(message)
-    if t is Prepare or t is CommitVote:
-        tag = 2 if t is Prepare else 3
-        obj: list[Any] = [tag, message.view, message.height, message.digest, message.sender, message.sig]
-    elif t is PrePrepare:
+    obj: list[Any]
+    if type(message) is Prepare or type(message) is CommitVote:
+        tag = 2 if type(message) is Prepare else 3
+        obj = [tag, message.view, message.height, message.digest, message.sender, message.sig]
+    elif type(message) is PrePrepare:
         obj = [1, *_pp(message)]
-    elif t is Checkpoint:
+    elif type(message) is Checkpoint:
         obj = [4, message.height, message.digest, message.sender, message.sig]
-    elif t is ViewChange:
+    elif type(message) is ViewChange:
         obj = [5, *_vc(message)]
-    elif t is NewView:
+    elif type(message) is NewView:
         obj = [6, message.view, [_vc(v) for v in message.view_changes], [_pp(p) for p in message.pre_prepares],
                message.sender, message.sig]
     else:
-        raise TypeError(f"not a consensus message: {t.__name__}")
-    return msgpack.packb(obj, use_bin_type=True)
+        raise TypeError(f"not a consensus message: {type(message).__name__}")
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
 
 
 # ---------------------------------------------------------------------------------------- decode

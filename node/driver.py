@@ -40,13 +40,11 @@ from rantai.consensus.config import ReplicaConfig
 from rantai.consensus.crypto import sha256
 from rantai.consensus.effects import (
     Broadcast,
-    CancelTimer,
     Commit,
     FetchState,
     Persist,
     Proposal,
     Send,
-    SetTimer,
     Validate,
 )
 from rantai.consensus.errors import InvariantBroken
@@ -293,8 +291,6 @@ class Node:
             elif t is FetchState:
                 if self._catch_up is None or self._catch_up.done():
                     self._catch_up = asyncio.create_task(self._fetch_state(e))
-            elif t is SetTimer or t is CancelTimer:
-                pass  # the loop ticks every tick_ms anyway
             else:
                 log.warning("unknown effect %r", e)
             i += 1

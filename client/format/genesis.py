@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rantai.consensus.certificate import max_faulty
 from rantai.consensus.crypto import PUBLIC_KEY_SIZE, Verifier, key_id, sha256
 
 from .encoding import encode
@@ -155,7 +156,7 @@ class Genesis:
     # -- derived views -------------------------------------------------------------------
     @property
     def f(self) -> int:
-        return (len(self.validators) - 1) // 3
+        return max_faulty(len(self.validators))
 
     @property
     def quorum(self) -> int:

@@ -283,23 +283,25 @@ def check_certificate(cert: CommitCertificate, genesis: Genesis, header: BlockHe
     def fail(rule: str, message: str) -> InvalidCertificate:
         return InvalidCertificate(f"block {height}: {message}", rule=rule, height=height)
 
-    if cert.height != height:
-        raise fail("certificate height", f"certificate: for height {cert.height}, not {height}")
-    if cert.block_hash != header.hash:
-        raise fail("certificate block hash", "certificate: for another block hash")
-    if cert.view < header.view:
-        raise fail("certificate view", f"certificate: view {cert.view} is below the header's view {header.view}")
-    ids = [v for v, _ in cert.votes]
-    if any(a >= b for a, b in zip(ids, ids[1:])):
-        raise fail("certificate votes", "certificate: votes are not sorted by validator id (or one signs twice)")
     try:
-        verify_certificate(cert, genesis.hash, genesis.validator_verifiers, height=height, block_hash=header.hash)
+        verify_certificate(cert, genesis.hash, genesis.validator_verifiers, height=height, block_hash=header.hash,
+                           min_view=header.view)
     except CertificateError as exc:
-        text = str(exc)
-        rule = ("certificate quorum" if "needed" in text else
-                "certificate votes" if "not a validator" in text or "twice" in text else
-                "certificate signature" if "does not verify" in text else "certificate shape")
-        raise fail(rule, text) from exc
+        raise fail(_CERTIFICATE_RULES.get(exc.rule, "certificate shape"), str(exc)) from exc
+
+
+# The consensus layer's names for what its certificate verifier refuses, as this module names them.
+_CERTIFICATE_RULES = {
+    "certificate.malformed": "certificate shape",
+    "certificate.height": "certificate height",
+    "certificate.block hash": "certificate block hash",
+    "certificate.view": "certificate view",
+    "certificate.unsorted": "certificate votes",
+    "certificate.duplicate signer": "certificate votes",
+    "certificate.unknown validator": "certificate votes",
+    "certificate.signature": "certificate signature",
+    "certificate.quorum": "certificate quorum",
+}
 
 
 def certificate_of(obj: Any, height: int) -> CommitCertificate:

@@ -12,17 +12,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..certificate import CommitCertificate, verify_certificate
+from ..crypto import Verifier
 from ..effects import Proposal
 from ..messages import CommitVote, PrePrepare, Prepare
-
-if TYPE_CHECKING:
-    from .cluster import Node, Simulation
+from ..replica import Replica
+from .blocks import decode_block
 
 __all__ = ["Checker", "Violation"]
+
+
+# What the checker reads of the simulation (``cluster.Node`` and ``cluster.Simulation`` provide it):
+# described here rather than imported, so that cluster -> checkers is the only import between them.
+class Node(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def up(self) -> bool: ...
+    @property
+    def byzantine(self) -> str | None: ...
+    @property
+    def replica(self) -> Replica | None: ...
+    @property
+    def blocks(self) -> Sequence[tuple[Proposal, CommitCertificate]]: ...
+    def committed(self) -> tuple[int, bytes]: ...
+    def committed_requests(self) -> set[str]: ...
+
+
+class Simulation(Protocol):
+    @property
+    def now_ms(self) -> int: ...
+    @property
+    def chain(self) -> bytes: ...
+    @property
+    def verifiers(self) -> Mapping[str, Verifier]: ...
+    @property
+    def valid_requests(self) -> set[str]: ...
+    @property
+    def nodes(self) -> Sequence[Node]: ...
+    def honest(self) -> Sequence[Node]: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +68,7 @@ class Violation:
 
 
 class Checker:
-    def __init__(self, sim: "Simulation") -> None:
+    def __init__(self, sim: Simulation) -> None:
         self.sim = sim
         self.violations: list[Violation] = []
         self.chain_digests: dict[int, bytes] = {}  # height -> the one committed digest
@@ -46,7 +78,7 @@ class Checker:
     def fail(self, invariant: str, detail: str) -> None:
         self.violations.append(Violation(invariant, detail, self.sim.now_ms))
 
-    def on_send(self, node: "Node", m: Any) -> None:
+    def on_send(self, node: Node, m: Any) -> None:
         if node.byzantine is not None:
             return
         t = type(m)
@@ -59,7 +91,7 @@ class Checker:
             elif prev != m.digest:
                 self.fail("no-double-vote", f"{node.id} signed two {kind}s at view {m.view} height {m.height}")
 
-    def on_commit(self, node: "Node", prop: Proposal, cert: CommitCertificate, via: str) -> None:
+    def on_commit(self, node: Node, prop: Proposal, cert: CommitCertificate, via: str) -> None:
         if node.byzantine is not None:
             return
         sim = self.sim
@@ -78,8 +110,6 @@ class Checker:
             self.chain_digests[h] = prop.digest
         elif prev != prop.digest:
             self.fail("agreement", f"{node.id} committed a different block at height {h}")
-        from .cluster import decode_block
-
         blk = decode_block(prop.payload)
         if blk is None:
             self.fail("validity", f"height {h}: undecodable block")
@@ -92,7 +122,7 @@ class Checker:
                 self.fail("validity", f"height {h}: request {rid} committed twice at {node.id}")
         self.high[node.id] = max(self.high.get(node.id, 0), h)
 
-    def on_restart(self, node: "Node") -> None:
+    def on_restart(self, node: Node) -> None:
         if node.byzantine is None and len(node.blocks) < self.high.get(node.id, 0):
             self.fail("prefix", f"{node.id} restarted with a shorter chain")
 
@@ -101,7 +131,8 @@ class Checker:
         for node in self.sim.nodes:
             if node.byzantine is None and node.replica is not None:
                 if node.replica.committed_h != len(node.blocks):
-                    self.fail("prefix", f"{node.id}: replica at {node.replica.committed_h}, store at {len(node.blocks)}")
+                    self.fail("prefix",
+                              f"{node.id}: replica at {node.replica.committed_h}, store at {len(node.blocks)}")
 
     def converged(self) -> bool:
         honest = self.sim.honest()

@@ -16,18 +16,19 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import msgpack
+from functools import partial
+from typing import Any
 
 from .. import wire
-from ..certificate import CommitCertificate, verify_certificate
+from ..certificate import CommitCertificate, max_faulty, verify_certificate
 from ..config import ReplicaConfig
 from ..crypto import Signer, Verifier, sha256
-from ..effects import Broadcast, CancelTimer, Commit, FetchState, Persist, Proposal, Send, SetTimer, Validate
-from ..messages import CommitVote, NewView, PrePrepare, Prepare, ViewChange, preprepare_body, vote_body
+from ..effects import Broadcast, Commit, FetchState, Persist, Proposal, Send, Validate
+from ..messages import CommitVote, PrePrepare, Prepare, ViewChange, preprepare_body, vote_body
 from ..replica import Replica
+from .blocks import decode_block, make_block
 from .checkers import Checker, Violation
 
 __all__ = ["ALL_FAULTS", "BYZANTINE", "CachingVerifier", "Result", "Simulation", "run_seed"]
@@ -52,22 +53,6 @@ class CachingVerifier(Verifier):
         if hit is None:
             hit = self.cache[key] = super().verify(signature, kind, chain, body)
         return hit
-
-
-# ------------------------------------------------------------------------------------------ blocks
-
-def make_block(height: int, parent: bytes, view: int, proposer: str, timestamp: int,
-               requests: list[list[Any]]) -> Proposal:
-    payload = msgpack.packb([height, parent, view, proposer, timestamp, requests], use_bin_type=True)
-    return Proposal(height, parent, sha256(payload), payload)
-
-
-def decode_block(payload: bytes) -> tuple[int, bytes, int, str, int, list[list[Any]]] | None:
-    try:
-        h, parent, view, proposer, ts, reqs = msgpack.unpackb(payload, raw=False)
-        return h, parent, view, proposer, ts, [list(r) for r in reqs]
-    except Exception:
-        return None
 
 
 @dataclass
@@ -170,14 +155,12 @@ class Node:
                     self.inflight[e.proposal.digest] = (e.proposal.parent, [r[0] for r in blk[5] if r])
                 delay = sim.rng.randint(0, 5)
                 inc = self.incarnation
-                sim.schedule(t + delay, lambda tt, e=e, inc=inc: self.answer_validate(e, inc, tt))
+                sim.schedule(t + delay, partial(self.answer_validate, e, inc))
             elif te is FetchState:
                 sim.fetches += 1
                 delay = sim.rng.randint(10, 60)
                 inc = self.incarnation
-                sim.schedule(t + delay, lambda tt, e=e, inc=inc: self.fetch(e, inc, tt))
-            elif te is SetTimer or te is CancelTimer:
-                pass
+                sim.schedule(t + delay, partial(self.fetch, e, inc))
             else:
                 raise TypeError(f"unknown effect {e!r}")
 
@@ -272,7 +255,8 @@ class Node:
                 p, rids = self.inflight[d]
                 busy.update(rids)
                 d, hops = p, hops + 1
-            reqs = [[rid, flag] for rid, flag in self.mempool.items() if rid not in busy][: self.sim.batch]
+            reqs: list[list[Any]] = [[rid, flag] for rid, flag in self.mempool.items()
+                                     if rid not in busy][: self.sim.batch]
             if self.byzantine == "invalid" and self.sim.rng.random() < 0.5:
                 reqs.append([f"forged-{self.sim.rng.randrange(10**6)}", True])
             if not reqs:
@@ -315,7 +299,7 @@ class Simulation:
         self.verifiers = {s.id: CachingVerifier(s.public_key, self.cache) for s in signers}
         self.nodes = [Node(self, i, s) for i, s in enumerate(signers)]
         self.by_id = {n.id: n for n in self.nodes}
-        self.f = (nodes - 1) // 3
+        self.f = max_faulty(nodes)
         self.batch = rng.choice([1, 3, 8])
         self.queue: list[tuple[int, int, Callable[[int], None]]] = []
         self.seq = 0
@@ -386,7 +370,7 @@ class Simulation:
             delay = self.rng.randint(lo, hi)
             if not self.healed and self.rng.random() < 0.05:
                 delay += self.rng.randint(hi, 4 * hi)  # a slow path: reordering
-            self.schedule(t + delay, lambda tt, src=src, dst=dst, data=data: self.deliver(src, dst, data, tt))
+            self.schedule(t + delay, partial(self.deliver, src, dst, data))
 
     def deliver(self, src: Node, dst: Node, data: bytes, t: int) -> None:
         if not self.reachable(src, dst) or dst.replica is None:
@@ -420,7 +404,8 @@ class Simulation:
                 out.append((Prepare(m.view, m.height, d2, src.id, sig), dst))
             else:
                 probe = CommitVote(m.view, m.height, d2, src.id, b"")
-                out.append((CommitVote(m.view, m.height, d2, src.id, s.sign(CommitVote.KIND, self.chain, probe.body())), dst))
+                sig = s.sign(CommitVote.KIND, self.chain, probe.body())
+                out.append((CommitVote(m.view, m.height, d2, src.id, sig), dst))
         elif kind == "forge":
             # pretend to be someone else, flip digests under honest signatures, replay old traffic
             victim = rng.choice(self.nodes).id
@@ -456,7 +441,7 @@ class Simulation:
             return
         node.crash()
         downtime = self.rng.randint(50, 3000)
-        self.schedule(t + downtime, lambda tt, node=node: self.restart_node(node, tt))
+        self.schedule(t + downtime, partial(self.restart_node, node))
 
     def restart_node(self, node: Node, t: int) -> None:
         if node.up:
@@ -474,7 +459,7 @@ class Simulation:
         for i in range(n_req):
             at = rng.randint(0, self.load_ms)
             rid = f"r{i}"
-            self.schedule(at, lambda tt, rid=rid: self.submit(rid, tt))
+            self.schedule(at, partial(self.submit, rid))
         for _ in range(rng.randint(0, 3) if "partition" in fs else 0):
             at = rng.randint(0, self.safety_ms)
             ids = [n.id for n in self.nodes]
@@ -482,16 +467,19 @@ class Simulation:
             cut = rng.randint(1, len(ids) - 1)
             part = (frozenset(ids[:cut]), frozenset(ids[cut:]))
             dur = rng.randint(200, 3000)
-            self.schedule(at, lambda tt, part=part: setattr(self, "partition", part))
+            self.schedule(at, partial(self.set_partition, part))
             self.schedule(min(at + dur, self.safety_ms), lambda tt: setattr(self, "partition", None))
         if "crash" in fs:
             for _ in range(rng.randint(1, 4)):
                 node = rng.choice(self.honest() or self.nodes)
                 at = rng.randint(0, self.safety_ms)
-                self.schedule(at, lambda tt, node=node: self.crash_node(node, tt))
+                self.schedule(at, partial(self.crash_node, node))
         for node in self.nodes:
-            self.schedule(rng.randint(0, 20), lambda tt, node=node: self.tick(node, tt))
+            self.schedule(rng.randint(0, 20), partial(self.tick, node))
         self.schedule(self.safety_ms, self.heal)
+
+    def set_partition(self, part: tuple[frozenset[str], frozenset[str]] | None, t: int) -> None:
+        self.partition = part
 
     def submit(self, rid: str, t: int) -> None:
         self.valid_requests.add(rid)
@@ -506,7 +494,7 @@ class Simulation:
             if node.up:
                 node.maybe_propose(t)
             self.after_step(t)
-        self.schedule(t + 20, lambda tt, node=node: self.tick(node, tt))
+        self.schedule(t + 20, partial(self.tick, node))
 
     def heal(self, t: int) -> None:
         self.healed = True

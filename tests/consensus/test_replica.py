@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from consensus_helpers import CHAIN, Cluster, block, config, msgs, of
 
 from rantai.consensus import (
     Broadcast,
-    Checkpoint,
-    Commit,
     CommitVote,
-    FetchState,
     NewView,
     Persist,
     PrePrepare,
@@ -24,8 +22,6 @@ from rantai.consensus import (
 )
 from rantai.consensus.crypto import Verifier
 from rantai.consensus.messages import CheckpointCert, PreparedCert, vote_body
-
-from consensus_helpers import CHAIN, Cluster, block, config, msgs, of
 
 
 def test_primary_slot_and_preprepare_persisted_before_broadcast() -> None:
@@ -101,7 +97,8 @@ def test_bad_signature_unknown_sender_wrong_primary_are_dropped() -> None:
     assert b.handle(dataclasses.replace(pp, sender="ffffffffffffffff"), 0) == []
     fake = ss[2]
     body = PrePrepare(0, 1, CHAIN, pp.digest, pp.payload, fake.id, b"").body()
-    assert b.handle(PrePrepare(0, 1, CHAIN, pp.digest, pp.payload, fake.id, fake.sign("preprepare", CHAIN, body)), 0) == []
+    forged = PrePrepare(0, 1, CHAIN, pp.digest, pp.payload, fake.id, fake.sign("preprepare", CHAIN, body))
+    assert b.handle(forged, 0) == []
     st = b.status()["dropped"]
     assert st["bad-signature"] == 1 and st["unknown-sender"] == 1 and st["not-primary"] == 1
 
@@ -200,7 +197,8 @@ def test_slow_commits_stretch_the_timeout_and_a_dead_primary_is_still_replaced()
 def _cert(ss, view, h, d, parent, prim):
     from rantai.consensus.messages import preprepare_body
     pps = ss[prim].sign("preprepare", CHAIN, preprepare_body(view, h, d, parent))
-    votes = tuple(sorted((s.id, s.sign("prepare", CHAIN, vote_body(view, h, d))) for i, s in enumerate(ss) if i != prim)[:2])
+    votes = tuple(sorted((s.id, s.sign("prepare", CHAIN, vote_body(view, h, d)))
+                         for i, s in enumerate(ss) if i != prim)[:2])
     return PreparedCert(view, h, d, parent, pps, votes)
 
 
@@ -314,7 +312,7 @@ def test_lagging_replica_fetches_state_and_rejoins() -> None:
         c.pump()
     c.down = set()
     lag = c.replicas[3]
-    for i in range(3):
+    for _ in range(3):
         c.tick(2000)
         c.pump()
     fetch = c.fetches[3]

@@ -43,10 +43,12 @@ from typing import Any, Protocol
 from rantai.consensus.crypto import sha256
 
 from .blocks import Block, BlockHeader
+from .consortium import Consortium
 from .encoding import decode
 from .epcis.event_hash import event_digest
 from .errors import InvalidBlock, RantaiError
 from .genesis import Genesis
+from .governance import Governance
 from .records import SignedRecord
 from .validity import Parent, certificate_of, check_block, check_certificate, check_head, check_record, rule_of
 
@@ -176,8 +178,8 @@ _SCHEMA = False
 
 # A failure as it travels back from a worker: (height, rule, message, record id hex, index).
 FailureTuple = tuple[int, str, str, "str | None", "int | None"]
-# A unit of work: (height, header, certificate object, record bytes).
-Task = list[tuple[int, BlockHeader, Any, list[bytes]]]
+# A unit of work: (height, header, certificate object, record bytes, the consortium in force if not the genesis).
+Task = list[tuple[int, BlockHeader, Any, list[bytes], "Consortium | None"]]
 
 
 def _init_worker(genesis_doc: dict[str, Any], schema: bool) -> None:
@@ -186,16 +188,18 @@ def _init_worker(genesis_doc: dict[str, Any], schema: bool) -> None:
     _SCHEMA = schema
 
 
-def _check_record(g: Genesis, raw: bytes, height: int, index: int) -> tuple[FailureTuple | None, bytes | None]:
-    """(None, event digest) when the record is valid on ``g``; else (failure, digest if known)."""
+def _check_record(g: Consortium, raw: bytes, height: int, index: int) -> tuple[FailureTuple | None, bytes | None]:
+    """(None, event digest) when the record is valid in ``g``; else (failure, digest if known)."""
     try:
         rec = SignedRecord.from_bytes(raw)
     except RantaiError as exc:
         return (height, rule_of(exc, "record field"), str(exc), sha256(raw).hex(), index), None
-    try:
-        digest = event_digest(rec.event)
-    except Exception:  # noqa: BLE001 - an event that cannot be hashed is reported by the schema rule
-        digest = None
+    digest = None
+    if not rec.is_change:
+        try:
+            digest = event_digest(rec.event)
+        except Exception:  # noqa: BLE001 - an event that cannot be hashed is reported by the schema rule
+            pass
     try:
         check_record(rec, g, schema=_SCHEMA)
     except RantaiError as exc:
@@ -205,12 +209,12 @@ def _check_record(g: Genesis, raw: bytes, height: int, index: int) -> tuple[Fail
 
 def _check_task(task: Task) -> tuple[list[FailureTuple], list[tuple[int, int, bytes]]]:
     """Certificates, record rules and event digests of a batch of blocks: (failures, (height, index, digest))."""
-    g = _GENESIS
-    if g is None:
+    if _GENESIS is None:
         raise RuntimeError("audit worker not initialised")
     failures: list[FailureTuple] = []
     digests: list[tuple[int, int, bytes]] = []
-    for height, header, cert_obj, raws in task:
+    for height, header, cert_obj, raws, consortium in task:
+        g = consortium or _GENESIS
         try:
             check_certificate(certificate_of(cert_obj, height), g, header)
         except RantaiError as exc:
@@ -228,13 +232,30 @@ def _check_task(task: Task) -> tuple[list[FailureTuple], list[tuple[int, int, by
 
 
 class _Id:
-    """A record as the block rules see it in this process: its id and size (parsed in the workers)."""
+    """An EPCIS record as the block rules see it in this process: its id and size (parsed in the workers)."""
 
     __slots__ = ("id", "raw")
+    is_change = False
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.id = sha256(raw)
+
+
+# A canonical signed entry's first keys are "chain" (and its 32 bytes) then "change" or "event": a
+# governance change is recognised from its bytes without decoding every record in this process.
+_CHANGE_AT = len(b"\x87\xa5chain\xc4\x20") + 32
+_CHANGE_KEY = b"\xa6change"
+
+
+def _entry(raw: bytes) -> Any:
+    """A governance change fully parsed (the main process replays them in order); any other record as an id."""
+    if raw[_CHANGE_AT:_CHANGE_AT + len(_CHANGE_KEY)] == _CHANGE_KEY:
+        try:
+            return SignedRecord.from_bytes(raw)
+        except RantaiError:
+            pass  # malformed: the workers report it
+    return _Id(raw)
 
 
 def parse_block(raw: bytes, height: int) -> tuple[BlockHeader, list[bytes], Block]:
@@ -250,7 +271,7 @@ def parse_block(raw: bytes, height: int) -> tuple[BlockHeader, list[bytes], Bloc
     for i, r in enumerate(raws):
         if type(r) is not bytes:
             raise InvalidBlock(f"block {height}: record {i} is not a byte string", rule="block shape", height=height)
-    block = Block(header, tuple(_Id(r) for r in raws), raw, header.hash)  # type: ignore[arg-type]
+    block = Block(header, tuple(_entry(r) for r in raws), raw, header.hash)
     return header, raws, block
 
 
@@ -363,6 +384,7 @@ class Auditor:
         task: Task = []
         task_size = 0
         parent: Parent | None = Parent.genesis(g)
+        governance = Governance(g)
         expected = 1
         served = getattr(source, "served_head", None)
         served_hash: bytes | None = None  # the hash of the block streamed at the served head's height
@@ -412,19 +434,23 @@ class Auditor:
                 failures.append(AuditFailure(height, rule_of(exc, "block shape"), str(exc)))
                 parent = None
                 continue
+            consortium = governance.at(height)
             try:
                 # After a missing or unreadable block, the next one is checked against what it claims.
-                check_block(block, g, parent or Parent(height - 1, header.prev_hash, header.timestamp))
+                _check_changes_signed(block, consortium)
+                check_block(block, consortium, parent or Parent(height - 1, header.prev_hash, header.timestamp),
+                            governance=governance)
             except RantaiError as exc:
                 failures.append(AuditFailure(height, rule_of(exc, "block shape"), str(exc),
                                              index=getattr(exc, "details", {}).get("index")))
+                governance.height = max(governance.height, height)
             parent = Parent.of(header)
             if served is not None and height == served.get("height"):
                 served_hash = block.hash
             report.head_hash = block.hash.hex()
             report.records += len(raws)
             ids.add(block.record_ids(), height)
-            task.append((height, header, cert_obj, raws))
+            task.append((height, header, cert_obj, raws, None if consortium is g else consortium))
             task_size += len(raws) + 8
             if task_size >= self.batch_records:
                 flush()
@@ -439,7 +465,7 @@ class Auditor:
             failures.append(AuditFailure(report.height + 1, "missing block",
                                          f"the source ends at height {report.height}, but reported head {head}"))
         if served is not None and not report.truncated:
-            failures.extend(_check_served_head(g, served, served_hash))
+            failures.extend(_check_served_head(governance.at(max(1, report.height)), served, served_hash))
         for rid, (h1, _), (h2, i2) in ids.repeats():
             if h1 != h2:  # a repeat inside one block is the block rule's, already reported
                 failures.append(AuditFailure(h2, "duplicate record", f"record {rid.hex()} is already in block {h1}",
@@ -453,7 +479,19 @@ class Auditor:
         return report
 
 
-def _check_served_head(g: Genesis, served: Mapping[str, Any], streamed: bytes | None) -> list[AuditFailure]:
+def _check_changes_signed(block: Block, consortium: Consortium) -> None:
+    """Governance changes are replayed in this process, so their signatures are checked here first
+    (the workers check them again with every other record; a forged change must not be applied)."""
+    for i, r in enumerate(block.records):
+        if r.is_change:
+            try:
+                check_record(r, consortium)
+            except RantaiError as exc:
+                raise InvalidBlock(f"block {block.height}: record {i}: {exc}", rule=rule_of(exc, "change shape"),
+                                   height=block.height, index=i) from exc
+
+
+def _check_served_head(g: Consortium, served: Mapping[str, Any], streamed: bytes | None) -> list[AuditFailure]:
     """The head the source reported must be consistent, and be the block it served at that height."""
     height = served.get("height")
     height = height if type(height) is int else 0
@@ -518,7 +556,7 @@ def _verdict(genesis: Genesis, height: int, parent: Parent | None, raw: bytes | 
     global _GENESIS, _SCHEMA
     if _GENESIS is not genesis:
         _GENESIS, _SCHEMA = genesis, False
-    bad, _ = _check_task([(height, header, cert_obj, raws)])
+    bad, _ = _check_task([(height, header, cert_obj, raws, None)])
     if bad:
         f = AuditFailure(*bad[0])
         return f"{f.rule}: {f.message}" + (f" (record {f.index})" if f.index is not None else "")

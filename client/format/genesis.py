@@ -9,53 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rantai.consensus.certificate import max_faulty
 from rantai.consensus.crypto import PUBLIC_KEY_SIZE, Verifier, key_id, sha256
 
+from .consortium import DEFAULT_PARAMS, NAME, ROLES, Consortium, Member, Validator
 from .encoding import encode
 from .errors import InvalidEncoding, InvalidGenesis
 
 __all__ = ["DEFAULT_PARAMS", "ROLES", "Genesis", "Member", "Validator"]
 
-ROLES = frozenset({"submitter", "auditor", "admin"})
-
-DEFAULT_PARAMS: dict[str, int] = {
-    "max_block_records": 2048,
-    "max_block_bytes": 8 * 1024 * 1024,
-    "max_record_bytes": 64 * 1024,
-    "checkpoint_interval": 16,
-    "window": 8,
-    "batch_timeout_ms": 2,
-    "view_change_timeout_ms": 2000,
-    "view_change_timeout_max_ms": 30000,
-    "max_clock_skew_ms": 15000,
-}
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class Validator:
-    id: str
-    name: str
-    public_key: bytes
-    url: str
-    verifier: Verifier = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Member:
-    id: str
-    name: str
-    organisation: str
-    public_key: bytes
-    roles: frozenset[str]
-    verifier: Verifier = field(repr=False, compare=False)
+_NAME = NAME
 
 
 def _fail(message: str) -> InvalidGenesis:
@@ -75,28 +40,27 @@ def _public_key(entry: dict, where: str) -> bytes:
     return key
 
 
-class Genesis:
-    """A parsed, checked genesis file. ``hash`` is the chain's name in every signature."""
+class Genesis(Consortium):
+    """A parsed, checked genesis file: the consortium at height 0. ``hash`` names the chain in every signature."""
 
     def __init__(self, doc: dict[str, Any]) -> None:
         if not isinstance(doc, dict):
             raise _fail("top level must be a JSON object")
-        unknown = set(doc) - {"chain_id", "created_at", "validators", "members", "params"}
+        unknown = set(doc) - {"chain_id", "created_at", "validators", "members", "params", "governance"}
         if unknown:
             raise _fail(f"unknown field(s) {sorted(unknown)}")
         chain_id = doc.get("chain_id")
         if not isinstance(chain_id, str) or not _NAME.match(chain_id):
             raise _fail("chain_id: lowercase letters, digits, '.', '_' or '-' (1-64) expected")
-        self.chain_id = chain_id
         self.doc = doc
         try:
             self.canonical = encode(doc)
         except InvalidEncoding as exc:
             raise _fail(str(exc)) from exc
-        self.hash = sha256(self.canonical)
-
-        self.validators: tuple[Validator, ...] = tuple(self._validators(doc.get("validators")))
-        self.members: dict[str, Member] = {m.id: m for m in self._members(doc.get("members"))}
+        validators = tuple(self._validators(doc.get("validators")))
+        members = {m.id: m for m in self._members(doc.get("members"))}
+        if set(members) & {v.id for v in validators}:
+            raise _fail("a key is both a member's and a validator's: each role gets its own key")
         params = doc.get("params", {})
         if not isinstance(params, dict):
             raise _fail("params must be an object")
@@ -105,9 +69,22 @@ class Genesis:
                 raise _fail(f"params.{k}: unknown parameter (known: {', '.join(sorted(DEFAULT_PARAMS))})")
             if type(v) is not int or v <= 0:
                 raise _fail(f"params.{k}: a positive integer expected")
-        self.params: dict[str, int] = {**DEFAULT_PARAMS, **params}
-        self.validator_by_id = {v.id: v for v in self.validators}
-        self.validator_verifiers = {v.id: v.verifier for v in self.validators}
+        super().__init__(chain=sha256(self.canonical), chain_id=chain_id, validators=validators, members=members,
+                         params={**DEFAULT_PARAMS, **params}, approvals=self._approvals(doc.get("governance")))
+
+    @staticmethod
+    def _approvals(governance: Any) -> int | None:
+        """``{"approvals": k}`` (k distinct admins) or ``{"approvals": "majority"}``; absent: majority."""
+        if governance is None:
+            return None
+        if type(governance) is not dict or set(governance) != {"approvals"}:
+            raise _fail('governance: {"approvals": N} or {"approvals": "majority"} expected')
+        k = governance["approvals"]
+        if k == "majority":
+            return None
+        if type(k) is not int or k < 1:
+            raise _fail("governance.approvals: a positive integer or \"majority\" expected")
+        return k
 
     @staticmethod
     def _validators(entries: Any) -> list[Validator]:
@@ -153,21 +130,6 @@ class Genesis:
             raise _fail("members: two members share a name")
         return out
 
-    # -- derived views -------------------------------------------------------------------
-    @property
-    def f(self) -> int:
-        return max_faulty(len(self.validators))
-
-    @property
-    def quorum(self) -> int:
-        return len(self.validators) - self.f
-
-    def member_by_name(self, name: str) -> Member | None:
-        for m in self.members.values():
-            if m.name == name:
-                return m
-        return None
-
     @classmethod
     def build(
         cls,
@@ -176,6 +138,7 @@ class Genesis:
         members: list[tuple[bytes, str, str, list[str]]],
         params: dict[str, int] | None = None,
         created_at: str | None = None,
+        approvals: int | str | None = None,
     ) -> "Genesis":
         """A genesis from (public key, name, url) validators and (public key, name, organisation, roles) members."""
         doc: dict[str, Any] = {"chain_id": chain_id}
@@ -189,6 +152,8 @@ class Genesis:
             for pk, name, org, roles in members
         ]
         doc["params"] = dict(params or {})
+        if approvals is not None:
+            doc["governance"] = {"approvals": approvals}
         return cls(doc)
 
     # -- files ---------------------------------------------------------------------------

@@ -15,17 +15,20 @@ from typing import Any
 
 from rantai.consensus.crypto import HASH_SIZE, SIGNATURE_SIZE, Signer, sha256
 
+from .consortium import Consortium
 from .encoding import decode, encode
 from .errors import InvalidRecord, RecordTooLarge
-from .genesis import Genesis
 
-__all__ = ["RECORD_KIND", "RECORD_VERSION", "SignedRecord", "sign_event"]
+__all__ = ["CHANGE_KIND", "RECORD_KIND", "RECORD_VERSION", "SignedRecord", "sign_change", "sign_event"]
 
-RECORD_KIND = "record"
+RECORD_KIND = "record"  # an EPCIS event; signed as this kind
+CHANGE_KIND = "change"  # a governance entry (docs/governance.md); signed as this kind, so neither passes for the other
 RECORD_VERSION = 1
 NONCE_SIZE = 16
 _SIGNATURE_KEY = b"\xa9signature\xc4\x40"  # msgpack: str "signature", then bin8 of 64 bytes
-_FIELDS = frozenset({"version", "chain", "submitter", "nonce", "submitted_at", "event", "signature"})
+_COMMON = frozenset({"version", "chain", "submitter", "nonce", "submitted_at", "signature"})
+_FIELDS = _COMMON | {"event"}
+_CHANGE_FIELDS = _COMMON | {"change"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,21 @@ class SignedRecord:
     fields: dict[str, Any]
 
     @property
+    def kind(self) -> str:
+        """``record`` for an EPCIS event, ``change`` for a governance entry (what the signature covers)."""
+        return CHANGE_KIND if "change" in self.fields else RECORD_KIND
+
+    @property
+    def is_change(self) -> bool:
+        return "change" in self.fields
+
+    @property
     def event(self) -> dict[str, Any]:
         return self.fields["event"]
+
+    @property
+    def change(self) -> dict[str, Any]:
+        return self.fields["change"]
 
     @property
     def submitter(self) -> str:
@@ -92,8 +108,8 @@ class SignedRecord:
         return b"\x86" + self.raw[1:cut] + tail
 
     # -- checking ------------------------------------------------------------------------
-    def verify(self, genesis: Genesis, *, role: str = "submitter", schema: bool = True) -> None:
-        """Every rule of this record on the chain ``genesis`` names (``validity.check_record``)."""
+    def verify(self, genesis: Consortium, *, role: str = "submitter", schema: bool = True) -> None:
+        """Every rule of this record in the consortium ``genesis`` (``validity.check_record``)."""
         from .validity import check_record
 
         check_record(self, genesis, role=role, schema=schema)
@@ -104,8 +120,9 @@ _HEX16 = frozenset("0123456789abcdef")
 
 def _check_shape(fields: dict[str, Any]) -> None:
     """The record's shape: exact fields, exact types (``True`` and ``1.0`` are not the integer 1)."""
-    if set(fields) != _FIELDS:
-        missing, extra = _FIELDS - set(fields), set(fields) - _FIELDS
+    want = _CHANGE_FIELDS if "change" in fields else _FIELDS
+    if set(fields) != want:
+        missing, extra = want - set(fields), set(fields) - want
         detail = f"missing {sorted(missing)}" if missing else f"unknown {sorted(extra)}"
         raise InvalidRecord(f"record: fields {detail}", rule="record shape")
     version = fields["version"]
@@ -126,29 +143,46 @@ def _check_shape(fields: dict[str, Any]) -> None:
     at = fields["submitted_at"]
     if type(at) is not int or not 0 <= at < 2**63:
         raise bad("submitted_at must be an integer of milliseconds since the epoch, in [0, 2^63)")
-    if type(fields["event"]) is not dict:
-        raise bad("event must be a map (an EPCIS event)")
+    if type(fields.get("event", fields.get("change"))) is not dict:
+        raise bad("event must be a map (an EPCIS event); change a map (a governance change)")
     if type(fields["signature"]) is not bytes or len(fields["signature"]) != SIGNATURE_SIZE:
         raise bad(f"signature must be {SIGNATURE_SIZE} bytes")
 
 
 def sign_event(
     signer: Signer,
-    genesis: Genesis | bytes,
+    genesis: Consortium | bytes,
     event: dict[str, Any],
     *,
     nonce: bytes | None = None,
     submitted_at: int | None = None,
 ) -> SignedRecord:
     """Sign ``event`` as a record of ``signer`` for the chain ``genesis`` (a Genesis or its hash)."""
-    chain = genesis.hash if isinstance(genesis, Genesis) else genesis
+    return _sign(signer, genesis, "event", event, nonce, submitted_at)
+
+
+def sign_change(
+    signer: Signer,
+    genesis: Consortium | bytes,
+    change: dict[str, Any],
+    *,
+    nonce: bytes | None = None,
+    submitted_at: int | None = None,
+) -> SignedRecord:
+    """Sign a governance ``change`` (a proposal or an approval, docs/governance.md) as an entry of ``signer``."""
+    return _sign(signer, genesis, "change", change, nonce, submitted_at)
+
+
+def _sign(signer: Signer, genesis: Consortium | bytes, key: str, body: dict[str, Any], nonce: bytes | None,
+          submitted_at: int | None) -> SignedRecord:
+    chain = genesis.hash if isinstance(genesis, Consortium) else genesis
     fields: dict[str, Any] = {
         "version": RECORD_VERSION,
         "chain": chain,
         "submitter": signer.id,
         "nonce": os.urandom(NONCE_SIZE) if nonce is None else nonce,
         "submitted_at": int(time.time() * 1000) if submitted_at is None else submitted_at,
-        "event": event,
+        key: body,
     }
-    fields["signature"] = signer.sign(RECORD_KIND, chain, encode(fields))
+    fields["signature"] = signer.sign(CHANGE_KIND if key == "change" else RECORD_KIND, chain, encode(fields))
     return SignedRecord.from_fields(fields)

@@ -25,6 +25,7 @@ from rantai.consensus.certificate import CertificateError, CommitCertificate, ve
 
 from . import merkle
 from .blocks import Block, BlockHeader
+from .consortium import Consortium
 from .encoding import encode
 from .epcis.event_hash import event_digest
 from .errors import (
@@ -38,7 +39,8 @@ from .errors import (
     WrongChain,
 )
 from .genesis import Genesis
-from .records import RECORD_KIND, SignedRecord
+from .governance import Governance, check_change
+from .records import SignedRecord
 
 __all__ = [
     "RULES",
@@ -67,12 +69,21 @@ RULES: dict[str, str] = {
                     "in [0, 2^63), event a map, signature 64 bytes",
     "too large": "a signed record's canonical bytes are at most params.max_record_bytes long",
     "wrong chain": "a record, header or receipt names the genesis hash of this chain",
-    "unknown member": "the submitter is a member of the genesis",
+    "unknown member": "the submitter is a member of the consortium in force at the record's height",
     "role denied": "the submitter holds the submitter role",
     "signature does not verify": "the member's Ed25519 signature over the record (format.md §3) verifies",
     "schema": "the event passes rantai's EPCIS 2.0 rules (docs/epcis.md)",
     "duplicate record": "no record id appears twice in the chain",
     "duplicate event": "no EPCIS event hash ID appears twice in the chain",
+    "member suspended": "the submitter is not suspended at the record's height",
+    # governance entries (docs/governance.md)
+    "change shape": "a change is a map of a known op and exactly its fields, each of its exact type",
+    "not an admin": "a change is signed by an active member holding the admin role at its height",
+    "unknown proposal": "an approval names a proposal entry already on the chain",
+    "proposal closed": "an approval names a proposal that is not yet approved",
+    "approved twice": "an admin approves a proposal once (proposing counts as approving)",
+    "change refused": "a change applies to the latest consortium, proves any new key, and leaves at least four "
+                      "validators, an active admin and a reachable threshold",
     # blocks (format.md §6)
     "block shape": "a block is a map of exactly header and records; records is an array of byte strings",
     "header field": "a header is a map of exactly its eight fields, each of its exact type and range",
@@ -90,7 +101,8 @@ RULES: dict[str, str] = {
     "certificate height": "the certificate is for the block's height",
     "certificate block hash": "the certificate is for the block's hash",
     "certificate view": "the certificate's view is not below the header's view",
-    "certificate votes": "votes are sorted by validator id, each validator at most once, each a validator of the genesis",
+    "certificate votes": "votes are sorted by validator id, each validator at most once, each a validator in force "
+                         "at the block's height",
     "certificate signature": "every vote's signature over the commit statement verifies",
     "certificate quorum": "at least 2f+1 votes, n = 3f+1 the number of validators",
     "missing certificate": "every stored or served block comes with its commit certificate",
@@ -126,35 +138,45 @@ def same_value(a: Any, b: Any) -> bool:
 # -- records --------------------------------------------------------------------------------------
 
 
-def check_record(record: SignedRecord, genesis: Genesis, *, role: str = "submitter", schema: bool = True) -> None:
-    """The rules of one signed record on the chain ``genesis`` names, beyond its shape.
+def check_record(record: SignedRecord, consortium: Consortium, *, role: str | None = None,
+                 schema: bool = True) -> None:
+    """The rules of one signed entry in ``consortium`` (the one in force at its height), beyond its shape.
 
     Shape (``record shape``, ``record version``, ``record field``) was checked when the record was
     parsed (``SignedRecord.from_bytes``). Raises the first failure in the order a person would want
-    to hear it: size, wrong chain, unknown member, role, signature, event.
+    to hear it: size, wrong chain, unknown member, suspended, role, signature, event (or change shape).
+    The role is ``submitter`` for an EPCIS record and ``admin`` for a governance change.
     """
-    limit = genesis.params["max_record_bytes"]
+    limit = consortium.params["max_record_bytes"]
     if len(record.raw) > limit:
         raise RecordTooLarge(f"record: {len(record.raw)} bytes, the limit is {limit}", limit=limit)
-    if record.chain != genesis.hash:
+    if record.chain != consortium.hash:
         raise WrongChain("record: signed for another chain", chain=record.chain.hex())
-    member = genesis.members.get(record.submitter)
+    member = consortium.members.get(record.submitter)
     if member is None:
         raise UnknownMember(f"record: unknown member {record.submitter}", submitter=record.submitter)
-    if role not in member.roles:
-        raise RoleDenied(f"record: member {member.name} lacks the {role!r} role", submitter=record.submitter)
-    if not member.verifier.verify(record.signature, RECORD_KIND, record.chain, record.unsigned_bytes()):
+    if not member.active:
+        raise RoleDenied(f"record: member {member.name} is suspended", rule="member suspended",
+                         submitter=record.submitter)
+    need = role or ("admin" if record.is_change else "submitter")
+    if need not in member.roles:
+        raise RoleDenied(f"record: member {member.name} lacks the {need!r} role", submitter=record.submitter,
+                         rule="not an admin" if record.is_change else None)
+    if not member.verifier.verify(record.signature, record.kind, record.chain, record.unsigned_bytes()):
         raise InvalidSignature(f"record: signature does not verify for member {member.name}",
                                submitter=record.submitter)
-    if schema:
+    if record.is_change:
+        check_change(record.change)
+    elif schema:
         from .epcis import validate_event
 
         validate_event(record.event)
 
 
-def event_digests(records: Sequence[SignedRecord]) -> list[bytes]:
-    """The 32-byte digest inside each record's event hash ID (the ``duplicate event`` rule's key)."""
-    return [event_digest(r.event) for r in records]
+def event_digests(records: Sequence[SignedRecord]) -> list[bytes | None]:
+    """The 32-byte digest inside each record's event hash ID (the ``duplicate event`` rule's key);
+    None for a governance change, which has no event."""
+    return [None if r.is_change else event_digest(r.event) for r in records]
 
 
 # -- blocks ---------------------------------------------------------------------------------------
@@ -187,18 +209,19 @@ class ChainMemory(Protocol):
         """The height of the block holding an event with this hash digest, or None."""
 
 
-def primary_of(genesis: Genesis, view: int) -> str:
-    """The id of the validator that leads ``view``: validators[view mod n], in genesis order."""
-    return genesis.validators[view % len(genesis.validators)].id
+def primary_of(consortium: Consortium, view: int) -> str:
+    """The id of the validator that leads ``view``: validators[view mod n], in the consortium's order."""
+    return consortium.validators[view % len(consortium.validators)].id
 
 
 def check_block(
     block: Block,
-    genesis: Genesis,
+    consortium: Consortium,
     parent: Parent,
     *,
     memory: ChainMemory | None = None,
-    digests: Sequence[bytes] | None = None,
+    digests: Sequence[bytes | None] | None = None,
+    governance: Governance | None = None,
     now_ms: int | None = None,
 ) -> None:
     """Every rule of ``block`` as the child of ``parent``, except the records' own signatures.
@@ -206,6 +229,9 @@ def check_block(
     ``memory`` answers for the chain below ``parent`` (None: the caller checks repeats across
     blocks itself, as the auditor does by merging sorted runs); ``digests`` are the records' event
     hash digests when the caller has them (None: the ``duplicate event`` rule is the caller's);
+    ``governance`` is the governance state after block h-1: the block's change entries are checked
+    and applied to it in order (pass a ``fork()`` when the block may yet be refused; None: the
+    caller replays changes itself). ``consortium`` is the one governing height h (``Governance.at``).
     ``now_ms`` is the validator's clock when it validates a proposal (None in catch-up and audit,
     where blocks are old). The records' signatures are ``check_record``'s job, run in parallel.
     """
@@ -216,13 +242,13 @@ def check_block(
     def fail(rule: str, message: str, index: int | None = None) -> InvalidBlock:
         return InvalidBlock(f"{where}: {message}", rule=rule, height=height, index=index)
 
-    if h.chain != genesis.hash:
+    if h.chain != consortium.hash:
         raise fail("wrong chain", "belongs to another chain")
     if h.height != height:
         raise fail("height", f"header says height {h.height}")
     if h.prev_hash != parent.hash:
         raise fail("hash link", f"prev_hash does not match the hash of block {parent.height}")
-    params = genesis.params
+    params = consortium.params
     if len(block.raw) > params["max_block_bytes"] or len(block.records) > params["max_block_records"]:
         raise fail("block too large", f"{len(block.raw)} bytes and {len(block.records)} records; the limits are "
                                       f"{params['max_block_bytes']} bytes and {params['max_block_records']} records")
@@ -231,7 +257,7 @@ def check_block(
     ids = block.record_ids()
     if merkle.root(ids) != h.records_root:
         raise fail("records root", "records_root does not match its records")
-    if h.proposer != primary_of(genesis, h.view):
+    if h.proposer != primary_of(consortium, h.view):
         raise fail("proposer", f"proposer {h.proposer} is not the primary of view {h.view}")
     if h.timestamp < parent.timestamp:
         raise fail("timestamp", f"timestamp {h.timestamp} is below its parent's ({parent.timestamp})")
@@ -251,19 +277,30 @@ def check_block(
     if digests is not None:
         events: dict[bytes, int] = {}
         for i, d in enumerate(digests):
+            if d is None:  # a governance change: no event
+                continue
             if d in events:
                 raise fail("duplicate event", f"record {i} repeats the event of record {events[d]} "
                                               f"(ni:///sha-256;{d.hex()})", i)
             events[d] = i
             if memory is not None and (at := memory.event_height(d)) is not None:
                 raise fail("duplicate event", f"record {i}: event ni:///sha-256;{d.hex()} is already in block {at}", i)
+    if governance is not None:
+        changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
+        if changes:
+            try:
+                governance.apply(height, changes)
+            except InvalidRecord as exc:
+                raise fail(rule_of(exc, "change refused"), str(exc)) from exc
+        else:
+            governance.height = height
 
 
-def check_block_records(block: Block, genesis: Genesis, *, schema: bool = True) -> None:
+def check_block_records(block: Block, consortium: Consortium, *, schema: bool = True) -> None:
     """``check_record`` for every record of ``block``, failures named by height and index."""
     for i, r in enumerate(block.records):
         try:
-            check_record(r, genesis, schema=schema)
+            check_record(r, consortium, schema=schema)
         except InvalidRecord as exc:
             raise InvalidBlock(f"block {block.height}: record {i} ({r.id.hex()}): {exc}",
                                rule=rule_of(exc, "record field"), height=block.height, index=i) from exc
@@ -272,7 +309,7 @@ def check_block_records(block: Block, genesis: Genesis, *, schema: bool = True) 
 # -- certificates ---------------------------------------------------------------------------------
 
 
-def check_certificate(cert: CommitCertificate, genesis: Genesis, header: BlockHeader) -> None:
+def check_certificate(cert: CommitCertificate, consortium: Consortium, header: BlockHeader) -> None:
     """The block's commit certificate: for its height and hash, a view not below the header's, and
     2f+1 valid signatures of distinct genesis validators in validator-id order.
 
@@ -284,7 +321,7 @@ def check_certificate(cert: CommitCertificate, genesis: Genesis, header: BlockHe
         return InvalidCertificate(f"block {height}: {message}", rule=rule, height=height)
 
     try:
-        verify_certificate(cert, genesis.hash, genesis.validator_verifiers, height=height, block_hash=header.hash,
+        verify_certificate(cert, consortium.hash, consortium.validator_verifiers, height=height, block_hash=header.hash,
                            min_view=header.view)
     except CertificateError as exc:
         raise fail(_CERTIFICATE_RULES.get(exc.rule, "certificate shape"), str(exc)) from exc
@@ -315,17 +352,17 @@ def certificate_of(obj: Any, height: int) -> CommitCertificate:
 
 
 def check_receipt(record: SignedRecord, index: int, path: Sequence[bytes], header: BlockHeader,
-                  cert: CommitCertificate, genesis: Genesis) -> None:
+                  cert: CommitCertificate, consortium: Consortium) -> None:
     """A receipt proves its record: the record's rules (not the EPCIS schema: the chain already took
     it), its Merkle path to the header's records root, and the header's commit certificate."""
-    if header.chain != genesis.hash:
+    if header.chain != consortium.hash:
         raise InvalidBlock("receipt: the header belongs to another chain", rule="wrong chain")
-    check_record(record, genesis, schema=False)
+    check_record(record, consortium, schema=False)
     merkle.verify_inclusion(index, header.record_count, record.id, list(path), header.records_root)
-    check_certificate(cert, genesis, header)
+    check_certificate(cert, consortium, header)
 
 
-def check_head(obj: Mapping[str, Any], genesis: Genesis) -> tuple[int, bytes, BlockHeader | None, CommitCertificate | None]:
+def check_head(obj: Mapping[str, Any], consortium: Consortium) -> tuple[int, bytes, BlockHeader | None, CommitCertificate | None]:
     """A node's ``GET /v1/head`` answer: height, block hash, header and certificate, all consistent.
 
     Height 0 is the empty chain (``block_hash`` the genesis hash, no header, no certificate).
@@ -334,11 +371,11 @@ def check_head(obj: Mapping[str, Any], genesis: Genesis) -> tuple[int, bytes, Bl
     if type(height) is not int or height < 0:
         raise InvalidBlock("head: a map with a non-negative integer height expected", rule="head")
     if height == 0:
-        if obj.get("block_hash") != genesis.hash or obj.get("header") is not None:
+        if obj.get("block_hash") != consortium.hash or obj.get("header") is not None:
             raise InvalidBlock("head: an empty chain names the genesis hash and no header", rule="head")
-        return 0, genesis.hash, None, None
+        return 0, consortium.hash, None, None
     header = BlockHeader.from_obj(obj.get("header"))
-    if header.chain != genesis.hash:
+    if header.chain != consortium.hash:
         raise InvalidBlock("head: header of another chain", rule="wrong chain", height=height)
     if header.height != height:
         raise InvalidBlock(f"head: height {height} but the header says {header.height}", rule="head", height=height)
@@ -346,5 +383,5 @@ def check_head(obj: Mapping[str, Any], genesis: Genesis) -> tuple[int, bytes, Bl
         raise InvalidBlock(f"head: block_hash is not the hash of the header at height {height}", rule="head",
                            height=height)
     cert = certificate_of(obj.get("certificate"), height)
-    check_certificate(cert, genesis, header)
+    check_certificate(cert, consortium, header)
     return height, header.hash, header, cert

@@ -18,8 +18,8 @@ from rantai.client.format.receipts import Receipt
 from rantai.client.http import (
     AsyncClient,
     Client,
-    NodeVerificationError,
     NoNodeAvailable,
+    NodeVerificationError,
     NotFound,
     StaleAnswer,
     SubmitTimeout,

@@ -18,6 +18,7 @@ Disk writes run in a one-thread executor so the loop keeps serving HTTP while Le
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from rantai.client.format.blocks import Block
 from rantai.client.format.encoding import encode
 from rantai.client.format.errors import DuplicateRecord, InvalidBlock, NodeError, Overloaded, RantaiError
 from rantai.client.format.genesis import Genesis
+from rantai.client.format.governance import Governance
 from rantai.client.format.keys import Signer, load_key
 from rantai.client.format.records import SignedRecord
 from rantai.client.format.stream import BlockStreamReader
@@ -139,7 +141,8 @@ class Node:
         self.storage = Storage(self.data_dir, g.hash)
         self.ledger = Ledger(g, self.storage)
         self.mempool = Mempool(max_records=self._mempool_max)
-        self.validator = RecordValidator(g, self.storage, self.mempool, workers=self._verify_workers)
+        self.validator = RecordValidator(g, self.storage, self.mempool, workers=self._verify_workers,
+                                         governance=lambda: self.ledger.governance)
         self.disk = ThreadPoolExecutor(1, thread_name_prefix="rantai-disk")
         p = self.params
         self.replica = Replica(
@@ -316,7 +319,9 @@ class Node:
             parent = self._parent(slot.height - 1, slot.parent)
             if parent is None:  # the replica offers a slot only on a parent it accepted: a bug if unknown
                 raise InvariantBroken(f"slot {slot.height}: parent {slot.parent.hex()[:12]} is neither stored nor in flight")
-            records = self.mempool.cut(p["max_block_records"], p["max_block_bytes"] - 4096)
+            limits = self.ledger.governance.at(slot.height).params
+            records = self.mempool.cut(limits["max_block_records"], limits["max_block_bytes"] - 4096)
+            records = self._admissible(records, slot.height, slot.parent)
             if not records:
                 return
             block = Block.build(
@@ -348,7 +353,8 @@ class Node:
                                            rule="hash link", height=p.height)
                     block = await self.validator.check_block(
                         p.payload, p.height, p.digest, parent,
-                        ancestors=self.mempool.ancestor_ids(p.parent), now_ms=_wall_ms())
+                        ancestors=self.mempool.ancestor_ids(p.parent), now_ms=_wall_ms(),
+                        governance=functools.partial(self._governance_after, p.height - 1, p.parent))
                 except RantaiError as exc:
                     log.warning("proposal %d/%s refused: %s", p.height, p.digest.hex()[:12], exc)
                     self._count("proposals-refused")
@@ -442,11 +448,62 @@ class Node:
         """A peer's block, checked by the rules an auditor applies (``validity``), then stored."""
         height, _ = self.storage.head()
         parent = self.ledger.head_parent()
-        block = await self.validator.check_block(raw, height + 1, None, parent)
+        block = await self.validator.check_block(raw, height + 1, None, parent,
+                                                 governance=self.ledger.governance.fork)
         cert = certificate_of(cert_obj, block.height)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.validator.pool, check_certificate, cert, self.genesis, block.header)
+        consortium = self.ledger.governance.at(block.height)
+        await loop.run_in_executor(self.validator.pool, check_certificate, cert, consortium, block.header)
         await self._store(block, cert)
+
+    def _governance_after(self, height: int, digest: bytes) -> Governance:
+        """The governance state after block ``height`` (hash ``digest``): the committed state, plus the
+        change entries of the proposals in flight between the head and that block."""
+        committed = self.ledger.governance
+        chain: list[Block] = []
+        while height > committed.height:
+            block = self._blocks.get(digest)
+            if block is None or block.height != height:
+                raise InvalidBlock(f"block {height + 1}: its ancestor at height {height} is unknown here",
+                                   rule="hash link", height=height + 1)
+            chain.append(block)
+            digest, height = block.header.prev_hash, height - 1
+        gov = committed.fork()
+        for block in reversed(chain):
+            changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
+            if changes:
+                gov.apply(block.height, changes)
+            gov.height = block.height
+        return gov
+
+    def _admissible(self, records: list[SignedRecord], height: int, parent: bytes) -> list[SignedRecord]:
+        """The records a block at ``height`` may hold, in order; the others leave the mempool.
+
+        A record admitted earlier may no longer be valid here: its member removed or suspended, its
+        role withdrawn, a change entry overtaken by another (approved twice, proposal closed).
+        """
+        consortium = self.ledger.governance.at(height)
+        gov: Governance | None = None
+        keep: list[SignedRecord] = []
+        drop: list[bytes] = []
+        for r in records:
+            member = consortium.members.get(r.submitter)
+            role = "admin" if r.is_change else "submitter"
+            ok = member is not None and member.active and role in member.roles
+            if ok and r.is_change:
+                gov = gov or self._governance_after(height - 1, parent)
+                try:
+                    gov.try_entry(height, len(keep), r)  # later entries of this block see this one
+                except RantaiError:
+                    ok = False
+            if ok:
+                keep.append(r)
+            else:
+                drop.append(r.id)
+        if drop:
+            self.mempool.settle(0, drop)
+            self._count("records-dropped-at-proposal")
+        return keep
 
     def _parent(self, height: int, digest: bytes) -> Parent | None:
         """Block ``height`` with hash ``digest`` as a parent: stored, or a proposal in flight."""

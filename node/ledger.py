@@ -8,6 +8,7 @@ a receipt needs nothing but the block and its certificate. Recently used trees a
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from rantai.client.format import merkle
 from rantai.client.format.blocks import Block, BlockHeader
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.genesis import Genesis
+from rantai.client.format.governance import Governance
 from rantai.client.format.receipts import Receipt
 from rantai.client.format.records import SignedRecord
 from rantai.client.format.validity import Parent, certificate_of
@@ -25,7 +27,10 @@ from rantai.consensus.crypto import sha256
 from .epcis_index import index_entries, upgrade
 from .storage import Storage, StorageError
 
-__all__ = ["Ledger", "items_of"]
+__all__ = ["GOV", "Ledger", "items_of"]
+
+GOV = b"g"  # u64 height || u32 index -> a governance change entry's bytes (replayed at start-up)
+_LOC = struct.Struct(">QI")
 
 _EPC_LISTS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
 _QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
@@ -86,6 +91,22 @@ class Ledger:
         self._cache: OrderedDict[int, _StoredBlock] = OrderedDict()
         self._cache_blocks = cache_blocks
         upgrade(storage.db, self._headers())  # an older store's EPCIS index (node/epcis_index.py)
+        self.governance = self._replay_governance()
+
+    def _replay_governance(self) -> Governance:
+        """The committed governance state, replayed from the change entries stored apart (``g`` keys):
+        start-up reads only those, not the whole chain."""
+        gov = Governance(self.genesis)
+        by_height: dict[int, list[tuple[int, SignedRecord]]] = {}
+        for key, raw in self.storage.db.iterator(prefix=GOV):
+            height, index = _LOC.unpack(key[len(GOV):])
+            by_height.setdefault(height, []).append((index, SignedRecord.from_bytes(raw)))
+        for height in sorted(by_height):
+            if height > self.storage.height:
+                break
+            gov.apply(height, by_height[height])
+        gov.height = self.storage.height
+        return gov
 
     def _headers(self) -> Iterator[tuple[int, int]]:
         for height, raw, _ in self.storage.blocks(1, self.storage.height):
@@ -114,9 +135,19 @@ class Ledger:
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, block: Block, certificate: CommitCertificate) -> None:
-        """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch."""
-        items = [(item, i) for i, r in enumerate(block.records) for item in items_of(r.event)]
+        """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch.
+
+        Its governance changes (already checked when the block was validated) are applied to the
+        committed state only once the block is stored, on a fork swapped in after the write.
+        """
+        items = [(item, i) for i, r in enumerate(block.records) if not r.is_change for item in items_of(r.event)]
         epcis, hashed = index_entries(self.storage.db, block.height, block.header.timestamp, block.records)
+        changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
+        gov = self.governance.fork()
+        if changes:
+            gov.apply(block.height, changes)
+            epcis = epcis + [(GOV + _LOC.pack(block.height, i), r.raw) for i, r in changes]
+        gov.height = block.height
         self.storage.commit_block(
             block.height,
             block.hash,
@@ -127,6 +158,7 @@ class Ledger:
             epcis,
             hashed,
         )
+        self.governance = gov
 
     # -- reading ---------------------------------------------------------------------------
     def _stored(self, height: int) -> _StoredBlock | None:

@@ -196,6 +196,13 @@ class Governance:
         self.height = height
         return approved
 
+    def try_entry(self, height: int, index: int, record: SignedRecord) -> None:
+        """Apply one entry of a block still being assembled (a primary choosing its records): on a
+        refusal nothing changes. ``height`` stays where it is; ``apply`` completes blocks."""
+        trial = self.fork()
+        trial._apply_entry(trial.at(height), height, index, record)
+        self.__dict__.update(trial.__dict__)
+
     def check_entry(self, record: SignedRecord, height: int) -> None:
         """Would ``record`` be accepted in block ``height`` on top of this state? (admission)"""
         self.fork()._apply_entry(self.at(height), height, 0, record)

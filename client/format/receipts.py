@@ -87,7 +87,7 @@ class Receipt:
             "genesis_hash": (genesis_hash or self.header.chain).hex(),
             "record_id": self.record.id.hex(),
             **_hexify(self.to_obj()),
-            "event": self.record.event,
+            **({"change": _hexify(self.record.change)} if self.record.is_change else {"event": self.record.event}),
         }
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
@@ -101,8 +101,9 @@ class Receipt:
             raise VerificationError(f"receipt: not valid JSON: {exc}", rule="receipt shape") from exc
         if type(doc) is not dict or doc.get("format") != RECEIPT_FORMAT:
             raise VerificationError(f"receipt: not a {RECEIPT_FORMAT} file", rule="receipt shape")
-        if set(doc) != _FILE_KEYS:
-            raise VerificationError(f"receipt: exactly the keys {sorted(_FILE_KEYS)} expected", rule="receipt shape")
+        want = _FILE_KEYS - {"event"} | {"change"} if "change" in doc else _FILE_KEYS
+        if set(doc) != want:
+            raise VerificationError(f"receipt: exactly the keys {sorted(want)} expected", rule="receipt shape")
         header, cert = doc["header"], doc["certificate"]
         if type(header) is not dict or type(cert) is not dict or type(cert.get("votes")) is not list:
             raise VerificationError("receipt: header and certificate must be objects", rule="receipt shape")
@@ -129,7 +130,11 @@ class Receipt:
             raise VerificationError("receipt: record_id does not match the record's bytes", rule="receipt shape")
         if doc["genesis_hash"] != receipt.header.chain.hex():
             raise VerificationError("receipt: genesis_hash does not match the header's chain", rule="receipt shape")
-        if not same_value(doc["event"], receipt.record.event):
+        readable, signed = ((doc["change"], _hexify(receipt.record.change)) if receipt.record.is_change
+                            else (doc.get("event"), receipt.record.event))
+        if "change" in doc and not receipt.record.is_change:
+            raise VerificationError("receipt: a change file for a record that is not a change", rule="receipt shape")
+        if not same_value(readable, signed):
             # The readable copy of the event must say what the signed bytes say, in the same types.
             raise VerificationError("receipt: the readable event differs from the signed record", rule="receipt event")
         return receipt

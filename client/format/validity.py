@@ -76,6 +76,7 @@ RULES: dict[str, str] = {
     "duplicate record": "no record id appears twice in the chain",
     "duplicate event": "no EPCIS event hash ID appears twice in the chain",
     "member suspended": "the submitter is not suspended at the record's height",
+    "member removed": "the submitter's key was not removed or rotated away before the record's height",
     # governance entries (docs/governance.md)
     "change shape": "a change is a map of a known op and exactly its fields, each of its exact type",
     "not an admin": "a change is signed by an active member holding the admin role at its height",
@@ -154,6 +155,9 @@ def check_record(record: SignedRecord, consortium: Consortium, *, role: str | No
         raise WrongChain("record: signed for another chain", chain=record.chain.hex())
     member = consortium.members.get(record.submitter)
     if member is None:
+        if record.submitter in consortium.retired:
+            raise RoleDenied(f"record: key {record.submitter} was removed or rotated away by governance",
+                             rule="member removed", submitter=record.submitter)
         raise UnknownMember(f"record: unknown member {record.submitter}", submitter=record.submitter)
     if not member.active:
         raise RoleDenied(f"record: member {member.name} is suspended", rule="member suspended",

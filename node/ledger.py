@@ -199,6 +199,16 @@ class Ledger:
         return {"certificate": sb.certificate_obj, "header": sb.header_obj, "index": index,
                 "path": sb.path(index), "record": sb.raws[index]}
 
+    def change_receipts(self, to: int) -> list[Receipt]:
+        """Receipts of the change entries a verifier replays to know the consortium up to height ``to``."""
+        out = []
+        for height, index in self.governance.change_entries(to):
+            r = self.receipt_at(height, index)
+            if r is None:  # pragma: no cover - the entries were read from stored blocks
+                raise StorageError(f"change entry {height}/{index} is not stored")
+            out.append(r)
+        return out
+
     def receipt(self, record_id: bytes) -> Receipt | None:
         loc = self.storage.locate(record_id)
         return None if loc is None else self.receipt_at(*loc)

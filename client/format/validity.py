@@ -52,6 +52,7 @@ __all__ = [
     "check_head",
     "check_receipt",
     "check_record",
+    "replay_changes",
     "rule_of",
     "event_digests",
     "primary_of",
@@ -364,6 +365,43 @@ def check_receipt(record: SignedRecord, index: int, path: Sequence[bytes], heade
     check_record(record, consortium, schema=False)
     merkle.verify_inclusion(index, header.record_count, record.id, list(path), header.records_root)
     check_certificate(cert, consortium, header)
+
+
+class ReceiptLike(Protocol):
+    record: SignedRecord
+    index: int
+    path: tuple[bytes, ...]
+    header: BlockHeader
+    certificate: CommitCertificate
+
+
+def replay_changes(genesis: Genesis, receipts: Sequence[ReceiptLike]) -> Governance:
+    """The governance state proven by receipts of change entries (``Governance.change_entries``),
+    each checked against the consortium in force at its own height before it is applied: the chain of
+    configurations a light client follows from the genesis alone (docs/governance.md)."""
+    gov = Governance(genesis)
+    last = (0, -1)
+    group: list[ReceiptLike] = []
+
+    def flush() -> None:
+        if group:
+            height = group[0].header.height
+            consortium = gov.at(height)
+            for r in group:
+                check_receipt(r.record, r.index, r.path, r.header, r.certificate, consortium)
+            gov.apply(height, [(r.index, r.record) for r in group])
+            group.clear()
+
+    for r in receipts:
+        at = (r.header.height, r.index)
+        if at <= last or not r.record.is_change:
+            raise InvalidBlock("changes: change entries in chain order expected", rule="change shape")
+        if group and at[0] != last[0]:
+            flush()
+        group.append(r)
+        last = at
+    flush()
+    return gov
 
 
 def check_head(obj: Mapping[str, Any], consortium: Consortium) -> tuple[int, bytes, BlockHeader | None, CommitCertificate | None]:

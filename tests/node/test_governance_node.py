@@ -106,8 +106,10 @@ def test_join_remove_and_refusals(tmp_path):
             await c.advance_to(approved.effective - 1)
             status, body = await c.post([sale], i=2)
             assert "receipt" in body["results"][0], body
-            for node in c.nodes:
-                assert node.ledger.governance.at(node.storage.height).member_by_name("cafe") is not None
+            await c.advance_to(approved.effective)
+            for node in c.nodes:  # every validator learnt the change, in force from the same height
+                assert node.ledger.governance.at(approved.effective).member_by_name("cafe") is not None
+                assert node.ledger.governance.at(approved.effective - 1).member_by_name("cafe") is None
 
             # acme is removed; its receipt from before verifies offline with the genesis alone.
             old = sign_event(people["acme"], g, event(2))

@@ -292,6 +292,10 @@ def check_certificate(cert: CommitCertificate, genesis: Genesis, header: BlockHe
     ids = [v for v, _ in cert.votes]
     if any(a >= b for a, b in zip(ids, ids[1:])):
         raise fail("certificate votes", "certificate: votes are not sorted by validator id (or one signs twice)")
+    # By id, not by the verifier's message below: an unknown id may hold any text (even "needed").
+    for vid in ids:
+        if vid not in genesis.validator_verifiers:
+            raise fail("certificate votes", f"certificate: {vid!r} is not a validator of this chain")
     try:
         verify_certificate(cert, genesis.hash, genesis.validator_verifiers, height=height, block_hash=header.hash)
     except CertificateError as exc:
@@ -319,7 +323,11 @@ def check_receipt(record: SignedRecord, index: int, path: Sequence[bytes], heade
     if header.chain != genesis.hash:
         raise InvalidBlock("receipt: the header belongs to another chain", rule="wrong chain")
     check_record(record, genesis, schema=False)
-    merkle.verify_inclusion(index, header.record_count, record.id, list(path), header.records_root)
+    try:
+        merkle.verify_inclusion(index, header.record_count, record.id, list(path), header.records_root)
+    except merkle.InvalidProof as exc:  # RootMismatch included: both break the ``inclusion proof`` rule
+        exc.rule = "inclusion proof"
+        raise
     check_certificate(cert, genesis, header)
 
 
@@ -332,8 +340,8 @@ def check_head(obj: Mapping[str, Any], genesis: Genesis) -> tuple[int, bytes, Bl
     if type(height) is not int or height < 0:
         raise InvalidBlock("head: a map with a non-negative integer height expected", rule="head")
     if height == 0:
-        if obj.get("block_hash") != genesis.hash or obj.get("header") is not None:
-            raise InvalidBlock("head: an empty chain names the genesis hash and no header", rule="head")
+        if obj.get("block_hash") != genesis.hash or obj.get("header") is not None or obj.get("certificate") is not None:
+            raise InvalidBlock("head: an empty chain names the genesis hash, no header, no certificate", rule="head")
         return 0, genesis.hash, None, None
     header = BlockHeader.from_obj(obj.get("header"))
     if header.chain != genesis.hash:

@@ -133,3 +133,13 @@ def test_every_rule_has_an_invalid_vector():
         covered |= {c["rule"] for c in doc["cases"] if "rule" in c}
     elsewhere = {"missing block"}  # tests/client/test_audit.py (a chain with a gap; no single structure)
     assert set(RULES) - covered == elsewhere
+
+
+def test_format_md_states_every_rule():
+    """docs/format.md §10 has one table row per rule of ``RULES``, by its stable name, and no other."""
+    import re
+
+    text = (VECTORS.parents[1] / "docs" / "format.md").read_text(encoding="utf-8")
+    section = text[text.index("## 10. Validity rules"):]
+    named = re.findall(r"^\| `([a-z ]+)` \|", section, re.M)
+    assert sorted(named) == sorted(RULES) and len(named) == len(set(named))

@@ -200,10 +200,12 @@ def verify_receipt(receipt: Receipt, genesis: Genesis, governance: Governance | 
     try:
         receipt.verify(genesis, governance)
     except merkle.RootMismatch as exc:
-        raise RootMismatch(f"receipt: Merkle path of record {receipt.record.id.hex()} does not lead to the "
-                           f"records root of block {receipt.header.height}", exc.expected, exc.calculated) from exc
+        err = RootMismatch(f"receipt: Merkle path of record {receipt.record.id.hex()} does not lead to the "
+                           f"records root of block {receipt.header.height}", exc.expected, exc.calculated)
+        err.rule = exc.rule  # validity's rule name ("inclusion proof")
+        raise err from exc
     except merkle.InvalidProof as exc:
-        raise InvalidProof(f"receipt: {exc}") from exc
+        raise InvalidProof(f"receipt: {exc}", rule=exc.rule) from exc
     except (ValueError, TypeError) as exc:
         if isinstance(exc, RantaiError):
             raise

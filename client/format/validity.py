@@ -363,7 +363,11 @@ def check_receipt(record: SignedRecord, index: int, path: Sequence[bytes], heade
     if header.chain != consortium.hash:
         raise InvalidBlock("receipt: the header belongs to another chain", rule="wrong chain")
     check_record(record, consortium, schema=False)
-    merkle.verify_inclusion(index, header.record_count, record.id, list(path), header.records_root)
+    try:
+        merkle.verify_inclusion(index, header.record_count, record.id, list(path), header.records_root)
+    except merkle.InvalidProof as exc:  # RootMismatch included: both break the ``inclusion proof`` rule
+        exc.rule = "inclusion proof"
+        raise
     check_certificate(cert, consortium, header)
 
 
@@ -413,8 +417,8 @@ def check_head(obj: Mapping[str, Any], consortium: Consortium) -> tuple[int, byt
     if type(height) is not int or height < 0:
         raise InvalidBlock("head: a map with a non-negative integer height expected", rule="head")
     if height == 0:
-        if obj.get("block_hash") != consortium.hash or obj.get("header") is not None:
-            raise InvalidBlock("head: an empty chain names the genesis hash and no header", rule="head")
+        if obj.get("block_hash") != consortium.hash or obj.get("header") is not None or obj.get("certificate") is not None:
+            raise InvalidBlock("head: an empty chain names the genesis hash, no header, no certificate", rule="head")
         return 0, consortium.hash, None, None
     header = BlockHeader.from_obj(obj.get("header"))
     if header.chain != consortium.hash:

@@ -48,6 +48,7 @@ class Cluster:
             params={"window": 2, "batch_timeout_ms": 5},
         )
         self.transports: dict[str, httpx.ASGITransport] = {}
+        self.filler = 1000  # events of filler records: each distinct
         self.nodes = []
         for i, signer in enumerate(self.validators):
             node = Node(genesis=self.genesis, signer=signer, data_dir=tmp_path / f"v{i}", transport=self.transports)
@@ -67,10 +68,9 @@ class Cluster:
 
     async def advance_to(self, height: int) -> None:
         """Commit filler records until every node is at ``height`` or above."""
-        n = 1000
         while min(node.storage.height for node in self.nodes) < height:
-            n += 1
-            status, body = await self.post([sign_event(self.people["acme"], self.genesis, event(n))])
+            self.filler += 1
+            status, body = await self.post([sign_event(self.people["acme"], self.genesis, event(self.filler))])
             assert status == 200, body
             await asyncio.sleep(0.05)
 

@@ -56,6 +56,7 @@ from .config import NodeConfig
 from .ledger import Ledger
 from .mempool import Mempool
 from .storage import Storage
+from .storecheck import check_store
 from .transport import PeerTransport
 from .validation import RecordValidator, error_body
 
@@ -136,9 +137,28 @@ class Node:
         )
 
     # -- lifecycle -------------------------------------------------------------------------
+    def open_store(self) -> Storage:
+        """Open the data directory and check it (node/storecheck.py), repairing what only costs a re-fetch.
+
+        ``rantai-node run`` calls this before the HTTP server starts, so a damaged store stops the
+        process with one line instead of a failed server start-up; ``start`` calls it otherwise.
+        """
+        if self.storage is not None and not self.storage.closed:
+            return self.storage
+        storage = Storage(self.data_dir, self.genesis.hash)
+        try:
+            note = check_store(storage, self.genesis)
+        except BaseException:
+            storage.close()
+            raise
+        if note:
+            log.warning("%s", note)
+        self.storage = storage
+        return storage
+
     async def start(self) -> None:
         g = self.genesis
-        self.storage = Storage(self.data_dir, g.hash)
+        self.open_store()
         self.ledger = Ledger(g, self.storage)
         self.mempool = Mempool(max_records=self._mempool_max)
         self.validator = RecordValidator(g, self.storage, self.mempool, workers=self._verify_workers)
@@ -319,7 +339,8 @@ class Node:
                 return
             parent = self._parent(slot.height - 1, slot.parent)
             if parent is None:  # the replica offers a slot only on a parent it accepted: a bug if unknown
-                raise InvariantBroken(f"slot {slot.height}: parent {slot.parent.hex()[:12]} is neither stored nor in flight")
+                raise InvariantBroken(f"slot {slot.height}: parent {slot.parent.hex()[:12]} "
+                                      "is neither stored nor in flight")
             records = self.mempool.cut(p["max_block_records"], p["max_block_bytes"] - 4096)
             if not records:
                 return
@@ -476,7 +497,7 @@ class Node:
         out: list[tuple[bytes | None, Any]] = []
         now = _now_ms()
         recheck = self.storage.height != height  # a block landed while we verified: it may hold some of these
-        for raw, res in zip(raws, results):
+        for raw, res in zip(raws, results, strict=True):
             if isinstance(res, SignedRecord):
                 if recheck and (loc := self.storage.locate(res.id)) is not None:
                     out.append((res.id, DuplicateRecord("record: already committed", id=res.id.hex(),

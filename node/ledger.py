@@ -8,6 +8,8 @@ a receipt needs nothing but the block and its certificate. Recently used trees a
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +28,8 @@ from .epcis_index import index_entries, upgrade
 from .storage import Storage, StorageError
 
 __all__ = ["Ledger", "items_of"]
+
+log = logging.getLogger("rantai.node")
 
 _EPC_LISTS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
 _QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
@@ -109,7 +113,7 @@ class Ledger:
         height = self.storage.height
         parent = self.parent_at(height)
         if parent is None:
-            raise StorageError(f"the store's head is height {height}, but that block is not stored")
+            raise _missing(height, self.storage)
         return parent
 
     # -- writing ---------------------------------------------------------------------------
@@ -136,6 +140,8 @@ class Ledger:
             return sb
         raw, cert = self.storage.block(height), self.storage.certificate(height)
         if raw is None or cert is None:
+            if 1 <= height <= self.storage.height:
+                raise _missing(height, self.storage)
             return None
         sb = _StoredBlock(raw, cert)
         self._cache[height] = sb
@@ -182,6 +188,8 @@ class Ledger:
     def block_obj(self, height: int) -> dict[str, Any] | None:
         raw, cert = self.storage.block(height), self.storage.certificate(height)
         if raw is None or cert is None:
+            if 1 <= height <= self.storage.height:
+                raise _missing(height, self.storage)
             return None
         return {"block": raw, "certificate": decode(cert)}
 
@@ -197,9 +205,30 @@ class Ledger:
         }
 
     def stream(self, start: int, stop: int) -> Iterator[bytes]:
-        """Canonical ``{"block", "certificate"}`` objects for heights start..stop, one per item."""
-        for _, raw, cert in self.storage.blocks(start, stop):
+        """Canonical ``{"block", "certificate"}`` objects for heights start..stop, one per item.
+
+        The first item is read now, so a block missing at ``start`` is a ``StorageError`` (503)
+        before any byte is sent. A block missing further on raises in the middle of the stream:
+        the server then aborts the response, so the reader sees a broken transfer, never a
+        shorter chain that looks complete, and the log names the missing height.
+        """
+        items = self._stream(start, min(stop, self.storage.height))
+        first = next(items, None)
+        if first is None:
+            return iter(())
+        return itertools.chain((first,), items)
+
+    def _stream(self, start: int, stop: int) -> Iterator[bytes]:
+        expect = start
+        for height, raw, cert in self.storage.blocks(start, stop):
+            if height != expect:
+                break
             yield encode({"block": raw, "certificate": decode(cert)})
+            expect += 1
+        if expect <= stop:
+            exc = _missing(expect, self.storage)
+            log.error("GET /v1/blocks: %s; the stream ends here", exc)
+            raise exc
 
     def head_obj(self) -> dict[str, Any]:
         height, block_hash = self.storage.head()
@@ -207,5 +236,12 @@ class Ledger:
             return {"height": 0, "block_hash": block_hash, "header": None, "certificate": None}
         sb = self._stored(height)
         if sb is None:
-            raise StorageError(f"the store's head is height {height}, but that block is not stored")
-        return {"height": height, "block_hash": block_hash, "header": sb.header.to_obj(), "certificate": sb.certificate.to_obj()}
+            raise _missing(height, self.storage)
+        return {"height": height, "block_hash": block_hash, "header": sb.header.to_obj(),
+                "certificate": sb.certificate.to_obj()}
+
+
+def _missing(height: int, storage: Storage) -> StorageError:
+    """A block at or below the head that the store cannot read: damage found while serving."""
+    return StorageError(f"storage: block {height} is missing under head {storage.height} (data_dir {storage.path}); "
+                        "the node's start-up check repairs this: restart it")

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from rantai.client.format import audit
 from rantai.client.format.blocks import Block
 from rantai.client.format.encoding import encode
 from rantai.client.format.errors import DuplicateRecord, InvalidBlock, NodeError, Overloaded, RantaiError
@@ -34,7 +36,7 @@ from rantai.client.format.genesis import Genesis
 from rantai.client.format.keys import Signer, load_key
 from rantai.client.format.records import SignedRecord
 from rantai.client.format.stream import BlockStreamReader
-from rantai.client.format.validity import Parent, certificate_of, check_certificate
+from rantai.client.format.validity import Parent, check_block
 from rantai.consensus import wire
 from rantai.consensus.config import ReplicaConfig
 from rantai.consensus.crypto import sha256
@@ -53,6 +55,7 @@ from rantai.consensus.errors import InvariantBroken
 from rantai.consensus.replica import Replica
 
 from .config import NodeConfig
+from .epcis_index import HASHES, lookup_hash
 from .ledger import Ledger
 from .mempool import Mempool
 from .storage import Storage
@@ -67,7 +70,13 @@ log = logging.getLogger("rantai.node")
 PEER_MESSAGES = "/v1/peer/messages"
 PEER_RECORDS = "/v1/peer/records"
 GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
-CATCH_UP_BATCH = 1000
+CATCH_UP_BATCH = 1000  # blocks per GET /v1/blocks (the API's limit)
+CATCH_UP_QUEUE = 2000  # fetched blocks waiting to be verified, at most
+CATCH_UP_RUN_BLOCKS = 512  # blocks verified and stored together, at most ...
+CATCH_UP_RUN_RECORDS = 8192  # ... or about this many records
+CATCH_UP_PROCESSES = 2  # verifier processes when far behind
+CATCH_UP_PROCESSES_FROM = 32  # blocks behind: below, verification stays in this process
+CATCH_UP_LOG_S = 3.0
 SHARE_ALL_MS = 3000  # a forwarded record in no proposal by then goes to every validator
 PARTIAL_IN_FLIGHT = 2
 
@@ -193,6 +202,7 @@ class Node:
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
         self._store_lock = asyncio.Lock()
         self._catch_up: asyncio.Task | None = None
+        self.catch_up: dict[str, Any] = {"running": False}
         self.counters: dict[str, int] = {}
         self._tasks = [
             asyncio.create_task(self._loop(), name="rantai-driver"),
@@ -231,8 +241,8 @@ class Node:
         self.storage.close()
         log.info("node %s stopped at height %d", self.name, self.storage.height)
 
-    def _count(self, what: str) -> None:
-        self.counters[what] = self.counters.get(what, 0) + 1
+    def _count(self, what: str, n: int = 1) -> None:
+        self.counters[what] = self.counters.get(what, 0) + n
 
     def _post(self, *event: Any) -> None:
         self._events.append(event)
@@ -424,17 +434,29 @@ class Node:
 
     # -- catch-up --------------------------------------------------------------------------
     async def _fetch_state(self, fs: FetchState) -> None:
-        """Fetch blocks from peers, verify each like an auditor (chain link, records, certificate), store."""
+        """Fetch blocks from peers, verify each like an auditor (chain link, records, certificate), store.
+
+        A pipeline: a fetch task fills a bounded queue from the peer's stream; the blocks waiting in
+        it are taken as one run, whose certificates and records are checked by the auditor's batch
+        code (``audit.check_batch``) in worker processes while the previous run is written; the
+        block rules (``validity.check_block``) then run in height order, and the run is stored in
+        one pair of synced batches. Far behind, the workers are processes (spawned: the node has
+        threads, which fork does not copy safely), so both cores verify while this loop indexes.
+        """
         peers = [p for p in fs.peers if p in self.peer_urls] or list(self.peer_urls)
         target = fs.to_height
         attempt = 0
+        start_height = self.storage.height
+        self.catch_up = {"running": True, "from": start_height, "height": start_height, "target": target,
+                         "records": 0, "blocks": 0, "records_per_s": 0.0, "started_at_ms": _wall_ms()}
+        self._catch_up_t0 = self._catch_up_logged = time.monotonic()
+        pool = self._catch_up_pool(target - start_height)
         try:
             while self.storage.height < target and attempt < 3 * len(peers):
                 peer = peers[attempt % len(peers)]
                 start = self.storage.height + 1
-                stop = min(target, start + CATCH_UP_BATCH - 1)
                 try:
-                    got = await self._fetch_from(peer, start, stop)
+                    got = await self._fetch_from(peer, start, target, pool)
                 except (httpx.HTTPError, OSError, RantaiError, ValueError) as exc:
                     log.warning("catch-up from %s failed: %s", peer, exc)
                     self._count("catch-up-failures")
@@ -443,35 +465,171 @@ class Node:
                     attempt += 1
                     await asyncio.sleep(0.05)
         finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            self.catch_up["running"] = False
+            self._progress(force=True)
             height, digest = self.storage.head()
             self._post("transferred", height, digest)
 
-    async def _fetch_from(self, peer: str, start: int, stop: int) -> int:
+    def _catch_up_pool(self, behind: int) -> ProcessPoolExecutor | None:
+        """Worker processes for a long catch-up (None: verify in this process's pool thread)."""
+        if behind < CATCH_UP_PROCESSES_FROM or CATCH_UP_PROCESSES < 1:
+            return None
+        ctx = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(CATCH_UP_PROCESSES, mp_context=ctx, initializer=audit.init_worker,
+                                   initargs=(self.genesis.doc, True))
+
+    async def _fetch_from(self, peer: str, start: int, stop: int, pool: ProcessPoolExecutor | None) -> int:
         client = self.transport.client(peer)
         if client is None:
             raise NodeError(f"catch-up: no client for peer {peer}")
+        queue: asyncio.Queue[tuple[bytes, Any] | None] = asyncio.Queue(CATCH_UP_QUEUE)
+
+        async def fetch() -> None:
+            reader = BlockStreamReader(wire.MAX_MESSAGE_BYTES)
+            try:
+                for lo in range(start, stop + 1, CATCH_UP_BATCH):
+                    hi = min(stop, lo + CATCH_UP_BATCH - 1)
+                    async with client.stream("GET", "/v1/blocks", params={"from": lo, "to": hi},
+                                             headers={"accept": "application/msgpack"}) as r:
+                        if r.status_code != 200:
+                            raise NodeError(f"catch-up: {peer} answered HTTP {r.status_code}")
+                        n = 0
+                        async for chunk in r.aiter_bytes():
+                            for item in reader.feed(chunk):
+                                await queue.put(item)
+                                n += 1
+                    if n < hi - lo + 1:
+                        break  # the peer has no more (yet)
+            finally:
+                await queue.put(None)
+
+        fetcher = asyncio.create_task(fetch())
         got = 0
-        reader = BlockStreamReader(wire.MAX_MESSAGE_BYTES)
-        async with client.stream(
-            "GET", "/v1/blocks", params={"from": start, "to": stop}, headers={"accept": "application/msgpack"}
-        ) as r:
-            if r.status_code != 200:
-                raise NodeError(f"catch-up: {peer} answered HTTP {r.status_code}")
-            async for chunk in r.aiter_bytes():
-                for raw, cert_obj in reader.feed(chunk):
-                    await self._verify_and_store(raw, cert_obj)
-                    got += 1
+        storing: asyncio.Task | None = None
+        try:
+            ended = False
+            while not ended:
+                item = await queue.get()
+                if item is None:
+                    break
+                run, records = [item], 0
+                while len(run) < CATCH_UP_RUN_BLOCKS and records < CATCH_UP_RUN_RECORDS and not queue.empty():
+                    nxt = queue.get_nowait()
+                    if nxt is None:
+                        ended = True
+                        break
+                    run.append(nxt)
+                    records += len(nxt[0]) // 512  # a guess from the size; the run's bound only
+                checking = asyncio.ensure_future(self._check_run(run, pool))
+                if storing is not None:
+                    try:
+                        got += await storing
+                    finally:
+                        storing = None
+                    if not got:
+                        checking.cancel()
+                        break
+                storing = asyncio.create_task(self._rules_and_store(await checking))
+            if storing is not None:
+                got += await storing
+                storing = None
+            await fetcher
+        finally:
+            fetcher.cancel()
+            if storing is not None:
+                storing.cancel()
         return got
 
-    async def _verify_and_store(self, raw: bytes, cert_obj: Any) -> None:
-        """A peer's block, checked by the rules an auditor applies (``validity``), then stored."""
-        height, _ = self.storage.head()
-        parent = self.ledger.head_parent()
-        block = await self.validator.check_block(raw, height + 1, None, parent)
-        cert = certificate_of(cert_obj, block.height)
+    async def _check_run(self, run: list[tuple[bytes, Any]], pool: ProcessPoolExecutor | None) -> list[Any]:
+        """Parse a run of fetched blocks and check their certificates and records (``audit.check_batch``:
+        ``check_certificate`` and ``check_record`` with the EPCIS rules) in parallel; the event digests
+        come back for the block rules. Raises the first failure as the ``InvalidBlock`` it is."""
+        parsed = []
+        height = None
+        for raw, cert_obj in run:
+            header, raws, block = audit.parse_block(raw, height or 0)
+            height = header.height + 1
+            parsed.append((header, raws, block, cert_obj))
+        tasks: list[list[Any]] = []
+        size, task = 0, []
+        per_task = max(256, sum(len(p[1]) for p in parsed) // max(1, CATCH_UP_PROCESSES if pool else 1) + 1)
+        for header, raws, _, cert_obj in parsed:
+            task.append((header.height, header, cert_obj, raws))
+            size += len(raws) + 1
+            if size >= per_task:
+                tasks.append(task)
+                size, task = 0, []
+        if task:
+            tasks.append(task)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.validator.pool, check_certificate, cert, self.genesis, block.header)
-        await self._store(block, cert)
+        if pool is not None:
+            results = await asyncio.gather(*(loop.run_in_executor(pool, audit.check_batch, t) for t in tasks))
+        else:
+            audit.init_worker(self.genesis.doc, True)
+            results = [await loop.run_in_executor(self.validator.pool, audit.check_batch, t) for t in tasks]
+        digests: dict[tuple[int, int], bytes] = {}
+        failures = []
+        for bad, ds in results:
+            failures.extend(bad)
+            for h, i, d in ds:
+                digests[(h, i)] = d
+        if failures:
+            h, rule, message, _, index = min(failures, key=lambda f: (f[0], -1 if f[4] is None else f[4]))
+            raise InvalidBlock(message, rule=rule, height=h, index=index)
+        return [(block, raws, cert_obj, [digests.get((header.height, i)) for i in range(len(raws))])
+                for header, raws, block, cert_obj in parsed]
+
+    async def _rules_and_store(self, checked: list[Any]) -> int:
+        """The block rules in height order against the stored chain and the run's earlier blocks, then
+        one batched write; the number of blocks stored."""
+        async with self._store_lock:
+            height = self.storage.height
+            checked = [c for c in checked if c[0].height > height]
+            if not checked:
+                return 0
+            parent = self.ledger.head_parent()
+            memory = _RunMemory(self.storage)
+            run = []
+            for block, raws, cert_obj, digests in checked:
+                if None in digests:
+                    raise InvalidBlock(f"block {block.height}: an event has no hash ID", rule="schema",
+                                       height=block.height)
+                check_block(block, self.genesis, parent, memory=memory, digests=digests)
+                memory.add(block.height, block.record_ids(), digests)
+                records = [SignedRecord.from_bytes(r) for r in raws]
+                for r, d in zip(records, digests, strict=True):
+                    HASHES.put(r.id, d)
+                run.append((block, encode(cert_obj), records))
+                parent = Parent.of(block.header)
+            await self._on_disk(self.ledger.apply_run, run)
+            n_records = 0
+            for block, _, records in run:
+                self._after_store(block)
+                n_records += len(records)
+            while (nxt := self._deferred.pop(self.storage.height + 1, None)) is not None:
+                await self._on_disk(self.ledger.apply, *nxt)
+                self._after_store(nxt[0])
+            for h in [h for h in self._deferred if h <= self.storage.height]:
+                del self._deferred[h]
+        self._count("catch-up-blocks", len(run))
+        self._count("catch-up-records", n_records)
+        self.catch_up["blocks"] += len(run)
+        self.catch_up["records"] += n_records
+        self._progress()
+        return len(run)
+
+    def _progress(self, force: bool = False) -> None:
+        """Catch-up progress in ``status()["catch_up"]``, and in the log every CATCH_UP_LOG_S seconds."""
+        c = self.catch_up
+        now = time.monotonic()
+        c["height"] = self.storage.height
+        c["records_per_s"] = round(c["records"] / max(now - self._catch_up_t0, 1e-6), 1)
+        if force or now - self._catch_up_logged >= CATCH_UP_LOG_S:
+            self._catch_up_logged = now
+            log.info("catch-up: height %d of %d, %d records in %d blocks, %.0f records/s%s", c["height"],
+                     c["target"], c["records"], c["blocks"], c["records_per_s"], "" if c["running"] else " (done)")
 
     def _parent(self, height: int, digest: bytes) -> Parent | None:
         """Block ``height`` with hash ``digest`` as a parent: stored, or a proposal in flight."""
@@ -601,9 +759,31 @@ class Node:
             "mempool": len(self.mempool),
             "in_flight": self.mempool.in_flight,
             "peers": self.transport.status(),
+            "catch_up": dict(self.catch_up),
             "counters": {**self.counters, **{f"replica.{k}": v for k, v in rs.get("dropped", {}).items()}},
         }
 
 
 def error_entry(rid: bytes | None, err: BaseException) -> dict[str, Any]:
     return {"id": rid, "status": "rejected", "error": error_body(err)}
+
+
+class _RunMemory:
+    """``validity.ChainMemory`` for a catch-up run: the stored chain, plus the run's blocks checked so far."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.records: dict[bytes, int] = {}
+        self.events: dict[bytes, int] = {}
+
+    def add(self, height: int, record_ids: Sequence[bytes], digests: Sequence[bytes]) -> None:
+        self.records.update(dict.fromkeys(record_ids, height))
+        self.events.update(dict.fromkeys(digests, height))
+
+    def record_height(self, record_id: bytes) -> int | None:
+        loc = self.storage.locate(record_id)
+        return loc[0] if loc is not None else self.records.get(record_id)
+
+    def event_height(self, digest: bytes) -> int | None:
+        hit = lookup_hash(self.storage.db, digest)
+        return hit[1] if hit is not None else self.events.get(digest)

@@ -132,6 +132,16 @@ class Ledger:
             hashed,
         )
 
+    def apply_run(self, run: list[tuple[Block, bytes, list[SignedRecord]]]) -> None:
+        """Store consecutive verified blocks (block, canonical certificate bytes, its records) in one
+        pair of synced batches (``Storage.commit_blocks``): catch-up's write path."""
+        rows = []
+        for block, cert, records in run:
+            items = [(item, i) for i, r in enumerate(records) for item in items_of(r.event)]
+            epcis, hashed = index_entries(self.storage.db, block.height, block.header.timestamp, records)
+            rows.append((block.height, block.hash, block.raw, cert, [r.id for r in records], items, epcis, hashed))
+        self.storage.commit_blocks(rows)
+
     # -- reading ---------------------------------------------------------------------------
     def _stored(self, height: int) -> _StoredBlock | None:
         sb = self._cache.get(height)

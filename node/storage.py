@@ -350,6 +350,39 @@ class Storage:
         for fn in self.on_commit:
             fn(height, info)
 
+    def commit_blocks(self, blocks: list[tuple[int, bytes, bytes, bytes, Iterable[bytes], Iterable[tuple[str, int]],
+                                               Iterable[tuple[bytes, bytes]], Any]]) -> None:
+        """``commit_block`` for a run of consecutive blocks, in the same two synced batches for all.
+
+        Catch-up stores hundreds of verified blocks a second; one fsync pair per block capped it
+        near 80 blocks/s. The order that makes a crash safe is kept: every block of the run is
+        synced in ``blocks`` before the index entries and the head move in one batch.
+        """
+        if not blocks:
+            return
+        with self._lock:
+            if blocks[0][0] != self._head[0] + 1:
+                raise StorageError(f"storage: block {blocks[0][0]} does not follow head {self._head[0]}")
+            with self.chain_db.write_batch(sync=True) as cb:
+                for height, _, block, certificate, *_ in blocks:
+                    h = _U64.pack(height)
+                    cb.put(h + BLOCK, block)
+                    cb.put(h + CERT, certificate)
+            with self.db.write_batch(sync=True, transaction=True) as wb:
+                for height, _, _, _, record_ids, items, extra, _ in blocks:
+                    for index, rid in enumerate(record_ids):
+                        wb.put(RECORD + rid, _LOC.pack(height, index))
+                    for item, index in items:
+                        wb.put(ITEM + item_key(item) + _LOC.pack(height, index), b"")
+                    for key, value in extra:
+                        wb.put(key, value)
+                height, block_hash = blocks[-1][0], blocks[-1][1]
+                wb.put(HEAD, _U64.pack(height) + block_hash)
+            self._head = (height, block_hash)
+        for height, *_, info in blocks:
+            for fn in self.on_commit:
+                fn(height, info)
+
     def persist(self, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Consensus state writes (None deletes), synced before returning."""
         with self._lock, self.db.write_batch(sync=True, transaction=True) as wb:

@@ -57,7 +57,10 @@ __all__ = [
     "BlockSource",
     "CompareReport",
     "MemorySource",
+    "check_batch",
     "compare",
+    "init_worker",
+    "parse_block",
 ]
 
 ProgressFn = Callable[[int, int, int], None]  # (height done, height total, records done)
@@ -551,7 +554,7 @@ def compare(genesis: Genesis, sources: Sequence[BlockSource], *, end: int | None
     parent: Parent | None = Parent.genesis(genesis)
     for height in range(1, common + 1):
         items = []
-        for s, it in zip(sources, iters):
+        for _s, it in zip(sources, iters, strict=True):
             try:
                 h, raw, cert = next(it)
             except StopIteration:
@@ -565,7 +568,7 @@ def compare(genesis: Genesis, sources: Sequence[BlockSource], *, end: int | None
         digests = [sha256(raw) if raw is not None else None for raw, _ in items]
         if len(set(digests)) > 1:
             entries = []
-            for s, (raw, cert), d in zip(sources, items, digests):
+            for s, (raw, cert), d in zip(sources, items, digests, strict=True):
                 block_hash = None
                 if raw is not None:
                     try:
@@ -586,3 +589,8 @@ def compare(genesis: Genesis, sources: Sequence[BlockSource], *, end: int | None
             progress(height, common, 0)
     return report
 
+
+
+# The batch check as others call it: a node's catch-up verifies fetched blocks with this very code.
+init_worker = _init_worker
+check_batch = _check_task

@@ -56,6 +56,7 @@ from .config import NodeConfig
 from .ledger import Ledger
 from .mempool import Mempool
 from .storage import Storage
+from .storecheck import check_store
 from .transport import PeerTransport
 from .validation import RecordValidator, error_body
 
@@ -66,7 +67,8 @@ log = logging.getLogger("rantai.node")
 PEER_MESSAGES = "/v1/peer/messages"
 PEER_RECORDS = "/v1/peer/records"
 GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
-CATCH_UP_BATCH = 1000
+CATCH_UP_BATCH = 1000  # blocks per GET /v1/blocks (the API's limit)
+CATCH_UP_LOG_S = 3.0  # catch-up progress in the log this often
 SHARE_ALL_MS = 3000  # a forwarded record in no proposal by then goes to every validator
 PARTIAL_IN_FLIGHT = 2
 
@@ -136,9 +138,28 @@ class Node:
         )
 
     # -- lifecycle -------------------------------------------------------------------------
+    def open_store(self) -> Storage:
+        """Open the data directory and check it (node/storecheck.py), repairing what only costs a re-fetch.
+
+        ``rantai-node run`` calls this before the HTTP server starts, so a damaged store stops the
+        process with one line instead of a failed server start-up; ``start`` calls it otherwise.
+        """
+        if self.storage is not None and not self.storage.closed:
+            return self.storage
+        storage = Storage(self.data_dir, self.genesis.hash)
+        try:
+            note = check_store(storage, self.genesis)
+        except BaseException:
+            storage.close()
+            raise
+        if note:
+            log.warning("%s", note)
+        self.storage = storage
+        return storage
+
     async def start(self) -> None:
         g = self.genesis
-        self.storage = Storage(self.data_dir, g.hash)
+        self.open_store()
         self.ledger = Ledger(g, self.storage)
         self.mempool = Mempool(max_records=self._mempool_max)
         self.validator = RecordValidator(g, self.storage, self.mempool, workers=self._verify_workers,
@@ -174,6 +195,9 @@ class Node:
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
         self._store_lock = asyncio.Lock()
         self._catch_up: asyncio.Task | None = None
+        self.catch_up: dict[str, Any] = {"running": False, "from": 0, "height": 0, "target": 0, "blocks": 0,
+                                         "records": 0, "records_per_s": 0.0}
+        self._catch_up_t0 = self._catch_up_logged = time.monotonic()
         self.counters: dict[str, int] = {}
         self._tasks = [
             asyncio.create_task(self._loop(), name="rantai-driver"),
@@ -409,6 +433,9 @@ class Node:
         peers = [p for p in fs.peers if p in self.peer_urls] or list(self.peer_urls)
         target = fs.to_height
         attempt = 0
+        self.catch_up = {"running": True, "from": self.storage.height, "height": self.storage.height,
+                         "target": target, "blocks": 0, "records": 0, "records_per_s": 0.0}
+        self._catch_up_t0 = self._catch_up_logged = time.monotonic()
         try:
             while self.storage.height < target and attempt < 3 * len(peers):
                 peer = peers[attempt % len(peers)]
@@ -424,8 +451,21 @@ class Node:
                     attempt += 1
                     await asyncio.sleep(0.05)
         finally:
+            self.catch_up["running"] = False
+            self._progress(force=True)
             height, digest = self.storage.head()
             self._post("transferred", height, digest)
+
+    def _progress(self, force: bool = False) -> None:
+        """Catch-up progress in ``status()["catch_up"]``, and in the log every few seconds."""
+        c = self.catch_up
+        now = time.monotonic()
+        c["height"] = self.storage.height
+        c["records_per_s"] = round(c["records"] / max(now - self._catch_up_t0, 1e-6), 1)
+        if force or now - self._catch_up_logged >= CATCH_UP_LOG_S:
+            self._catch_up_logged = now
+            log.info("catch-up: height %d of %d, %d records in %d blocks, %.0f records/s%s", c["height"],
+                     c["target"], c["records"], c["blocks"], c["records_per_s"], "" if c["running"] else " (done)")
 
     async def _fetch_from(self, peer: str, start: int, stop: int) -> int:
         client = self.transport.client(peer)
@@ -454,7 +494,11 @@ class Node:
         loop = asyncio.get_running_loop()
         consortium = self.ledger.governance.at(block.height)
         await loop.run_in_executor(self.validator.pool, check_certificate, cert, consortium, block.header)
-        await self._store(block, cert)
+        if await self._store(block, cert):
+            self._count("catch-up-blocks")
+            self.catch_up["blocks"] += 1
+            self.catch_up["records"] += len(block.records)
+            self._progress()
 
     def _governance_after(self, height: int, digest: bytes) -> Governance:
         """The governance state after block ``height`` (hash ``digest``): the committed state, plus the
@@ -633,6 +677,7 @@ class Node:
             "mempool": len(self.mempool),
             "in_flight": self.mempool.in_flight,
             "peers": self.transport.status(),
+            "catch_up": self.catch_up,
             "counters": {**self.counters, **{f"replica.{k}": v for k, v in rs.get("dropped", {}).items()}},
         }
 

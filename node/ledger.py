@@ -8,6 +8,8 @@ a receipt needs nothing but the block and its certificate. Recently used trees a
 
 from __future__ import annotations
 
+import itertools
+import logging
 import struct
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -28,6 +30,8 @@ from .epcis_index import index_entries, upgrade
 from .storage import Storage, StorageError
 
 __all__ = ["GOV", "Ledger", "items_of"]
+
+log = logging.getLogger("rantai.node")
 
 GOV = b"g"  # u64 height || u32 index -> a governance change entry's bytes (replayed at start-up)
 _LOC = struct.Struct(">QI")
@@ -65,6 +69,22 @@ def items_of(event: Any) -> list[str]:
     return list(found)
 
 
+def replay_governance(storage: Storage, genesis: Genesis, to: int) -> Governance:
+    """The governance state after block ``to``, replayed from the change entries stored apart (``g``
+    keys): start-up reads only those, not the whole chain."""
+    gov = Governance(genesis)
+    by_height: dict[int, list[tuple[int, SignedRecord]]] = {}
+    for key, raw in storage.db.iterator(prefix=GOV):
+        height, index = _LOC.unpack(key[len(GOV):])
+        by_height.setdefault(height, []).append((index, SignedRecord.from_bytes(raw)))
+    for height in sorted(by_height):
+        if height > to:
+            break
+        gov.apply(height, by_height[height])
+    gov.height = to
+    return gov
+
+
 class _StoredBlock:
     """A stored block split for serving receipts: header, record bytes and the Merkle tree's levels."""
 
@@ -91,22 +111,7 @@ class Ledger:
         self._cache: OrderedDict[int, _StoredBlock] = OrderedDict()
         self._cache_blocks = cache_blocks
         upgrade(storage.db, self._headers())  # an older store's EPCIS index (node/epcis_index.py)
-        self.governance = self._replay_governance()
-
-    def _replay_governance(self) -> Governance:
-        """The committed governance state, replayed from the change entries stored apart (``g`` keys):
-        start-up reads only those, not the whole chain."""
-        gov = Governance(self.genesis)
-        by_height: dict[int, list[tuple[int, SignedRecord]]] = {}
-        for key, raw in self.storage.db.iterator(prefix=GOV):
-            height, index = _LOC.unpack(key[len(GOV):])
-            by_height.setdefault(height, []).append((index, SignedRecord.from_bytes(raw)))
-        for height in sorted(by_height):
-            if height > self.storage.height:
-                break
-            gov.apply(height, by_height[height])
-        gov.height = self.storage.height
-        return gov
+        self.governance = replay_governance(storage, genesis, storage.height)
 
     def _headers(self) -> Iterator[tuple[int, int]]:
         for height, raw, _ in self.storage.blocks(1, self.storage.height):
@@ -130,7 +135,7 @@ class Ledger:
         height = self.storage.height
         parent = self.parent_at(height)
         if parent is None:
-            raise StorageError(f"the store's head is height {height}, but that block is not stored")
+            raise _missing(height, self.storage)
         return parent
 
     # -- writing ---------------------------------------------------------------------------
@@ -168,6 +173,8 @@ class Ledger:
             return sb
         raw, cert = self.storage.block(height), self.storage.certificate(height)
         if raw is None or cert is None:
+            if 1 <= height <= self.storage.height:
+                raise _missing(height, self.storage)
             return None
         sb = _StoredBlock(raw, cert)
         self._cache[height] = sb
@@ -224,6 +231,8 @@ class Ledger:
     def block_obj(self, height: int) -> dict[str, Any] | None:
         raw, cert = self.storage.block(height), self.storage.certificate(height)
         if raw is None or cert is None:
+            if 1 <= height <= self.storage.height:
+                raise _missing(height, self.storage)
             return None
         return {"block": raw, "certificate": decode(cert)}
 
@@ -239,9 +248,30 @@ class Ledger:
         }
 
     def stream(self, start: int, stop: int) -> Iterator[bytes]:
-        """Canonical ``{"block", "certificate"}`` objects for heights start..stop, one per item."""
-        for _, raw, cert in self.storage.blocks(start, stop):
+        """Canonical ``{"block", "certificate"}`` objects for heights start..stop, one per item.
+
+        The first item is read now, so a block missing at ``start`` is a ``StorageError`` (503)
+        before any byte is sent. A block missing further on raises in the middle of the stream:
+        the server then aborts the response, so the reader sees a broken transfer, never a
+        shorter chain that looks complete, and the log names the missing height.
+        """
+        items = self._stream(start, min(stop, self.storage.height))
+        first = next(items, None)
+        if first is None:
+            return iter(())
+        return itertools.chain((first,), items)
+
+    def _stream(self, start: int, stop: int) -> Iterator[bytes]:
+        expect = start
+        for height, raw, cert in self.storage.blocks(start, stop):
+            if height != expect:
+                break
             yield encode({"block": raw, "certificate": decode(cert)})
+            expect += 1
+        if expect <= stop:
+            exc = _missing(expect, self.storage)
+            log.error("GET /v1/blocks: %s; the stream ends here", exc)
+            raise exc
 
     def head_obj(self) -> dict[str, Any]:
         height, block_hash = self.storage.head()
@@ -249,5 +279,11 @@ class Ledger:
             return {"height": 0, "block_hash": block_hash, "header": None, "certificate": None}
         sb = self._stored(height)
         if sb is None:
-            raise StorageError(f"the store's head is height {height}, but that block is not stored")
+            raise _missing(height, self.storage)
         return {"height": height, "block_hash": block_hash, "header": sb.header.to_obj(), "certificate": sb.certificate.to_obj()}
+
+
+def _missing(height: int, storage: Storage) -> StorageError:
+    """A block at or below the head that the store cannot read: damage found while serving."""
+    return StorageError(f"storage: block {height} is missing under head {storage.height} (data_dir {storage.path}); "
+                        "the node's start-up check repairs this: restart it")

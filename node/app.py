@@ -367,9 +367,10 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
     async def get_record(request: Request, record_id: str) -> Response:
         try:
             rid = bytes.fromhex(record_id)
-            assert len(rid) == 32
-        except (ValueError, AssertionError):
-            raise ApiError(400, "bad request", "record id: 64 hex digits expected") from None
+        except ValueError:
+            rid = b""
+        if len(rid) != 32:
+            raise ApiError(400, "bad request", "record id: 64 hex digits expected")
         receipt = node.ledger.receipt(rid)
         if receipt is None:
             raise ApiError(404, "not found", f"record {record_id} is not committed here", id=record_id)
@@ -447,6 +448,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
 
     @app.get("/healthz", summary="Liveness")
     async def healthz(request: Request) -> Response:
+        if node.fatal is not None:
+            raise ApiError(503, "invariant broken", f"this validator stopped: {node.fatal}")
         return respond(request, {"ok": True})
 
     # -- peers -----------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ def run_cmd(config_path: str, log_level: str) -> None:
     server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=5))
     server.before_shutdown = [node.begin_shutdown]
+    node.on_fatal = lambda exc: server.handle_exit(signal.SIGTERM, None)  # stop serving: this validator is unsafe
     profile_path = os.environ.get("RANTAI_PROFILE")  # set by `rantai bench --profile` for one validator
     if profile_path:
         import cProfile
@@ -127,6 +128,9 @@ def run_cmd(config_path: str, log_level: str) -> None:
             profiler.dump_stats(profile_path)
     else:
         server.run()
+    if node.fatal is not None:
+        click.echo(f"rantai-node: {node.name} stopped: invariant broken: {node.fatal} (a bug: see the log)", err=True)
+        sys.exit(70)
     if not server.started:
         raise RuntimeError(f"node {node.name} did not start (is port {cfg.port} free?)")
 

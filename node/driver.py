@@ -21,7 +21,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,8 @@ class Node:
         self._verify_workers = verify_workers
         self.storage: Storage | None = None
         self.started = False
+        self.fatal: BaseException | None = None  # an invariant broke: this validator no longer takes part
+        self.on_fatal: Callable[[BaseException], None] | None = None
         self.closing: asyncio.Future | None = None  # done once the node begins to shut down (ends peer streams)
 
     @classmethod
@@ -236,6 +238,14 @@ class Node:
         self.storage.close()
         log.info("node %s stopped at height %d", self.name, self.storage.height)
 
+    def _fail(self, exc: BaseException) -> None:
+        """Stop loudly on a broken invariant: no more votes, ``fatal`` set (``/healthz`` and ``status``
+        say so), and ``on_fatal`` told (``rantai-node run`` then exits with code 70)."""
+        log.critical("invariant broken, the validator stops: %s", exc, exc_info=exc)
+        self.fatal = exc
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
 
@@ -267,7 +277,10 @@ class Node:
                 self._flush_gossip()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug in one step must not stop the validator; it is logged loudly
+            except InvariantBroken as exc:  # our own bug: continuing could sign something wrong
+                self._fail(exc)
+                return
+            except Exception:  # a failed step (a peer's bad input, I/O) must not stop the validator
                 log.exception("driver step failed")
                 self._count("driver-errors")
             if self._events:
@@ -678,6 +691,7 @@ class Node:
             "in_flight": self.mempool.in_flight,
             "peers": self.transport.status(),
             "catch_up": self.catch_up,
+            "fatal": None if self.fatal is None else f"{type(self.fatal).__name__}: {self.fatal}",
             "counters": {**self.counters, **{f"replica.{k}": v for k, v in rs.get("dropped", {}).items()}},
         }
 

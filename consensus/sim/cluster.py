@@ -30,11 +30,17 @@ from ..messages import CommitVote, NewView, PrePrepare, Prepare, ViewChange, pre
 from ..replica import Replica
 from .checkers import Checker, Violation
 
-__all__ = ["ALL_FAULTS", "BYZANTINE", "CachingVerifier", "Result", "Simulation", "run_seed"]
+__all__ = ["ALL_FAULTS", "BYZANTINE", "SCHEDULES", "CachingVerifier", "Node", "Result", "Simulation", "run_seed"]
 
 BYZANTINE = ("equivocate", "double-vote", "forge", "flood", "silent", "invalid")
 NETWORK = ("latency", "drop", "dup", "partition", "crash", "skew")
-ALL_FAULTS = NETWORK + BYZANTINE
+# "client": each request reaches one validator, which forwards it to the primary of its own view and
+# shares it with all after SHARE_ALL_MS (as node/driver.py does), so a replica in the wrong view holds
+# work the others do not see. "isolate": one replica at a time is cut off long enough to time out alone
+# into a higher view, then rejoins (alone in a view change, or restarted with lost volatile state).
+SCHEDULES = ("client", "isolate")
+ALL_FAULTS = NETWORK + BYZANTINE + SCHEDULES
+SHARE_ALL_MS = 3000
 
 
 class CachingVerifier(Verifier):
@@ -112,6 +118,7 @@ class Node:
         self.byzantine: str | None = None
         self.skew_offset = 0
         self.skew_rate = 1.0
+        self.seen_view = 0  # the view records were last forwarded for (the client path, see route)
 
     # -------------------------------------------------------------------------------- lifecycle
     def committed(self) -> tuple[int, bytes]:
@@ -346,6 +353,8 @@ class Simulation:
         self.checker = Checker(self)
         self.n_requests = requests
         self.fetches = 0
+        # a scenario's hand on the network: (src, dst, message) -> deliver it? (None: deliver everything)
+        self.net_filter: Callable[[Node, Node, Any], bool] | None = None
         if replica_hook is not None:
             replica_hook(self)
 
@@ -373,6 +382,8 @@ class Simulation:
         self._transmit(src, dst, message, t)
 
     def _transmit(self, src: Node, dst: Node, message: Any, t: int) -> None:
+        if self.net_filter is not None and not self.net_filter(src, dst, message):
+            return
         data = wire.encode(message)
         self.messages += 1
         if not self.healed:
@@ -458,6 +469,16 @@ class Simulation:
         downtime = self.rng.randint(50, 3000)
         self.schedule(t + downtime, lambda tt, node=node: self.restart_node(node, tt))
 
+    def crash_node_for_good(self, node: Node) -> None:
+        """Crash with no scheduled restart (a script or the liveness phase restarts it)."""
+        if node.up:
+            node.crash()
+
+    def deliver_now(self, src: Node, dst: Node, message: Any, t: int) -> None:
+        """Put ``message`` on the wire from ``src`` to ``dst`` past every fault and filter (a scripted forgery)."""
+        data = wire.encode(message)
+        self.schedule(t + 1, lambda tt: self.deliver(src, dst, data, tt))
+
     def restart_node(self, node: Node, t: int) -> None:
         if node.up:
             return
@@ -465,7 +486,10 @@ class Simulation:
         # a restarted node re-learns pending requests from clients (they resubmit)
         for rid in sorted(self.valid_requests):
             if rid not in node.committed_requests():
-                node.mempool[rid] = True
+                if "client" in self.faults:
+                    self.route(rid, node, t)
+                else:
+                    node.mempool[rid] = True
 
     def plan(self) -> None:
         rng = self.rng
@@ -474,7 +498,8 @@ class Simulation:
         for i in range(n_req):
             at = rng.randint(0, self.load_ms)
             rid = f"r{i}"
-            self.schedule(at, lambda tt, rid=rid: self.submit(rid, tt))
+            via = rng.choice(self.nodes) if "client" in fs else None
+            self.schedule(at, lambda tt, rid=rid, via=via: self.submit(rid, tt, via))
         for _ in range(rng.randint(0, 3) if "partition" in fs else 0):
             at = rng.randint(0, self.safety_ms)
             ids = [n.id for n in self.nodes]
@@ -489,17 +514,62 @@ class Simulation:
                 node = rng.choice(self.honest() or self.nodes)
                 at = rng.randint(0, self.safety_ms)
                 self.schedule(at, lambda tt, node=node: self.crash_node(node, tt))
+        if "isolate" in fs:
+            # one replica alone long enough for its timer to fire, then back (sometimes via a restart,
+            # which loses volatile state): it must rejoin the others' view without forcing a view change
+            for _ in range(rng.randint(1, 2)):
+                node = rng.choice(self.honest() or self.nodes)
+                at = rng.randint(0, self.safety_ms - 1000)
+                dur = rng.randint(1000, 5000)
+                rest = frozenset(n.id for n in self.nodes if n is not node)
+                self.schedule(at, lambda tt, part=(rest, frozenset({node.id})): setattr(self, "partition", part))
+                self.schedule(at + dur, lambda tt: setattr(self, "partition", None))
+                if rng.random() < 0.5:
+                    self.schedule(at + dur, lambda tt, node=node: self.crash_node(node, tt))
         for node in self.nodes:
             self.schedule(rng.randint(0, 20), lambda tt, node=node: self.tick(node, tt))
         self.schedule(self.safety_ms, self.heal)
 
-    def submit(self, rid: str, t: int) -> None:
+    def submit(self, rid: str, t: int, via: Node | None = None) -> None:
+        """A client submits ``rid``: to every validator, or (``via``) to one, which forwards it like a node."""
         self.valid_requests.add(rid)
+        if via is not None:
+            self.route(rid, via, t)
+            return
         for node in self.nodes:
             if node.up and rid not in node.committed_requests():
                 node.mempool[rid] = True
 
+    def route(self, rid: str, via: Node, t: int) -> None:
+        """node/driver.py's record path: keep it, forward it to the primary of our view, share it with
+        every validator after SHARE_ALL_MS if it is still uncommitted here."""
+        if not via.up or via.replica is None or rid in via.committed_requests():
+            return
+        via.mempool[rid] = True
+        primary = self.by_id[via.replica.primary(via.replica.view)]
+        self.schedule(t + self.rng.randint(*self.latency), lambda tt: self.hand(via, primary, rid))
+
+        def share(tt: int) -> None:
+            # the node stops watching a record once a proposal it validated carries it (the primary has it)
+            if via.up and rid in via.mempool and not any(rid in rids for _, rids in via.inflight.values()):
+                for peer in self.nodes:
+                    self.hand(via, peer, rid)
+
+        self.schedule(t + SHARE_ALL_MS, share)
+
+    def hand(self, src: Node, dst: Node, rid: str) -> None:
+        if self.reachable(src, dst) and rid not in dst.committed_requests():
+            dst.mempool[rid] = True
+
     def tick(self, node: Node, t: int) -> None:
+        if node.up and node.replica is not None and "client" in self.faults:
+            view = node.replica.view
+            if view != node.seen_view:
+                # the node side of view synchronisation: records held here go to the new primary
+                node.seen_view = view
+                primary = self.by_id[node.replica.primary(view)]
+                for rid in sorted(node.mempool):
+                    self.hand(node, primary, rid)
         if node.up and node.replica is not None:
             pending = bool(node.mempool)
             node.run(node.replica.tick(node.now(t), pending), t)

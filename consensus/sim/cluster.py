@@ -119,6 +119,7 @@ class Node:
         self.skew_offset = 0
         self.skew_rate = 1.0
         self.seen_view = 0  # the view records were last forwarded for (the client path, see route)
+        self.forwarded_ms = 0
 
     # -------------------------------------------------------------------------------- lifecycle
     def committed(self) -> tuple[int, bytes]:
@@ -564,9 +565,10 @@ class Simulation:
     def tick(self, node: Node, t: int) -> None:
         if node.up and node.replica is not None and "client" in self.faults:
             view = node.replica.view
-            if view != node.seen_view:
-                # the node side of view synchronisation: records held here go to the new primary
-                node.seen_view = view
+            if view != node.seen_view or t - node.forwarded_ms >= SHARE_ALL_MS:
+                # the node side of view synchronisation: records held here go to the primary of our
+                # (new) view, and again every SHARE_ALL_MS until committed
+                node.seen_view, node.forwarded_ms = view, t
                 primary = self.by_id[node.replica.primary(view)]
                 for rid in sorted(node.mempool):
                     self.hand(node, primary, rid)
@@ -585,6 +587,11 @@ class Simulation:
         for node in self.nodes:
             if not node.up:
                 self.restart_node(node, t)
+        # a trickle of load after healing: an idle cluster shows a replica left in another view
+        # nothing, but the first request must find every replica in the one view within the bound
+        for i, at in enumerate((500, 2500, 4500)):
+            via = self.rng.choice(self.nodes) if "client" in self.faults else None
+            self.schedule(t + at, lambda tt, rid=f"live{i}", via=via: self.submit(rid, tt, via))
 
     # -------------------------------------------------------------------------------- run
     def run(self) -> Result:

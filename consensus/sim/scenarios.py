@@ -131,10 +131,10 @@ def replica_misses_the_new_view() -> Cluster:
     c = Cluster(end_ms=9000)
     c.submit(100, 4)
     c.crash(1000, 0)
-    c.drop(900, 7000, lambda s, d, m: d.index == 3 and type(m).__name__ in ("ViewChange", "NewView"))
+    c.drop(900, 5000, lambda s, d, m: d.index == 3 and type(m).__name__ in ("ViewChange", "NewView"))
     c.submit(1200, 4, via=1)
-    c.restart(7500, 0)
-    c.final_view = 1
+    c.restart(2500, 0)
+    c.submit(5500, 2, via=3)
     return c
 
 
@@ -167,37 +167,41 @@ def conflicting_prepared_certificates() -> Cluster:
 
 
 def vote_then_restart_then_equivocation() -> Cluster:
-    """A byzantine primary shows a backup one block, the backup PREPAREs it, crashes right after,
-    restarts, and is shown a second block for the same (view, height): it must refuse to PREPARE
-    again (its persisted vote), or it has signed two digests for one (view, height)."""
-    c = Cluster(bound_ms=15000)
+    """A byzantine primary shows backup 1 a block, 1 PREPAREs it and crashes right after the vote is
+    persisted, restarts, and is shown a second block for the same (view, height): it must refuse
+    (its persisted vote), or it has signed two digests for one (view, height)."""
+    c = Cluster(end_ms=6000, bound_ms=15000, view_change_timeout_ms=2000)  # all within view 0
+    sim = c.sim
     n0, n1 = c.nodes[0], c.nodes[1]
-    n0.byzantine = "equivocate-after-restart"  # the checker holds node 0 to nothing
-    c.sim.byzantine[n0.id] = n0.byzantine
-    seen: dict[str, Any] = {}
-
-    def watch(s: Node, d: Node, m: Any) -> bool:
-        if type(m) is PrePrepare and s is n0 and m.height == 1 and "pp" not in seen:
-            seen["pp"] = m
-        if type(m) is Prepare and s is n1 and m.height == 1 and "crashed" not in seen:
-            seen["crashed"] = True
-            c.sim.crash_node_for_good(n1)
-            c.sim.schedule(c.sim.now_ms + 50, lambda tt: c.sim.restart_node(n1, tt))
-            c.sim.schedule(c.sim.now_ms + 300, equivocate)
-            return False
-        return not (type(m) is PrePrepare and s is n0 and d is not n1)  # only 1 sees block 1 at first
+    n0.byzantine = "equivocates-after-restart"  # scripted below; the checker holds node 0 to nothing
+    sim.byzantine[n0.id] = n0.byzantine
+    state: dict[str, Any] = {}
 
     def equivocate(t: int) -> None:
-        pp = seen["pp"]
+        pp = state["pp"]
         blk = decode_block(pp.payload)
         assert blk is not None
         alt = make_block(pp.height, pp.parent, pp.view, n0.id, blk[4] + 1, blk[5])
-        sig = n0.signer.sign(PrePrepare.KIND, c.sim.chain, preprepare_body(pp.view, pp.height, alt.digest, alt.parent))
-        forged = PrePrepare(pp.view, pp.height, alt.parent, alt.digest, alt.payload, n0.id, sig)
-        c.sim.filters_off = True
-        c.sim.deliver_now(n0, n1, forged, t)
+        body = preprepare_body(pp.view, pp.height, alt.digest, alt.parent)
+        sig = n0.signer.sign(PrePrepare.KIND, sim.chain, body)
+        sim.deliver_now(n0, n1, PrePrepare(pp.view, pp.height, alt.parent, alt.digest, alt.payload, n0.id, sig), t)
+        state["done"] = True
 
-    c.filters.append(lambda s, d, m: getattr(c.sim, "filters_off", False) or watch(s, d, m))
+    def script(s: Node, d: Node, m: Any) -> bool:
+        if state.get("done"):
+            return True
+        if type(m) is PrePrepare and s is n0 and m.height == 1:
+            state.setdefault("pp", m)
+            return d is n1 and "crashed" not in state  # only 1 sees block 1, and only before its crash
+        if type(m) is Prepare and s is n1 and m.height == 1 and "crashed" not in state:
+            state["crashed"] = True  # the vote is persisted (it precedes the PREPARE): crash before it leaves
+            sim.crash_node_for_good(n1)
+            sim.schedule(sim.now_ms + 50, lambda tt: sim.restart_node(n1, tt))
+            sim.schedule(sim.now_ms + 300, equivocate)
+            return False
+        return True
+
+    c.filters.append(script)
     c.submit(100, 2)
     return c
 

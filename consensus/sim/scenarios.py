@@ -145,24 +145,26 @@ def conflicting_prepared_certificates() -> Cluster:
     (primary 1) a fresh d1 is prepared by 0, 1, 2 and delivered by 0 alone; the view change to
     view 2 then hears from 1, 2 (certificates of view 1) and 3 (view 0)."""
     c = Cluster(bound_ms=15000)
-    n0, n1, n2, n3 = c.nodes
     c.submit(100, 2)
 
+    def kind(m: Any) -> str:
+        return type(m).__name__
+
     def view0(s: Node, d: Node, m: Any) -> bool:
-        # view 0: the PRE-PREPARE reaches only 3, PREPAREs of 3 go nowhere but 3 sees everyone's
-        return getattr(m, "view", None) == 0 and (type(m) is PrePrepare and d.index != 3 or s.index == 3)
+        # 1 and 2 PREPARE d0 but only 3 hears them: 3 alone is prepared; nobody COMMITs
+        return getattr(m, "view", None) == 0 and (s.index == 3 or kind(m) == "CommitVote"
+                                                   or kind(m) == "Prepare" and d.index != 3)
 
     def view1(s: Node, d: Node, m: Any) -> bool:
-        # view 1: 3 hears nothing; COMMITs reach only replica 0 (which delivers alone)
+        # 3 takes no part in view 1; COMMITs reach only 0, which delivers d1 alone
         if getattr(m, "view", None) != 1:
             return False
-        return d.index == 3 or s.index == 3 or (type(m).__name__ == "CommitVote" and d.index != 0)
+        return d.index == 3 or s.index == 3 or kind(m) == "CommitVote" and d.index != 0
 
     c.drop(0, 6000, view0)
     c.drop(0, 6000, view1)
-    # 0 (which delivered) says nothing in the view change to 2 before NEW-VIEW: the set is 1, 2, 3
-    c.drop(0, 6000, lambda s, d, m: s.index == 0 and type(m).__name__ == "ViewChange"
-           and m.view >= 2)
+    # 0 (which delivered) is silent in the change to view 2: NEW-VIEW(2) rests on 1, 2 (view 1) and 3 (view 0)
+    c.drop(0, 6000, lambda s, d, m: s.index == 0 and getattr(m, "view", 0) >= 2)
     return c
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..messages import PrePrepare, Prepare, preprepare_body
+from ..messages import Prepare, PrePrepare, preprepare_body
 from .checkers import Violation
 from .cluster import Node, Result, Simulation, decode_block, make_block
 
@@ -47,11 +47,15 @@ class Cluster:
 
     def submit(self, t: int, count: int = 1, via: int | None = None) -> None:
         """``count`` client requests at ``t``: to every replica, or only through replica ``via``."""
-        for _ in range(count):
-            rid = f"c{self.seq}"
-            self.seq += 1
-            node = None if via is None else self.nodes[via]
-            self.at(t, lambda tt, rid=rid, node=node: self.sim.submit(rid, tt, node))
+        node = None if via is None else self.nodes[via]
+        rids = [f"c{self.seq + k}" for k in range(count)]
+        self.seq += count
+
+        def go(tt: int) -> None:
+            for rid in rids:
+                self.sim.submit(rid, tt, node)
+
+        self.at(t, go)
 
     def crash(self, t: int, i: int) -> None:
         self.at(t, lambda tt: self.sim.crash_node_for_good(self.nodes[i]))

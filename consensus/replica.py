@@ -833,6 +833,10 @@ class Replica:
         """Move to ``new_view`` and broadcast VIEW-CHANGE(new_view, stable proof, prepared certificates)."""
         if new_view <= self.view and self.mode == VIEW_CHANGE:
             return
+        while new_view < self.fence and self.primary(new_view) == self.me:
+            # we would be its primary but may not send a NEW-VIEW below our fence (we may have sent one
+            # for it before): that view cannot start, so ask for the next one now rather than time out
+            new_view += 1
         self.view = new_view
         self.fence = max(self.fence, new_view)
         self.mode = VIEW_CHANGE

@@ -13,6 +13,7 @@ request must be committed by every honest replica within ``liveness_bound_ms``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import random
@@ -470,6 +471,15 @@ class Simulation:
         downtime = self.rng.randint(50, 3000)
         self.schedule(t + downtime, lambda tt, node=node: self.restart_node(node, tt))
 
+    def set_partition(self, part: tuple[frozenset[str], frozenset[str]], t: int) -> None:
+        self.partition = part
+
+    def crash_later(self, node: Node, t: int) -> None:
+        self.crash_node(node, t)
+
+    def submit_later(self, rid: str, via: Node | None, t: int) -> None:
+        self.submit(rid, t, via)
+
     def crash_node_for_good(self, node: Node) -> None:
         """Crash with no scheduled restart (a script or the liveness phase restarts it)."""
         if node.up:
@@ -523,10 +533,10 @@ class Simulation:
                 at = rng.randint(0, self.safety_ms - 1000)
                 dur = rng.randint(1000, 5000)
                 rest = frozenset(n.id for n in self.nodes if n is not node)
-                self.schedule(at, lambda tt, part=(rest, frozenset({node.id})): setattr(self, "partition", part))
+                self.schedule(at, functools.partial(self.set_partition, (rest, frozenset({node.id}))))
                 self.schedule(at + dur, lambda tt: setattr(self, "partition", None))
                 if rng.random() < 0.5:
-                    self.schedule(at + dur, lambda tt, node=node: self.crash_node(node, tt))
+                    self.schedule(at + dur, functools.partial(self.crash_later, node))
         for node in self.nodes:
             self.schedule(rng.randint(0, 20), lambda tt, node=node: self.tick(node, tt))
         self.schedule(self.safety_ms, self.heal)
@@ -591,7 +601,7 @@ class Simulation:
         # nothing, but the first request must find every replica in the one view within the bound
         for i, at in enumerate((500, 2500, 4500)):
             via = self.rng.choice(self.nodes) if "client" in self.faults else None
-            self.schedule(t + at, lambda tt, rid=f"live{i}", via=via: self.submit(rid, tt, via))
+            self.schedule(t + at, functools.partial(self.submit_later, f"live{i}", via))
 
     # -------------------------------------------------------------------------------- run
     def run(self) -> Result:

@@ -13,7 +13,6 @@ request must be committed by every honest replica within ``liveness_bound_ms``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import heapq
 import random
@@ -59,6 +58,13 @@ class CachingVerifier(Verifier):
         if hit is None:
             hit = self.cache[key] = super().verify(signature, kind, chain, body)
         return hit
+
+
+def _later(fn: Callable[..., None], *args: Any) -> Callable[[int], None]:
+    """A scheduled call of ``fn(*args, time)`` (a typed stand-in for a lambda with default arguments)."""
+    def call(t: int) -> None:
+        fn(*args, t)
+    return call
 
 
 # ------------------------------------------------------------------------------------------ blocks
@@ -533,10 +539,10 @@ class Simulation:
                 at = rng.randint(0, self.safety_ms - 1000)
                 dur = rng.randint(1000, 5000)
                 rest = frozenset(n.id for n in self.nodes if n is not node)
-                self.schedule(at, functools.partial(self.set_partition, (rest, frozenset({node.id}))))
+                self.schedule(at, _later(self.set_partition, (rest, frozenset({node.id}))))
                 self.schedule(at + dur, lambda tt: setattr(self, "partition", None))
                 if rng.random() < 0.5:
-                    self.schedule(at + dur, functools.partial(self.crash_later, node))
+                    self.schedule(at + dur, _later(self.crash_later, node))
         for node in self.nodes:
             self.schedule(rng.randint(0, 20), lambda tt, node=node: self.tick(node, tt))
         self.schedule(self.safety_ms, self.heal)
@@ -601,7 +607,7 @@ class Simulation:
         # nothing, but the first request must find every replica in the one view within the bound
         for i, at in enumerate((500, 2500, 4500)):
             via = self.rng.choice(self.nodes) if "client" in self.faults else None
-            self.schedule(t + at, functools.partial(self.submit_later, f"live{i}", via))
+            self.schedule(t + at, _later(self.submit_later, f"live{i}", via))
 
     # -------------------------------------------------------------------------------- run
     def run(self) -> Result:

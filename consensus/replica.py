@@ -167,6 +167,13 @@ class Replica:
         self.pending = False
         self.counters: dict[str, int] = {}
         self.revalidate: list[tuple[int, int, bytes]] = []  # restored proposals the node must see again
+        # view synchronisation (docs/consensus.md): votes only in views >= fence, the highest view this
+        # replica ever signed a VIEW-CHANGE for; peer_view = sender -> (highest view seen active, when)
+        self.fence = 0
+        self.peer_view: dict[str, tuple[int, int]] = {}
+        self.vc_since_ms: int | None = None  # when the current view change began (None: restored)
+        self.last_vote: Prepare | CommitVote | None = None  # our latest vote in this view (view evidence)
+        self.hint_sent_ms: dict[str, int] = {}
         self._restore(persisted)
 
     # ------------------------------------------------------------------------------ public API
@@ -209,6 +216,10 @@ class Replica:
             self.revalidate.clear()
         if self.last_progress_ms is None:
             self.last_progress_ms = now_ms
+        if self.mode == VIEW_CHANGE:
+            if self.vc_since_ms is None:
+                self.vc_since_ms = now_ms  # restored in a view change: count from the restart
+            self._sync_view(out, now_ms)
         self._view_change_timer(out, now_ms)
         if self.last_retransmit_ms is None or now_ms - self.last_retransmit_ms >= self.cfg.retransmit_ms:
             self.last_retransmit_ms = now_ms
@@ -218,7 +229,8 @@ class Replica:
 
     def next_slot(self) -> Slot | None:
         """The slot this replica may propose now: only as primary in normal mode, with window room."""
-        if self.mode != NORMAL or self.primary(self.view) != self.me or self.next_height == 0:
+        if self.mode != NORMAL or self.primary(self.view) != self.me or self.next_height == 0 \
+                or self.view < self.fence:
             return None
         # never at or below the stable checkpoint: GC forgot our votes there (they are decided anyway)
         h = max(self.next_height, self.committed_h + 1, self.stable.height + 1)
@@ -304,6 +316,7 @@ class Replica:
             "stable_checkpoint": self.stable.height,
             "in_flight": inflight,
             "view_change_attempts": self.vc_attempts,
+            "view_fence": self.fence,
             "dropped": dict(self.counters),
         }
 
@@ -386,11 +399,101 @@ class Replica:
             self.nv_sent_ms[sender] = now_ms
             out.append(Send(sender, self.new_view))
 
+    # ------------------------------------------------------------------------------ view synchronisation
+
+    def _note_view(self, m: Any, out: list[Effect], now_ms: int, verified: bool = False) -> None:
+        """Remember that ``m.sender`` signed something in ``m.view`` outside a view change (PRE-PREPARE,
+        PREPARE, COMMIT, NEW-VIEW): that view was started and the sender was working in it then.
+
+        One signature check per sender and view (and, while in a view change, once more per sender to
+        learn it is still there), so old or forged traffic costs little.
+        """
+        seen = self.peer_view.get(m.sender)
+        if seen is not None:
+            stale = self.mode == NORMAL or self.vc_since_ms is None or seen[1] >= self.vc_since_ms
+            if m.view < seen[0] or m.view == seen[0] and stale:
+                return
+        if not verified and not self._verify(m):
+            return
+        self.peer_view[m.sender] = (m.view, now_ms)
+        self._sync_view(out, now_ms)
+
+    def _sync_view(self, out: list[Effect], now_ms: int) -> None:
+        """Rejoin the view the others work in (docs/consensus.md, "View synchronisation").
+
+        Up: f+1 others seen working in views above ours (so one honest replica is there, and the view
+        was started by a NEW-VIEW): move to the (f+1)-th highest with a VIEW-CHANGE; its primary answers
+        with its NEW-VIEW. Down: alone in a view change (no 2f+1 VIEW-CHANGEs for our view), and f+1
+        others seen working, since our view change began, in a lower view: go back to it in normal mode,
+        as an observer below ``fence`` (no PREPARE, COMMIT or proposal there), so the VIEW-CHANGEs we
+        signed for higher views stay truthful.
+        """
+        others = [e for s, e in self.peer_view.items() if s != self.me]
+        above = sorted((v for v, _ in others if v > self.view), reverse=True)
+        if len(above) > self.f:
+            self.counters["view-sync-up"] = self.counters.get("view-sync-up", 0) + 1
+            self._start_view_change(above[self.f], out, now_ms)
+            return
+        if self.mode != VIEW_CHANGE or self.vc_quorum_ms is not None:
+            return
+        since = self.vc_since_ms
+        below = sorted((v for v, t in others if v <= self.view and (since is None or t >= since)), reverse=True)
+        if len(below) <= self.f or self.primary(below[self.f]) == self.me:
+            return
+        w = below[self.f]
+        if w == self.view:
+            # the others work in the view we wait for: give its primary's NEW-VIEW (see _hint_view) a
+            # timeout to arrive (it may have restarted and lost it), then follow them without it
+            if since is None or now_ms - since < self._timeout():
+                return
+            self.fence = max(self.fence, w + 1)
+        self._rejoin(w, out, now_ms)
+
+    def _rejoin(self, w: int, out: list[Effect], now_ms: int) -> None:
+        """Leave a lone view change for view ``w`` <= ours, which f+1 others are working in."""
+        self.counters["view-sync-down"] = self.counters.get("view-sync-down", 0) + 1
+        self.view = w
+        self.mode = NORMAL
+        self.vc_quorum_ms = None
+        self.vc_since_ms = None
+        self.new_view = None
+        self.next_height = 0
+        self.waiting_since = None
+        self.last_progress_ms = now_ms
+        self.vc_attempts += 1  # a replica that keeps timing out alone backs off (see _timeout)
+        self.last_vote = None
+        self.my_vc = None
+        self.vc_by_sender.clear()  # views above w: a real view change retransmits its VIEW-CHANGEs
+        self.vc_verified.clear()
+        self.peer_view = {s: e for s, e in self.peer_view.items() if e[0] <= w}
+        for H in self.log.values():
+            H.pp_wait.clear()
+        out.append(Persist(((b"view", msgpack.packb([w, False, self.fence])),)))
+
+    def _hint_view(self, sender: str, view: int, out: list[Effect], now_ms: int) -> None:
+        """A VIEW-CHANGE for our view or above, while we work in our view: show the sender where we are
+        (rate-limited), with a message we already signed here: our latest vote, or (primary) our
+        NEW-VIEW, which is also what a replica waiting in a view change for our view needs."""
+        last = self.hint_sent_ms.get(sender)
+        if last is not None and now_ms - last < self.cfg.retransmit_ms:
+            return
+        msg: Any = None
+        nv = self.new_view
+        if nv is not None and nv.view == self.view and (view == self.view or self.last_vote is None):
+            msg = nv
+        elif self.last_vote is not None and self.last_vote.view == self.view:
+            msg = self.last_vote
+        if msg is not None:
+            self.hint_sent_ms[sender] = now_ms
+            out.append(Send(sender, msg))
+
     # ------------------------------------------------------------------------------ normal case
 
     def _on_preprepare(self, m: PrePrepare, out: list[Effect], now_ms: int) -> None:
         """PRE-PREPARE from primary(view) in our view, inside the watermarks, one per (view, height)."""
         if m.view != self.view or self.mode != NORMAL:
+            if m.sender == self.primary(m.view):
+                self._note_view(m, out, now_ms)
             if m.view < self.view:
                 self._note_lagging(m.sender, m.view, out, now_ms)
             else:
@@ -453,7 +556,8 @@ class Replica:
         """Backup: PREPARE the accepted, validated PRE-PREPARE of the current view (once)."""
         H = self.log.get(h)
         v = self.view
-        if H is None or self.mode != NORMAL or self.primary(v) == self.me or h <= self.committed_h:
+        if H is None or self.mode != NORMAL or self.primary(v) == self.me or h <= self.committed_h \
+                or v < self.fence:
             return
         pp = H.pp.get(v)
         if pp is None or not H.validated.get(pp.digest):
@@ -471,6 +575,7 @@ class Replica:
             self.votes[key] = pp.digest
             self._persist(out, h, ((b"v/P" + _HV.pack(h, v), pp.digest),))
         H.my_prepare = msg
+        self.last_vote = msg
         H.prepares.setdefault((v, pp.digest), {})[self.me] = sig
         out.append(Broadcast(msg))
         self._check_prepared(h, out)
@@ -497,6 +602,8 @@ class Replica:
     def _on_prepare(self, m: Prepare, out: list[Effect], now_ms: int) -> None:
         """PREPARE from a backup in our view, inside the watermarks."""
         if m.view != self.view or self.mode != NORMAL:
+            if m.sender != self.primary(m.view):
+                self._note_view(m, out, now_ms)
             if m.view < self.view:
                 self._note_lagging(m.sender, m.view, out, now_ms)
             else:
@@ -542,7 +649,7 @@ class Replica:
         H = self.log.get(h)
         v = self.view
         if H is None or self.mode != NORMAL or H.prepared is None or H.prepared.view != v or H.my_commit is not None \
-                and H.my_commit.view == v:
+                and H.my_commit.view == v or v < self.fence:
             return
         p = H.prepared
         below = self.committed_digests.get(h - 1)
@@ -568,6 +675,7 @@ class Replica:
             self.votes[key] = p.digest
             self._persist(out, h, ((b"v/C" + _HV.pack(h, v), p.digest),))
         H.my_commit = msg
+        self.last_vote = msg
         H.commits.setdefault((v, p.digest), {})[self.me] = sig
         out.append(Broadcast(msg))
         self._maybe_send_commit(h + 1, out)
@@ -575,7 +683,10 @@ class Replica:
     def _on_commit(self, m: CommitVote, out: list[Effect], now_ms: int) -> None:
         """COMMIT of any view (2f+1 signatures certify a block whatever our view), inside the watermarks."""
         h = m.height
+        elsewhere = m.view != self.view or self.mode != NORMAL  # evidence for view synchronisation
         if h <= self.committed_h:
+            if elsewhere:
+                self._note_view(m, out, now_ms)
             if m.view < self.view:
                 self._note_lagging(m.sender, m.view, out, now_ms)
             else:
@@ -584,11 +695,17 @@ class Replica:
         if not self._in_window(h) or not self.view - _COMMIT_VIEWS_KEPT <= m.view <= self.view + 1:
             if h > self.peer_high.get(m.sender, 0) and self._verify(m):
                 self.peer_high[m.sender] = h
+                if elsewhere:
+                    self._note_view(m, out, now_ms, verified=True)
+            elif elsewhere:
+                self._note_view(m, out, now_ms)
             self._drop("out-of-window")
             return
         H = self._slot(h)
         if not self._record_vote(H, H.commits, m):
             return
+        if elsewhere:
+            self._note_view(m, out, now_ms, verified=True)
         if h > self.peer_high.get(m.sender, 0):
             self.peer_high[m.sender] = h
         if m.view < self.view:
@@ -710,15 +827,22 @@ class Replica:
         """Move to ``new_view`` and broadcast VIEW-CHANGE(new_view, stable proof, prepared certificates)."""
         if new_view <= self.view and self.mode == VIEW_CHANGE:
             return
+        while new_view < self.fence and self.primary(new_view) == self.me:
+            # we would be its primary but may not send a NEW-VIEW below our fence (we may have sent one
+            # for it before): that view cannot start, so ask for the next one now rather than time out
+            new_view += 1
         self.view = new_view
+        self.fence = max(self.fence, new_view)
         self.mode = VIEW_CHANGE
         self.vc_quorum_ms = None
+        self.vc_since_ms = now_ms
         self.new_view = None
         self.next_height = 0
         self.waiting_since = None
+        self.last_vote = None
         for H in self.log.values():
             H.pp_wait.clear()
-        out.append(Persist(((b"view", msgpack.packb([new_view, True])),)))
+        out.append(Persist(((b"view", msgpack.packb([new_view, True, self.fence])),)))
         out.append(Broadcast(self._build_view_change()))
         self._check_view_changes(out, now_ms)
 
@@ -774,6 +898,8 @@ class Replica:
         return len(seen) >= need
 
     def _on_viewchange(self, m: ViewChange, out: list[Effect], now_ms: int) -> None:
+        if self.mode == NORMAL and m.view >= self.view:
+            self._hint_view(m.sender, m.view, out, now_ms)
         if m.view < self.view or (m.view == self.view and self.mode == NORMAL):
             self._note_lagging(m.sender, m.view, out, now_ms)
             return
@@ -801,7 +927,7 @@ class Replica:
             return
         if self.vc_quorum_ms is None:
             self.vc_quorum_ms = now_ms
-        if self.primary(self.view) == self.me and self.new_view is None:
+        if self.primary(self.view) == self.me and self.new_view is None and self.view >= self.fence:
             self._send_new_view(same, out, now_ms)
 
     def _send_new_view(self, same: list[ViewChange], out: list[Effect], now_ms: int) -> None:
@@ -837,6 +963,8 @@ class Replica:
     def _on_newview(self, m: NewView, out: list[Effect], now_ms: int) -> None:
         """NEW-VIEW: 2f+1 valid VIEW-CHANGEs for its view, and exactly the re-proposals we recompute."""
         if m.view < self.view or (m.view == self.view and self.mode == NORMAL):
+            if m.view < self.view and m.sender == self.primary(m.view):
+                self._note_view(m, out, now_ms)  # its primary started that view: evidence, nothing more
             self._drop("stale")
             return
         if m.sender != self.primary(m.view):
@@ -873,6 +1001,8 @@ class Replica:
         self.mode = NORMAL
         self.new_view = nv if primary else None
         self.vc_quorum_ms = None
+        self.vc_since_ms = None
+        self.last_vote = None
         self.waiting_since = None
         self.last_progress_ms = now_ms
         self.nv_sent_ms.clear()
@@ -880,7 +1010,7 @@ class Replica:
             del self.vc_by_sender[s]
         self.vc_verified = {k for k in self.vc_verified if k[0] in self.vc_by_sender}
         self.my_vc = None
-        entries: list[tuple[bytes, bytes | None]] = [(b"view", msgpack.packb([v, False]))]
+        entries: list[tuple[bytes, bytes | None]] = [(b"view", msgpack.packb([v, False, self.fence]))]
         if primary:
             entries.extend((b"pp/" + _HV.pack(pp.height, v), wire.encode(pp)) for pp in nv.pre_prepares)
         out.append(Persist(tuple(entries)))
@@ -941,6 +1071,11 @@ class Replica:
             self._send_checkpoint(self.committed_h, self.committed_d, out)
         elif mine is not None and mine.height >= self.stable.height:
             out.append(Broadcast(mine))
+        # and, when idle, our latest vote: it tells a replica left in another view where we work
+        vote = self.last_vote
+        if self.mode == NORMAL and vote is not None and vote.view == self.view and vote.height <= self.committed_h \
+                and now_ms - (self.last_progress_ms or now_ms) >= self.cfg.retransmit_ms:
+            out.append(Broadcast(vote))
 
     def _maybe_fetch(self, out: list[Effect], now_ms: int) -> None:
         """State transfer: when f+1 peers vouch for heights above ours and we made no progress for a while
@@ -975,7 +1110,10 @@ class Replica:
         raw = persisted.get(b"view")
         in_vc = False
         if raw is not None:
-            self.view, in_vc = msgpack.unpackb(raw, raw=False)
+            saved = msgpack.unpackb(raw, raw=False)
+            self.view, in_vc = saved[0], saved[1]
+            # older entries have no fence: views only went up then, so the view is the highest signed
+            self.fence = saved[2] if len(saved) > 2 else self.view
         for key, val in persisted.items():
             if key.startswith(b"v/"):
                 h, v = _HV.unpack(key[3:19])

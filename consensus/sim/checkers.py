@@ -7,7 +7,9 @@
 * prefix: an honest replica's committed chain never shrinks (also across restarts);
 * no honest double vote: an honest replica never signs two digests for one (kind, view, height),
   tracked across restarts from what actually left the node;
-* liveness: after healing, all honest replicas commit every valid request and converge.
+* liveness: after healing, all honest replicas commit every valid request and converge: the same
+  height, and the same view in normal mode (a replica alone in another view is stuck, even when it
+  keeps up by state transfer: it forwards clients' requests to the wrong primary and cannot vote).
 """
 
 from __future__ import annotations
@@ -140,7 +142,10 @@ class Checker:
             return False
         need = self.sim.valid_requests
         heights = {len(n.blocks) for n in honest}
-        return len(heights) == 1 and all(need <= n.committed_requests() for n in honest)
+        if len(heights) != 1 or not all(need <= n.committed_requests() for n in honest):
+            return False
+        views = {(n.replica.view, n.replica.mode) for n in honest if n.replica is not None}
+        return len(views) == 1 and next(iter(views))[1] == "normal"
 
     def describe(self) -> str:
         parts = []

@@ -31,11 +31,17 @@ from ..replica import Replica
 from .blocks import decode_block, make_block
 from .checkers import Checker, Violation
 
-__all__ = ["ALL_FAULTS", "BYZANTINE", "CachingVerifier", "Result", "Simulation", "run_seed"]
+__all__ = ["ALL_FAULTS", "BYZANTINE", "SCHEDULES", "CachingVerifier", "Node", "Result", "Simulation", "run_seed"]
 
 BYZANTINE = ("equivocate", "double-vote", "forge", "flood", "silent", "invalid")
 NETWORK = ("latency", "drop", "dup", "partition", "crash", "skew")
-ALL_FAULTS = NETWORK + BYZANTINE
+# "client": each request reaches one validator, which forwards it to the primary of its own view and
+# shares it with all after SHARE_ALL_MS (as node/driver.py does), so a replica in the wrong view holds
+# work the others do not see. "isolate": one replica at a time is cut off long enough to time out alone
+# into a higher view, then rejoins (alone in a view change, or restarted with lost volatile state).
+SCHEDULES = ("client", "isolate")
+ALL_FAULTS = NETWORK + BYZANTINE + SCHEDULES
+SHARE_ALL_MS = 3000
 
 
 class CachingVerifier(Verifier):
@@ -53,6 +59,13 @@ class CachingVerifier(Verifier):
         if hit is None:
             hit = self.cache[key] = super().verify(signature, kind, chain, body)
         return hit
+
+
+def _later(fn: Callable[..., None], *args: Any) -> Callable[[int], None]:
+    """A scheduled call of ``fn(*args, time)`` (a typed stand-in for a lambda with default arguments)."""
+    def call(t: int) -> None:
+        fn(*args, t)
+    return call
 
 
 @dataclass
@@ -97,6 +110,8 @@ class Node:
         self.byzantine: str | None = None
         self.skew_offset = 0
         self.skew_rate = 1.0
+        self.seen_view = 0  # the view records were last forwarded for (the client path, see route)
+        self.forwarded_ms = 0
 
     # -------------------------------------------------------------------------------- lifecycle
     def committed(self) -> tuple[int, bytes]:
@@ -215,7 +230,6 @@ class Node:
             return
         sim = self.sim
         peers = [sim.by_id[p] for p in e.peers if sim.reachable(sim.by_id[p], self)]
-        got = False
         h = len(self.blocks) + 1
         while h <= e.to_height:
             src = next((p for p in peers if len(p.blocks) >= h), None)
@@ -230,11 +244,10 @@ class Node:
                 break
             sim.checker.on_commit(self, prop, cert, via="fetch")
             self.store(prop, cert)
-            got = True
             h += 1
         height, digest = self.committed()
-        if got or True:
-            self.run(self.replica.state_transferred(height, digest, self.now(t)), t)
+        # Told even when nothing arrived: the replica re-issues its fetch later (the node does the same).
+        self.run(self.replica.state_transferred(height, digest, self.now(t)), t)
         sim.after_step(t)
 
     # -------------------------------------------------------------------------------- primary batching
@@ -330,6 +343,8 @@ class Simulation:
         self.checker = Checker(self)
         self.n_requests = requests
         self.fetches = 0
+        # a scenario's hand on the network: (src, dst, message) -> deliver it? (None: deliver everything)
+        self.net_filter: Callable[[Node, Node, Any], bool] | None = None
         if replica_hook is not None:
             replica_hook(self)
 
@@ -357,6 +372,8 @@ class Simulation:
         self._transmit(src, dst, message, t)
 
     def _transmit(self, src: Node, dst: Node, message: Any, t: int) -> None:
+        if self.net_filter is not None and not self.net_filter(src, dst, message):
+            return
         data = wire.encode(message)
         self.messages += 1
         if not self.healed:
@@ -443,6 +460,25 @@ class Simulation:
         downtime = self.rng.randint(50, 3000)
         self.schedule(t + downtime, partial(self.restart_node, node))
 
+    def set_partition(self, part: tuple[frozenset[str], frozenset[str]], t: int) -> None:
+        self.partition = part
+
+    def crash_later(self, node: Node, t: int) -> None:
+        self.crash_node(node, t)
+
+    def submit_later(self, rid: str, via: Node | None, t: int) -> None:
+        self.submit(rid, t, via)
+
+    def crash_node_for_good(self, node: Node) -> None:
+        """Crash with no scheduled restart (a script or the liveness phase restarts it)."""
+        if node.up:
+            node.crash()
+
+    def deliver_now(self, src: Node, dst: Node, message: Any, t: int) -> None:
+        """Put ``message`` on the wire from ``src`` to ``dst`` past every fault and filter (a scripted forgery)."""
+        data = wire.encode(message)
+        self.schedule(t + 1, lambda tt: self.deliver(src, dst, data, tt))
+
     def restart_node(self, node: Node, t: int) -> None:
         if node.up:
             return
@@ -450,7 +486,10 @@ class Simulation:
         # a restarted node re-learns pending requests from clients (they resubmit)
         for rid in sorted(self.valid_requests):
             if rid not in node.committed_requests():
-                node.mempool[rid] = True
+                if "client" in self.faults:
+                    self.route(rid, node, t)
+                else:
+                    node.mempool[rid] = True
 
     def plan(self) -> None:
         rng = self.rng
@@ -459,7 +498,8 @@ class Simulation:
         for i in range(n_req):
             at = rng.randint(0, self.load_ms)
             rid = f"r{i}"
-            self.schedule(at, partial(self.submit, rid))
+            via = rng.choice(self.nodes) if "client" in fs else None
+            self.schedule(at, partial(self.submit, rid, via=via))
         for _ in range(rng.randint(0, 3) if "partition" in fs else 0):
             at = rng.randint(0, self.safety_ms)
             ids = [n.id for n in self.nodes]
@@ -474,20 +514,63 @@ class Simulation:
                 node = rng.choice(self.honest() or self.nodes)
                 at = rng.randint(0, self.safety_ms)
                 self.schedule(at, partial(self.crash_node, node))
+        if "isolate" in fs:
+            # one replica alone long enough for its timer to fire, then back (sometimes via a restart,
+            # which loses volatile state): it must rejoin the others' view without forcing a view change
+            for _ in range(rng.randint(1, 2)):
+                node = rng.choice(self.honest() or self.nodes)
+                at = rng.randint(0, self.safety_ms - 1000)
+                dur = rng.randint(1000, 5000)
+                rest = frozenset(n.id for n in self.nodes if n is not node)
+                self.schedule(at, _later(self.set_partition, (rest, frozenset({node.id}))))
+                self.schedule(at + dur, lambda tt: setattr(self, "partition", None))
+                if rng.random() < 0.5:
+                    self.schedule(at + dur, _later(self.crash_later, node))
         for node in self.nodes:
             self.schedule(rng.randint(0, 20), partial(self.tick, node))
         self.schedule(self.safety_ms, self.heal)
 
-    def set_partition(self, part: tuple[frozenset[str], frozenset[str]] | None, t: int) -> None:
-        self.partition = part
-
-    def submit(self, rid: str, t: int) -> None:
+    def submit(self, rid: str, t: int, via: Node | None = None) -> None:
+        """A client submits ``rid``: to every validator, or (``via``) to one, which forwards it like a node."""
         self.valid_requests.add(rid)
+        if via is not None:
+            self.route(rid, via, t)
+            return
         for node in self.nodes:
             if node.up and rid not in node.committed_requests():
                 node.mempool[rid] = True
 
+    def route(self, rid: str, via: Node, t: int) -> None:
+        """node/driver.py's record path: keep it, forward it to the primary of our view, share it with
+        every validator after SHARE_ALL_MS if it is still uncommitted here."""
+        if not via.up or via.replica is None or rid in via.committed_requests():
+            return
+        via.mempool[rid] = True
+        primary = self.by_id[via.replica.primary(via.replica.view)]
+        self.schedule(t + self.rng.randint(*self.latency), lambda tt: self.hand(via, primary, rid))
+
+        def share(tt: int) -> None:
+            # the node stops watching a record once a proposal it validated carries it (the primary has it)
+            if via.up and rid in via.mempool and not any(rid in rids for _, rids in via.inflight.values()):
+                for peer in self.nodes:
+                    self.hand(via, peer, rid)
+
+        self.schedule(t + SHARE_ALL_MS, share)
+
+    def hand(self, src: Node, dst: Node, rid: str) -> None:
+        if self.reachable(src, dst) and rid not in dst.committed_requests():
+            dst.mempool[rid] = True
+
     def tick(self, node: Node, t: int) -> None:
+        if node.up and node.replica is not None and "client" in self.faults:
+            view = node.replica.view
+            if view != node.seen_view or t - node.forwarded_ms >= SHARE_ALL_MS:
+                # the node side of view synchronisation: records held here go to the primary of our
+                # (new) view, and again every SHARE_ALL_MS until committed
+                node.seen_view, node.forwarded_ms = view, t
+                primary = self.by_id[node.replica.primary(view)]
+                for rid in sorted(node.mempool):
+                    self.hand(node, primary, rid)
         if node.up and node.replica is not None:
             pending = bool(node.mempool)
             node.run(node.replica.tick(node.now(t), pending), t)
@@ -503,6 +586,11 @@ class Simulation:
         for node in self.nodes:
             if not node.up:
                 self.restart_node(node, t)
+        # a trickle of load after healing: an idle cluster shows a replica left in another view
+        # nothing, but the first request must find every replica in the one view within the bound
+        for i, at in enumerate((500, 2500, 4500)):
+            via = self.rng.choice(self.nodes) if "client" in self.faults else None
+            self.schedule(t + at, _later(self.submit_later, f"live{i}", via))
 
     # -------------------------------------------------------------------------------- run
     def run(self) -> Result:

@@ -13,6 +13,7 @@ from typing import Any
 from rantai.consensus import replica as R
 from rantai.consensus.messages import CommitVote
 from rantai.consensus.sim import run_seed
+from rantai.consensus.sim.scenarios import run_scenario
 
 
 @contextlib.contextmanager
@@ -112,6 +113,14 @@ def forget_votes_on_restart() -> contextlib.AbstractContextManager[None]:
     return patched(R.Replica, "_restore", restore)
 
 
+def no_view_sync() -> contextlib.AbstractContextManager[None]:
+    """The pre-fix replica of issue 15: no view synchronisation, a replica alone in another view stays there."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(patched(R.Replica, "_sync_view", lambda self, out, now_ms: None))
+    stack.enter_context(patched(R.Replica, "_hint_view", lambda self, sender, view, out, now_ms: None))
+    return stack
+
+
 MUTANTS = {
     "duplicate-signer-counted-twice": (duplicate_signer_counted_twice, ("latency", "dup", "drop")),
     "prepare-without-validation": (prepare_without_validation, ("latency", "invalid")),
@@ -119,7 +128,32 @@ MUTANTS = {
     "commit-when-parent-only-prepared": (commit_when_parent_only_prepared, None),
     "new-view-lowest-view": (new_view_lowest_view, None),
     "forget-votes-on-restart": (forget_votes_on_restart, ("latency", "drop", "crash", "equivocate")),
+    "no-view-sync": (no_view_sync, None),
 }
+
+# What must catch each mutant in CI: ("seeds", first, stop) of the random sweep with the mutant's
+# faults, or ("scenario", name) of rantai.consensus.sim.scenarios. Ranges are as measured (docs).
+CATCHERS: dict[str, tuple[Any, ...]] = {
+    "duplicate-signer-counted-twice": ("seeds", 0, 5),
+    "prepare-without-validation": ("seeds", 0, 10),
+    "commit-quorum-off-by-one": ("seeds", 0, 5),
+    "commit-when-parent-only-prepared": ("seeds", 240, 300),
+    "new-view-lowest-view": ("scenario", "conflicting-prepared-certificates"),
+    "forget-votes-on-restart": ("scenario", "vote-then-restart-then-equivocation"),
+    "no-view-sync": ("scenario", "lone-replica-in-higher-view"),
+}
+
+
+def caught_by(name: str) -> str | None:
+    """Run the mutant's catcher; what caught it (a seed or a scenario and the violation), or None."""
+    kind, *args = CATCHERS[name]
+    if kind == "seeds":
+        seed = first_failure(name, range(args[0], args[1]))
+        return None if seed is None else f"seed {seed}"
+    make, _ = MUTANTS[name]
+    with make():
+        res = run_scenario(args[0])
+    return None if res.ok else f"scenario {args[0]}: {res.violations[0]}"
 
 
 def first_failure(name: str, seeds: range, nodes: int = 4) -> int | None:

@@ -44,6 +44,9 @@ REGRESSIONS = [
     (1367, 4, "all", "restored replicas did not heartbeat their stable height"),
     # the primary re-proposed below its stable checkpoint after GC + restart: double PRE-PREPARE
     (1682, 4, "all", "double pre-prepare after checkpoint GC + restart"),
+    # view synchronisation: a replica back below its fence was primary of the view the others changed
+    # to and may not send its NEW-VIEW; nobody had a quorum to time out -> skip to the next view
+    (1330, 4, "all", "fenced primary stalled a view change"),
 ]
 
 

@@ -345,17 +345,15 @@ def assemble(
     if approvals != "majority" and (type(approvals) is not int or not 1 <= approvals <= admins):
         raise CeremonyError(f"assemble: approvals must be 'majority' or 1..{admins} (the number of admins), "
                             f"not {approvals!r}", rule="no admin")
-    try:
-        return Genesis.build(
-            chain_id,
-            [(r.public_key, r.name, str(r.url)) for r in validators],
-            [(r.public_key, r.name, r.organisation, list(r.roles)) for r in members],
-            params=dict(params or {}),
-            created_at=created_at,
-            approvals=approvals,
-        )
-    except InvalidGenesis as exc:
-        raise CeremonyError(f"assemble: {exc.message}", rule="join field") from exc
+    # The genesis's own rules (chain_id, params) raise InvalidGenesis, rule "genesis".
+    return Genesis.build(
+        chain_id,
+        [(r.public_key, r.name, str(r.url)) for r in validators],
+        [(r.public_key, r.name, r.organisation, list(r.roles)) for r in members],
+        params=dict(params or {}),
+        created_at=created_at,
+        approvals=approvals,
+    )
 
 
 # -- checking ------------------------------------------------------------------------------------

@@ -155,6 +155,14 @@ def test_key_ceremony_to_a_verified_record(tmp_path: Path) -> None:
             found = reader.get(receipt.record_id)
         assert found.receipt.record.id == receipt.record_id
         assert theirs.members[found.receipt.record.submitter].name == "kopi-co"
+        # ... and the same with the commands of docs/operations.md, step 7
+        run(rantai, "submit", "--genesis", str(tmp_path / "kopi" / "genesis.json"), "--key",
+            str(tmp_path / "kopi" / "kopi-co.pem"), "--ship", "urn:epc:id:sgtin:0614141.107346.2017",
+            "--receipt", str(tmp_path / "kopi" / "first.receipt.json"))
+        shutil.copy(tmp_path / "kopi" / "first.receipt.json", tmp_path / "gayo")
+        out = run(rantai, "verify", str(tmp_path / "gayo" / "first.receipt.json"), "--genesis",
+                  str(tmp_path / "gayo" / "genesis.json"))
+        assert out.startswith("ok: record") and "kopi-chain" in out and "submitted by kopi-co" in out
     finally:
         for p in procs:
             if p.poll() is None:

@@ -462,10 +462,18 @@ def verify(receipt: str, as_json: bool, config_file: str | None, genesis: str | 
         text = Path(receipt).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"verify: cannot read {receipt}: {exc.strerror}") from exc
-    r = Receipt.from_json(text)
-    if r.header.chain != g.hash:
-        raise VerificationError(f"receipt: for chain {r.header.chain.hex()[:16]}…, not {g.chain_id} ({g.hash.hex()[:16]}…)")
-    verify_receipt(r, g)
+    try:
+        r = Receipt.from_json(text)
+        if r.header.chain != g.hash:
+            raise VerificationError(f"receipt: for chain {r.header.chain.hex()[:16]}…, not {g.chain_id} "
+                                    f"({g.hash.hex()[:16]}…)", rule="wrong chain")
+        verify_receipt(r, g)
+    except RantaiError as exc:  # name the broken rule (validity.RULES), for people and for --json
+        if as_json:
+            _dump({"ok": False, "rule": exc.rule, "message": str(exc)})
+        else:
+            _err(f"{exc.rule}: {exc}")
+        raise click.exceptions.Exit(exit_code_for(exc)) from exc
     s = _receipt_summary(r, g)
     if as_json:
         _dump({"ok": True, **s, "chain_id": g.chain_id})

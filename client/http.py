@@ -55,9 +55,10 @@ from .format.errors import (
     VerificationError,
 )
 from .format.genesis import Genesis
+from .format.governance import Governance
 from .format.receipts import Receipt
 from .format.records import SignedRecord, sign_event
-from .format.validity import check_head
+from .format.validity import check_head, replay_changes
 
 __all__ = [
     "AsyncClient",
@@ -194,15 +195,17 @@ class VerifiedHeader:
     node: str
 
 
-def verify_receipt(receipt: Receipt, genesis: Genesis) -> None:
+def verify_receipt(receipt: Receipt, genesis: Genesis, governance: Governance | None = None) -> None:
     """``Receipt.verify`` with every failure as a ``RantaiError`` (merkle's own errors mapped to errors.py)."""
     try:
-        receipt.verify(genesis)
+        receipt.verify(genesis, governance)
     except merkle.RootMismatch as exc:
-        raise RootMismatch(f"receipt: Merkle path of record {receipt.record.id.hex()} does not lead to the "
-                           f"records root of block {receipt.header.height}", exc.expected, exc.calculated) from exc
+        err = RootMismatch(f"receipt: Merkle path of record {receipt.record.id.hex()} does not lead to the "
+                           f"records root of block {receipt.header.height}", exc.expected, exc.calculated)
+        err.rule = exc.rule  # validity's rule name ("inclusion proof")
+        raise err from exc
     except merkle.InvalidProof as exc:
-        raise InvalidProof(f"receipt: {exc}") from exc
+        raise InvalidProof(f"receipt: {exc}", rule=exc.rule) from exc
     except (ValueError, TypeError) as exc:
         if isinstance(exc, RantaiError):
             raise
@@ -210,6 +213,14 @@ def verify_receipt(receipt: Receipt, genesis: Genesis) -> None:
 
 
 # -- the sans-I/O core ---------------------------------------------------------------------------
+
+
+class _NeedChanges(Exception):
+    """An answer at a height beyond the configuration changes this client has verified: fetch them first."""
+
+    def __init__(self, height: int) -> None:
+        super().__init__(f"configuration changes up to height {height} are needed")
+        self.height = height
 
 
 class _Negative(Exception):
@@ -302,6 +313,11 @@ class _Core:
         self.known_height = 0
         self._hashes: dict[int, bytes] = {}
         self._preferred = 0
+        # The configuration changes verified so far (docs/governance.md): they decide who may sign
+        # and which validators certify at each height; receipts carry them for offline checks.
+        self.changes: tuple[Receipt, ...] = ()
+        self.changes_to = 0
+        self.governance = Governance(self.genesis)
 
     # -- node order and reporting ----------------------------------------------------------------
     def _order(self, call: _Call) -> list[int]:
@@ -393,9 +409,34 @@ class _Core:
         receipt = Receipt.from_obj(obj)
         if expected_id is not None and receipt.record.id != expected_id:
             raise VerificationError(f"asked for record {expected_id.hex()}, got a receipt for {receipt.record.id.hex()}")
-        verify_receipt(receipt, self.genesis)
+        if receipt.height > self.changes_to + 1:  # the consortium at that height is not known yet
+            raise _NeedChanges(receipt.height)
+        receipt = receipt.with_changes(self.changes)
+        verify_receipt(receipt, self.genesis, self.governance)
         self._observe(receipt.header)
         return receipt
+
+    def changes_flow(self, to: int | None) -> _Flow:
+        """Fetch and verify the configuration changes up to height ``to`` (each against the consortium
+        in force at its own height, from the genesis on), and keep them."""
+
+        def parse(node: str, resp: httpx.Response) -> tuple[int, tuple[Receipt, ...], Governance]:
+            self._check_status(resp, (200,))
+            obj = self._decode_body(resp)
+            if type(obj) is not dict or type(obj.get("to")) is not int or type(obj.get("changes")) is not list:
+                raise VerificationError("changes: a map of to and changes expected")
+            if to is not None and obj["to"] < to - 1:
+                raise NodeError(f"changes: the node is at height {obj['to']}, behind {to - 1}")
+            receipts = tuple(Receipt.from_obj(r) for r in obj["changes"])
+            if any(r.height > obj["to"] for r in receipts):
+                raise VerificationError("changes: an entry above the height the node says it answers for")
+            return obj["to"], receipts, replay_changes(self.genesis, receipts)
+
+        got_to, receipts, gov = yield _Call("GET", "/v1/changes", parse, f"changes to {to or 'the head'}",
+                                            params=None if to is None else {"to": to})
+        if got_to > self.changes_to:
+            self.changes_to, self.changes, self.governance = got_to, receipts, gov
+        return self.changes
 
     # -- operations as flows --------------------------------------------------------------------
     def sign(self, event: dict[str, Any]) -> SignedRecord:
@@ -403,7 +444,7 @@ class _Core:
         if self.identity is None:
             raise _errors.InvalidKey("client: no identity (signing key) given; submitting needs one")
         record = sign_event(self.identity, self.genesis, event)
-        record.verify(self.genesis)  # our own mistakes are reported before any node is asked
+        record.verify(self.governance.latest)  # our own mistakes are reported before any node is asked
         return record
 
     def _get_call(self, record_id: bytes, *, first_answer: bool = False, rotate: int = 0) -> _Call:
@@ -683,7 +724,12 @@ class Client(_Core):
                 failures.append((node, self._transport_fault(node, exc)))
                 continue
             try:
-                result = call.parse(node, resp)
+                try:
+                    result = call.parse(node, resp)
+                except _NeedChanges:
+                    self._preferred = i  # ask the node that answered first: it has that height
+                    self._run(self.changes_flow(None))  # up to the head: one fetch serves every later answer
+                    result = call.parse(node, resp)
             except Exception as exc:  # noqa: BLE001 - every parser failure is classified, none escapes
                 failures.append((node, self._classify(node, exc)))
                 if call.first_answer and isinstance(exc, _Negative):
@@ -702,6 +748,8 @@ class Client(_Core):
         Raises the record's own error (``InvalidSignature``, ``EventInvalid`` …) before sending
         when it would be refused, ``SubmitTimeout``, or ``NoNodeAvailable``.
         """
+        if self.identity is not None and self.identity.id not in self.governance.latest.members:
+            self._run(self.changes_flow(None))  # a member who joined after the genesis: learn of it first
         return self.submit_record(self.sign(event), wait, timeout=timeout)
 
     def submit_record(self, record: SignedRecord, wait: bool = True, *, timeout: float | None = None) -> Receipt | SignedRecord:
@@ -793,7 +841,12 @@ class AsyncClient(_Core):
                 failures.append((node, self._transport_fault(node, exc)))
                 continue
             try:
-                result = call.parse(node, resp)
+                try:
+                    result = call.parse(node, resp)
+                except _NeedChanges:
+                    self._preferred = i
+                    await self._run(self.changes_flow(None))
+                    result = call.parse(node, resp)
             except Exception as exc:  # noqa: BLE001
                 failures.append((node, self._classify(node, exc)))
                 if call.first_answer and isinstance(exc, _Negative):
@@ -804,6 +857,8 @@ class AsyncClient(_Core):
         return None, self._settle(call, failures)
 
     async def submit(self, event: dict[str, Any], wait: bool = True, *, timeout: float | None = None) -> Receipt | SignedRecord:
+        if self.identity is not None and self.identity.id not in self.governance.latest.members:
+            await self._run(self.changes_flow(None))  # a member who joined after the genesis: learn of it first
         return await self.submit_record(self.sign(event), wait, timeout=timeout)
 
     async def submit_record(self, record: SignedRecord, wait: bool = True, *, timeout: float | None = None) -> Receipt | SignedRecord:

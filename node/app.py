@@ -407,6 +407,25 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
     async def get_genesis() -> Response:
         return Response(node.genesis_bytes, media_type=JSON)
 
+    # -- governance ------------------------------------------------------------------------------
+    @app.get("/v1/config", summary="The consortium in force at a height (default: the next block's), and proposals")
+    async def get_config(request: Request) -> Response:
+        gov = node.ledger.governance
+        height = _int_param(request, "height", gov.height + 1)
+        if height < 0:
+            raise ApiError(400, "bad request", "height >= 0 expected")
+        return respond(request, {**gov.at(height).describe(), "height": height, "head": gov.height,
+                                 "proposals": [p.describe() for p in sorted(gov.proposals.values(),
+                                                                            key=lambda p: (p.height, p.index))]})
+
+    @app.get("/v1/changes", summary="Receipts of the change entries that shape the consortium up to a height")
+    async def get_changes(request: Request) -> Response:
+        to = min(_int_param(request, "to", node.storage.height), node.storage.height)
+        receipts = node.ledger.change_receipts(to)
+        if wants_msgpack(request):
+            return respond(request, {"to": to, "changes": [r.to_obj() for r in receipts]})
+        return respond(request, {"to": to, "changes": [json.loads(r.to_json()) for r in receipts]})
+
     @app.get("/v1/items/{item_id:path}/history", summary="Every committed event naming a GS1 identifier")
     async def get_history(request: Request, item_id: str) -> Response:
         receipts = node.ledger.history(item_id)

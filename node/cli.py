@@ -24,7 +24,7 @@ import httpx
 from rantai.client.format.errors import RantaiError
 
 from .config import ConfigError, NodeConfig
-from .storage import StorageError
+from .storage import StorageError, StoreDamaged
 
 __all__ = ["main"]
 
@@ -106,13 +106,16 @@ def run_cmd(config_path: str, log_level: str) -> None:
 
     from .app import create_app
     from .driver import Node
-    from .storage import Storage
 
     cfg = NodeConfig.load(config_path)
     node = Node.from_config(cfg)
-    Storage(cfg.data_dir, node.genesis.hash).close()  # fail fast, with one line, on a locked or foreign store
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {node.name} %(levelname)s %(name)s: %(message)s")
+    try:
+        node.open_store()  # checked (and repaired, or refused) before the server starts: node/storecheck.py
+    except StoreDamaged as exc:
+        click.echo(f"rantai-node: {exc}", err=True)
+        sys.exit(1)
     app = create_app(node)
     # What start-up allocated lives as long as the process: keep the cyclic GC from re-walking it.
     gc.collect()

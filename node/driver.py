@@ -18,6 +18,7 @@ Disk writes run in a one-thread executor so the loop keeps serving HTTP while Le
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from rantai.client.format.blocks import Block
 from rantai.client.format.encoding import encode
 from rantai.client.format.errors import DuplicateRecord, InvalidBlock, NodeError, Overloaded, RantaiError
 from rantai.client.format.genesis import Genesis
+from rantai.client.format.governance import Governance
 from rantai.client.format.keys import Signer, load_key
 from rantai.client.format.records import SignedRecord
 from rantai.client.format.stream import BlockStreamReader
@@ -54,6 +56,7 @@ from .config import NodeConfig
 from .ledger import Ledger
 from .mempool import Mempool
 from .storage import Storage
+from .storecheck import check_store
 from .transport import PeerTransport
 from .validation import RecordValidator, error_body
 
@@ -64,7 +67,8 @@ log = logging.getLogger("rantai.node")
 PEER_MESSAGES = "/v1/peer/messages"
 PEER_RECORDS = "/v1/peer/records"
 GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
-CATCH_UP_BATCH = 1000
+CATCH_UP_BATCH = 1000  # blocks per GET /v1/blocks (the API's limit)
+CATCH_UP_LOG_S = 3.0  # catch-up progress in the log this often
 SHARE_ALL_MS = 3000  # a forwarded record in no proposal by then goes to every validator
 PARTIAL_IN_FLIGHT = 2
 
@@ -134,12 +138,32 @@ class Node:
         )
 
     # -- lifecycle -------------------------------------------------------------------------
+    def open_store(self) -> Storage:
+        """Open the data directory and check it (node/storecheck.py), repairing what only costs a re-fetch.
+
+        ``rantai-node run`` calls this before the HTTP server starts, so a damaged store stops the
+        process with one line instead of a failed server start-up; ``start`` calls it otherwise.
+        """
+        if self.storage is not None and not self.storage.closed:
+            return self.storage
+        storage = Storage(self.data_dir, self.genesis.hash)
+        try:
+            note = check_store(storage, self.genesis)
+        except BaseException:
+            storage.close()
+            raise
+        if note:
+            log.warning("%s", note)
+        self.storage = storage
+        return storage
+
     async def start(self) -> None:
         g = self.genesis
-        self.storage = Storage(self.data_dir, g.hash)
+        self.open_store()
         self.ledger = Ledger(g, self.storage)
         self.mempool = Mempool(max_records=self._mempool_max)
-        self.validator = RecordValidator(g, self.storage, self.mempool, workers=self._verify_workers)
+        self.validator = RecordValidator(g, self.storage, self.mempool, workers=self._verify_workers,
+                                         governance=lambda: self.ledger.governance)
         self.disk = ThreadPoolExecutor(1, thread_name_prefix="rantai-disk")
         p = self.params
         self.replica = Replica(
@@ -171,6 +195,9 @@ class Node:
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
         self._store_lock = asyncio.Lock()
         self._catch_up: asyncio.Task | None = None
+        self.catch_up: dict[str, Any] = {"running": False, "from": 0, "height": 0, "target": 0, "blocks": 0,
+                                         "records": 0, "records_per_s": 0.0}
+        self._catch_up_t0 = self._catch_up_logged = time.monotonic()
         self.counters: dict[str, int] = {}
         self._tasks = [
             asyncio.create_task(self._loop(), name="rantai-driver"),
@@ -316,7 +343,9 @@ class Node:
             parent = self._parent(slot.height - 1, slot.parent)
             if parent is None:  # the replica offers a slot only on a parent it accepted: a bug if unknown
                 raise InvariantBroken(f"slot {slot.height}: parent {slot.parent.hex()[:12]} is neither stored nor in flight")
-            records = self.mempool.cut(p["max_block_records"], p["max_block_bytes"] - 4096)
+            limits = self.ledger.governance.at(slot.height).params
+            records = self.mempool.cut(limits["max_block_records"], limits["max_block_bytes"] - 4096)
+            records = self._admissible(records, slot.height, slot.parent)
             if not records:
                 return
             block = Block.build(
@@ -348,7 +377,8 @@ class Node:
                                            rule="hash link", height=p.height)
                     block = await self.validator.check_block(
                         p.payload, p.height, p.digest, parent,
-                        ancestors=self.mempool.ancestor_ids(p.parent), now_ms=_wall_ms())
+                        ancestors=self.mempool.ancestor_ids(p.parent), now_ms=_wall_ms(),
+                        governance=functools.partial(self._governance_after, p.height - 1, p.parent))
                 except RantaiError as exc:
                     log.warning("proposal %d/%s refused: %s", p.height, p.digest.hex()[:12], exc)
                     self._count("proposals-refused")
@@ -403,6 +433,9 @@ class Node:
         peers = [p for p in fs.peers if p in self.peer_urls] or list(self.peer_urls)
         target = fs.to_height
         attempt = 0
+        self.catch_up = {"running": True, "from": self.storage.height, "height": self.storage.height,
+                         "target": target, "blocks": 0, "records": 0, "records_per_s": 0.0}
+        self._catch_up_t0 = self._catch_up_logged = time.monotonic()
         try:
             while self.storage.height < target and attempt < 3 * len(peers):
                 peer = peers[attempt % len(peers)]
@@ -418,8 +451,21 @@ class Node:
                     attempt += 1
                     await asyncio.sleep(0.05)
         finally:
+            self.catch_up["running"] = False
+            self._progress(force=True)
             height, digest = self.storage.head()
             self._post("transferred", height, digest)
+
+    def _progress(self, force: bool = False) -> None:
+        """Catch-up progress in ``status()["catch_up"]``, and in the log every few seconds."""
+        c = self.catch_up
+        now = time.monotonic()
+        c["height"] = self.storage.height
+        c["records_per_s"] = round(c["records"] / max(now - self._catch_up_t0, 1e-6), 1)
+        if force or now - self._catch_up_logged >= CATCH_UP_LOG_S:
+            self._catch_up_logged = now
+            log.info("catch-up: height %d of %d, %d records in %d blocks, %.0f records/s%s", c["height"],
+                     c["target"], c["records"], c["blocks"], c["records_per_s"], "" if c["running"] else " (done)")
 
     async def _fetch_from(self, peer: str, start: int, stop: int) -> int:
         client = self.transport.client(peer)
@@ -442,11 +488,66 @@ class Node:
         """A peer's block, checked by the rules an auditor applies (``validity``), then stored."""
         height, _ = self.storage.head()
         parent = self.ledger.head_parent()
-        block = await self.validator.check_block(raw, height + 1, None, parent)
+        block = await self.validator.check_block(raw, height + 1, None, parent,
+                                                 governance=self.ledger.governance.fork)
         cert = certificate_of(cert_obj, block.height)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.validator.pool, check_certificate, cert, self.genesis, block.header)
-        await self._store(block, cert)
+        consortium = self.ledger.governance.at(block.height)
+        await loop.run_in_executor(self.validator.pool, check_certificate, cert, consortium, block.header)
+        if await self._store(block, cert):
+            self._count("catch-up-blocks")
+            self.catch_up["blocks"] += 1
+            self.catch_up["records"] += len(block.records)
+            self._progress()
+
+    def _governance_after(self, height: int, digest: bytes) -> Governance:
+        """The governance state after block ``height`` (hash ``digest``): the committed state, plus the
+        change entries of the proposals in flight between the head and that block."""
+        committed = self.ledger.governance
+        chain: list[Block] = []
+        while height > committed.height:
+            block = self._blocks.get(digest)
+            if block is None or block.height != height:
+                raise InvalidBlock(f"block {height + 1}: its ancestor at height {height} is unknown here",
+                                   rule="hash link", height=height + 1)
+            chain.append(block)
+            digest, height = block.header.prev_hash, height - 1
+        gov = committed.fork()
+        for block in reversed(chain):
+            changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
+            if changes:
+                gov.apply(block.height, changes)
+            gov.height = block.height
+        return gov
+
+    def _admissible(self, records: list[SignedRecord], height: int, parent: bytes) -> list[SignedRecord]:
+        """The records a block at ``height`` may hold, in order; the others leave the mempool.
+
+        A record admitted earlier may no longer be valid here: its member removed or suspended, its
+        role withdrawn, a change entry overtaken by another (approved twice, proposal closed).
+        """
+        consortium = self.ledger.governance.at(height)
+        gov: Governance | None = None
+        keep: list[SignedRecord] = []
+        drop: list[bytes] = []
+        for r in records:
+            member = consortium.members.get(r.submitter)
+            role = "admin" if r.is_change else "submitter"
+            ok = member is not None and member.active and role in member.roles
+            if ok and r.is_change:
+                gov = gov or self._governance_after(height - 1, parent)
+                try:
+                    gov.try_entry(height, len(keep), r)  # later entries of this block see this one
+                except RantaiError:
+                    ok = False
+            if ok:
+                keep.append(r)
+            else:
+                drop.append(r.id)
+        if drop:
+            self.mempool.settle(0, drop)
+            self._count("records-dropped-at-proposal")
+        return keep
 
     def _parent(self, height: int, digest: bytes) -> Parent | None:
         """Block ``height`` with hash ``digest`` as a parent: stored, or a proposal in flight."""
@@ -576,6 +677,7 @@ class Node:
             "mempool": len(self.mempool),
             "in_flight": self.mempool.in_flight,
             "peers": self.transport.status(),
+            "catch_up": self.catch_up,
             "counters": {**self.counters, **{f"replica.{k}": v for k, v in rs.get("dropped", {}).items()}},
         }
 

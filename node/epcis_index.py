@@ -217,6 +217,8 @@ def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any
     fresh: list[tuple[bytes, bytes]] = []
     seen: set[bytes] = set()
     for index, r in enumerate(records):
+        if r.is_change:  # a governance entry: no EPCIS event to index
+            continue
         event = r.event
         loc = _LOC.pack(height, index)
         digest = record_digest(r)
@@ -612,6 +614,8 @@ class EventGuard:
         return record_digest(record)
 
     def committed(self, record: Any) -> DuplicateEvent | None:
+        if record.is_change:
+            return None
         d = record_digest(record)
         hit = lookup_hash(self.storage.db, d)
         if hit is None:
@@ -647,6 +651,8 @@ class _Batch:
         self.seen: dict[bytes, bytes] = {}
 
     def check(self, record: Any) -> DuplicateEvent | None:
+        if record.is_change:
+            return None
         g = self.guard
         d = record_digest(record)
         if g.storage.height != self.height:  # a block landed while the pool verified

@@ -8,6 +8,9 @@ a receipt needs nothing but the block and its certificate. Recently used trees a
 
 from __future__ import annotations
 
+import itertools
+import logging
+import struct
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +19,7 @@ from rantai.client.format import merkle
 from rantai.client.format.blocks import Block, BlockHeader
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.genesis import Genesis
+from rantai.client.format.governance import Governance
 from rantai.client.format.receipts import Receipt
 from rantai.client.format.records import SignedRecord
 from rantai.client.format.validity import Parent, certificate_of
@@ -25,7 +29,12 @@ from rantai.consensus.crypto import sha256
 from .epcis_index import index_entries, upgrade
 from .storage import Storage, StorageError
 
-__all__ = ["Ledger", "items_of"]
+__all__ = ["GOV", "Ledger", "items_of"]
+
+log = logging.getLogger("rantai.node")
+
+GOV = b"g"  # u64 height || u32 index -> a governance change entry's bytes (replayed at start-up)
+_LOC = struct.Struct(">QI")
 
 _EPC_LISTS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
 _QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
@@ -60,6 +69,22 @@ def items_of(event: Any) -> list[str]:
     return list(found)
 
 
+def replay_governance(storage: Storage, genesis: Genesis, to: int) -> Governance:
+    """The governance state after block ``to``, replayed from the change entries stored apart (``g``
+    keys): start-up reads only those, not the whole chain."""
+    gov = Governance(genesis)
+    by_height: dict[int, list[tuple[int, SignedRecord]]] = {}
+    for key, raw in storage.db.iterator(prefix=GOV):
+        height, index = _LOC.unpack(key[len(GOV):])
+        by_height.setdefault(height, []).append((index, SignedRecord.from_bytes(raw)))
+    for height in sorted(by_height):
+        if height > to:
+            break
+        gov.apply(height, by_height[height])
+    gov.height = to
+    return gov
+
+
 class _StoredBlock:
     """A stored block split for serving receipts: header, record bytes and the Merkle tree's levels."""
 
@@ -86,6 +111,7 @@ class Ledger:
         self._cache: OrderedDict[int, _StoredBlock] = OrderedDict()
         self._cache_blocks = cache_blocks
         upgrade(storage.db, self._headers())  # an older store's EPCIS index (node/epcis_index.py)
+        self.governance = replay_governance(storage, genesis, storage.height)
 
     def _headers(self) -> Iterator[tuple[int, int]]:
         for height, raw, _ in self.storage.blocks(1, self.storage.height):
@@ -109,14 +135,24 @@ class Ledger:
         height = self.storage.height
         parent = self.parent_at(height)
         if parent is None:
-            raise StorageError(f"the store's head is height {height}, but that block is not stored")
+            raise _missing(height, self.storage)
         return parent
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, block: Block, certificate: CommitCertificate) -> None:
-        """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch."""
-        items = [(item, i) for i, r in enumerate(block.records) for item in items_of(r.event)]
+        """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch.
+
+        Its governance changes (already checked when the block was validated) are applied to the
+        committed state only once the block is stored, on a fork swapped in after the write.
+        """
+        items = [(item, i) for i, r in enumerate(block.records) if not r.is_change for item in items_of(r.event)]
         epcis, hashed = index_entries(self.storage.db, block.height, block.header.timestamp, block.records)
+        changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
+        gov = self.governance.fork()
+        if changes:
+            gov.apply(block.height, changes)
+            epcis = epcis + [(GOV + _LOC.pack(block.height, i), r.raw) for i, r in changes]
+        gov.height = block.height
         self.storage.commit_block(
             block.height,
             block.hash,
@@ -127,6 +163,7 @@ class Ledger:
             epcis,
             hashed,
         )
+        self.governance = gov
 
     # -- reading ---------------------------------------------------------------------------
     def _stored(self, height: int) -> _StoredBlock | None:
@@ -136,6 +173,8 @@ class Ledger:
             return sb
         raw, cert = self.storage.block(height), self.storage.certificate(height)
         if raw is None or cert is None:
+            if 1 <= height <= self.storage.height:
+                raise _missing(height, self.storage)
             return None
         sb = _StoredBlock(raw, cert)
         self._cache[height] = sb
@@ -167,6 +206,16 @@ class Ledger:
         return {"certificate": sb.certificate_obj, "header": sb.header_obj, "index": index,
                 "path": sb.path(index), "record": sb.raws[index]}
 
+    def change_receipts(self, to: int) -> list[Receipt]:
+        """Receipts of the change entries a verifier replays to know the consortium up to height ``to``."""
+        out = []
+        for height, index in self.governance.change_entries(to):
+            r = self.receipt_at(height, index)
+            if r is None:  # pragma: no cover - the entries were read from stored blocks
+                raise StorageError(f"change entry {height}/{index} is not stored")
+            out.append(r)
+        return out
+
     def receipt(self, record_id: bytes) -> Receipt | None:
         loc = self.storage.locate(record_id)
         return None if loc is None else self.receipt_at(*loc)
@@ -182,6 +231,8 @@ class Ledger:
     def block_obj(self, height: int) -> dict[str, Any] | None:
         raw, cert = self.storage.block(height), self.storage.certificate(height)
         if raw is None or cert is None:
+            if 1 <= height <= self.storage.height:
+                raise _missing(height, self.storage)
             return None
         return {"block": raw, "certificate": decode(cert)}
 
@@ -197,9 +248,30 @@ class Ledger:
         }
 
     def stream(self, start: int, stop: int) -> Iterator[bytes]:
-        """Canonical ``{"block", "certificate"}`` objects for heights start..stop, one per item."""
-        for _, raw, cert in self.storage.blocks(start, stop):
+        """Canonical ``{"block", "certificate"}`` objects for heights start..stop, one per item.
+
+        The first item is read now, so a block missing at ``start`` is a ``StorageError`` (503)
+        before any byte is sent. A block missing further on raises in the middle of the stream:
+        the server then aborts the response, so the reader sees a broken transfer, never a
+        shorter chain that looks complete, and the log names the missing height.
+        """
+        items = self._stream(start, min(stop, self.storage.height))
+        first = next(items, None)
+        if first is None:
+            return iter(())
+        return itertools.chain((first,), items)
+
+    def _stream(self, start: int, stop: int) -> Iterator[bytes]:
+        expect = start
+        for height, raw, cert in self.storage.blocks(start, stop):
+            if height != expect:
+                break
             yield encode({"block": raw, "certificate": decode(cert)})
+            expect += 1
+        if expect <= stop:
+            exc = _missing(expect, self.storage)
+            log.error("GET /v1/blocks: %s; the stream ends here", exc)
+            raise exc
 
     def head_obj(self) -> dict[str, Any]:
         height, block_hash = self.storage.head()
@@ -207,5 +279,11 @@ class Ledger:
             return {"height": 0, "block_hash": block_hash, "header": None, "certificate": None}
         sb = self._stored(height)
         if sb is None:
-            raise StorageError(f"the store's head is height {height}, but that block is not stored")
+            raise _missing(height, self.storage)
         return {"height": height, "block_hash": block_hash, "header": sb.header.to_obj(), "certificate": sb.certificate.to_obj()}
+
+
+def _missing(height: int, storage: Storage) -> StorageError:
+    """A block at or below the head that the store cannot read: damage found while serving."""
+    return StorageError(f"storage: block {height} is missing under head {storage.height} (data_dir {storage.path}); "
+                        "the node's start-up check repairs this: restart it")

@@ -36,7 +36,7 @@ import plyvel
 
 from rantai.client.format.errors import RantaiError
 
-__all__ = ["FORMAT", "Storage", "StorageError"]
+__all__ = ["FORMAT", "RECOVER", "Storage", "StorageError", "StoreDamaged"]
 
 FORMAT = b"rantai-node/2"
 FORMAT_1 = b"rantai-node/1"  # blocks and certificates in the one database (b"b"/b"c" + u64 height): migrated on open
@@ -55,6 +55,27 @@ class StorageError(RantaiError):
     rule = "storage"
 
 
+class StoreDamaged(StorageError):
+    """The store is damaged beyond what the node repairs by itself; the message says what and how to recover."""
+
+
+RECOVER = "move the data dir aside and restart to resync from peers"
+
+
+def _text(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _is_new(path: Path) -> bool:
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def _has_leveldb_files(path: Path) -> bool:
+    return path.is_dir() and any(f.suffix in (".ldb", ".sst", ".log") or f.name.startswith("MANIFEST-")
+                                 for f in path.iterdir())
+
+
 def item_key(item_id: str) -> bytes:
     return hashlib.sha256(item_id.encode("utf-8")).digest()
 
@@ -64,17 +85,30 @@ class Storage:
 
     def __init__(self, path: str | os.PathLike[str], chain: bytes, *, create: bool = True) -> None:
         self.path = Path(path)
-        if create:
+        # Only a missing or empty directory is a new store. LevelDB's create_if_missing would also
+        # "create" over a store whose CURRENT file was lost, and the node would start on a head it
+        # has no blocks for; an existing store is therefore opened with create_if_missing=False.
+        new = create and _is_new(self.path)
+        if new:
             self.path.mkdir(parents=True, exist_ok=True)
+        elif not (self.path / "CURRENT").is_file():
+            if _has_leveldb_files(self.path):
+                raise StoreDamaged(f"store damaged: the index database's CURRENT file is missing "
+                                   f"(data_dir {self.path}); {RECOVER}")
+            raise StorageError(f"storage: {self.path} is not a rantai node database")
         try:
             self.db = plyvel.DB(
-                str(self.path), create_if_missing=create, paranoid_checks=True, bloom_filter_bits=10,
+                str(self.path), create_if_missing=new, paranoid_checks=True, bloom_filter_bits=10,
                 lru_cache_size=32 * 1024 * 1024, write_buffer_size=16 * 1024 * 1024,
             )
+        except plyvel.CorruptionError as exc:
+            raise StoreDamaged(f"store damaged: the index database does not open ({_text(exc)}) "
+                               f"(data_dir {self.path}); {RECOVER}") from exc
         except plyvel.Error as exc:
-            raise StorageError(f"storage: cannot open {self.path}: {exc}") from exc
+            raise StorageError(f"storage: cannot open {self.path}: {_text(exc)}") from exc
         self._lock = threading.Lock()
         self.on_commit: list[Callable[[int, Any], None]] = []  # called after each block's batch (disk thread)
+        self.repaired: list[str] = []  # what opening had to repair, for the start-up check to report
         fmt, stored_chain = self.db.get(META + b"format"), self.db.get(META + b"chain")
         if fmt is not None and fmt not in (FORMAT, FORMAT_1):
             self.db.close()
@@ -82,17 +116,15 @@ class Storage:
         if fmt is not None and stored_chain != chain:
             self.db.close()
             raise StorageError(f"storage: {self.path} holds another chain ({stored_chain.hex()[:16]}…)")
-        if fmt is None and not create:
+        if fmt is None and not new:
             self.db.close()
             raise StorageError(f"storage: {self.path} is not a rantai node database")
         try:
-            self.chain_db = plyvel.DB(
-                str(self.path / CHAIN_DIR), create_if_missing=create or fmt == FORMAT_1, paranoid_checks=True,
-                lru_cache_size=4 * 1024 * 1024, write_buffer_size=4 * 1024 * 1024,  # written in order, read rarely
-            )
+            self.chain_db = self._open_chain(create=new or fmt == FORMAT_1)
         except plyvel.Error as exc:
             self.db.close()
-            raise StorageError(f"storage: cannot open {self.path / CHAIN_DIR}: {exc}") from exc
+            raise StoreDamaged(f"store damaged: the block database does not open ({_text(exc)}) "
+                               f"(data_dir {self.path}); {RECOVER}") from exc
         if fmt is None:
             with self.db.write_batch(sync=True) as wb:
                 wb.put(META + b"format", FORMAT)
@@ -116,6 +148,50 @@ class Storage:
             for key in moved:
                 wb.delete(key)
             wb.put(META + b"format", FORMAT)
+
+    def _open_chain(self, *, create: bool) -> Any:
+        """The block database; repaired with LevelDB's RepairDB when it does not open as it is.
+
+        Everything in it can be fetched again from peers and is verified when it is (the start-up
+        check, node/storecheck.py, finds and cuts off what RepairDB could not save), so repairing it
+        in place loses nothing that was still readable. The index database is never repaired this
+        way: RepairDB silently drops what it cannot read, and a hole in an index is not detectable.
+        """
+        where = self.path / CHAIN_DIR
+        if not create and not (where / "CURRENT").is_file():
+            if _has_leveldb_files(where):
+                plyvel.repair_db(str(where), paranoid_checks=True)
+                self.repaired.append("the block database's CURRENT file was missing: rebuilt by LevelDB's RepairDB")
+            else:
+                create = True  # no block database at all: every block is fetched again
+                self.repaired.append("the block database was missing: created empty")
+        try:
+            return self._chain_db(create)
+        except plyvel.Error as exc:
+            if create:
+                raise
+            plyvel.repair_db(str(where), paranoid_checks=True)
+            self.repaired.append(f"the block database did not open ({_text(exc)}): repaired by LevelDB's RepairDB")
+            return self._chain_db(False)
+
+    def _chain_db(self, create: bool) -> Any:
+        return plyvel.DB(
+            str(self.path / CHAIN_DIR), create_if_missing=create, paranoid_checks=True,
+            lru_cache_size=4 * 1024 * 1024, write_buffer_size=4 * 1024 * 1024,  # written in order, read rarely
+        )
+
+    def repair_chain(self, why: str) -> None:
+        """Run LevelDB's RepairDB on the block database (it drops table blocks whose checksum fails
+        and archives unreadable files in ``blocks/lost``), then reopen it."""
+        with self._lock:
+            self.chain_db.close()
+            plyvel.repair_db(str(self.path / CHAIN_DIR), paranoid_checks=True)
+            self.chain_db = self._chain_db(False)
+            self.repaired.append(f"the block database was unreadable ({why}): repaired by LevelDB's RepairDB")
+
+    @property
+    def closed(self) -> bool:
+        return self.db.closed
 
     def close(self) -> None:
         if not self.chain_db.closed:
@@ -161,6 +237,72 @@ class Storage:
             elif block is not None:  # the certificate follows its block (kind b"c" > b"b")
                 yield _U64.unpack(key[:8])[0], block, value
                 block = None
+
+    # -- the start-up check's reads and repair (node/storecheck.py) ---------------------------
+    def scan_chain(self, stop: int) -> tuple[int, str | None]:
+        """(L, problem): every height 1..L has its block and certificate in ``blocks``; ``problem``
+        says why the run ends below ``stop`` (None when L == stop).
+
+        One pass over the keys with LevelDB's checksums on, so a flipped or truncated table is
+        found here, at start, and not by a peer fetching the block later. The keys are a dense
+        sequence (height ‖ b, height ‖ c), so comparing each with the next one expected is the count.
+        """
+        expect, good = 1, 0
+        want = _U64.pack(1) + BLOCK
+        try:
+            it = self.chain_db.iterator(stop=_U64.pack(stop + 1), include_value=False, verify_checksums=True,
+                                        fill_cache=False)
+            for key in it:
+                if key != want:
+                    what = "block" if want[8:] == BLOCK else "certificate"
+                    return good, f"{what} {expect} missing"
+                if want[8:] == BLOCK:
+                    want = want[:8] + CERT
+                else:
+                    good = expect
+                    expect += 1
+                    want = _U64.pack(expect) + BLOCK
+        except plyvel.Error as exc:
+            return good, f"unreadable after block {good}: {_text(exc)}"
+        if good < stop:
+            return good, f"{'block' if want[8:] == BLOCK else 'certificate'} {expect} missing"
+        return good, None
+
+    def last_chain_height(self) -> int:
+        """The highest height with any key in ``blocks`` (leftovers above the head included)."""
+        for key in self.chain_db.iterator(reverse=True, include_value=False):
+            return _U64.unpack(key[:8])[0]
+        return 0
+
+    def raw_block(self, height: int) -> tuple[bytes | None, bytes | None]:
+        """Block and certificate bytes at ``height`` whatever the head says, checksums verified."""
+        h = _U64.pack(height)
+        return (self.chain_db.get(h + BLOCK, verify_checksums=True),
+                self.chain_db.get(h + CERT, verify_checksums=True))
+
+    def truncate(self, height: int, block_hash: bytes) -> int:
+        """Lower the head to ``height`` (``block_hash`` its hash), deleting every index entry above
+        it, in one synced batch; the number of entries deleted.
+
+        The blocks above are no longer readable (that is why), so their index keys cannot be
+        derived from them: the whole index is scanned and each entry's height read from its
+        layout (docs/storage.md). O(index size), run only by a repair. Blocks left above the new
+        head are never served and are overwritten when catch-up stores those heights again.
+        """
+        deleted = 0
+        with self._lock:
+            with self.db.write_batch(sync=True, transaction=True) as wb:
+                for key, value in self.db.iterator():
+                    at = _height_of(key, value)
+                    if at is not None and at > height:
+                        wb.delete(key)
+                        deleted += 1
+                if height == 0:
+                    wb.delete(HEAD)
+                else:
+                    wb.put(HEAD, _U64.pack(height) + block_hash)
+            self._head = (height, block_hash) if height else (0, self.chain)
+        return deleted
 
     def locate(self, record_id: bytes) -> tuple[int, int] | None:
         raw = self.db.get(RECORD + record_id)
@@ -219,3 +361,17 @@ class Storage:
 
     def persisted(self) -> dict[bytes, bytes]:
         return {k[1:]: v for k, v in self.db.iterator(prefix=STATE)}
+
+
+def _height_of(key: bytes, value: bytes) -> int | None:
+    """The height an index entry belongs to (docs/storage.md), None for meta, head and consensus state."""
+    tag = key[:1]
+    if tag == RECORD:
+        return _U64.unpack(value[:8])[0]
+    if tag == b"e":
+        return _U64.unpack(value[32:40])[0]
+    if tag == b"q" and key[1:2] == b"B":  # recordTime: one posting per block, keyed by u64 height
+        return _U64.unpack(key[-8:])[0]
+    if tag in (ITEM, b"E", b"q"):
+        return _U64.unpack(key[-12:-4])[0]
+    return None

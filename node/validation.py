@@ -16,16 +16,19 @@ when it comes back inside a proposal.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rantai.client.format.blocks import Block
+from rantai.client.format.consortium import Consortium
 from rantai.client.format.errors import DuplicateRecord, InvalidBlock, InvalidRecord, RantaiError, RecordTooLarge
 from rantai.client.format.genesis import Genesis
+from rantai.client.format.governance import Governance
 from rantai.client.format.records import SignedRecord
-from rantai.client.format.validity import ChainMemory, Parent, check_block, rule_of
+from rantai.client.format.validity import ChainMemory, Parent, check_block, check_record, rule_of
 
 from .epcis_index import HASHES, EventGuard, lookup_hash, record_digest
 from .mempool import Mempool
@@ -33,7 +36,8 @@ from .storage import Storage
 
 __all__ = ["RecordValidator", "error_body"]
 
-INLINE_SLICE = 32  # records verified on the loop between yields when verify_workers = 0
+INLINE_SLICE = 32
+_GENESIS_ONLY: dict[bytes, Governance] = {}  # a validator used without a ledger (tests): the genesis in force  # records verified on the loop between yields when verify_workers = 0
 
 
 def error_body(err: BaseException) -> dict[str, Any]:
@@ -73,25 +77,35 @@ class RecordValidator:
         genesis: Genesis,
         storage: Storage,
         mempool: Mempool,
+        governance: Callable[[], Governance] | None = None,
         *,
         workers: int = 2,
         cache_size: int = 65_536,
     ) -> None:
         self.genesis = genesis
+        # The committed governance state (the ledger's); admission checks against what is in force next.
+        self.governance = governance or (lambda: _GENESIS_ONLY.setdefault(genesis.hash, Governance(genesis)))
         self.storage = storage
         self.mempool = mempool
         self.workers = workers
         # Block parsing and catch-up use the pool even with workers=0 (one thread then).
         self.pool = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="rantai-verify")
         self.verified = _IdCache(cache_size)
-        self.max_record_bytes = genesis.params["max_record_bytes"]
         self.events = EventGuard(storage, mempool)  # no EPCIS event twice (node/epcis_index.py)
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The record size limit in force for the next block (governance may change it)."""
+        gov = self.governance()
+        return gov.at(gov.height + 1).params["max_record_bytes"]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- work done in the pool -------------------------------------------------------------
     def _parse_verify(self, raws: Sequence[bytes]) -> list[SignedRecord | BaseException]:
+        gov = self.governance()
+        consortium = gov.at(gov.height + 1)  # what a record admitted now is first checked against
         out: list[SignedRecord | BaseException] = []
         for raw in raws:
             try:
@@ -101,8 +115,10 @@ class RecordValidator:
                     out.append(DuplicateRecord("record: already committed", id=record.id.hex(), height=loc[0], index=loc[1]))
                     continue
                 if record.id not in self.verified:
-                    record.verify(self.genesis)
-                if (dup := self.events.committed(record)) is not None:  # its event hash ID is on the chain
+                    check_record(record, consortium)
+                if record.is_change:
+                    gov.check_entry(record, gov.height + 1)  # its governance rules, against the committed state
+                elif (dup := self.events.committed(record)) is not None:  # its event hash ID is on the chain
                     out.append(dup)
                     continue
                 out.append(record)
@@ -110,12 +126,13 @@ class RecordValidator:
                 out.append(exc)
         return out
 
-    def _verify(self, records: Sequence[SignedRecord]) -> list[BaseException | None]:
+    def _verify(self, consortium: Consortium, records: Sequence[SignedRecord]) -> list[BaseException | None]:
         out: list[BaseException | None] = []
         for record in records:
             try:
-                record.verify(self.genesis)
-                self.events.digest(record)  # hashed here, in the pool, once per record
+                check_record(record, consortium)
+                if not record.is_change:
+                    self.events.digest(record)  # hashed here, in the pool, once per record
                 out.append(None)
             except (RantaiError, ValueError) as exc:
                 out.append(exc)
@@ -186,24 +203,32 @@ class RecordValidator:
         return _NodeMemory(self.storage, self.mempool, ancestors or {})
 
     def _parse_block(self, payload: bytes, height: int, digest: bytes | None) -> tuple[Block, list[bytes]]:
-        limit = self.genesis.params["max_block_bytes"]
+        limit = self.governance().at(height).params["max_block_bytes"]
         if len(payload) > limit:  # before parsing anything: the cheapest refusal first
             raise InvalidBlock(f"block {height}: {len(payload)} bytes, the limit is {limit}", rule="block too large",
                                height=height)
         block = Block.from_bytes(payload, self.mempool.get)
         if digest is not None and block.hash != digest:
             raise InvalidBlock(f"block {height}: hash does not match the proposal's digest", height=height)
-        return block, [self.events.digest(r) for r in block.records]  # hashed here, in the pool
+        return block, [None if r.is_change else self.events.digest(r) for r in block.records]  # hashed here, in the pool
 
     async def check_block(self, payload: bytes, height: int, digest: bytes | None, parent: Parent, *,
-                          ancestors: dict[bytes, int] | None = None, now_ms: int | None = None) -> Block:
+                          ancestors: dict[bytes, int] | None = None, now_ms: int | None = None,
+                          governance: Callable[[], Governance] | None = None) -> Block:
         """Every rule a block must meet as the child of ``parent`` (``validity``), records' signatures
-        included; raises ``RantaiError`` naming the rule. ``now_ms`` for a proposal, None in catch-up."""
+        included; raises ``RantaiError`` naming the rule. ``now_ms`` for a proposal, None in catch-up.
+
+        ``governance`` gives the governance state after ``parent`` (committed state plus the proposals
+        in flight below this block); it is asked for only when the block holds change entries.
+        """
         loop = asyncio.get_running_loop()
+        consortium = self.governance().at(height)
         block, digests = await loop.run_in_executor(self.pool, self._parse_block, payload, height, digest)
-        check_block(block, self.genesis, parent, memory=self.memory(ancestors), digests=digests, now_ms=now_ms)
+        gov = governance() if governance is not None and any(r.is_change for r in block.records) else None
+        check_block(block, consortium, parent, memory=self.memory(ancestors), digests=digests, now_ms=now_ms,
+                    governance=gov)
         unverified = [(i, r) for i, r in enumerate(block.records) if r.id not in self.verified]
-        errors = await self._in_chunks(self._verify, [r for _, r in unverified])
+        errors = await self._in_chunks(functools.partial(self._verify, consortium), [r for _, r in unverified])
         for (i, r), err in zip(unverified, errors, strict=True):
             if err is not None:
                 raise InvalidBlock(f"block {height}: record {i} ({r.id.hex()}): {err}",

@@ -60,6 +60,7 @@ __all__ = [
     "CompareReport",
     "MemorySource",
     "compare",
+    "parse_block",
 ]
 
 ProgressFn = Callable[[int, int, int], None]  # (height done, height total, records done)
@@ -589,7 +590,7 @@ def compare(genesis: Genesis, sources: Sequence[BlockSource], *, end: int | None
     parent: Parent | None = Parent.genesis(genesis)
     for height in range(1, common + 1):
         items = []
-        for s, it in zip(sources, iters):
+        for _s, it in zip(sources, iters, strict=True):
             try:
                 h, raw, cert = next(it)
             except StopIteration:
@@ -603,7 +604,7 @@ def compare(genesis: Genesis, sources: Sequence[BlockSource], *, end: int | None
         digests = [sha256(raw) if raw is not None else None for raw, _ in items]
         if len(set(digests)) > 1:
             entries = []
-            for s, (raw, cert), d in zip(sources, items, digests):
+            for s, (raw, cert), d in zip(sources, items, digests, strict=True):
                 block_hash = None
                 if raw is not None:
                     try:
@@ -623,4 +624,3 @@ def compare(genesis: Genesis, sources: Sequence[BlockSource], *, end: int | None
         if progress is not None:
             progress(height, common, 0)
     return report
-

@@ -92,6 +92,7 @@ class Consortium:
         approvals: int | None,
         since: int = 0,
         version: int = 0,
+        retired: frozenset[str] = frozenset(),
     ) -> None:
         self.hash = chain  # the genesis hash: the chain's name in every signature
         self.chain_id = chain_id
@@ -101,6 +102,7 @@ class Consortium:
         self.approvals = approvals  # None: a majority of the active admins
         self.since = since
         self.version = version  # how many changes are applied since genesis
+        self.retired = retired  # key ids of removed members and of rotated-away keys: refused with their reason
         self.validator_by_id = {v.id: v for v in validators}
         self.validator_verifiers = {v.id: v.verifier for v in validators}
 
@@ -156,7 +158,7 @@ class Consortium:
     def _copy(self, **kw: Any) -> "Consortium":
         args: dict[str, Any] = {"chain": self.hash, "chain_id": self.chain_id, "validators": self.validators,
                                 "members": self.members, "params": self.params, "approvals": self.approvals,
-                                "since": self.since, "version": self.version + 1}
+                                "since": self.since, "version": self.version + 1, "retired": self.retired}
         args.update(kw)
         return Consortium(**args)
 
@@ -174,7 +176,7 @@ class Consortium:
 
     def _key_is_new(self, public_key: bytes) -> None:
         kid = key_id(public_key)
-        if kid in self.members or kid in self.validator_by_id:
+        if kid in self.members or kid in self.validator_by_id or kid in self.retired:
             raise refused(f"key {kid} is already in use")
 
     def changed(self, change: Mapping[str, Any]) -> "Consortium":
@@ -185,6 +187,7 @@ class Consortium:
         """
         op = change["op"]
         members = dict(self.members)
+        retired = set(self.retired)
         validators = list(self.validators)
         if op == "add_member":
             if self.member_by_name(change["name"]) is not None:
@@ -206,9 +209,11 @@ class Consortium:
                 members[m.id] = replace(m, active=True)
             elif op == "remove_member":
                 del members[m.id]
+                retired.add(m.id)
             else:  # rotate_key: same member, new key (and so a new id); the old key signs nothing more
                 self._key_is_new(change["public_key"])
                 del members[m.id]
+                retired.add(m.id)
                 new = Member.of(change["public_key"], m.name, m.organisation, m.roles)
                 members[new.id] = replace(new, active=m.active)
         elif op == "add_validator":
@@ -234,7 +239,8 @@ class Consortium:
             raise refused(f"unknown op {op!r}")
         approvals = change["approvals"] if op == "set_governance" else self.approvals
         params = {**self.params, **change["params"]} if op == "set_params" else self.params
-        after = self._copy(validators=tuple(validators), members=members, approvals=approvals, params=params)
+        after = self._copy(validators=tuple(validators), members=members, approvals=approvals, params=params,
+                           retired=frozenset(retired))
         after._check_usable(removes_validator=op == "remove_validator")
         return after
 

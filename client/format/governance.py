@@ -122,6 +122,7 @@ class Proposal:
     proposer: str  # member name
     change: dict[str, Any]
     approvals: list[str] = field(default_factory=list)  # member names, in ledger order
+    entries: list[tuple[int, int]] = field(default_factory=list)  # (height, index) of the proposal and approvals
     approved_at: int | None = None  # height of the approving block
     effective: int | None = None  # first height the change governs
 
@@ -166,7 +167,7 @@ class Governance:
         other.heights, other.configs = list(self.heights), list(self.configs)
         other.proposals = {k: copy.copy(p) for k, p in self.proposals.items()}
         for p in other.proposals.values():
-            p.approvals = list(p.approvals)
+            p.approvals, p.entries = list(p.approvals), list(p.entries)
         return other
 
     def at(self, height: int) -> Consortium:
@@ -177,6 +178,11 @@ class Governance:
         """Approved proposals in the order they were approved."""
         return sorted((p for p in self.proposals.values() if p.approved_at is not None),
                       key=lambda p: (p.approved_at or 0, p.effective or 0, p.height, p.index))
+
+    def change_entries(self, to: int) -> list[tuple[int, int]]:
+        """(height, index) of every entry of the proposals approved at or below ``to``, in chain order:
+        what a verifier replays to know the consortium at any height up to ``to`` (``replay``)."""
+        return sorted(e for p in self.changes() if (p.approved_at or 0) <= to for e in p.entries)
 
     # -- checking and applying -----------------------------------------------------------------
     def apply(self, height: int, entries: Iterable[tuple[int, SignedRecord]]) -> list[Proposal]:
@@ -195,6 +201,13 @@ class Governance:
                 approved.append(p)
         self.height = height
         return approved
+
+    def try_entry(self, height: int, index: int, record: SignedRecord) -> None:
+        """Apply one entry of a block still being assembled (a primary choosing its records): on a
+        refusal nothing changes. ``height`` stays where it is; ``apply`` completes blocks."""
+        trial = self.fork()
+        trial._apply_entry(trial.at(height), height, index, record)
+        self.__dict__.update(trial.__dict__)
 
     def check_entry(self, record: SignedRecord, height: int) -> None:
         """Would ``record`` be accepted in block ``height`` on top of this state? (admission)"""
@@ -226,6 +239,7 @@ class Governance:
                 raise InvalidRecord("change: proposal already on the chain", rule="duplicate record")
             self.proposals[p.id] = p
         p.approvals.append(signer.name)
+        p.entries.append((height, index))
         admins = {m.name for m in governing.admins()}
         have = [a for a in p.approvals if a in admins]
         if len(have) < governing.approvals_needed():

@@ -19,6 +19,7 @@ from rantai.consensus.crypto import HASH_SIZE, SIGNATURE_SIZE
 from .blocks import BlockHeader
 from .errors import InvalidProof, VerificationError
 from .genesis import Genesis
+from .governance import Governance
 from .records import SignedRecord
 from .validity import certificate_of, same_value
 
@@ -34,6 +35,9 @@ class Receipt:
     path: tuple[bytes, ...]
     header: BlockHeader
     certificate: CommitCertificate
+    # Receipts of the change entries that shaped the consortium up to this height (docs/governance.md):
+    # with them, the genesis file alone still verifies a record after any number of changes.
+    changes: tuple["Receipt", ...] = ()
 
     @property
     def record_id(self) -> bytes:
@@ -43,11 +47,21 @@ class Receipt:
     def height(self) -> int:
         return self.header.height
 
-    def verify(self, genesis: Genesis) -> None:
-        """Raise a ``VerificationError`` (or the record's own error) unless this receipt proves its record."""
-        from .validity import check_receipt
+    def verify(self, genesis: Genesis, governance: Governance | None = None) -> None:
+        """Raise a ``VerificationError`` (or the record's own error) unless this receipt proves its record,
+        checked against the consortium in force at its height: replayed from ``changes``, or taken from
+        ``governance`` when the caller has already replayed (and verified) them."""
+        from .validity import check_receipt, replay_changes
 
-        check_receipt(self.record, self.index, self.path, self.header, self.certificate, genesis)
+        if governance is None and self.changes:
+            governance = replay_changes(genesis, self.changes)
+        consortium = governance.at(self.height) if governance is not None else genesis
+        check_receipt(self.record, self.index, self.path, self.header, self.certificate, consortium)
+
+    def with_changes(self, changes: tuple["Receipt", ...]) -> "Receipt":
+        """This receipt carrying the change entries (in chain order) that precede its block."""
+        return Receipt(self.record, self.index, self.path, self.header, self.certificate,
+                       tuple(c for c in changes if c.height < self.height))
 
     # -- wire form (msgpack objects) -----------------------------------------------------
     def to_obj(self) -> dict[str, Any]:
@@ -82,14 +96,19 @@ class Receipt:
 
     # -- file form (JSON, hex for bytes) -------------------------------------------------
     def to_json(self, genesis_hash: bytes | None = None) -> str:
+        return json.dumps(self._doc(genesis_hash), indent=2, ensure_ascii=False) + "\n"
+
+    def _doc(self, genesis_hash: bytes | None = None) -> dict[str, Any]:
         doc = {
             "format": RECEIPT_FORMAT,
             "genesis_hash": (genesis_hash or self.header.chain).hex(),
             "record_id": self.record.id.hex(),
             **_hexify(self.to_obj()),
-            "event": self.record.event,
+            **({"change": _hexify(self.record.change)} if self.record.is_change else {"event": self.record.event}),
         }
-        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        if self.changes:
+            doc["changes"] = [c._doc(genesis_hash) for c in self.changes]
+        return doc
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Receipt":
@@ -99,10 +118,21 @@ class Receipt:
             doc = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise VerificationError(f"receipt: not valid JSON: {exc}", rule="receipt shape") from exc
+        return cls._from_doc(doc)
+
+    @classmethod
+    def _from_doc(cls, doc: Any, nested: bool = False) -> "Receipt":
         if type(doc) is not dict or doc.get("format") != RECEIPT_FORMAT:
             raise VerificationError(f"receipt: not a {RECEIPT_FORMAT} file", rule="receipt shape")
-        if set(doc) != _FILE_KEYS:
-            raise VerificationError(f"receipt: exactly the keys {sorted(_FILE_KEYS)} expected", rule="receipt shape")
+        want = _FILE_KEYS - {"event"} | {"change"} if "change" in doc else _FILE_KEYS
+        changes: tuple[Receipt, ...] = ()
+        if "changes" in doc and not nested:
+            if type(doc["changes"]) is not list or not doc["changes"]:
+                raise VerificationError("receipt: changes must be a non-empty list", rule="receipt shape")
+            changes = tuple(cls._from_doc(c, nested=True) for c in doc["changes"])
+            want = want | {"changes"}
+        if set(doc) != want:
+            raise VerificationError(f"receipt: exactly the keys {sorted(want)} expected", rule="receipt shape")
         header, cert = doc["header"], doc["certificate"]
         if type(header) is not dict or type(cert) is not dict or type(cert.get("votes")) is not list:
             raise VerificationError("receipt: header and certificate must be objects", rule="receipt shape")
@@ -129,10 +159,14 @@ class Receipt:
             raise VerificationError("receipt: record_id does not match the record's bytes", rule="receipt shape")
         if doc["genesis_hash"] != receipt.header.chain.hex():
             raise VerificationError("receipt: genesis_hash does not match the header's chain", rule="receipt shape")
-        if not same_value(doc["event"], receipt.record.event):
+        readable, signed = ((doc["change"], _hexify(receipt.record.change)) if receipt.record.is_change
+                            else (doc.get("event"), receipt.record.event))
+        if "change" in doc and not receipt.record.is_change:
+            raise VerificationError("receipt: a change file for a record that is not a change", rule="receipt shape")
+        if not same_value(readable, signed):
             # The readable copy of the event must say what the signed bytes say, in the same types.
             raise VerificationError("receipt: the readable event differs from the signed record", rule="receipt event")
-        return receipt
+        return receipt.with_changes(changes) if changes else receipt
 
 
 _OBJ_KEYS = frozenset({"record", "index", "path", "header", "certificate"})

@@ -52,6 +52,7 @@ __all__ = [
     "check_head",
     "check_receipt",
     "check_record",
+    "replay_changes",
     "rule_of",
     "event_digests",
     "primary_of",
@@ -76,6 +77,7 @@ RULES: dict[str, str] = {
     "duplicate record": "no record id appears twice in the chain",
     "duplicate event": "no EPCIS event hash ID appears twice in the chain",
     "member suspended": "the submitter is not suspended at the record's height",
+    "member removed": "the submitter's key was not removed or rotated away before the record's height",
     # governance entries (docs/governance.md)
     "change shape": "a change is a map of a known op and exactly its fields, each of its exact type",
     "not an admin": "a change is signed by an active member holding the admin role at its height",
@@ -154,6 +156,9 @@ def check_record(record: SignedRecord, consortium: Consortium, *, role: str | No
         raise WrongChain("record: signed for another chain", chain=record.chain.hex())
     member = consortium.members.get(record.submitter)
     if member is None:
+        if record.submitter in consortium.retired:
+            raise RoleDenied(f"record: key {record.submitter} was removed or rotated away by governance",
+                             rule="member removed", submitter=record.submitter)
         raise UnknownMember(f"record: unknown member {record.submitter}", submitter=record.submitter)
     if not member.active:
         raise RoleDenied(f"record: member {member.name} is suspended", rule="member suspended",
@@ -358,8 +363,49 @@ def check_receipt(record: SignedRecord, index: int, path: Sequence[bytes], heade
     if header.chain != consortium.hash:
         raise InvalidBlock("receipt: the header belongs to another chain", rule="wrong chain")
     check_record(record, consortium, schema=False)
-    merkle.verify_inclusion(index, header.record_count, record.id, list(path), header.records_root)
+    try:
+        merkle.verify_inclusion(index, header.record_count, record.id, list(path), header.records_root)
+    except merkle.InvalidProof as exc:  # RootMismatch included: both break the ``inclusion proof`` rule
+        exc.rule = "inclusion proof"
+        raise
     check_certificate(cert, consortium, header)
+
+
+class ReceiptLike(Protocol):
+    record: SignedRecord
+    index: int
+    path: tuple[bytes, ...]
+    header: BlockHeader
+    certificate: CommitCertificate
+
+
+def replay_changes(genesis: Genesis, receipts: Sequence[ReceiptLike]) -> Governance:
+    """The governance state proven by receipts of change entries (``Governance.change_entries``),
+    each checked against the consortium in force at its own height before it is applied: the chain of
+    configurations a light client follows from the genesis alone (docs/governance.md)."""
+    gov = Governance(genesis)
+    last = (0, -1)
+    group: list[ReceiptLike] = []
+
+    def flush() -> None:
+        if group:
+            height = group[0].header.height
+            consortium = gov.at(height)
+            for r in group:
+                check_receipt(r.record, r.index, r.path, r.header, r.certificate, consortium)
+            gov.apply(height, [(r.index, r.record) for r in group])
+            group.clear()
+
+    for r in receipts:
+        at = (r.header.height, r.index)
+        if at <= last or not r.record.is_change:
+            raise InvalidBlock("changes: change entries in chain order expected", rule="change shape")
+        if group and at[0] != last[0]:
+            flush()
+        group.append(r)
+        last = at
+    flush()
+    return gov
 
 
 def check_head(obj: Mapping[str, Any], consortium: Consortium) -> tuple[int, bytes, BlockHeader | None, CommitCertificate | None]:
@@ -371,8 +417,8 @@ def check_head(obj: Mapping[str, Any], consortium: Consortium) -> tuple[int, byt
     if type(height) is not int or height < 0:
         raise InvalidBlock("head: a map with a non-negative integer height expected", rule="head")
     if height == 0:
-        if obj.get("block_hash") != consortium.hash or obj.get("header") is not None:
-            raise InvalidBlock("head: an empty chain names the genesis hash and no header", rule="head")
+        if obj.get("block_hash") != consortium.hash or obj.get("header") is not None or obj.get("certificate") is not None:
+            raise InvalidBlock("head: an empty chain names the genesis hash, no header, no certificate", rule="head")
         return 0, consortium.hash, None, None
     header = BlockHeader.from_obj(obj.get("header"))
     if header.chain != consortium.hash:

@@ -213,6 +213,8 @@ class FakeNode:
             if self.lie == "foreign-history":
                 ids.append(next(rid for rid in self.net.where if rid not in ids))
             return _resp(200, {"item": item, "receipts": [self._receipt_obj(rid) for rid in ids]})
+        if request.method == "GET" and path == "/v1/changes":  # this chain has no configuration changes
+            return _resp(200, {"to": self.net.height, "changes": []})
         if request.method == "GET" and path == "/v1/blocks":
             a = int(request.url.params["from"])
             b = min(int(request.url.params["to"]), self.net.height, a + 999)

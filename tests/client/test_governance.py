@@ -143,5 +143,6 @@ def test_validators_change_at_the_boundary_and_removed_members_stay_valid_before
     assert len(chain.gov.at(effective - 1).validators) == 4 and len(chain.gov.at(effective).validators) == 5
     assert "acme" not in {m.name for m in chain.gov.at(effective).members.values()}
     check_record(old, chain.gov.at(1))  # signed while a member: valid at its height forever
-    with pytest.raises(InvalidRecord, match="unknown member"):
+    with pytest.raises(InvalidRecord, match="removed or rotated away") as err:
         check_record(sign_event(people["acme"], genesis, object_event(8)), chain.gov.at(effective))
+    assert err.value.rule == "member removed" and err.value.status_hint == 403

@@ -65,7 +65,7 @@ def test_receipt_json_round_trip_verifies_offline():
     "lie, rule",
     [
         ("alter-record", "verification"),  # the id no longer matches what was asked
-        ("alter-proof", "root mismatch"),
+        ("alter-proof", "inclusion proof"),  # validity.RULES; the error is still a RootMismatch
         ("forge-cert", "certificate signature"),
         ("few-votes", "certificate quorum"),
         ("wrong-record", "verification"),

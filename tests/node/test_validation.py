@@ -78,7 +78,7 @@ def test_proposal_checks_and_cache(env):
                         proposer=net.validators[0].id, timestamp=1, records=rs)
     calls = []
     orig = v._verify
-    v._verify = lambda recs: calls.append(len(recs)) or orig(recs)
+    v._verify = lambda consortium, recs: calls.append(len(recs)) or orig(consortium, recs)
     genesis = Parent.genesis(net.genesis)
     got = asyncio.run(v.check_block(block.raw, 1, block.hash, genesis, now_ms=1))
     assert got.hash == block.hash and calls == []  # every record was verified at admission

@@ -1,0 +1,139 @@
+"""Resync speed (docs/performance.md, "Resync"): build a chain on a devnet, wipe one validator, time its catch-up.
+
+    python tests/node/measure_resync.py [--records 20000] [--dir /tmp/resync] [--keep]
+
+Not a test (nothing asserts on speed): it prints JSON with the chain's size and the wiped node's
+resync time, records/s and blocks/s. The chain is built once and kept in ``--dir`` with ``--keep``,
+so "before" and "after" runs of different code can resync the very same chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ports import free_base_port  # noqa: E402
+
+from rantai.client.bench import shipment_event  # noqa: E402
+from rantai.client.devnet import Devnet  # noqa: E402
+from rantai.client.format.encoding import decode, encode  # noqa: E402
+from rantai.client.format.records import sign_event  # noqa: E402
+
+MP = {"content-type": "application/msgpack", "accept": "application/msgpack"}
+WIPED = 3
+
+
+def height(url: str) -> int:
+    return decode(httpx.get(url + "/v1/head", headers=MP, timeout=5.0).content)["height"]
+
+
+def build(net: Devnet, n: int) -> None:
+    signer, genesis = net.member_key("acme"), net.genesis
+    raws = [sign_event(signer, genesis, shipment_event(i, 300)).raw for i in range(n)]
+    batches = [raws[i:i + 256] for i in range(0, n, 256)]
+    urls = net.urls
+
+    def post(k: int) -> None:
+        with httpx.Client(timeout=120.0) as c:
+            r = c.post(urls[k % 3] + "/v1/records?wait=commit&timeout_ms=60000",
+                       content=encode({"records": batches[k]}), headers=MP)
+            assert r.status_code in (200, 202), r.text[:200]
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(post, range(len(batches))))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=20_000)
+    ap.add_argument("--dir", default="/tmp/rantai-resync")
+    ap.add_argument("--keep", action="store_true", help="keep (and reuse) the devnet directory")
+    args = ap.parse_args()
+    root = Path(args.dir)
+    fresh = not (root / "genesis.json").exists()
+    net = Devnet(root, validators=4, base_port=free_base_port(4), members=("acme",)) if fresh else None
+    if net is None:  # reuse: the ports are in the configs already
+        import tomllib
+        port = tomllib.loads((root / "v0.toml").read_text())["listen"]["port"]
+        net = Devnet(root, validators=4, base_port=port, members=("acme",))
+    net.start()
+    net.wait_ready(timeout=60)
+    urls = net.urls
+    try:
+        if fresh:
+            t = time.monotonic()
+            build(net, args.records)
+            print(f"built {args.records} records in {time.monotonic() - t:.1f} s", file=sys.stderr)
+        deadline = time.monotonic() + 120
+        while len({height(u) for u in urls}) != 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        top = height(urls[0])
+        with httpx.Client(timeout=30.0) as c:
+            records = 0
+            for h in range(1, top + 1):
+                records += c.get(urls[0] + f"/v1/blocks/{h}").json()["header"]["record_count"]
+        net.stop_node(WIPED)
+        shutil.rmtree(net.configs()[WIPED].data_dir)
+        stop_trickle = threading.Event()
+
+        def trickle() -> None:  # a record now and then: the others' messages tell the wiped node how far behind it is
+            signer, genesis = net.member_key("acme"), net.genesis
+            i = 10_000_000
+            with httpx.Client(timeout=10.0) as c:
+                while not stop_trickle.wait(1.0):
+                    i += 1
+                    try:
+                        c.post(urls[0] + "/v1/records", content=encode(
+                            {"records": [sign_event(signer, genesis, shipment_event(i, 300)).raw]}), headers=MP)
+                    except httpx.HTTPError:
+                        pass
+
+        t0 = time.monotonic()
+        net.start_node(WIPED)
+        th = threading.Thread(target=trickle, daemon=True)
+        th.start()
+        first = None
+        samples = []
+        while True:
+            try:
+                h = height(urls[WIPED])
+            except httpx.HTTPError:
+                h = 0
+            now = time.monotonic()
+            if h > 0 and first is None:
+                first = now
+            samples.append((round(now - t0, 2), h))
+            if h >= top:
+                break
+            if now - t0 > 1800:
+                raise SystemExit(f"no resync after 1800 s (height {h} of {top})")
+            time.sleep(0.1)
+        t1 = time.monotonic()
+        stop_trickle.set()
+        status = httpx.get(urls[WIPED] + "/v1/status", timeout=5.0).json()
+        out = {
+            "records": records, "blocks": top, "seconds_from_start": round(t1 - t0, 2),
+            "seconds_from_first_block": round(t1 - (first or t0), 2),
+            "records_per_s": round(records / (t1 - (first or t0)), 1),
+            "blocks_per_s": round(top / (t1 - (first or t0)), 1),
+            "records_per_s_incl_start": round(records / (t1 - t0), 1),
+            "catch_up": status.get("catch_up"),
+        }
+        print(json.dumps(out, indent=2))
+    finally:
+        net.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ A coordinator ``assemble``\\ s the genesis from the requests (every proof checke
 URL twice); every organisation then runs ``check`` on the genesis it receives -- its own entries
 exactly as it asked -- and compares the genesis hash with the others out of band before starting.
 
-The byte rules are in docs/format.md ("Join requests") and docs/governance.md ("Key ceremony").
+The byte rules are in docs/format.md (§3.1, "Join requests") and docs/governance.md ("Key ceremony").
 """
 
 from __future__ import annotations

@@ -206,29 +206,71 @@ def _console(stderr: bool = False) -> Any:
 
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--encrypt/--no-encrypt", default=False, help="Protect the key with a passphrase (asked twice, or RANTAI_PASSPHRASE).")
-@click.option("--name", default="my-org", show_default=True, help="Member name for the genesis snippet printed.")
+@click.option("--encrypt/--no-encrypt", default=False,
+              help="Protect the key with a passphrase (asked twice, or RANTAI_PASSPHRASE).")
+@click.option("--name", default="my-org", show_default=True,
+              help="Member name (in the join request, or the genesis snippet printed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the id and public key as JSON.")
-def keygen(path: str, encrypt: bool, name: str, as_json: bool) -> None:
-    """Create an Ed25519 identity in PATH (mode 0600, never overwritten); print its id and public key."""
+@click.option("--join-request", "request_path", type=click.Path(dir_okay=False), metavar="OUT.json",
+              help="Also write a signed join request to send to the genesis coordinator (needs --org and --name).")
+@click.option("--org", "organisation", help="Your organisation's name as it should read, e.g. \"Kopi Co\".")
+@click.option("--roles", default="submitter", show_default=True, metavar="ROLE,...",
+              help="Roles to request: submitter, auditor, admin (comma separated).")
+@click.pass_context
+def keygen(ctx: click.Context, path: str, encrypt: bool, name: str, as_json: bool, request_path: str | None,
+           organisation: str | None, roles: str) -> None:
+    """Create an Ed25519 identity in PATH (mode 0600, never overwritten); print its id and public key.
+
+    With --join-request, also write the signed join request of the key ceremony: it proves this key
+    asked for this name, organisation and roles, so the coordinator cannot enrol it otherwise.
+    """
     from .format.keys import generate, public_key_hex, save_key
 
+    role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    request = None
+    signer = generate()
+    if request_path is not None:
+        if not organisation or ctx.get_parameter_source("name") is click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--join-request needs --org and --name")
+        if Path(request_path).exists():
+            raise click.UsageError(f"{request_path} already exists; refusing to overwrite it")
+        from .format.ceremony import member_request, utc_timestamp
+
+        # Built (and its fields checked) before the key is written: a bad role leaves no stray key behind.
+        request = member_request(signer, organisation=organisation, name=name, roles=role_list,
+                                 created_at=utc_timestamp(_dt.datetime.now(_dt.timezone.utc)))
     passphrase = None
     if encrypt:
         passphrase = os.environ.get("RANTAI_PASSPHRASE") or click.prompt(
             "passphrase", hide_input=True, confirmation_prompt=True)
-    signer = generate()
     save_key(signer, path, passphrase)
-    entry = {"id": signer.id, "name": name, "organisation": name, "public_key": public_key_hex(signer),
-             "roles": ["submitter"]}
+    entry = {"id": signer.id, "name": name, "organisation": organisation or name,
+             "public_key": public_key_hex(signer), "roles": sorted(role_list)}
+    if request is not None and request_path is not None:
+        _write_new(request_path, request.to_json())
     if as_json:
-        _dump({"path": str(path), **entry})
+        _dump({"path": str(path), **entry, **({"join_request": request_path} if request_path else {})})
         return
     click.echo(f"wrote {path}")
     click.echo(f"id          {signer.id}")
     click.echo(f"public key  {entry['public_key']}")
+    if request is not None:
+        click.echo(f"wrote {request_path}: {request.describe()}")
+        click.echo("send the join request to the genesis coordinator; the key stays here")
+        return
     click.echo("genesis member entry (send it to the network's admin):")
     click.echo(json.dumps(entry, ensure_ascii=False))
+
+
+def _write_new(path: str, text: str) -> None:
+    """Create ``path`` with ``text``; never overwrite (a file that exists may already have been sent)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with p.open("x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; refusing to overwrite it") from None
 
 
 # -- submit -----------------------------------------------------------------------------------------
@@ -631,6 +673,66 @@ def devnet_cmd(validators: int, dir_: str, base_port: int) -> None:
         click.echo("stopping")
     finally:
         net.stop()
+
+
+# -- the key ceremony: checking the genesis one receives -------------------------------------------
+
+
+@cli.group("genesis")
+def genesis_group() -> None:
+    """The genesis file of a consortium: check it before your organisation starts anything."""
+
+
+def _expected_entry(path: str) -> Any:
+    """A join request (JSON) as a ``JoinRequest``, or a key file (PEM) as its raw public key."""
+    from .format.ceremony import load_request
+    from .format.keys import load_key
+
+    try:
+        head = Path(path).read_bytes()[:64].lstrip()
+    except OSError as exc:
+        raise ConfigError(f"--expect: cannot read {path}: {exc.strerror}") from exc
+    if head.startswith(b"{"):
+        return load_request(path)
+    passphrase = os.environ.get("RANTAI_PASSPHRASE")
+    if passphrase is None and head.startswith(b"-----BEGIN ENCRYPTED"):
+        passphrase = click.prompt(f"passphrase for {path}", hide_input=True, err=True)
+    return load_key(path, passphrase).public_key
+
+
+@genesis_group.command("check")
+@click.argument("genesis_path", metavar="GENESIS.json", type=click.Path(dir_okay=False))
+@click.option("--expect", "expected", multiple=True, required=True, metavar="KEY.pem|REQ.json",
+              help="Your join request (name, key, roles or URL must match) or key (must be in it); repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def genesis_check(ctx: click.Context, genesis_path: str, expected: tuple[str, ...], as_json: bool) -> None:
+    """Check that a genesis holds your entries exactly as you requested; print its hash and a summary.
+
+    Read the hash to the other organisations out of band (a call, not the channel the file came
+    by): everyone must hold the same bytes. Exit code 1 with one line when an entry is missing or
+    differs -- then do not start a node or sign anything for this genesis.
+    """
+    from .format.ceremony import GenesisMismatch, check_genesis, summary
+    from .format.genesis import Genesis
+
+    genesis = Genesis.load(genesis_path)
+    entries = [_expected_entry(p) for p in expected]
+    try:
+        lines = check_genesis(genesis, entries)
+    except GenesisMismatch as exc:
+        _err(f"{genesis_path}: {exc}")
+        ctx.exit(EXIT_FAILED)
+    if as_json:
+        _dump({"genesis_hash": genesis.hash.hex(), "chain_id": genesis.chain_id, "checked": lines,
+               "summary": summary(genesis)})
+        return
+    for line in lines:
+        click.echo(line)
+    for line in summary(genesis):
+        click.echo(line)
+    click.echo(f"genesis hash: {genesis.hash.hex()}")
+    click.echo("compare this hash with every other organisation before starting")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,12 @@
-"""One-machine network set-up: every key, the genesis file and each validator's config in one folder.
+"""Validator configs from a genesis, and the one-machine network set-up that holds every key.
 
-This is the devnet and test path (``rantai-node init-network``, ``rantai devnet``, the demo, the bench):
-whoever runs it holds every organisation's private keys. A real consortium makes its keys on each
-organisation's own machine (docs/operations.md).
+``write_node_config`` is the one place a validator's TOML is made: by ``rantai-node config`` in a
+real consortium (each organisation, for its own validator, after the key ceremony of
+docs/operations.md) and by ``init_network`` for all validators of a devnet at once.
+
+``init_network`` is the devnet and test path (``rantai-node init-network``, ``rantai devnet``, the
+demo, the bench): whoever runs it holds every organisation's private keys, which no real consortium
+should accept.
 """
 
 from __future__ import annotations
@@ -12,12 +16,56 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rantai.client.format.errors import ConfigError
 from rantai.client.format.genesis import Genesis
-from rantai.client.format.keys import Signer, generate, save_key
+from rantai.client.format.keys import Signer, generate, load_key, save_key
 
 from .config import NodeConfig
 
-__all__ = ["init_network"]
+__all__ = ["init_network", "write_node_config"]
+
+
+def write_node_config(
+    out: str | os.PathLike[str],
+    *,
+    genesis: Genesis,
+    genesis_path: str | os.PathLike[str],
+    key_path: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    host: str,
+    port: int,
+    verify_workers: int = 2,
+    peers: dict[str, str] | None = None,
+    overwrite: bool = True,
+) -> NodeConfig:
+    """Write the TOML config of the validator whose key is ``key_path``, and return it.
+
+    The key is read to find which validator of ``genesis`` it is: a config naming a key that is not
+    a validator would only fail later, when the node starts (or, worse, at its first vote).
+    """
+    out = Path(out)
+    if not overwrite and out.exists():
+        raise FileExistsError(f"{out} already exists; refusing to overwrite a node config")
+    signer = load_key(key_path)
+    validator = genesis.validator_by_id.get(signer.id)
+    if validator is None:
+        raise ConfigError(f"config: key {key_path} (id {signer.id}) is not a validator of genesis "
+                          f"{genesis.chain_id} ({genesis.hash.hex()[:16]}…)")
+    # Absolute here, so the saved config holds paths relative to its own folder (or absolute when
+    # outside it) whatever the current directory was: the node resolves them against the config.
+    cfg = NodeConfig(
+        id=signer.id,
+        name=validator.name,
+        key_path=Path(key_path).resolve(),
+        genesis_path=Path(genesis_path).resolve(),
+        data_dir=Path(data_dir).resolve(),
+        host=host,
+        port=port,
+        peers=dict(peers or {}),
+        verify_workers=verify_workers,
+    )
+    cfg.save(out)
+    return cfg
 
 
 def init_network(
@@ -62,17 +110,17 @@ def init_network(
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     genesis_path.write_text(genesis.to_json(), encoding="utf-8")
-    for i, k in enumerate(vkeys):
-        NodeConfig(
-            id=k.id,
-            name=f"v{i}",
-            key_path=out / "keys" / f"v{i}.pem",
+    for i in range(len(vkeys)):
+        write_node_config(
+            out / f"v{i}.toml",
+            genesis=genesis,
             genesis_path=genesis_path,
+            key_path=out / "keys" / f"v{i}.pem",
             data_dir=out / "data" / f"v{i}",
             host=host,
             port=base_port + i,
             # All validators of a devnet share this machine's cores: verifying on each node's own
             # loop avoids GIL hand-offs that threads would add (see node/validation.py).
             verify_workers=verify_workers,
-        ).save(out / f"v{i}.toml")
+        )
     return genesis_path

@@ -1,4 +1,9 @@
-"""``rantai-node``: the operator's commands (init-network, run, devnet, status, audit)."""
+"""``rantai-node``: the operator's commands.
+
+A real consortium: ``keygen`` (a validator's key and join request), ``genesis assemble`` (the
+coordinator), ``config`` (one validator's TOML), ``run``. One machine, every key: ``init-network``,
+``devnet``. Watching: ``status``, ``audit``.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +62,7 @@ def cli() -> None:
     """Run and inspect rantai validator nodes."""
 
 
-@cli.command("init-network")
+@cli.command("init-network", short_help="DEVNET/TEST ONLY: all keys, genesis and configs on one machine.")
 @click.option("--validators", default=4, show_default=True, help="Number of validators.")
 @click.option("--members", default="acme,kopi-co", show_default=True,
               help="Comma-separated member names, each optionally name=Organisation.")
@@ -72,7 +77,11 @@ def cli() -> None:
 @_friendly
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
                      params: tuple[str, ...], verify_workers: int) -> None:
-    """Generate keys (PEM, 0600), genesis.json and one TOML config per validator."""
+    """DEVNET/TEST ONLY: every key, genesis.json and each validator's config, made on this one machine.
+
+    Whoever runs this holds every organisation's private keys. A real consortium runs the key
+    ceremony instead (keygen --join-request, genesis assemble, config: docs/operations.md).
+    """
     from .bootstrap import init_network
 
     names = [m.strip() for m in members.split(",") if m.strip()]
@@ -245,6 +254,151 @@ def status_cmd(url: str, as_json: bool) -> None:
     for p in s.get("peers", []):
         h = "-" if p.get("height") is None else p["height"]
         click.echo(f"peer     {p['id']}  {p['url']}  height {h}  {'up' if p.get('reachable') else 'DOWN'}")
+
+
+# -- the key ceremony (docs/operations.md, "A real network") --------------------------------------
+
+
+def _utc_now() -> str:
+    import datetime as dt
+
+    from rantai.client.format.ceremony import utc_timestamp
+
+    return utc_timestamp(dt.datetime.now(dt.timezone.utc))
+
+
+def _create_exclusive(path: str | os.PathLike[str], text: str) -> None:
+    """Write a new file; a request or genesis that exists is never overwritten (it may already be sent)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise FileExistsError(f"{p} already exists; refusing to overwrite it") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+@cli.command("keygen")
+@click.argument("key_path", metavar="KEY.pem", type=click.Path(dir_okay=False))
+@click.option("--join-request", "request_path", type=click.Path(dir_okay=False), metavar="OUT.json",
+              help="Also write the validator's signed join request, for the genesis coordinator.")
+@click.option("--org", "organisation", help="Your organisation's name, as it should read (with --join-request).")
+@click.option("--name", help="The validator's name in the genesis, e.g. kopi-v1 (with --join-request).")
+@click.option("--url", help="Where the other validators and clients reach this validator (with --join-request).")
+@_friendly
+def keygen_cmd(key_path: str, request_path: str | None, organisation: str | None, name: str | None,
+               url: str | None) -> None:
+    """Create a validator key in KEY.pem (mode 0600, never overwritten) on the machine that will run it.
+
+    The key is not encrypted: the node reads it unattended at start. With --join-request, also
+    write the signed request to send to the coordinator; the private key never leaves this machine.
+    """
+    from rantai.client.format.ceremony import validator_request
+    from rantai.client.format.keys import generate, save_key
+
+    if request_path is None and (organisation or name or url):
+        raise click.UsageError("--org, --name and --url describe a join request: add --join-request OUT.json")
+    if request_path is not None:
+        missing = [f"--{o}" for o, v in (("org", organisation), ("name", name), ("url", url)) if not v]
+        if missing:
+            raise click.UsageError(f"--join-request needs {', '.join(missing)}")
+        if Path(request_path).exists():
+            raise FileExistsError(f"{request_path} already exists; refusing to overwrite it")
+    signer = generate()
+    request = None
+    if request_path is not None:  # checked before the key is written: a bad field leaves nothing behind
+        request = validator_request(signer, organisation=str(organisation), name=str(name), url=str(url).rstrip("/"),
+                                    created_at=_utc_now())
+    save_key(signer, key_path)
+    click.echo(f"wrote {key_path}")
+    click.echo(f"id          {signer.id}")
+    click.echo(f"public key  {signer.public_key.hex()}")
+    if request is not None and request_path is not None:
+        _create_exclusive(request_path, request.to_json())
+        click.echo(f"wrote {request_path}: {request.describe()}")
+        click.echo("send it to the genesis coordinator; keep the key on this machine")
+
+
+@cli.group("genesis")
+def genesis_group() -> None:
+    """The genesis of a real consortium, assembled from the organisations' join requests."""
+
+
+@genesis_group.command("assemble")
+@click.argument("requests", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="REQ.json...")
+@click.option("--chain-id", required=True, help="The chain's name: lowercase letters, digits, '.', '_', '-'.")
+@click.option("--approvals", default="majority", show_default=True, metavar="majority|N",
+              help="Admins whose approval a configuration change needs.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write genesis.json (new file).")
+@click.option("--param", "params", multiple=True, help="Genesis parameter KEY=VALUE (repeatable).")
+@click.option("--created-at", help="The genesis created_at (default: now, UTC), e.g. to re-assemble the same bytes.")
+@_friendly
+def genesis_assemble_cmd(requests: tuple[str, ...], chain_id: str, approvals: str, out: str,
+                         params: tuple[str, ...], created_at: str | None) -> None:
+    """Coordinator: check every join request's proof and write the genesis; print its hash.
+
+    Send the genesis file to every organisation; each checks it (rantai genesis check) and compares
+    the hash printed here with the others out of band before starting anything.
+    """
+    from rantai.client.format.ceremony import assemble, load_request, summary
+
+    if approvals != "majority":
+        try:
+            n_approvals: int | str = int(approvals)
+        except ValueError:
+            raise click.BadParameter(f"{approvals!r}: 'majority' or a number", param_hint="--approvals") from None
+    else:
+        n_approvals = approvals
+    reqs = [load_request(p) for p in requests]
+    genesis = assemble(chain_id, reqs, approvals=n_approvals, params=_params(params),
+                       created_at=created_at or _utc_now())
+    _create_exclusive(out, genesis.to_json())
+    click.echo(f"wrote {out} from {len(reqs)} join requests, every proof of possession checked")
+    for line in summary(genesis):
+        click.echo(line)
+    click.echo(f"genesis hash: {genesis.hash.hex()}")
+
+
+@cli.command("config")
+@click.option("--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False),
+              help="The checked genesis.json.")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False), help="This validator's key.")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False), help="Where the node stores the chain.")
+@click.option("--listen", required=True, metavar="HOST:PORT", help="Address to listen on, e.g. 0.0.0.0:7100.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The TOML config to write (new file).")
+@click.option("--verify-workers", default=2, show_default=True, help="Signature-checking threads.")
+@click.option("--peer", "peers", multiple=True, metavar="ID=URL",
+              help="Reach validator ID at URL instead of its genesis URL (repeatable).")
+@_friendly
+def config_cmd(genesis_path: str, key_path: str, data_dir: str, listen: str, out: str, verify_workers: int,
+               peers: tuple[str, ...]) -> None:
+    """Write the TOML config of this machine's validator (which one: its key says) for rantai-node run."""
+    from rantai.client.format.genesis import Genesis
+
+    from .bootstrap import write_node_config
+
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise click.BadParameter(f"{listen!r}: HOST:PORT expected", param_hint="--listen")
+    peer_urls: dict[str, str] = {}
+    for item in peers:
+        pid, sep, purl = item.partition("=")
+        if not sep or not purl.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{item!r}: ID=URL expected", param_hint="--peer")
+        peer_urls[pid] = purl.rstrip("/")
+    genesis = Genesis.load(genesis_path)
+    unknown = sorted(set(peer_urls) - set(genesis.validator_by_id))
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: not validator ids of the genesis", param_hint="--peer")
+    cfg = write_node_config(out, genesis=genesis, genesis_path=genesis_path, key_path=key_path, data_dir=data_dir,
+                            host=host.strip("[]"), port=int(port_text), verify_workers=verify_workers,
+                            peers=peer_urls, overwrite=False)
+    url = genesis.validator_by_id[cfg.id].url
+    click.echo(f"wrote {out}: validator {cfg.name} ({cfg.id}) of {genesis.chain_id}, listening on "
+               f"{cfg.host}:{cfg.port}, reached at {url}")
+    click.echo(f"genesis hash: {genesis.hash.hex()}")
+    click.echo(f"start it with: rantai-node run --config {out}")
 
 
 def main() -> None:

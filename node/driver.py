@@ -509,6 +509,7 @@ class Node:
         await loop.run_in_executor(self.validator.pool, check_certificate, cert, consortium, block.header)
         if await self._store(block, cert):
             self._count("catch-up-blocks")
+            self.counters["catch-up-records"] = self.counters.get("catch-up-records", 0) + len(block.records)
             self.catch_up["blocks"] += 1
             self.catch_up["records"] += len(block.records)
             self._progress()

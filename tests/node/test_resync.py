@@ -1,4 +1,4 @@
-"""A wiped validator resyncs from its peers (the pipelined, batched catch-up of node/driver.py) to the
+"""A wiped validator resyncs from its peers (the catch-up of node/driver.py) to the
 others' head, reports it in /v1/status, and its data directory then audits clean. No timing: the
 speed is measured by tests/node/measure_resync.py and reported in docs/performance.md."""
 
@@ -21,7 +21,7 @@ def test_wiped_validator_resyncs_to_the_head_and_audits_clean(tmp_path):
     net = make_devnet(tmp_path)
     api = Api(net)
     try:
-        for k in range(45):  # more blocks than CATCH_UP_PROCESSES_FROM: the worker processes verify
+        for k in range(45):
             status, res = api.submit(k % 4, api.records(3))
             assert status == 200 and {e["status"] for e in res} == {"committed"}
         top = api.height(0)

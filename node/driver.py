@@ -70,6 +70,7 @@ GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
 CATCH_UP_BATCH = 1000  # blocks per GET /v1/blocks (the API's limit)
 CATCH_UP_LOG_S = 3.0  # catch-up progress in the log this often
 SHARE_ALL_MS = 3000  # a forwarded record in no proposal by then goes to every validator
+SHARE_ALL_TIMES = 3  # ... at most this many times
 PARTIAL_IN_FLIGHT = 2
 
 
@@ -192,7 +193,9 @@ class Node:
         self._deferred: dict[int, tuple[Block, Any]] = {}
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._gossip: list[tuple[bytes, bytes]] = []  # (id, raw) admitted from clients, to forward to the primary
-        self._unshared: dict[bytes, tuple[int, bytes]] = {}  # record id -> (forwarded at ms, raw)
+        # record id -> (forwarded or last shared at ms, raw, times shared with all), until committed
+        self._unshared: dict[bytes, tuple[int, bytes, int]] = {}
+        self._forwarded_view = -1
         self._next_share_check = 0
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
         self._store_lock = asyncio.Lock()
@@ -620,24 +623,40 @@ class Node:
         would only double the work of an already busy network.
         """
         now = _now_ms()
+        view = self.replica.view
+        if view != self._forwarded_view:
+            # A new view, a new primary: what this node's clients gave it and no proposal holds goes
+            # to the new primary now, not after a timeout (view synchronisation, docs/consensus.md).
+            self._forwarded_view = view
+            primary = self.replica.primary(view)
+            again = [raw for rid, (_, raw, _) in self._unshared.items() if self.mempool.is_ready(rid)]
+            if again and primary != self.id:
+                self._count("records-reforwarded")
+                self._send_records(again, primary)
         if self._gossip:
-            primary = self.replica.primary(self.replica.view)
+            primary = self.replica.primary(view)
             if primary != self.id:
                 self._send_records([raw for _, raw in self._gossip], primary)
             # Watched even when this node is the primary of its view: a node stuck alone in a view
             # change would otherwise hold its clients' records where no working primary sees them.
             for rid, raw in self._gossip:
-                self._unshared[rid] = (now, raw)
+                self._unshared[rid] = (now, raw, 0)
             self._gossip = []
         if self._unshared and now >= self._next_share_check:
             self._next_share_check = now + SHARE_ALL_MS // 4
-            # Due: gone from the mempool (committed, or dropped), or in a proposal this node has
-            # validated (the primary has it), or still in none after SHARE_ALL_MS (share it).
-            due = [rid for rid, (t, _) in self._unshared.items()
-                   if now - t >= SHARE_ALL_MS or not self.mempool.is_ready(rid)]
-            late = [self._unshared[rid][1] for rid in due if self.mempool.is_ready(rid)]
-            for rid in due:
-                del self._unshared[rid]
+            # Watched until committed (gone from the mempool). In a proposal: the primary has it,
+            # and the clock restarts (a view change may yet abandon that proposal). In none for
+            # SHARE_ALL_MS: every validator gets it, at most SHARE_ALL_TIMES times (a backlog
+            # holds records in no proposal too, and re-sending those only adds work).
+            late: list[bytes] = []
+            for rid, (t, raw, shared) in list(self._unshared.items()):
+                if rid not in self.mempool:
+                    del self._unshared[rid]
+                elif not self.mempool.is_ready(rid):
+                    self._unshared[rid] = (now, raw, shared)
+                elif now - t >= SHARE_ALL_MS and shared < SHARE_ALL_TIMES:
+                    late.append(raw)
+                    self._unshared[rid] = (now, raw, shared + 1)
             if late:
                 self._count("records-shared-with-all")
                 self._send_records(late, None)

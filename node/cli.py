@@ -67,7 +67,8 @@ def cli() -> None:
 @click.option("--chain-id", default="rantai-devnet", show_default=True)
 @click.option("--param", "params", multiple=True, help="Genesis parameter KEY=VALUE (repeatable).")
 @click.option("--verify-workers", default=2, show_default=True,
-              help="Signature-checking threads per node; 0 verifies on the event loop (best when validators share cores).")
+              help="Signature-checking threads per node; 0 verifies on the event loop "
+                   "(best when validators share cores).")
 @_friendly
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
                      params: tuple[str, ...], verify_workers: int) -> None:
@@ -103,7 +104,7 @@ def run_cmd(config_path: str, log_level: str) -> None:
     Storage(cfg.data_dir, node.genesis.hash).close()  # fail fast, with one line, on a locked or foreign store
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {node.name} %(levelname)s %(name)s: %(message)s")
-    app = create_app(node)
+    app = create_app(node, admission=cfg.admission)
     # What start-up allocated lives as long as the process: keep the cyclic GC from re-walking it.
     gc.collect()
     gc.freeze()
@@ -174,7 +175,8 @@ def devnet_cmd(ctx: click.Context) -> None:
 @cli.command("audit")
 @click.option("--data-dir", "data_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
               help="A stopped node's data directory (repeat with --compare to compare several).")
-@click.option("--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False), help="The network's genesis.json.")
+@click.option("--genesis", "genesis_path", required=True, type=click.Path(dir_okay=False),
+              help="The network's genesis.json.")
 @click.option("--compare", "compare_", is_flag=True, help="Compare the data directories height by height.")
 @click.option("--to", "end", type=int, help="Stop at this height (default: the store's head).")
 @click.option("--workers", type=int, help="Verifier processes (default: CPU count; 0: in-process).")

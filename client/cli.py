@@ -206,7 +206,8 @@ def _console(stderr: bool = False) -> Any:
 
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--encrypt/--no-encrypt", default=False, help="Protect the key with a passphrase (asked twice, or RANTAI_PASSPHRASE).")
+@click.option("--encrypt/--no-encrypt", default=False,
+              help="Protect the key with a passphrase (asked twice, or RANTAI_PASSPHRASE).")
 @click.option("--name", default="my-org", show_default=True, help="Member name for the genesis snippet printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the id and public key as JSON.")
 def keygen(path: str, encrypt: bool, name: str, as_json: bool) -> None:
@@ -301,7 +302,8 @@ def _receipt_summary(receipt: Any, genesis: Any) -> dict[str, Any]:
 @click.option("--time", "when", metavar="ISO8601", help="Event time (default: now, UTC).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit and its receipt.")
 @click.option("--wait-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the commit.")
-@click.option("--receipt", "receipt_out", type=click.Path(), help="Write the receipt JSON here (a directory for many events).")
+@click.option("--receipt", "receipt_out", type=click.Path(),
+              help="Write the receipt JSON here (a directory for many events).")
 @click.option("--batch", type=int, default=256, show_default=True, help="Records per request.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--key", "-k", type=click.Path(dir_okay=False), help="Identity key file (RANTAI_KEY).")
@@ -420,10 +422,18 @@ def verify(receipt: str, as_json: bool, config_file: str | None, genesis: str | 
         text = Path(receipt).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"verify: cannot read {receipt}: {exc.strerror}") from exc
-    r = Receipt.from_json(text)
-    if r.header.chain != g.hash:
-        raise VerificationError(f"receipt: for chain {r.header.chain.hex()[:16]}…, not {g.chain_id} ({g.hash.hex()[:16]}…)")
-    verify_receipt(r, g)
+    try:
+        r = Receipt.from_json(text)
+        if r.header.chain != g.hash:
+            raise VerificationError(f"receipt: for chain {r.header.chain.hex()[:16]}…, "
+                                    f"not {g.chain_id} ({g.hash.hex()[:16]}…)")
+        verify_receipt(r, g)
+    except VerificationError:
+        raise
+    except (RantaiError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # Whatever is wrong with the file (a broken record, a wrong type where a hash should be),
+        # the answer to "does this receipt verify?" is no: exit 1, not "internal error".
+        raise VerificationError(f"receipt: {receipt} does not verify: {exc}") from exc
     s = _receipt_summary(r, g)
     if as_json:
         _dump({"ok": True, **s, "chain_id": g.chain_id})
@@ -465,8 +475,9 @@ def _print_report(rep: Any) -> None:
     table.add_row("blocks / records", f"{rep.blocks} / {rep.records}")
     table.add_row("last block hash", rep.head_hash or "-")
     table.add_row("time", f"{rep.seconds:.2f} s, {rep.rate:,.0f} records/s, {rep.workers or 1} process(es)")
-    table.add_row("result", "[green]OK: every rule holds[/]" if rep.ok else f"[red]FAILED: {len(rep.failures)} failure(s)"
-                  + (" (stopped early)" if rep.truncated else "") + "[/]")
+    table.add_row("result", "[green]OK: every rule holds[/]" if rep.ok
+                  else f"[red]FAILED: {len(rep.failures)} failure(s)" + (" (stopped early)" if rep.truncated else "")
+                  + "[/]")
     console.print(table)
     if rep.failures:
         ft = Table(title="failures (first first)", title_justify="left")
@@ -616,7 +627,8 @@ def devnet_cmd(validators: int, dir_: str, base_port: int) -> None:
         while True:
             for i, proc in list(net.procs.items()):
                 if proc.poll() is not None:
-                    click.echo(f"v{i} exited with code {proc.returncode}; see {net.dir / 'logs' / f'v{i}.log'}", err=True)
+                    log_path = net.dir / "logs" / f"v{i}.log"
+                    click.echo(f"v{i} exited with code {proc.returncode}; see {log_path}", err=True)
                     del net.procs[i]
             time.sleep(0.5)
     except KeyboardInterrupt:

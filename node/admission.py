@@ -15,7 +15,7 @@ refilled continuously, sized in the node's TOML config (``[admission]``, docs/op
   this budget is small, and a client that spends it is stopped before its next request is read
   and, within a request, before its next round of verifications.
 
-Buckets run a deficit: a request is let in while its bucket is positive and is then charged in
+Buckets run a deficit: a request is let in while its bucket holds a token and is then charged in
 full, so one request is never split by a bucket, and the debt it leaves sets ``Retry-After``.
 Buckets of addresses and members that were not seen for a while are forgotten (an LRU bounded by
 ``max_tracked``), so a scan of many addresses costs memory only up to that bound.
@@ -71,7 +71,7 @@ class AdmissionConfig:
 
 
 class Bucket:
-    """A token bucket that may run into debt: ``ok()`` while positive, ``take(n)`` charges ``n``."""
+    """A token bucket that may run into debt: ``ok()`` while it holds a token, ``take(n)`` charges ``n``."""
 
     __slots__ = ("rate", "burst", "tokens", "stamp")
 
@@ -88,7 +88,7 @@ class Bucket:
 
     def ok(self, now: float) -> bool:
         self._refill(now)
-        return self.tokens > 0
+        return self.tokens >= 1
 
     def take(self, n: float, now: float) -> None:
         self._refill(now)
@@ -98,9 +98,9 @@ class Bucket:
         self.tokens = min(self.burst, self.tokens + n)
 
     def retry_after(self, now: float) -> int:
-        """Whole seconds until the bucket is positive again (at least 1)."""
+        """Whole seconds until the bucket holds a token again (at least 1)."""
         self._refill(now)
-        return max(1, math.ceil((1 - self.tokens) / self.rate)) if self.tokens <= 0 else 1
+        return max(1, math.ceil((1 - self.tokens) / self.rate))
 
 
 class _Buckets:
@@ -158,6 +158,12 @@ class Admission:
         now = self.clock()
         self.addresses.get(address, now).take(max(records, 1), now)
 
+    def refused(self, key: str, n: int = 1) -> None:
+        """Charge ``key``'s refusal budget for a request refused whole (a malformed or oversized body)."""
+        now = self.clock()
+        self._count("records-refused", n)
+        self.refusals.get(key, now).take(n, now)
+
     def ticket(self, key: str) -> "Ticket":
         """What one request from ``key`` (an address, or ``peer:<id>``) may still cost."""
         return Ticket(self, key)
@@ -189,11 +195,8 @@ class Ticket:
 
     def failed(self, n: int) -> None:
         if n:
-            a = self.admission
-            now = a.clock()
             self.refused += n
-            a._count("records-refused", n)
-            a.refusals.get(self.key, now).take(n, now)
+            self.admission.refused(self.key, n)
 
     def may_continue(self) -> Overloaded | None:
         """None while this request's source may still cost verifications; else why not."""

@@ -106,13 +106,15 @@ _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
 
 def json_depth(body: bytes) -> int:
-    """How deep ``body``'s arrays and objects nest (brackets inside strings do not count).
+    """How deep ``body``'s arrays and objects nest (brackets inside strings do not count); when the
+    body has too few brackets to nest deeper than ``MAX_JSON_DEPTH``, their count (a bound) instead.
 
     Bytes-level passes in C (a regex for strings, ``translate``, ``accumulate`` over signed bytes),
     so a 17 MB body costs tens of milliseconds, not a Python loop per byte.
     """
-    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
-        return min(body.count(b"[") + body.count(b"{"), MAX_JSON_DEPTH)
+    opening = body.count(b"[") + body.count(b"{")
+    if opening <= MAX_JSON_DEPTH:
+        return opening
     brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
     return max(accumulate(memoryview(brackets.translate(_DEPTH_STEP)).cast("b")), default=0)
 
@@ -473,8 +475,12 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
             raise refused
         wait = request.query_params.get("wait") == "commit"
         timeout_ms = min(max(_int_param(request, "timeout_ms", DEFAULT_WAIT_MS), 0), MAX_WAIT_MS)
-        raws = await read_records(request, body_limit(_media(request), max_block_bytes), max_count,
-                                  lambda n: admission.charge_address(address, n))
+        try:
+            raws = await read_records(request, body_limit(_media(request), max_block_bytes), max_count,
+                                      lambda n: admission.charge_address(address, n))
+        except RantaiError:
+            admission.refused(address)  # a body refused whole costs the sender's refusal budget too
+            raise
         token = CURRENT_TICKET.set(admission.ticket(address))
         try:
             results = await node.submit(raws)
@@ -570,6 +576,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
 
     @app.get("/v1/blocks/{height}", summary="One block with its commit certificate")
     async def get_block(request: Request, height: int) -> Response:
+        if not 0 < height < 2**63:  # no such block; and msgpack has no integer for a height past 2^64
+            raise ApiError(404, "not found", f"no block at height {height}")
         if wants_msgpack(request):
             obj = node.ledger.block_obj(height)
         else:

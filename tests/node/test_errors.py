@@ -95,7 +95,8 @@ def test_fastapi_answers_have_the_error_shape(tmp_path):
                  ("GET", "/v1/blocks/99999999999999999999999", 404, "not found")]
         for method, path, status, rule in cases:
             r = await c.request(method, path)
-            assert r.status_code == (await c.request(method, path, headers={"accept": "application/msgpack"})).status_code
+            as_msgpack = await c.request(method, path, headers={"accept": "application/msgpack"})
+            assert r.status_code == as_msgpack.status_code
             assert r.status_code == status and is_error_shape(r) and r.json()["error"] == rule, (path, r.text)
         r = await c.get("/v1/records", headers={"accept": "application/msgpack"})
         assert r.status_code == 405 and r.headers["content-type"] == "application/msgpack"

@@ -391,6 +391,10 @@ class NodeApp:
                     response = await self._records(request)
                 except (RantaiError, ApiError) as exc:
                     response = error_response(request, exc)
+                    if response.status_code in (413, 429):
+                        # The body may be unread: closing spares the node reading (and the sender sending)
+                        # megabytes it has already refused.
+                        response.headers["connection"] = "close"
                 except Exception:
                     log.exception("POST /v1/records failed")
                     response = respond(request, {"error": "internal", "message": "internal error"}, 500)
@@ -605,6 +609,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     @app.get("/v1/status", summary="Height, view, primary, mempool and peers")
     async def get_status(request: Request) -> Response:
         status = node.status()
+        status["admission"] = dict(admission.counters)  # how often each limit refused (docs/operations.md)
         heights = await _peer_heights(node)
         for p in status["peers"]:
             h = heights.get(p["id"])

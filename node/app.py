@@ -301,7 +301,7 @@ class PeerStream:
                 raise ApiError(503, "unavailable", "node: not running")
             if node.closing.done():
                 raise ApiError(503, "unavailable", "node: shutting down")
-            await self._serve(kind, receive, sender)
+            await self._serve(kind, receive, sender, client_address(scope))
         except ApiError as exc:
             status, body = exc.status, exc.body
         except RantaiError as exc:
@@ -312,7 +312,7 @@ class PeerStream:
                     "headers": [(b"content-type", JSON.encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
-    async def _serve(self, kind: str, receive: Any, sender: str) -> None:
+    async def _serve(self, kind: str, receive: Any, sender: str, address: str) -> None:
         node, limit = self.node, self.limits[kind]
         closing = node.closing
         buffer = bytearray()
@@ -336,15 +336,17 @@ class PeerStream:
                         node.deliver(m)
                 else:
                     for part in parts:
-                        await self._records(part, sender)
+                        await self._records(part, f"peer:{sender}@{address}")
             if not message.get("more_body", False):
                 if buffer:
                     raise InvalidEncoding("peer stream: ends inside a frame")
                 return
 
-    async def _records(self, part: bytes, sender: str) -> None:
+    async def _records(self, part: bytes, key: str) -> None:
         raws = byte_records(records_of(decode(part), PEER_RECORDS_MAX))
-        token = CURRENT_TICKET.set(self.admission.ticket(f"peer:{sender}"))  # a peer's refused records are bounded too
+        # A peer's refused records are bounded too; by claimed id *and* address, so a stranger naming a
+        # validator in its header spends a budget of its own, not that validator's.
+        token = CURRENT_TICKET.set(self.admission.ticket(key))
         try:
             await self.node.submit(raws, gossip=False)
         finally:
@@ -639,7 +641,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         if _media(request) != MSGPACK:
             raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK}")
         raws = await read_records(request, body_limit(MSGPACK, max_block_bytes), PEER_RECORDS_MAX)
-        token = CURRENT_TICKET.set(admission.ticket(f"peer:{sender}"))
+        token = CURRENT_TICKET.set(admission.ticket(f"peer:{sender}@{client_address(request.scope)}"))
         try:
             results = await node.submit(raws, gossip=False)
         finally:

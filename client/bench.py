@@ -10,6 +10,13 @@ Two load shapes:
 - ``closed-loop``: the shape of the peer benchmarks in ``../shared/peers`` — ``--clients``
   processes each keep ``--inflight`` single-record submissions outstanding, waiting for each
   commit, for 50,000 records or 20 s; prints their one-line JSON.
+
+``--abuse N`` runs an abuser beside either shape, in a process of its own, from another source
+address (127.0.0.2, so per-address limits tell it from the honest clients): N records whose
+signatures do not verify (``--abuse-as stranger``: a key that is no member; ``member``: a member's
+id with a wrong signature, which costs a verification unless refused first), sent over and over
+until the honest load is done, as one body (``--abuse-shape one-body``) or as 20 concurrent
+requests (``concurrent``). What matters is the honest latency beside it (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -103,7 +110,8 @@ def _sign_chunk(args: tuple[bytes, bytes, int, int, int]) -> list[bytes]:
     return [sign_event(signer, chain, shipment_event(start + i, payload)).raw for i in range(count)]
 
 
-def presign(member_seeds: Sequence[bytes], chain: bytes, count: int, payload: int, processes: int) -> tuple[list[bytes], float]:
+def presign(member_seeds: Sequence[bytes], chain: bytes, count: int, payload: int,
+            processes: int) -> tuple[list[bytes], float]:
     """Sign ``count`` records round-robin over members; returns them and the signing rate (records/s)."""
     chunk = 2000
     jobs = [(member_seeds[(i // chunk) % len(member_seeds)], chain, i, min(chunk, count - i), payload)
@@ -237,7 +245,8 @@ async def batched_load(urls: Sequence[str], records: Sequence[bytes], clients: i
                     pending = {x.get("id") for x in results if x.get("status") not in ("committed", "duplicate")}
                     if results and not pending:
                         break
-                    b = [rec for rec, x in zip(b, results) if x.get("status") not in ("committed", "duplicate")] or b
+                    b = [rec for rec, x in zip(b, results, strict=False)
+                         if x.get("status") not in ("committed", "duplicate")] or b
                     body = encode({"records": b})
                     if done:
                         t1 = time.perf_counter()
@@ -313,12 +322,14 @@ def _closed_loop_worker(idx: int, urls: list[str], records: list[bytes], infligh
     result_q.put((idx, state["done"], t_start, t_end, lat))
 
 
-def closed_loop(urls: list[str], records: list[bytes], clients: int, inflight: int, max_seconds: float) -> dict[str, Any]:
+def closed_loop(urls: list[str], records: list[bytes], clients: int, inflight: int,
+                max_seconds: float) -> dict[str, Any]:
     ctx = mp.get_context("fork")
     start_evt, ready_q, result_q = ctx.Event(), ctx.Queue(), ctx.Queue()
     per = len(records) // clients
     procs = [ctx.Process(target=_closed_loop_worker,
-                         args=(i, urls, records[i * per:(i + 1) * per], inflight, max_seconds, start_evt, ready_q, result_q))
+                         args=(i, urls, records[i * per:(i + 1) * per], inflight, max_seconds, start_evt, ready_q,
+                               result_q))
              for i in range(clients)]
     for p in procs:
         p.start()
@@ -335,6 +346,78 @@ def closed_loop(urls: list[str], records: list[bytes], clients: int, inflight: i
     return {"ops": ops, "seconds": t1 - t0, "latencies": lat}
 
 
+# -- abuse (admission control, docs/performance.md) ------------------------------------------
+
+ABUSE_ADDRESS = "127.0.0.2"  # Linux routes all of 127/8 to loopback: a second client address on one machine
+ABUSE_CONCURRENT = 20
+ABUSE_PAYLOAD = 236  # canonical event bytes: a ~445-byte record, 40,000 of them 17.8 MB as in issue 15
+
+
+def abuse_records(genesis_hash: bytes, member_id: str, count: int, payload: int, as_: str) -> list[bytes]:
+    """``count`` records that fail their signature check, none of them signed (it would cost the abuser)."""
+    from .format.records import RECORD_VERSION, SignedRecord
+
+    stranger = Signer.from_seed(b"\x66" * 32).id
+    submitter = stranger if as_ == "stranger" else member_id
+    rng = os.urandom
+    out = []
+    for i in range(count):
+        fields = {"version": RECORD_VERSION, "chain": genesis_hash, "submitter": submitter, "nonce": rng(16),
+                  "submitted_at": int(time.time() * 1000), "event": shipment_event(10_000_000 + i, payload),
+                  "signature": rng(64)}
+        out.append(SignedRecord.from_fields(fields).raw)
+    return out
+
+
+def _abuse_worker(urls: list[str], records: list[bytes], shape: str, stop_evt: Any, result_q: Any) -> None:
+    bodies = ([encode({"records": records})] if shape == "one-body" else
+              [encode({"records": records[k::ABUSE_CONCURRENT]}) for k in range(ABUSE_CONCURRENT)])
+    statuses: collections.Counter[str] = collections.Counter()
+    sent = {"bytes": 0}
+
+    async def main() -> None:
+        transport = httpx.AsyncHTTPTransport(local_address=ABUSE_ADDRESS)
+        async with httpx.AsyncClient(transport=transport, timeout=60,
+                                     limits=httpx.Limits(max_connections=ABUSE_CONCURRENT)) as http:
+            async def one(k: int, body: bytes) -> None:
+                turn = k
+                while not stop_evt.is_set():
+                    url = urls[turn % len(urls)]
+                    turn += 1
+                    try:
+                        r = await http.post(url + "/v1/records", content=body, headers={"content-type": MSGPACK})
+                        statuses[str(r.status_code)] += 1
+                    except httpx.HTTPError as exc:
+                        statuses[type(exc).__name__] += 1
+                        await asyncio.sleep(0.01)
+                    sent["bytes"] += len(body)
+
+            await asyncio.gather(*(one(k, b) for k, b in enumerate(bodies)))
+
+    asyncio.run(main())
+    result_q.put({"requests": sum(statuses.values()), "statuses": dict(statuses),
+                  "mb_sent": round(sent["bytes"] / 1e6, 1), "body_mb": round(sum(len(b) for b in bodies) / 1e6, 2)})
+
+
+class Abuser:
+    """The abuser process: started before the honest load, stopped after it."""
+
+    def __init__(self, urls: list[str], records: list[bytes], shape: str) -> None:
+        ctx = mp.get_context("fork")
+        self.stop_evt, self.result_q = ctx.Event(), ctx.Queue()
+        self.proc = ctx.Process(target=_abuse_worker, args=(urls, records, shape, self.stop_evt, self.result_q))
+
+    def start(self) -> None:
+        self.proc.start()
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_evt.set()
+        try:
+            return self.result_q.get(timeout=120)
+        finally:
+            self.proc.join(timeout=30)
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -342,10 +425,12 @@ class BenchConfig:
     def __init__(self, *, validators: int = 4, records: int = 200_000, clients: int = 8, batch: int = 256,
                  shape: str = "batched", inflight: int = 16, payload: int = 300, max_seconds: float = 20.0,
                  dir: str = ".rantai/bench", base_port: int = 7300, profile: bool = False, members: int = 4,
-                 audit: bool = True, log=print) -> None:
+                 audit: bool = True, abuse: int = 0, abuse_shape: str = "concurrent", abuse_as: str = "member",
+                 log=print) -> None:
         self.validators, self.records, self.clients, self.batch = validators, records, clients, batch
         self.shape, self.inflight, self.payload, self.max_seconds = shape, inflight, payload, max_seconds
         self.dir, self.base_port, self.profile, self.members, self.audit = Path(dir), base_port, profile, members, audit
+        self.abuse, self.abuse_shape, self.abuse_as = abuse, abuse_shape, abuse_as
         self.log = log
 
 
@@ -382,13 +467,24 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         net.start()
         genesis: Genesis = net.devnet.genesis
         log(f"pre-signing {count} records from {cfg.members} members …")
-        records, sign_rate = presign(net.member_seeds(), genesis.hash, count, cfg.payload, processes=os.cpu_count() or 1)
+        records, sign_rate = presign(net.member_seeds(), genesis.hash, count, cfg.payload,
+                                     processes=os.cpu_count() or 1)
         result["signing"] = {"records_per_s_all_cores": round(sign_rate)}
         canonical = sum(len(r) for r in records)
         urls = net.devnet.urls
+        abuser = None
+        if cfg.abuse:
+            member_id = Signer.from_seed(net.member_seeds()[0]).id
+            bad = abuse_records(genesis.hash, member_id, cfg.abuse, ABUSE_PAYLOAD, cfg.abuse_as)
+            log(f"abuse: {cfg.abuse} records that do not verify ({cfg.abuse_as}), {cfg.abuse_shape}, "
+                f"from {ABUSE_ADDRESS} …")
+            abuser = Abuser(urls, bad, cfg.abuse_shape)
+            abuser.start()
+            time.sleep(1.0)  # the abuse is under way before the honest load starts
         cpu0 = {pid: cpu_seconds(pid) for pid in net.pids()}
         if cfg.shape == "closed-loop":
-            log(f"closed loop: {cfg.clients} clients x {cfg.inflight} in flight, {count} records or {cfg.max_seconds:.0f} s …")
+            log(f"closed loop: {cfg.clients} clients x {cfg.inflight} in flight, {count} records "
+                f"or {cfg.max_seconds:.0f} s …")
             run = closed_loop(urls, records, cfg.clients, cfg.inflight, cfg.max_seconds)
             committed, elapsed, lat = run["ops"], run["seconds"], run["latencies"]
         else:
@@ -398,6 +494,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             result["throughput_per_100k"] = [round(x) for x in windows(run["timeline"], 100_000)]
             result["transport_errors"] = len(run["errors"])  # each retried; what they were:
             result["transport_error_kinds"] = dict(collections.Counter(run["errors"]))
+        if abuser is not None:
+            result["abuse"] = {"records": cfg.abuse, "shape": cfg.abuse_shape, "as": cfg.abuse_as,
+                               "address": ABUSE_ADDRESS, **abuser.stop()}
         cpu = sum(cpu_seconds(pid) - cpu0[pid] for pid in net.pids())
         height = net.head(urls[0])
         rss = [rss_bytes(pid) for pid in net.pids()]
@@ -422,7 +521,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         result["disk"] = {
             "bytes_per_node": data_bytes,
             "canonical_record_bytes": canonical * committed // max(count, 1),
-            "ratio": round(statistics.median(data_bytes) / (canonical * committed / max(count, 1)), 2) if committed else None,
+            "ratio": (round(statistics.median(data_bytes) / (canonical * committed / max(count, 1)), 2)
+                      if committed else None),
         }
         if cfg.audit and committed:
             log("auditing the resulting chain from a stopped node's LevelDB …")
@@ -461,7 +561,8 @@ import click  # noqa: E402  (kept beside the command it serves)
 @click.option("--clients", default=None, type=int, help="concurrent clients [batched: 8, closed-loop: 4]")
 @click.option("--batch", default=256, show_default=True, help="records per request (batched shape)")
 @click.option("--shape", type=click.Choice(["batched", "closed-loop"]), default="batched", show_default=True)
-@click.option("--inflight", default=16, show_default=True, help="outstanding single-record requests per client (closed-loop)")
+@click.option("--inflight", default=16, show_default=True,
+              help="outstanding single-record requests per client (closed-loop)")
 @click.option("--payload", default=300, show_default=True, help="canonical bytes of each EPCIS event")
 @click.option("--seconds", "max_seconds", default=20.0, show_default=True, help="closed-loop time limit")
 @click.option("--dir", "dir_", default=".rantai/bench", show_default=True, help="where the throw-away network lives")
@@ -469,8 +570,14 @@ import click  # noqa: E402  (kept beside the command it serves)
 @click.option("--profile", is_flag=True, help="profile validator v0 (cProfile) and report the file")
 @click.option("--no-audit", is_flag=True, help="skip auditing the resulting chain")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the full result here")
+@click.option("--abuse", default=0, show_default=True,
+              help="also run an abuser sending this many records that do not verify, from 127.0.0.2")
+@click.option("--abuse-shape", type=click.Choice(["concurrent", "one-body"]), default="concurrent", show_default=True,
+              help="the abuser's records as 20 concurrent requests, or as one body")
+@click.option("--abuse-as", type=click.Choice(["member", "stranger"]), default="member", show_default=True,
+              help="the submitter the abuser's records claim: a member's id, or a key that is no member")
 def bench_command(validators, records, clients, batch, shape, inflight, payload, max_seconds, dir_, base_port,
-                  profile, no_audit, json_path) -> None:
+                  profile, no_audit, json_path, abuse, abuse_shape, abuse_as) -> None:
     """Measure committed records/s, submit→commit latency and the verify ceiling, in one run.
 
     Starts a fresh local network (never reused), pre-signs records, loads it, and prints JSON.
@@ -479,7 +586,8 @@ def bench_command(validators, records, clients, batch, shape, inflight, payload,
     clients = clients or (4 if shape == "closed-loop" else 8)
     cfg = BenchConfig(validators=validators, records=records, clients=clients, batch=batch, shape=shape,
                       inflight=inflight, payload=payload, max_seconds=max_seconds, dir=dir_, base_port=base_port,
-                      profile=profile, audit=not no_audit, log=lambda m: click.echo(m, err=True))
+                      profile=profile, audit=not no_audit, abuse=abuse, abuse_shape=abuse_shape, abuse_as=abuse_as,
+                      log=lambda m: click.echo(m, err=True))
     result = run_bench(cfg)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

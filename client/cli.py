@@ -343,7 +343,8 @@ def _receipt_summary(receipt: Any, genesis: Any) -> dict[str, Any]:
 @click.option("--time", "when", metavar="ISO8601", help="Event time (default: now, UTC).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit and its receipt.")
 @click.option("--wait-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the commit.")
-@click.option("--receipt", "receipt_out", type=click.Path(), help="Write the receipt JSON here (a directory for many events).")
+@click.option("--receipt", "receipt_out", type=click.Path(),
+              help="Write the receipt JSON here (a directory for many events).")
 @click.option("--batch", type=int, default=256, show_default=True, help="Records per request.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--key", "-k", type=click.Path(dir_okay=False), help="Identity key file (RANTAI_KEY).")
@@ -468,12 +469,16 @@ def verify(receipt: str, as_json: bool, config_file: str | None, genesis: str | 
             raise VerificationError(f"receipt: for chain {r.header.chain.hex()[:16]}…, not {g.chain_id} "
                                     f"({g.hash.hex()[:16]}…)", rule="wrong chain")
         verify_receipt(r, g)
-    except RantaiError as exc:  # name the broken rule (validity.RULES), for people and for --json
+    except (RantaiError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # Whatever is wrong with the file (a broken record, a wrong type where a hash should be), the
+        # answer to "does this receipt verify?" is no: exit 1, naming the broken rule (validity.RULES).
+        err = exc if isinstance(exc, RantaiError) else VerificationError(
+            f"receipt: {receipt} does not verify: {exc}", rule="receipt shape")
         if as_json:
-            _dump({"ok": False, "rule": exc.rule, "message": str(exc)})
+            _dump({"ok": False, "rule": err.rule, "message": str(err)})
         else:
-            _err(f"{exc.rule}: {exc}")
-        raise click.exceptions.Exit(exit_code_for(exc)) from exc
+            _err(f"{err.rule}: {err}")
+        raise click.exceptions.Exit(EXIT_FAILED) from exc
     s = _receipt_summary(r, g)
     if as_json:
         _dump({"ok": True, **s, "chain_id": g.chain_id})
@@ -515,8 +520,9 @@ def _print_report(rep: Any) -> None:
     table.add_row("blocks / records", f"{rep.blocks} / {rep.records}")
     table.add_row("last block hash", rep.head_hash or "-")
     table.add_row("time", f"{rep.seconds:.2f} s, {rep.rate:,.0f} records/s, {rep.workers or 1} process(es)")
-    table.add_row("result", "[green]OK: every rule holds[/]" if rep.ok else f"[red]FAILED: {len(rep.failures)} failure(s)"
-                  + (" (stopped early)" if rep.truncated else "") + "[/]")
+    table.add_row("result", "[green]OK: every rule holds[/]" if rep.ok
+                  else f"[red]FAILED: {len(rep.failures)} failure(s)" + (" (stopped early)" if rep.truncated else "")
+                  + "[/]")
     console.print(table)
     if rep.failures:
         ft = Table(title="failures (first first)", title_justify="left")
@@ -666,7 +672,8 @@ def devnet_cmd(validators: int, dir_: str, base_port: int) -> None:
         while True:
             for i, proc in list(net.procs.items()):
                 if proc.poll() is not None:
-                    click.echo(f"v{i} exited with code {proc.returncode}; see {net.dir / 'logs' / f'v{i}.log'}", err=True)
+                    log_path = net.dir / "logs" / f"v{i}.log"
+                    click.echo(f"v{i} exited with code {proc.returncode}; see {log_path}", err=True)
                     del net.procs[i]
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -408,7 +408,8 @@ class _Core:
     def _receipt(self, node: str, obj: Any, expected_id: bytes | None) -> Receipt:
         receipt = Receipt.from_obj(obj)
         if expected_id is not None and receipt.record.id != expected_id:
-            raise VerificationError(f"asked for record {expected_id.hex()}, got a receipt for {receipt.record.id.hex()}")
+            raise VerificationError(f"asked for record {expected_id.hex()}, "
+                                    f"got a receipt for {receipt.record.id.hex()}")
         if receipt.height > self.changes_to + 1:  # the consortium at that height is not known yet
             raise _NeedChanges(receipt.height)
         receipt = receipt.with_changes(self.changes)
@@ -513,11 +514,12 @@ class _Core:
         merged: dict[bytes, VerifiedRecord] = {}
         answered = 0
         problems: list[tuple[str, BaseException]] = []
+        first = self._preferred  # read once: every answer moves the preference, and each node is asked once
         for k in range(len(self.nodes)):
             if answered >= need:
                 break
             try:
-                got = yield _Call("GET", path, parse, f"history of {item_id}", only=self._preferred + k)
+                got = yield _Call("GET", path, parse, f"history of {item_id}", only=first + k)
             except NotFound:
                 got = []
             except NoNodeAvailable as exc:
@@ -531,9 +533,79 @@ class _Core:
         return sorted(merged.values(), key=lambda vr: (vr.height, vr.index))
 
     def submit_flow(self, records: Sequence[SignedRecord], wait: bool, timeout: float | None) -> _Flow:
-        """Submit ``records`` as one request; returns a list of Receipt (wait) or SignedRecord, or errors."""
+        """Submit ``records`` as one request; returns a list of Receipt (wait) or SignedRecord, or errors.
+
+        With ``wait``, each node gets a share of the wait (``_attempt_s``): a node can accept
+        records and never get them committed (it is cut off, or it drops them), and nothing any
+        other node says shows that, because the others never heard of them. So records still not
+        committed when a node's share is over are sent again, the same bytes (ids are content
+        hashes: resending is idempotent), to the next node, until the overall deadline.
+        """
         wait_s = self.wait_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait_s
+        ids = [r.id for r in records]
+        attempt_s = self._attempt_s(wait_s)
+        attempt_end = time.monotonic() + attempt_s
+        outcomes = yield from self._post_flow(records, wait, attempt_s, deadline)
+
+        results: list[Any] = list(outcomes)
+        for i, o in enumerate(results):
+            if isinstance(o, RantaiError) and len(records) > 1:
+                # A node rejected one record of a batch that passed our own checks: ask the others.
+                try:
+                    again = yield from self.submit_flow([records[i]], wait, max(0.0, deadline - time.monotonic()))
+                    results[i] = again[0]
+                except RantaiError as exc:
+                    results[i] = exc
+            elif isinstance(o, RantaiError):
+                raise o
+        if not wait:
+            return [r if isinstance(r, RantaiError) else records[i] for i, r in enumerate(results)]
+
+        pending = [i for i, o in enumerate(results) if o is _PENDING]
+        delay, round_ = _POLL_FIRST, 0
+        while pending:
+            still: list[int] = []
+            for i in pending:
+                try:
+                    vr = yield self._get_call(ids[i], first_answer=True, rotate=round_)
+                    results[i] = vr.receipt
+                except NotFound:
+                    still.append(i)
+            pending = still
+            if not pending:
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                raise SubmitTimeout(
+                    f"submit: {_plural(len(pending), 'record')} accepted but not committed within {wait_s:g} s "
+                    f"(first: {ids[pending[0]].hex()}); they may still commit", [ids[i] for i in pending])
+            if now >= attempt_end and len(self.nodes) > 1:
+                share = min(attempt_s, deadline - now)
+                attempt_end = now + share
+                try:
+                    again = yield from self._post_flow([records[i] for i in pending], True, share, deadline, rotate=1)
+                except RantaiError:
+                    again = [_PENDING] * len(pending)  # no other node took them: keep polling until the deadline
+                for i, o in zip(pending, again, strict=True):
+                    if isinstance(o, Receipt):
+                        results[i] = o
+                pending = [i for i in pending if results[i] is _PENDING]
+                delay = _POLL_FIRST
+                continue
+            yield _Sleep(min(delay, max(0.0, min(deadline, attempt_end) - time.monotonic())))
+            delay = min(delay * 2, _POLL_MAX)
+            round_ += 1
+        return results
+
+    def _attempt_s(self, wait_s: float) -> float:
+        """One node's share of a commit wait: an equal part, but at least a second (or all of a shorter wait)."""
+        return max(wait_s / len(self.nodes), min(wait_s, 1.0))
+
+    def _post_flow(self, records: Sequence[SignedRecord], wait: bool, wait_s: float, deadline: float,
+                   rotate: int = 0) -> _Flow:
+        """One ``POST /v1/records`` (answered by the first node whose answer verifies), retried while
+        nodes say ``overloaded`` until ``deadline``: per record, a Receipt, ``_PENDING`` or an error."""
         ids = [r.id for r in records]
         body = encode({"records": [r.raw for r in records]})
         params = {"wait": "commit", "timeout_ms": int(wait_s * 1000)} if wait else None
@@ -565,48 +637,12 @@ class _Core:
 
         while True:
             try:
-                outcomes = yield _Call("POST", "/v1/records", parse, _plural(len(records), "record submission"),
-                                       params=params, body=body, timeout=call_timeout)
-                break
+                return (yield _Call("POST", "/v1/records", parse, _plural(len(records), "record submission"),
+                                    params=params, body=body, timeout=call_timeout, rotate=rotate))
             except Overloaded:
                 if time.monotonic() > deadline:
                     raise
                 yield _Sleep(0.5)
-
-        results: list[Any] = list(outcomes)
-        for i, o in enumerate(results):
-            if isinstance(o, RantaiError) and len(records) > 1:
-                # A node rejected one record of a batch that passed our own checks: ask the others.
-                try:
-                    again = yield from self.submit_flow([records[i]], wait, max(0.0, deadline - time.monotonic()))
-                    results[i] = again[0]
-                except RantaiError as exc:
-                    results[i] = exc
-            elif isinstance(o, RantaiError):
-                raise o
-        if not wait:
-            return [r if isinstance(r, RantaiError) else records[i] for i, r in enumerate(results)]
-
-        pending = [i for i, o in enumerate(results) if o is _PENDING]
-        delay, round_ = _POLL_FIRST, 0
-        while pending:
-            still: list[int] = []
-            for i in pending:
-                try:
-                    vr = yield self._get_call(ids[i], first_answer=True, rotate=round_)
-                    results[i] = vr.receipt
-                except NotFound:
-                    still.append(i)
-            pending = still
-            if pending:
-                if time.monotonic() >= deadline:
-                    raise SubmitTimeout(
-                        f"submit: {_plural(len(pending), 'record')} accepted but not committed within {wait_s:g} s "
-                        f"(first: {ids[pending[0]].hex()}); they may still commit", [ids[i] for i in pending])
-                yield _Sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, _POLL_MAX)
-                round_ += 1
-        return results
 
 
 def _plural(n: int, what: str) -> str:
@@ -740,7 +776,8 @@ class Client(_Core):
         return None, self._settle(call, failures)
 
     # -- the API -------------------------------------------------------------------------------
-    def submit(self, event: dict[str, Any], wait: bool = True, *, timeout: float | None = None) -> Receipt | SignedRecord:
+    def submit(self, event: dict[str, Any], wait: bool = True, *,
+               timeout: float | None = None) -> Receipt | SignedRecord:
         """Sign ``event`` with the identity and submit it.
 
         Returns the verified ``Receipt`` once committed (``wait=True``), or the ``SignedRecord``
@@ -752,7 +789,8 @@ class Client(_Core):
             self._run(self.changes_flow(None))  # a member who joined after the genesis: learn of it first
         return self.submit_record(self.sign(event), wait, timeout=timeout)
 
-    def submit_record(self, record: SignedRecord, wait: bool = True, *, timeout: float | None = None) -> Receipt | SignedRecord:
+    def submit_record(self, record: SignedRecord, wait: bool = True, *,
+                      timeout: float | None = None) -> Receipt | SignedRecord:
         """Submit an already signed record (resending the same record is always safe)."""
         result = self._run(self.submit_flow([record], wait, timeout))[0]
         if isinstance(result, RantaiError):
@@ -856,12 +894,14 @@ class AsyncClient(_Core):
             return result, None
         return None, self._settle(call, failures)
 
-    async def submit(self, event: dict[str, Any], wait: bool = True, *, timeout: float | None = None) -> Receipt | SignedRecord:
+    async def submit(self, event: dict[str, Any], wait: bool = True, *,
+                     timeout: float | None = None) -> Receipt | SignedRecord:
         if self.identity is not None and self.identity.id not in self.governance.latest.members:
             await self._run(self.changes_flow(None))  # a member who joined after the genesis: learn of it first
         return await self.submit_record(self.sign(event), wait, timeout=timeout)
 
-    async def submit_record(self, record: SignedRecord, wait: bool = True, *, timeout: float | None = None) -> Receipt | SignedRecord:
+    async def submit_record(self, record: SignedRecord, wait: bool = True, *,
+                            timeout: float | None = None) -> Receipt | SignedRecord:
         result = (await self._run(self.submit_flow([record], wait, timeout)))[0]
         if isinstance(result, RantaiError):
             raise result

@@ -12,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import re
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from itertools import accumulate
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
 from rantai.client.format.encoding import decode, encode
@@ -25,8 +30,9 @@ from rantai.client.format.records import SignedRecord
 from rantai.consensus import wire
 from rantai.consensus.errors import ProtocolViolation
 
+from .admission import CURRENT_TICKET, Admission, AdmissionConfig
 from .driver import Node, error_entry
-from .epcis_api import epcis_router
+from .epcis_api import epcis_problem, epcis_router
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -37,15 +43,21 @@ log = logging.getLogger("rantai.node.app")
 MSGPACK = "application/msgpack"
 JSON = "application/json"
 MAX_PEER_MESSAGE_BYTES = 32 * 1024 * 1024
-PEER_RECORDS_MAX = 1_000_000  # records in one gossip body (its bytes are bounded by the body limit)
+# Records in one gossip body: a validator forwards at most 4 MiB per frame (driver.GOSSIP_CHUNK_BYTES),
+# and a signed record is over 200 bytes, so an honest frame never holds more.
+PEER_RECORDS_MAX = 32_768
 MAX_WAIT_MS = 120_000
 DEFAULT_WAIT_MS = 30_000
+MAX_JSON_DEPTH = 64  # an EPCIS document nests about 8 deep; json.loads recurses once per level
+SENDER_HEADER = "x-rantai-sender"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, rule: str, message: str, **details: Any) -> None:
+    def __init__(self, status: int, rule: str, message: str, *, headers: dict[str, str] | None = None,
+                 **details: Any) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
         self.body = {"error": rule, "message": message, **details}
 
 
@@ -76,16 +88,56 @@ def respond(request: Request, obj: Any, status: int = 200, headers: dict[str, st
 
 def error_response(request: Request, err: BaseException) -> Response:
     if isinstance(err, ApiError):
-        return respond(request, err.body, err.status)
-    headers = {"retry-after": "1"} if isinstance(err, Overloaded) else None
+        return respond(request, err.body, err.status, err.headers)
+    headers = {"retry-after": str(err.details.get("retry_after", 1))} if isinstance(err, Overloaded) else None
     return respond(request, error_body(err), status_of(err), headers)
+
+
+def client_address(scope: dict) -> str:
+    """The source address admission control charges (the TCP peer; a proxy in front is one client)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+# -- JSON nesting: refused before json.loads, whose C scanner recurses once per level -----------
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+
+
+def json_depth(body: bytes) -> int:
+    """How deep ``body``'s arrays and objects nest (brackets inside strings do not count); when the
+    body has too few brackets to nest deeper than ``MAX_JSON_DEPTH``, their count (a bound) instead.
+
+    Bytes-level passes in C (a regex for strings, ``translate``, ``accumulate`` over signed bytes),
+    so a 17 MB body costs tens of milliseconds, not a Python loop per byte.
+    """
+    opening = body.count(b"[") + body.count(b"{")
+    if opening <= MAX_JSON_DEPTH:
+        return opening
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return max(accumulate(memoryview(brackets.translate(_DEPTH_STEP)).cast("b")), default=0)
+
+
+def load_json(body: bytes, what: str) -> Any:
+    """``json.loads`` for a request body; ``InvalidEncoding`` (400) for bad or too deeply nested JSON."""
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidEncoding(f"{what}: JSON nested {depth} deep, at most {MAX_JSON_DEPTH} levels",
+                              limit=MAX_JSON_DEPTH)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidEncoding(f"{what}: not valid JSON ({exc})") from exc
 
 
 def _media(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, head: Callable[[bytes], None] | None = None) -> bytes:
+    """The body, refused (413) as soon as it is over ``limit``; ``head`` sees its first bytes as soon
+    as they arrive and may refuse the request before the rest is read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RecordTooLarge(f"body: {declared} bytes, the limit is {limit}", limit=limit)
@@ -95,23 +147,66 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise RecordTooLarge(f"body: over the {limit}-byte limit", limit=limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if head is not None and size >= _HEAD_BYTES:
+            head(b"".join(chunks)[:_HEAD_BYTES])
+            head = None
+    body = b"".join(chunks)
+    if head is not None:
+        head(body)
+    return body
 
 
-async def read_records(request: Request, limit: int, max_count: int) -> list[bytes]:
-    """``{"records": [bytes...]}`` from a msgpack or JSON (hex) body."""
+_HEAD_BYTES = 16
+_RECORDS_KEY = b"\x81\xa7records"
+
+
+def msgpack_records_count(head: bytes) -> int | None:
+    """The record count a canonical ``{"records": [...]}`` body announces in its first bytes, or None."""
+    if not head.startswith(_RECORDS_KEY) or len(head) < 9:
+        return None
+    tag = head[9]
+    if tag & 0xF0 == 0x90:
+        return tag & 0x0F
+    if tag == 0xDC and len(head) >= 12:
+        return int.from_bytes(head[10:12], "big")
+    if tag == 0xDD and len(head) >= 14:
+        return int.from_bytes(head[10:14], "big")
+    return None
+
+
+def body_limit(media: str, max_block_bytes: int) -> int:
+    """A request never needs more than a block's bytes (JSON's hex doubles them), plus room for framing."""
+    return (2 if media == JSON else 1) * max_block_bytes + 1024 * 1024
+
+
+async def read_records(request: Request, limit: int, max_count: int, on_count: Callable[[int], None] | None = None,
+                       ) -> list[bytes]:
+    """``{"records": [bytes...]}`` from a msgpack or JSON (hex) body.
+
+    A msgpack body announces its record count in its first bytes: a request over ``max_count`` is
+    refused there (413) and ``on_count`` (admission control) sees it, before the rest is read.
+    """
     media = _media(request)
     if media not in (MSGPACK, JSON):
         raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK} or {JSON}")
-    body = await read_body(request, limit)
-    if media == MSGPACK:
-        obj = decode(body)
-    else:
-        try:
-            obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidEncoding(f"body: not valid JSON ({exc})") from exc
+    counted = False
+
+    def head(first: bytes) -> None:
+        nonlocal counted
+        n = msgpack_records_count(first)
+        if n is None:
+            return
+        if n > max_count:
+            raise RecordTooLarge(f"body: {n} records, at most {max_count} per request", limit=max_count)
+        if on_count is not None:
+            on_count(n)
+            counted = True
+
+    body = await read_body(request, limit, head if media == MSGPACK else None)
+    obj = decode(body) if media == MSGPACK else load_json(body, "body")
     records = records_of(obj, max_count)
+    if on_count is not None and not counted:
+        on_count(len(records))
     if media == JSON:
         out = []
         for i, r in enumerate(records):
@@ -124,7 +219,7 @@ async def read_records(request: Request, limit: int, max_count: int) -> list[byt
 
 
 def byte_records(records: list[Any]) -> list[bytes]:
-    """``records`` when every item is a byte string (msgpack bodies); ``InvalidEncoding`` naming the first that is not."""
+    """``records`` when every item is a byte string (msgpack bodies); else ``InvalidEncoding`` naming the first."""
     for i, r in enumerate(records):
         if not isinstance(r, bytes):
             raise InvalidEncoding(f"body: records[{i}] is not a byte string")
@@ -143,8 +238,24 @@ def records_of(obj: Any, max_count: int) -> list[Any]:
     return records
 
 
-def peer_messages(node: Node, parts: list[bytes]) -> list[Any]:
-    """Decode consensus messages from peers; ``ApiError`` unless each is well formed and from another validator."""
+def peer_sender(node: Node, value: str | None) -> str:
+    """The validator a peer request says it comes from (``x-rantai-sender``), checked before its body is read.
+
+    Only a claim: requests are not signed, so this keeps strangers from costing a node the reading
+    and decoding of peer bodies, while what matters is checked on the content — every consensus
+    message is signed by its sender (who must be this claimed one), every gossiped record is
+    re-verified within the peer's budget of refused records.
+    """
+    if value is None or value not in node.genesis.validator_by_id or value == node.id:
+        node._count("peer-not-validator")
+        raise ApiError(403, "not a validator",
+                       f"peer endpoints serve this chain's other validators only ({SENDER_HEADER} names one)")
+    return value
+
+
+def peer_messages(node: Node, parts: list[bytes], claimed: str | None = None) -> list[Any]:
+    """Decode consensus messages from peers; ``ApiError`` unless each is well formed and from another validator
+    (``claimed``, the one the stream says it comes from, when given)."""
     messages = []
     for part in parts:
         try:
@@ -156,6 +267,9 @@ def peer_messages(node: Node, parts: list[bytes]) -> list[Any]:
         if sender not in node.genesis.validator_by_id or sender == node.id:
             node._count("peer-not-validator")
             raise ApiError(403, "not a validator", "peer messages are accepted from this chain's validators only")
+        if claimed is not None and sender != claimed:
+            node._count("peer-not-validator")
+            raise ApiError(403, "not a validator", f"peer message from {sender} on a stream of {claimed}")
         messages.append(message)
     return messages
 
@@ -168,8 +282,9 @@ class PeerStream:
     shutting down, 4xx (and the end of the stream) at the first frame it refuses.
     """
 
-    def __init__(self, node: Node, records_limit: int) -> None:
+    def __init__(self, node: Node, records_limit: int, admission: Admission) -> None:
         self.node = node
+        self.admission = admission
         self.limits = {"messages": MAX_PEER_MESSAGE_BYTES, "records": records_limit}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -178,13 +293,15 @@ class PeerStream:
         kind = headers.get(b"x-rantai-lane", b"").decode("latin-1")
         status, body = 200, {"ok": True}
         try:
+            raw_sender = headers.get(SENDER_HEADER.encode())
+            sender = peer_sender(node, None if raw_sender is None else raw_sender.decode("latin-1"))
             if kind not in self.limits:
                 raise ApiError(400, "bad request", f"x-rantai-lane must be one of {sorted(self.limits)}")
             if node.closing is None:
                 raise ApiError(503, "unavailable", "node: not running")
             if node.closing.done():
                 raise ApiError(503, "unavailable", "node: shutting down")
-            await self._serve(kind, receive)
+            await self._serve(kind, receive, sender, client_address(scope))
         except ApiError as exc:
             status, body = exc.status, exc.body
         except RantaiError as exc:
@@ -195,7 +312,7 @@ class PeerStream:
                     "headers": [(b"content-type", JSON.encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
-    async def _serve(self, kind: str, receive: Any) -> None:
+    async def _serve(self, kind: str, receive: Any, sender: str, address: str) -> None:
         node, limit = self.node, self.limits[kind]
         closing = node.closing
         buffer = bytearray()
@@ -215,18 +332,25 @@ class PeerStream:
                 raise RecordTooLarge(f"peer stream: {exc}", limit=limit) from None
             if parts:
                 if kind == "messages":
-                    for m in peer_messages(node, parts):
+                    for m in peer_messages(node, parts, sender):
                         node.deliver(m)
                 else:
                     for part in parts:
-                        await self._records(part)
+                        await self._records(part, f"peer:{sender}@{address}")
             if not message.get("more_body", False):
                 if buffer:
                     raise InvalidEncoding("peer stream: ends inside a frame")
                 return
 
-    async def _records(self, part: bytes) -> None:
-        await self.node.submit(byte_records(records_of(decode(part), PEER_RECORDS_MAX)), gossip=False)
+    async def _records(self, part: bytes, key: str) -> None:
+        raws = byte_records(records_of(decode(part), PEER_RECORDS_MAX))
+        # A peer's refused records are bounded too; by claimed id *and* address, so a stranger naming a
+        # validator in its header spends a budget of its own, not that validator's.
+        token = CURRENT_TICKET.set(self.admission.ticket(key))
+        try:
+            await self.node.submit(raws, gossip=False)
+        finally:
+            CURRENT_TICKET.reset(token)
 
 
 class _Gone(Exception):
@@ -269,6 +393,10 @@ class NodeApp:
                     response = await self._records(request)
                 except (RantaiError, ApiError) as exc:
                     response = error_response(request, exc)
+                    if response.status_code in (413, 429):
+                        # The body may be unread: closing spares the node reading (and the sender sending)
+                        # megabytes it has already refused.
+                        response.headers["connection"] = "close"
                 except Exception:
                     log.exception("POST /v1/records failed")
                     response = respond(request, {"error": "internal", "message": "internal error"}, 500)
@@ -280,8 +408,20 @@ class NodeApp:
         await self.api(scope, receive, send)
 
 
-def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
-    """The API of ``node``. With ``manage_lifecycle`` the app's lifespan starts and stops the node."""
+def _http_rule(status: int) -> str:
+    return {400: "bad request", 404: "not found", 405: "method not allowed", 413: "too large",
+            415: "unsupported media type"}.get(status, "bad request" if status < 500 else "internal")
+
+
+def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admission | AdmissionConfig | None = None,
+               ) -> NodeApp:
+    """The API of ``node``. With ``manage_lifecycle`` the app's lifespan starts and stops the node.
+
+    ``admission``: the per-client limits (node/admission.py); the defaults when None.
+    """
+    if not isinstance(admission, Admission):
+        admission = Admission(admission)
+    node.admission = admission  # type: ignore[attr-defined]  (status and tests read its counters)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -296,7 +436,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
     app = FastAPI(title="rantai node", version="1", lifespan=lifespan,
                   description="A rantai validator's API (docs/api.md).")
     params = node.genesis.params
-    body_limit = 2 * params["max_block_bytes"] + 1024 * 1024  # JSON hex doubles the bytes
+    max_block_bytes = params["max_block_bytes"]
     max_count = params["max_block_records"]
 
     @app.exception_handler(RantaiError)
@@ -307,13 +447,51 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
     async def _api_error(request: Request, exc: ApiError) -> Response:
         return error_response(request, exc)
 
+    # FastAPI's own answers (unknown path, wrong method, a path parameter of the wrong type) in the
+    # shape docs/api.md promises for every error; under /epcis also as RFC 7807 problem details.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        if request.url.path.startswith("/epcis"):
+            kind = {404: "NoSuchResourceException", 405: "MethodNotAllowedException"}.get(
+                exc.status_code, "ValidationException" if exc.status_code < 500 else "ImplementationException")
+            return epcis_problem(exc.status_code, kind, message, headers=exc.headers)
+        return respond(request, {"error": _http_rule(exc.status_code), "message": message}, exc.status_code,
+                       exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
+        message = f"{request.method} {request.url.path}: {where or 'bad request'}"
+        if request.url.path.startswith("/epcis"):
+            return epcis_problem(400, "ValidationException", message)
+        return respond(request, {"error": "bad request", "message": message}, 400)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return respond(request, {"error": "internal", "message": "internal error (logged by the node)"}, 500)
+
     # -- records -----------------------------------------------------------------------------
     @app.post("/v1/records", summary="Submit signed records (one or a batch)", status_code=202)
     async def post_records(request: Request) -> Response:
-        raws = await read_records(request, body_limit, max_count)
+        address = client_address(request.scope)
+        refused = admission.before_body(address)  # cheapest first: not even the body is read
+        if refused is not None:
+            raise refused
         wait = request.query_params.get("wait") == "commit"
         timeout_ms = min(max(_int_param(request, "timeout_ms", DEFAULT_WAIT_MS), 0), MAX_WAIT_MS)
-        results = await node.submit(raws)
+        try:
+            raws = await read_records(request, body_limit(_media(request), max_block_bytes), max_count,
+                                      lambda n: admission.charge_address(address, n))
+        except RantaiError:
+            admission.refused(address)  # a body refused whole costs the sender's refusal budget too
+            raise
+        token = CURRENT_TICKET.set(admission.ticket(address))
+        try:
+            results = await node.submit(raws)
+        finally:
+            CURRENT_TICKET.reset(token)
         entries: list[dict[str, Any]] = []
         waits: list[tuple[int, bytes]] = []
         for i, (rid, res) in enumerate(results):
@@ -335,16 +513,29 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
         if not wait:
             return respond(request, {"results": entries}, 202)
         futs = [(i, rid, node.waiter(rid)) for i, rid in waits]
+        closing = node.closing
         try:
             if futs:
-                await asyncio.wait([f for _, _, f in futs], timeout=timeout_ms / 1000)
+                watch = [f for _, _, f in futs] + ([closing] if closing is not None else [])
+                deadline = time.monotonic() + timeout_ms / 1000
+                while not all(f.done() for _, _, f in futs) and not (closing is not None and closing.done()):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    await asyncio.wait(watch, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                    watch = [f for f in watch if not f.done()]
         finally:
             for _, rid, f in futs:
                 if not f.done():
                     node.drop_waiter(rid, f)
+        if closing is not None and closing.done() and not all(f.done() and not f.cancelled() for _, _, f in futs):
+            # Waiting on would end in the server's forced close (a bare 500): say what is known instead.
+            raise ApiError(503, "unavailable", "node: shutting down before the records were seen committed; they "
+                           "were accepted and may still commit: ask another node (resending them is safe)",
+                           headers={"retry-after": "1"}, results=entries)
         complete = True
         as_msgpack = wants_msgpack(request)
-        for i, rid, f in futs:
+        for i, _rid, f in futs:
             if not f.done() or f.cancelled():
                 complete = False
                 continue
@@ -392,6 +583,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
 
     @app.get("/v1/blocks/{height}", summary="One block with its commit certificate")
     async def get_block(request: Request, height: int) -> Response:
+        if not 0 < height < 2**63:  # no such block; and msgpack has no integer for a height past 2^64
+            raise ApiError(404, "not found", f"no block at height {height}")
         if wants_msgpack(request):
             obj = node.ledger.block_obj(height)
         else:
@@ -438,6 +631,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
     @app.get("/v1/status", summary="Height, view, primary, mempool and peers")
     async def get_status(request: Request) -> Response:
         status = node.status()
+        status["admission"] = dict(admission.counters)  # how often each limit refused (docs/operations.md)
         heights = await _peer_heights(node)
         for p in status["peers"]:
             h = heights.get(p["id"])
@@ -455,24 +649,30 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> NodeApp:
     # -- peers -----------------------------------------------------------------------------------
     @app.post("/v1/peer/messages", summary="A consensus message from a validator (consensus.wire)", status_code=202)
     async def peer_message(request: Request) -> Response:
+        sender = peer_sender(node, request.headers.get(SENDER_HEADER))
         if _media(request) != MSGPACK:
             raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK}")
         body = await read_body(request, MAX_PEER_MESSAGE_BYTES)
-        for message in peer_messages(node, [body]):  # validators stream theirs: POST /v1/peer/stream
+        for message in peer_messages(node, [body], sender):  # validators stream theirs: POST /v1/peer/stream
             node.deliver(message)
         return Response(status_code=202)
 
     @app.post("/v1/peer/records", summary="Records gossiped by another validator", status_code=202)
     async def peer_records(request: Request) -> Response:
+        sender = peer_sender(node, request.headers.get(SENDER_HEADER))
         if _media(request) != MSGPACK:
             raise ApiError(415, "unsupported media type", f"content-type must be {MSGPACK}")
-        raws = await read_records(request, body_limit, PEER_RECORDS_MAX)
-        results = await node.submit(raws, gossip=False)
+        raws = await read_records(request, body_limit(MSGPACK, max_block_bytes), PEER_RECORDS_MAX)
+        token = CURRENT_TICKET.set(admission.ticket(f"peer:{sender}@{client_address(request.scope)}"))
+        try:
+            results = await node.submit(raws, gossip=False)
+        finally:
+            CURRENT_TICKET.reset(token)
         accepted = sum(1 for _, r in results if isinstance(r, SignedRecord))
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
-    return NodeApp(app, post_records, PeerStream(node, body_limit))
+    return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
 
 
 async def _peer_heights(node: Node) -> dict[str, int | None]:

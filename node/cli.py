@@ -116,7 +116,7 @@ def run_cmd(config_path: str, log_level: str) -> None:
     except StoreDamaged as exc:
         click.echo(f"rantai-node: {exc}", err=True)
         sys.exit(1)
-    app = create_app(node)
+    app = create_app(node, admission=cfg.admission)
     # What start-up allocated lives as long as the process: keep the cyclic GC from re-walking it.
     gc.collect()
     gc.freeze()

@@ -17,6 +17,9 @@ Example (paths are relative to the config file's folder)::
     [[peers]]                 # optional: overrides the genesis URL of a validator
     id = "9be1..."
     url = "http://127.0.0.1:7101"
+
+    [admission]               # optional: per-client limits (node/admission.py, docs/operations.md)
+    member_records_per_s = 2000
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import Any
 import tomli_w
 
 from rantai.client.format.errors import ConfigError
+
+from .admission import AdmissionConfig
 
 __all__ = ["ConfigError", "NodeConfig"]
 
@@ -46,6 +51,7 @@ class NodeConfig:
     peers: dict[str, str] = field(default_factory=dict)  # validator id -> URL (overrides genesis)
     tick_ms: int = 10
     verify_workers: int = 2
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "NodeConfig":
@@ -94,6 +100,7 @@ class NodeConfig:
             peers=peers,
             tick_ms=tick_ms,
             verify_workers=verify_workers,
+            admission=AdmissionConfig.from_obj(doc.get("admission")),
         )
 
     def to_obj(self, base: Path | None = None) -> dict[str, Any]:
@@ -115,6 +122,8 @@ class NodeConfig:
             "verify_workers": self.verify_workers,
             "listen": {"host": self.host, "port": self.port},
         }
+        if self.admission != AdmissionConfig():
+            doc["admission"] = self.admission.to_obj()
         if self.peers:
             doc["peers"] = [{"id": k, "url": v} for k, v in self.peers.items()]
         return doc

@@ -27,9 +27,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from rantai.client.format.epcis import document_events
-from rantai.client.format.errors import InvalidEncoding, InvalidRecord, RantaiError, RecordTooLarge
+from rantai.client.format.errors import InvalidRecord, RantaiError, RecordTooLarge
 from rantai.client.format.records import RECORD_VERSION, SignedRecord
 
+from .admission import CURRENT_TICKET
 from .epcis_index import (
     EventQuery,
     QueryParameterError,
@@ -42,7 +43,7 @@ from .epcis_index import (
 )
 from .validation import error_body, status_of
 
-__all__ = ["epcis_router", "present_event", "SIGNATURE_KEY", "EPCIS_CONTEXT", "RANTAI_NS"]
+__all__ = ["epcis_problem", "epcis_router", "present_event", "SIGNATURE_KEY", "EPCIS_CONTEXT", "RANTAI_NS"]
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 RANTAI_NS = "urn:rantai:"
@@ -70,16 +71,20 @@ def present_event(event: dict[str, Any], hash_id: str, record_time_ms: int) -> d
     return out
 
 
-def _json(obj: Any, status: int = 200, media: str = "application/json", headers: dict[str, str] | None = None) -> Response:
+def _json(obj: Any, status: int = 200, media: str = "application/json",
+          headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(body, status_code=status, media_type=media, headers={**EPCIS_HEADERS, **(headers or {})})
 
 
-def _problem(status: int, kind: str, detail: str, **extra: Any) -> Response:
+def epcis_problem(status: int, kind: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """An EPCIS binding error (RFC 7807 problem details) that also carries rantai's error/message keys."""
     body = {"type": f"epcisException:{kind}", "title": kind, "status": status, "detail": detail,
             "error": "query parameter" if kind == "QueryParameterException" else kind, "message": detail, **extra}
-    return _json(body, status, PROBLEM)
+    return _json(body, status, PROBLEM, headers)
+
+
+_problem = epcis_problem
 
 
 def _hex(v: Any, n: int, what: str) -> bytes:
@@ -144,6 +149,20 @@ def epcis_router(node: Any) -> APIRouter:
     jobs: OrderedDict[str, _Job] = OrderedDict()
     tasks: set[asyncio.Task] = set()
 
+    peer_height = {"height": 0, "at": float("-inf")}
+
+    async def highest_peer_height() -> int:
+        """The highest head the other validators report, asked at most once a second (forged page
+        tokens must not make this node query its peers once per request)."""
+        from .app import _peer_heights  # app imports this module: late import
+
+        now = time.monotonic()
+        if now - peer_height["at"] >= 1.0:
+            peer_height["at"] = now
+            heights = [h for h in (await _peer_heights(node)).values() if h is not None]
+            peer_height["height"] = max(heights, default=0)
+        return peer_height["height"]
+
     # -- events by id ----------------------------------------------------------------------------
     @router.get("/v1/events/{event_id:path}", summary="The receipt of an event, by its hash ID or its own eventID")
     async def get_event(request: Request, event_id: str) -> Response:
@@ -174,19 +193,23 @@ def epcis_router(node: Any) -> APIRouter:
     # -- capture ---------------------------------------------------------------------------------
     @router.post("/epcis/capture", summary="Capture an EPCISDocument of signed events", status_code=202)
     async def capture(request: Request) -> Response:
-        from .app import read_body
+        from .app import client_address, load_json, read_body
 
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in ("application/json", JSONLD):
             return _problem(415, "UnsupportedMediaTypeException", f"content-type must be {JSONLD} or application/json")
+        # The same admission control as POST /v1/records: this is another way in to the same verifications.
+        address = client_address(request.scope)
+        admission = node.admission
+        refused = admission.before_body(address)
+        if refused is not None:
+            return _problem(429, "CaptureLimitExceededException", str(refused),
+                            headers={"retry-after": str(refused.details.get("retry_after", 1))})
         params = node.genesis.params
         limit = 4 * params["max_block_bytes"] + 1024 * 1024
         try:
             body = await read_body(request, limit)
-            try:
-                doc = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise InvalidEncoding(f"capture: not valid JSON ({exc})") from exc
+            doc = load_json(body, "capture")
             events = document_events(doc)
         except RecordTooLarge as exc:
             return _problem(413, "CapturePayloadTooLargeException", str(exc))
@@ -205,10 +228,16 @@ def epcis_router(node: Any) -> APIRouter:
                 raws.append(record_of_captured(ev, node.genesis.hash).raw)
                 where.append(i)
             except RantaiError as exc:
-                job.outcomes[i] = {"index": i, "status": "rejected", "error": error_body(exc), "status_code": status_of(exc)}
-        results = await node.submit(raws) if raws else []
+                job.outcomes[i] = {"index": i, "status": "rejected", "error": error_body(exc),
+                                   "status_code": status_of(exc)}
+        admission.charge_address(address, len(events))
+        token = CURRENT_TICKET.set(admission.ticket(address))
+        try:
+            results = await node.submit(raws) if raws else []
+        finally:
+            CURRENT_TICKET.reset(token)
         waits: list[tuple[int, bytes]] = []
-        for i, (rid, res) in zip(where, results):
+        for i, (rid, res) in zip(where, results, strict=True):
             o: dict[str, Any] = {"index": i, "record": rid.hex() if rid else None}
             if isinstance(res, SignedRecord):
                 o["status"] = "accepted"
@@ -216,8 +245,8 @@ def epcis_router(node: Any) -> APIRouter:
                 waits.append((i, res.id))
             else:
                 err = error_body(res)
-                o.update(status="duplicate" if err.get("error") in ("duplicate event", "duplicate record") else "rejected",
-                         error=err, status_code=status_of(res))
+                duplicate = err.get("error") in ("duplicate event", "duplicate record")
+                o.update(status="duplicate" if duplicate else "rejected", error=err, status_code=status_of(res))
                 if err.get("error") == "duplicate event":
                     o["eventID"] = err.get("event_hash_id")
                     o["existing"] = err.get("existing")
@@ -283,6 +312,14 @@ def epcis_router(node: Any) -> APIRouter:
                 return _problem(400, "QueryParameterException", "nextPageToken: not a token of this repository")
             if tfp != fp:
                 return _problem(400, "QueryParameterException", "nextPageToken: issued for other query parameters")
+            if h > max_height:
+                return _problem(400, "QueryParameterException", "nextPageToken: not a token of this repository")
+            if max_height > node.storage.height and max_height > await highest_peer_height():
+                # No validator is that high: the token was not issued by this chain (a forged or foreign
+                # one); retrying cannot help, unlike a token from a node that is ahead of this one.
+                return _problem(400, "QueryParameterException",
+                                f"nextPageToken: pins height {max_height}, above every validator's head; "
+                                "not a token of this chain")
             if max_height > node.storage.height:
                 return _problem(503, "ImplementationException",
                                 f"this node is at height {node.storage.height}, the query is as of {max_height}; "

@@ -24,20 +24,50 @@ from typing import Any
 
 from rantai.client.format.blocks import Block
 from rantai.client.format.consortium import Consortium
-from rantai.client.format.errors import DuplicateRecord, InvalidBlock, InvalidRecord, RantaiError, RecordTooLarge
+from rantai.client.format.errors import (
+    DuplicateEvent,
+    DuplicateRecord,
+    InvalidBlock,
+    InvalidRecord,
+    Overloaded,
+    RantaiError,
+    RecordTooLarge,
+)
 from rantai.client.format.genesis import Genesis
 from rantai.client.format.governance import Governance
 from rantai.client.format.records import SignedRecord
 from rantai.client.format.validity import ChainMemory, Parent, check_block, check_record, rule_of
 
+from .admission import CURRENT_TICKET, Ticket
 from .epcis_index import HASHES, EventGuard, lookup_hash, record_digest
 from .mempool import Mempool
 from .storage import Storage
 
-__all__ = ["RecordValidator", "error_body"]
+__all__ = ["RecordValidator", "error_body", "peek_submitter"]
 
-INLINE_SLICE = 32
-_GENESIS_ONLY: dict[bytes, Governance] = {}  # a validator used without a ledger (tests): the genesis in force  # records verified on the loop between yields when verify_workers = 0
+INLINE_SLICE = 32  # records verified on the loop between yields when verify_workers = 0
+_UNSEEN = object()
+# A canonical signed record's last bytes: its map's last two entries, in key order (docs/format.md §4).
+_SUBMITTER_KEY = b"\xa9submitter\xb0"  # the key, then a 16-character string's header
+_VERSION_TAIL = b"\xa7version\x01"
+
+
+def peek_submitter(raw: bytes) -> str | None:
+    """The submitter a canonical record claims, read from its tail without decoding it; None if the
+    tail is not the canonical one. A hint for cheap admission control, never a verdict: the record's
+    rules are still checked in full (``validity.check_record``) before it is admitted."""
+    if len(raw) < 40 or not raw.endswith(_VERSION_TAIL) or raw[-36:-25] != _SUBMITTER_KEY:
+        return None
+    try:
+        return raw[-25:-9].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def _is_refusal(res: Any) -> bool:
+    """A record refused by a rule (what the refusal budget counts); duplicates are a client's retries."""
+    return isinstance(res, BaseException) and not isinstance(res, (DuplicateRecord, DuplicateEvent, Overloaded))
+_GENESIS_ONLY: dict[bytes, Governance] = {}  # a validator used without a ledger (tests): the genesis in force
 
 
 def error_body(err: BaseException) -> dict[str, Any]:
@@ -112,7 +142,8 @@ class RecordValidator:
                 record = SignedRecord.from_bytes(raw, max_size=self.max_record_bytes)
                 loc = self.storage.locate(record.id)  # here, not on the loop: LevelDB reads drop the GIL
                 if loc is not None:
-                    out.append(DuplicateRecord("record: already committed", id=record.id.hex(), height=loc[0], index=loc[1]))
+                    out.append(DuplicateRecord("record: already committed", id=record.id.hex(),
+                                               height=loc[0], index=loc[1]))
                     continue
                 if record.id not in self.verified:
                     check_record(record, consortium)
@@ -156,12 +187,44 @@ class RecordValidator:
         return [r for chunk in results for r in chunk]
 
     # -- admission -------------------------------------------------------------------------
-    async def admit(self, raws: Sequence[bytes]) -> list[SignedRecord | BaseException]:
+    def _parse_cheap(self, raws: Sequence[bytes]) -> list[SignedRecord | BaseException]:
+        """Records whose claimed submitter may not submit: ``check_record`` refuses them on its
+        membership or role rule, which it checks before the signature, so none is verified."""
+        gov = self.governance()
+        consortium = gov.at(gov.height + 1)
+        out: list[SignedRecord | BaseException] = []
+        for raw in raws:
+            try:
+                record = SignedRecord.from_bytes(raw, max_size=self.max_record_bytes)
+                check_record(record, consortium)
+                out.append(record)  # pragma: no cover - the peeked submitter was wrong: never for canonical bytes
+            except (RantaiError, ValueError) as exc:
+                out.append(exc)
+        return out
+
+    def _may_submit(self, submitter: str) -> bool:
+        """Routing only: a record this says no to still gets its verdict from ``check_record``.
+
+        The consortium in force next decides; an admin may sign changes without the submitter role."""
+        gov = self.governance()
+        member = gov.at(gov.height + 1).members.get(submitter)
+        return member is not None and member.active and bool({"submitter", "admin"} & member.roles)
+
+    async def admit(self, raws: Sequence[bytes], ticket: Ticket | None = None) -> list[SignedRecord | BaseException]:
         """Check records for the mempool; each result is the record or the error that refused it.
 
         A record already committed or pending comes back as ``DuplicateRecord`` (with ``height``
         when committed). Nothing is added to the mempool here: the caller does that.
+
+        With a ``ticket`` (node/admission.py; by default the one the API set for this request) the
+        cheap refusals come first, for the whole request, before any signature is checked: size,
+        then the submitter each record claims (peeked from its last bytes, no decoding) — not a
+        member, or out of its member budget. The rest is verified in rounds, and once the source
+        has spent its budget of refused records the records not yet verified are answered
+        ``Overloaded`` (429) unchecked.
         """
+        if ticket is None:
+            ticket = CURRENT_TICKET.get()
         results: list[SignedRecord | BaseException | None] = [None] * len(raws)
         todo: list[int] = []
         for i, raw in enumerate(raws):
@@ -173,23 +236,69 @@ class RecordValidator:
                 )
             else:
                 todo.append(i)
+        rounds = [todo]
+        if ticket is not None:
+            ticket.failed(len(raws) - len(todo))
+            todo, cheap = self._screen(raws, todo, results, ticket)
+            for i, res in zip(cheap, self._parse_cheap([raws[i] for i in cheap]), strict=True):
+                results[i] = res
+            ticket.failed(sum(1 for i in cheap if _is_refusal(results[i])))
+            size = ticket.admission.config.verify_round * max(self.workers, 1)
+            rounds = [todo[k:k + size] for k in range(0, len(todo), size)]
         events = self.events.batch()
-        parsed = await self._in_chunks(self._parse_verify, [raws[i] for i in todo])
         seen: set[bytes] = set()
-        for i, res in zip(todo, parsed):
-            if isinstance(res, SignedRecord):
-                dup = self.pending(res.id)
-                if dup is None and res.id in seen:
-                    dup = DuplicateRecord("record: appears twice in this request", id=res.id.hex(), pending=True)
-                if dup is None:
-                    dup = events.check(res)  # its event pending under another record, or twice here
-                if dup is not None:
-                    results[i] = dup
-                    continue
-                seen.add(res.id)
-                self.verified.add(res.id)
-            results[i] = res
+        for n, batch in enumerate(rounds):
+            if ticket is not None and (stop := ticket.may_continue()) is not None:
+                for later in rounds[n:]:
+                    for i in later:
+                        results[i] = stop
+                break
+            parsed = await self._in_chunks(self._parse_verify, [raws[i] for i in batch])
+            if ticket is not None:
+                ticket.failed(sum(1 for res in parsed if _is_refusal(res)))
+            for i, res in zip(batch, parsed, strict=True):
+                if isinstance(res, SignedRecord):
+                    dup = self.pending(res.id)
+                    if dup is None and res.id in seen:
+                        dup = DuplicateRecord("record: appears twice in this request", id=res.id.hex(), pending=True)
+                    if dup is None:
+                        dup = events.check(res)  # its event pending under another record, or twice here
+                    if dup is not None:
+                        results[i] = dup
+                        continue
+                    seen.add(res.id)
+                    self.verified.add(res.id)
+                    if ticket is not None:
+                        ticket.admitted(res.submitter)
+                results[i] = res
         return results  # type: ignore[return-value]
+
+    def _screen(self, raws: Sequence[bytes], todo: list[int], results: list[Any],
+                ticket: Ticket) -> tuple[list[int], list[int]]:
+        """Split ``todo`` by the submitter each record claims: (to verify, refused by membership).
+
+        A member out of budget has its records answered here (429), unverified. A record whose
+        tail is not the canonical one is left to the full parse, which names its rule.
+        """
+        keep: list[int] = []
+        cheap: list[int] = []
+        verdicts: dict[str, Any] = {}
+        for i in todo:
+            submitter = peek_submitter(raws[i])
+            if submitter is None:
+                keep.append(i)
+                continue
+            verdict = verdicts.get(submitter, _UNSEEN)
+            if verdict is _UNSEEN:
+                verdict = "cheap" if not self._may_submit(submitter) else ticket.member_refusal(submitter)
+                verdicts[submitter] = verdict
+            if verdict is None:
+                keep.append(i)
+            elif verdict == "cheap":
+                cheap.append(i)
+            else:
+                results[i] = verdict
+        return keep, cheap
 
     def pending(self, record_id: bytes) -> DuplicateRecord | None:
         if record_id in self.mempool:

@@ -20,6 +20,7 @@ from .conftest import event, make_net
 
 pytestmark = pytest.mark.timeout(60)
 MP = {"content-type": "application/msgpack"}
+PEER = {"x-rantai-sender": make_net().validators[0].id}  # peer endpoints name the calling validator
 
 
 def test_rejections_and_node_keeps_serving(tmp_path):
@@ -48,7 +49,7 @@ def test_rejections_and_node_keeps_serving(tmp_path):
                 r = await post(encode({"records": [good.raw]}), {"content-type": "text/plain"})
                 assert r.status_code == 415
                 r = await post(wire.encode(Prepare(0, 1, b"\0" * 32, net.validators[0].id, b"\0" * 64)),
-                               {"content-type": "application/json"}, "/v1/peer/messages")
+                               {"content-type": "application/json", **PEER}, "/v1/peer/messages")
                 assert r.status_code == 415
                 # oversized: one record over max_record_bytes, a body over the body limit
                 big = sign_event(net.acme, net.genesis, {**event(), "example:pad": "x" * 4000})
@@ -82,11 +83,11 @@ def test_rejections_and_node_keeps_serving(tmp_path):
                 assert [e["status"] for e in res] == ["duplicate", "accepted", "rejected"]
                 assert res[1]["id"] == other.id and res[2]["error"]["error"] == "signature does not verify"
                 # peer messages: garbage, and a well-formed message from a non-validator
-                r = await post(b"\x93\x01\x02", MP, "/v1/peer/messages")
+                r = await post(b"\x93\x01\x02", {**MP, **PEER}, "/v1/peer/messages")
                 assert r.status_code == 400
                 body = vote_body(0, 1, b"\0" * 32)
                 msg = Prepare(0, 1, b"\0" * 32, net.stranger.id, net.stranger.sign("prepare", net.genesis.hash, body))
-                r = await post(wire.encode(msg), MP, "/v1/peer/messages")
+                r = await post(wire.encode(msg), {**MP, **PEER}, "/v1/peer/messages")
                 assert r.status_code == 403
                 # unknown things
                 assert (await c.get("/v1/records/" + "00" * 32)).status_code == 404

@@ -72,7 +72,8 @@ def test_stream_endpoint_delivers_and_refuses(tmp_path):
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as c:
                 async def stream(lane, body):
-                    return await c.post(STREAM_PATH, content=body, headers={"x-rantai-lane": lane})
+                    return await c.post(STREAM_PATH, content=body,
+                                        headers={"x-rantai-lane": lane, "x-rantai-sender": net.validators[0].id})
 
                 good = [_prepare(net, net.validators[0], h) for h in (1, 2, 3)]
                 r = await stream("messages", framed(*(wire.encode(m) for m in good)))

@@ -1043,6 +1043,9 @@ def governance_receipt_cases() -> list[dict[str, Any]]:
          edit(lambda d: d["changes"].__setitem__(1, json.loads(weak.to_json())))),
         ("receipt-change-nested-changes", "receipt shape", "a change receipt carrying changes of its own",
          edit(lambda d: d["changes"][1].update(changes=[d["changes"][0]]))),
+        ("receipt-change-file-with-event", "receipt shape", "a change entry's receipt file whose readable copy is "
+         "under the key event instead of change", edit(lambda d: d["changes"][1].update(event=d["changes"][1].pop(
+             "change")))),
         ("receipt-change-readable-differs", "receipt event", "the approval's readable change names another proposal",
          edit(lambda d: d["changes"][1]["change"].update(proposal="00" * 32))),
     ]

@@ -237,7 +237,9 @@ class Consortium:
             pass
         else:  # pragma: no cover - check_change admits only the ops above
             raise refused(f"unknown op {op!r}")
-        approvals = change["approvals"] if op == "set_governance" else self.approvals
+        approvals = self.approvals
+        if op == "set_governance":  # "majority" is stored as None, as in the genesis (``approvals_needed``)
+            approvals = None if change["approvals"] == "majority" else change["approvals"]
         params = {**self.params, **change["params"]} if op == "set_params" else self.params
         after = self._copy(validators=tuple(validators), members=members, approvals=approvals, params=params,
                            retired=frozenset(retired))

@@ -159,10 +159,11 @@ class Receipt:
             raise VerificationError("receipt: record_id does not match the record's bytes", rule="receipt shape")
         if doc["genesis_hash"] != receipt.header.chain.hex():
             raise VerificationError("receipt: genesis_hash does not match the header's chain", rule="receipt shape")
+        if ("change" in doc) != receipt.record.is_change:  # a change entry's file says change, an event's event
+            raise VerificationError("receipt: a change file for a record that is not a change, or an event file "
+                                    "for a change entry", rule="receipt shape")
         readable, signed = ((doc["change"], _hexify(receipt.record.change)) if receipt.record.is_change
-                            else (doc.get("event"), receipt.record.event))
-        if "change" in doc and not receipt.record.is_change:
-            raise VerificationError("receipt: a change file for a record that is not a change", rule="receipt shape")
+                            else (doc["event"], receipt.record.event))
         if not same_value(readable, signed):
             # The readable copy of the event must say what the signed bytes say, in the same types.
             raise VerificationError("receipt: the readable event differs from the signed record", rule="receipt event")

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from rantai.client.format.blocks import Block, BlockHeader
+from rantai.client.format.consortium import CHANGEABLE_PARAMS, Consortium
 from rantai.client.format.encoding import decode
 from rantai.client.format.errors import RantaiError
 from rantai.client.format.genesis import Genesis
+from rantai.client.format.governance import OPS, Governance
 from rantai.client.format.receipts import Receipt
 from rantai.client.format.records import SignedRecord
 from rantai.client.format.validity import (
@@ -33,7 +35,7 @@ from rantai.client.format.validity import (
 )
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
-KINDS = ("encoding", "records", "blocks", "certificates", "receipts", "heads")
+KINDS = ("encoding", "records", "blocks", "certificates", "receipts", "heads", "governance")
 
 
 def _generator() -> Any:
@@ -46,6 +48,7 @@ def _generator() -> Any:
 
 
 GENESIS = Genesis.load(VECTORS / "genesis.json")
+GENESES = {"genesis.json": GENESIS, "genesis-governance.json": Genesis.load(VECTORS / "genesis-governance.json")}
 
 
 class Memory:
@@ -84,8 +87,42 @@ def run(kind: str, case: dict[str, Any], genesis: Genesis) -> None:
         Receipt.from_json(case["file"]).verify(genesis)
     elif kind == "heads":
         check_head(decode(bytes.fromhex(case["head"])), genesis)
+    elif kind == "governance":
+        if "receipt" in case:
+            Receipt.from_json(case["receipt"]).verify(genesis)  # replays its changes (validity.replay_changes)
+            return
+        gov = replay(case["blocks"], genesis)
+        for want in case.get("expect", []):
+            assert summary(gov.at(want["height"])) == want["consortium"], f"consortium at {want['height']}"
     else:  # pragma: no cover
         raise AssertionError(kind)
+
+
+def replay(blocks: list[str], genesis: Genesis) -> Governance:
+    """A governance case's blocks from height 1: each block's rules and change entries against the state after
+    the block below (``check_block`` with ``governance``), then each record's rules on the consortium in force."""
+    gov = Governance(genesis)
+    parent = Parent.genesis(genesis)
+    for raw in blocks:
+        block = Block.from_bytes(bytes.fromhex(raw))
+        consortium = gov.at(parent.height + 1)
+        check_block(block, consortium, parent, digests=event_digests(block.records), governance=gov)
+        for r in block.records:
+            check_record(r, consortium)
+        parent = Parent.of(block.header)
+    return gov
+
+
+def summary(c: Consortium) -> dict[str, Any]:
+    """A consortium as a governance vector's ``expect`` states it (tests/vectors/README.md)."""
+    return {
+        "members": [{"name": m.name, "id": m.id, "roles": sorted(m.roles), "active": m.active}
+                    for m in sorted(c.members.values(), key=lambda m: m.name)],
+        "validators": [{"name": v.name, "id": v.id, "url": v.url} for v in c.validators],
+        "approvals": "majority" if c.approvals is None else c.approvals,
+        "needed": c.approvals_needed(),
+        "params": {k: c.params[k] for k in sorted(CHANGEABLE_PARAMS)},
+    }
 
 
 def cases() -> list[Any]:
@@ -93,7 +130,7 @@ def cases() -> list[Any]:
     for kind in KINDS:
         doc = json.loads((VECTORS / f"{kind}.json").read_text(encoding="utf-8"))
         for c in doc["cases"]:
-            out.append(pytest.param(kind, c, id=f"{kind}/{c['name']}"))
+            out.append(pytest.param(kind, c, doc["genesis"], id=f"{kind}/{c['name']}"))
     return out
 
 
@@ -108,19 +145,20 @@ def test_vectors_regenerate_byte_for_byte():
 def test_vector_files_name_their_genesis():
     for kind in KINDS:
         doc = json.loads((VECTORS / f"{kind}.json").read_text(encoding="utf-8"))
-        assert doc["genesis"] == "genesis.json" and doc["genesis_hash"] == GENESIS.hash.hex()
+        want = "genesis-governance.json" if kind == "governance" else "genesis.json"
+        assert doc["genesis"] == want and doc["genesis_hash"] == GENESES[want].hash.hex()
         for c in doc["cases"]:
             assert c["valid"] == ("rule" not in c)
             assert c.get("rule", "encoding") in RULES, c["name"]
 
 
-@pytest.mark.parametrize(("kind", "case"), cases())
-def test_vector(kind, case):
+@pytest.mark.parametrize(("kind", "case", "genesis"), cases())
+def test_vector(kind, case, genesis):
     if case["valid"]:
-        run(kind, case, GENESIS)
+        run(kind, case, GENESES[genesis])
         return
     with pytest.raises(RantaiError) as info:
-        run(kind, case, GENESIS)
+        run(kind, case, GENESES[genesis])
     assert info.value.rule == case["rule"], f"{info.value.rule!r}: {info.value}"
 
 
@@ -132,11 +170,23 @@ def test_every_rule_has_an_invalid_vector():
         doc = json.loads((VECTORS / f"{kind}.json").read_text(encoding="utf-8"))
         covered |= {c["rule"] for c in doc["cases"] if "rule" in c}
     elsewhere = {"missing block"}  # tests/client/test_audit.py (a chain with a gap; no single structure)
-    # Governance rules are, for now, tested by name in tests/client/test_governance.py and
-    # tests/node/test_governance_node.py (a chain of entries), not yet as language-neutral vectors.
-    elsewhere |= {"member suspended", "member removed", "change shape", "not an admin", "unknown proposal",
-                  "proposal closed", "approved twice", "change refused"}
     assert set(RULES) - covered == elsewhere
+
+
+def test_governance_vectors_cover_each_valid_op_and_refusal_variant():
+    """governance.json: every op applied in a valid sequence, and each ``change refused`` variant the brief of
+    docs/format.md §11 names (validators, admins, threshold, proof of possession, names and keys)."""
+    doc = json.loads((VECTORS / "governance.json").read_text(encoding="utf-8"))
+    ops = set()
+    for c in doc["cases"]:
+        if c["valid"] and "blocks" in c:
+            for raw in c["blocks"]:
+                ops |= {r.change["op"] for r in Block.from_bytes(bytes.fromhex(raw)).records if r.is_change}
+    assert ops == set(OPS)
+    names = {c["name"] for c in doc["cases"]}
+    assert {"refused-three-validators", "refused-no-admin-left", "refused-threshold-above-admins",
+            "refused-proof-zero", "refused-duplicate-name", "refused-duplicate-key", "member-suspended",
+            "member-removed"} <= names
 
 
 def test_format_md_states_every_rule():
@@ -144,6 +194,6 @@ def test_format_md_states_every_rule():
     import re
 
     text = (VECTORS.parents[1] / "docs" / "format.md").read_text(encoding="utf-8")
-    section = text[text.index("## 10. Validity rules"):]
+    section = text[text.index("## 10. Validity rules"):text.index("## 11. ")]
     named = re.findall(r"^\| `([a-z ]+)` \|", section, re.M)
     assert sorted(named) == sorted(RULES) and len(named) == len(set(named))

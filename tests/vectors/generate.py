@@ -26,17 +26,21 @@ import msgpack
 
 from rantai.client.format import merkle
 from rantai.client.format.blocks import Block
+from rantai.client.format.consortium import CHANGEABLE_PARAMS, Consortium
 from rantai.client.format.encoding import encode
 from rantai.client.format.epcis.event_hash import event_digest
+from rantai.client.format.errors import RantaiError
 from rantai.client.format.genesis import Genesis
+from rantai.client.format.governance import POSSESSION_KIND, Governance, possession_body
 from rantai.client.format.receipts import Receipt
-from rantai.client.format.records import RECORD_KIND, SignedRecord
+from rantai.client.format.records import RECORD_KIND, SignedRecord, sign_change
+from rantai.client.format.validity import Parent, check_block, check_record
 from rantai.consensus.certificate import COMMIT_KIND, CommitCertificate, commit_body
 from rantai.consensus.crypto import Signer, sha256
 
 HERE = Path(__file__).resolve().parent
 FILES = ("genesis.json", "encoding.json", "records.json", "blocks.json", "certificates.json", "receipts.json",
-         "heads.json")
+         "heads.json", "genesis-governance.json", "governance.json")
 
 T0 = 1_772_326_800_000  # 2026-03-01T01:00:00Z: records' submitted_at
 B0 = 1_772_326_900_000  # block timestamps
@@ -574,6 +578,480 @@ def head_cases(b1: Block) -> list[dict[str, Any]]:
     return [case(name, rule, desc, head=encode(obj).hex()) for name, rule, desc, obj in rows]
 
 
+# -- governance.json -------------------------------------------------------------------------------
+# Its own genesis (genesis-governance.json): the four validators, three admins (majority: 2 approvals),
+# acme (submitter) and watchdog (auditor), window 2, so a change approved at height H is in force from H + 3.
+
+TANI, KOPI, PASAR = (Signer.from_seed(seed(f"vector admin {n}")) for n in ("tani", "kopi", "pasar"))
+CAFE = Signer.from_seed(seed("vector member cafe"))  # joins by governance
+CAFE_2 = Signer.from_seed(seed("vector member cafe 2"))  # a second candidate for the name cafe
+ACME_2 = Signer.from_seed(seed("vector member acme rotated"))  # acme's key after a rotation
+VALIDATOR_4 = Signer.from_seed(seed("vector validator 4"))  # joins the validators by governance
+VALIDATOR_5 = Signer.from_seed(seed("vector validator 5"))  # validator-3's key after a rekey
+
+GOV_PARAMS = {**PARAMS, "window": 2}
+GOV_GENESIS = Genesis.build(
+    "rantai-vectors-governance",
+    [(v.public_key, f"validator-{i}", f"http://127.0.0.1:{7100 + i}") for i, v in enumerate(VALIDATORS)],
+    [(TANI.public_key, "tani", "Koperasi Tani", ["admin", "submitter"]),
+     (KOPI.public_key, "kopi", "Kopi Gayo", ["admin"]),
+     (PASAR.public_key, "pasar", "Pasar Raya", ["admin"]),
+     (ACME.public_key, "acme", "Acme Coffee", ["submitter"]),
+     (WATCHDOG.public_key, "watchdog", "Watchdog Audit", ["auditor"])],
+    params=GOV_PARAMS,
+    created_at="2026-01-01T00:00:00Z",
+)
+GG = GOV_GENESIS.hash
+DELAY = GOV_PARAMS["window"] + 1  # approved at H: in force from H + DELAY
+
+
+def proof(signer: Signer, name: str, chain: bytes = GG, kind: str = POSSESSION_KIND) -> bytes:
+    """The new key's proof of possession: its signature of ``name ‖ 0x00 ‖ public key`` as kind possession."""
+    return signer.sign(kind, chain, possession_body(chain, name, signer.public_key))
+
+
+def join(name: str = "cafe", who: Signer = CAFE, **over: Any) -> dict[str, Any]:
+    return {"op": "add_member", "name": name, "organisation": "Kafe Senja", "public_key": who.public_key,
+            "roles": ["submitter"], "proof": proof(who, name), **over}
+
+
+def approve(p: SignedRecord | bytes) -> dict[str, Any]:
+    return {"op": "approve", "proposal": p if isinstance(p, bytes) else p.id}
+
+
+def summary(c: Consortium) -> dict[str, Any]:
+    """What a governance vector expects of the consortium in force at a height."""
+    return {
+        "members": [{"name": m.name, "id": m.id, "roles": sorted(m.roles), "active": m.active}
+                    for m in sorted(c.members.values(), key=lambda m: m.name)],
+        "validators": [{"name": v.name, "id": v.id, "url": v.url} for v in c.validators],
+        "approvals": "majority" if c.approvals is None else c.approvals,
+        "needed": c.approvals_needed(),
+        "params": {k: c.params[k] for k in sorted(CHANGEABLE_PARAMS)},
+    }
+
+
+class Seq:
+    """A chain of the governance genesis, written block by block and checked by the reference as it grows
+    (``Governance`` through ``check_block``, and ``check_record``): what a governance case replays."""
+
+    def __init__(self) -> None:
+        self.gov = Governance(GOV_GENESIS)
+        self.parent = Parent.genesis(GOV_GENESIS)
+        self.blocks: list[Block] = []
+        self.n = 0
+
+    @property
+    def next(self) -> int:
+        return self.parent.height + 1
+
+    def _nonce(self) -> tuple[bytes, int]:
+        self.n += 1
+        return self.n.to_bytes(16, "big"), T0 + self.n
+
+    def change(self, signer: Signer, change: dict[str, Any]) -> SignedRecord:
+        nonce, at = self._nonce()
+        return sign_change(signer, GG, change, nonce=nonce, submitted_at=at)
+
+    def event(self, signer: Signer) -> SignedRecord:
+        nonce, at = self._nonce()
+        return SignedRecord.from_fields(signed_fields(
+            {"chain": GG, "event": event(100 + self.n), "nonce": nonce, "submitted_at": at,
+             "submitter": signer.id, "version": 1}, signer, GG))
+
+    def build(self, records: list[SignedRecord], view: int = 0) -> Block:
+        h = self.next
+        c = self.gov.at(h)
+        return Block.build(chain=GG, height=h, prev_hash=self.parent.hash, view=view,
+                           proposer=c.validators[view % len(c.validators)].id, timestamp=B0 + 1000 * h,
+                           records=records)
+
+    def add(self, *records: SignedRecord, view: int = 0) -> Block:
+        """Append a block of ``records`` that the reference accepts."""
+        block = self.build(list(records), view)
+        c = self.gov.at(block.height)
+        check_block(block, c, self.parent, governance=self.gov)
+        for r in records:
+            check_record(r, c)
+        self.blocks.append(block)
+        self.parent = Parent.of(block.header)
+        return block
+
+    def until(self, height: int) -> None:
+        """Empty blocks, so that the next block is at ``height``."""
+        while self.next < height:
+            self.add()
+
+    def refused(self, rule: str, *records: SignedRecord, view: int = 0) -> list[str]:
+        """The case's blocks: every block so far, then one of ``records`` that the reference refuses for ``rule``."""
+        block = self.build(list(records), view)
+        c = self.gov.at(block.height)
+        try:
+            check_block(block, c, self.parent, governance=self.gov.fork())
+            for r in records:
+                check_record(r, c)
+        except RantaiError as exc:
+            assert exc.rule == rule, (rule, exc.rule, str(exc))
+        else:  # pragma: no cover - a generator mistake
+            raise AssertionError(f"not refused: {rule}")
+        return [b.raw.hex() for b in (*self.blocks, block)]
+
+    def valid(self, *heights: int) -> dict[str, Any]:
+        return {"blocks": [b.raw.hex() for b in self.blocks],
+                "expect": [{"height": h, "consortium": summary(self.gov.at(h))} for h in heights]}
+
+
+def approved(seq: Seq, change: dict[str, Any], proposer: Signer = TANI, approver: Signer = KOPI) -> int:
+    """Propose ``change`` in one block and approve it in the next; returns the height it is in force from."""
+    p = seq.change(proposer, change)
+    seq.add(p)
+    seq.add(seq.change(approver, approve(p)))
+    return seq.next - 1 + DELAY
+
+
+def governance_chain_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def ok(name: str, desc: str, seq: Seq, *heights: int) -> None:
+        cases.append(case(name, None, desc, **seq.valid(*heights)))
+
+    def bad(name: str, rule: str, desc: str, seq: Seq, *records: SignedRecord, view: int = 0) -> None:
+        cases.append(case(name, rule, desc, blocks=seq.refused(rule, *records, view=view)))
+
+    # -- valid sequences ---------------------------------------------------------------------------
+    s = Seq()
+    p = s.change(TANI, join())
+    s.add(p)  # height 1: tani proposes (her first approval)
+    s.add(s.change(KOPI, approve(p)))  # height 2: kopi approves: 2 of 3, approved; in force from 2 + 3 = 5
+    s.add(s.event(ACME))  # height 3
+    s.until(5)
+    s.add(s.event(CAFE))  # height 5: cafe's first record
+    ok("valid-join", "tani proposes add_member cafe (height 1), kopi approves (height 2): cafe is a member from "
+       "height 5 (2 + window 2 + 1) and signs a record there", s, 4, 5)
+
+    s = Seq()
+    e = approved(s, {"op": "rotate_key", "member": "acme", "public_key": ACME_2.public_key,
+                     "proof": proof(ACME_2, "acme")})
+    s.add(s.event(ACME))  # height 3: the old key still signs (the rotation is not yet in force)
+    s.until(e)
+    s.add(s.event(ACME_2))
+    ok("valid-rotate-key", "acme's key rotated (approved at height 2): the old key signs at height 3, the new one "
+       "from height 5", s, 4, 5)
+
+    s = Seq()
+    e = approved(s, {"op": "add_validator", "name": "validator-4", "public_key": VALIDATOR_4.public_key,
+                     "url": "http://127.0.0.1:7104", "proof": proof(VALIDATOR_4, "validator-4")})
+    s.add(view=4)  # height 3: four validators in force, view 4 is led by validator-0 (4 mod 4)
+    s.until(e)
+    s.add(view=4)  # height 5: five validators in force, view 4 is led by validator-4
+    ok("valid-add-validator", "validator-4 added (approved at height 2): block 3 in view 4 is proposed by "
+       "validator-0 (4 mod 4), block 5 in view 4 by validator-4 (4 mod 5)", s, 4, 5)
+
+    s = Seq()
+    approved(s, {"op": "add_validator", "name": "validator-4", "public_key": VALIDATOR_4.public_key,
+                 "url": "http://127.0.0.1:7104", "proof": proof(VALIDATOR_4, "validator-4")})
+    approved(s, {"op": "rekey_validator", "validator": "validator-3", "public_key": VALIDATOR_5.public_key,
+                 "proof": proof(VALIDATOR_5, "validator-3")})
+    e = approved(s, {"op": "remove_validator", "validator": "validator-1"})  # five in the latest: four are left
+    s.until(e)
+    s.add(view=1)  # validator-2 leads view 1 of [validator-0, validator-2, validator-3, validator-4]
+    ok("valid-rekey-and-remove-validator", "validator-4 added (in force from 5), validator-3 rekeyed (from 7), "
+       "validator-1 removed (from 9: five validators in the latest consortium, so four are left)", s, 5, 7, 8, 9)
+
+    s = Seq()
+    e = approved(s, {"op": "set_governance", "approvals": 3})
+    s.until(e)
+    p = s.change(KOPI, {"op": "suspend_member", "member": "watchdog"})
+    s.add(p, s.change(PASAR, approve(p)))  # 2 approvals: no longer enough
+    s.add(s.change(TANI, approve(p)))  # the third approves it
+    e2 = s.next - 1 + DELAY
+    s.until(e2)
+    s.add()
+    ok("valid-threshold", "set_governance approvals 3 (approved at height 2, in force from 5); a proposal with two "
+       "approvals at height 5 stays open, the third approval (height 6) approves it: watchdog is suspended from 9",
+       s, 4, 5, 8, 9)
+
+    s = Seq()
+    e = approved(s, {"op": "set_governance", "approvals": 1})
+    s.until(e)
+    p = s.change(PASAR, {"op": "set_params", "params": {"max_record_bytes": 2048, "max_block_bytes": 8192}})
+    s.add(p)  # approvals 1: the proposal approves itself
+    e2 = s.next - 1 + DELAY
+    p = s.change(PASAR, {"op": "set_governance", "approvals": "majority"})
+    s.add(p)
+    e3 = s.next - 1 + DELAY
+    s.until(e3)
+    s.add()
+    ok("valid-self-approval-and-majority", "approvals 1 (in force from 5): pasar's set_params (height 5) and "
+       "set_governance majority (height 6) approve themselves; in force from 8 and 9", s, e2 - 1, e2, e3)
+
+    s = Seq()
+    p = s.change(TANI, {"op": "remove_member", "member": "acme"})
+    s.add(p, s.event(ACME))
+    s.add(s.change(PASAR, approve(p)), s.event(ACME))
+    s.add(s.event(ACME))
+    s.add(s.event(ACME))  # height 4: the last height acme's key is in force
+    s.add()
+    ok("valid-records-before-removal", "acme removed (approved at height 2, in force from 5): acme's records at "
+       "heights 1 to 4 are valid, and stay so", s, 4, 5)
+
+    s = Seq()
+    e = approved(s, {"op": "suspend_member", "member": "acme"})
+    s.until(e)
+    e2 = approved(s, {"op": "reinstate_member", "member": "acme"}, PASAR, KOPI)
+    s.until(e2)
+    s.add(s.event(ACME))
+    ok("valid-suspend-reinstate", "acme suspended (in force from 5), then reinstated (approved at 6, in force from "
+       "9): acme signs again at height 9", s, 4, 5, 9)
+
+    s = Seq()
+    s.add(s.change(TANI, {"op": "set_roles", "member": "acme", "roles": ["submitter", "admin"]}),
+          s.change(KOPI, {"op": "set_validator_url", "validator": "validator-1", "url": "https://v1.example"}))
+    p1, p2 = (x.id for x in s.blocks[-1].records)
+    s.add(s.change(PASAR, approve(p1)), s.change(PASAR, approve(p2)))
+    s.until(5)
+    s.add(s.change(ACME, {"op": "rekey_validator", "validator": "validator-3", "public_key": VALIDATOR_4.public_key,
+                           "proof": proof(VALIDATOR_4, "validator-3")}))
+    ok("valid-two-changes-one-block", "two proposals in one block and both approved in the next (in force from 5); "
+       "acme, an admin from 5, proposes a validator rekey there", s, 4, 5)
+
+    # -- change shape ----------------------------------------------------------------------------
+    shapes = [
+        ("unknown-op", {"op": "make_me_king"}, "an unknown op"),
+        ("no-op", {"member": "acme"}, "no op"),
+        ("extra-field", {"op": "suspend_member", "member": "acme", "reason": "late"}, "suspend_member with a reason"),
+        ("missing-field", {"op": "add_member", "name": "cafe", "organisation": "Kafe Senja",
+                           "public_key": CAFE.public_key, "roles": ["submitter"]}, "add_member without proof"),
+        ("key-as-hex", join(public_key=CAFE.public_key.hex()), "public_key as hex text, not 32 bytes"),
+        ("key-31-bytes", join(public_key=CAFE.public_key[:31]), "public_key of 31 bytes"),
+        ("proof-63-bytes", join(proof=proof(CAFE, "cafe")[:63]), "proof of 63 bytes"),
+        ("name-upper-case", join(name="Cafe"), "name with an upper-case letter"),
+        ("organisation-empty", join(organisation=""), "an empty organisation (1 to 128 characters)"),
+        ("organisation-129", join(organisation="x" * 129), "an organisation of 129 characters"),
+        ("roles-empty", join(roles=[]), "no roles"),
+        ("roles-repeated", join(roles=["submitter", "submitter"]), "a role twice"),
+        ("roles-unknown", join(roles=["owner"]), "an unknown role"),
+        ("url-not-http", {"op": "set_validator_url", "validator": "validator-1", "url": "ftp://v1.example"},
+         "a url that is not http(s)"),
+        ("approvals-zero", {"op": "set_governance", "approvals": 0}, "approvals 0 (1 to 1000, or \"majority\")"),
+        ("approvals-true", {"op": "set_governance", "approvals": True}, "approvals true, not an integer"),
+        ("approvals-float", {"op": "set_governance", "approvals": 2.0}, "approvals 2.0, not an integer"),
+        ("approvals-text", {"op": "set_governance", "approvals": "2"}, "approvals the text 2"),
+        ("params-window", {"op": "set_params", "params": {"window": 4}}, "window is fixed at genesis"),
+        ("params-empty", {"op": "set_params", "params": {}}, "no params"),
+        ("params-zero", {"op": "set_params", "params": {"max_record_bytes": 0}}, "a param of 0"),
+        ("proposal-31-bytes", {"op": "approve", "proposal": bytes(31)}, "an approval naming 31 bytes"),
+        ("proposal-as-hex", {"op": "approve", "proposal": bytes(32).hex()}, "an approval naming hex text"),
+    ]
+    for name, change, desc in shapes:
+        bad(f"change-shape-{name}", "change shape", f"tani signs a change with {desc}", Seq(),
+            Seq().change(TANI, change))
+
+    # -- not an admin ------------------------------------------------------------------------------
+    bad("not-an-admin-proposes", "not an admin", "acme (submitter only) proposes add_member", Seq(),
+        Seq().change(ACME, join()))
+    s = Seq()
+    p = s.change(TANI, join())
+    s.add(p)
+    bad("not-an-admin-approves", "not an admin", "watchdog (auditor only) approves tani's proposal", s,
+        s.change(WATCHDOG, approve(p)))
+    s = Seq()
+    approved(s, {"op": "set_roles", "member": "acme", "roles": ["admin", "submitter"]})
+    p = s.change(TANI, join())
+    s.add(p)
+    bad("not-an-admin-yet", "not an admin", "acme made admin (approved at height 2, in force from 5) approves at "
+        "height 4: not yet an admin", s, s.change(ACME, approve(p)))
+    s = Seq()
+    e = approved(s, {"op": "set_roles", "member": "pasar", "roles": ["submitter"]})
+    s.until(e)
+    bad("not-an-admin-any-more", "not an admin", "pasar's admin role dropped (in force from 5); pasar proposes at 5",
+        s, s.change(PASAR, {"op": "suspend_member", "member": "acme"}))
+
+    # -- unknown proposal, proposal closed, approved twice ---------------------------------------------
+    bad("unknown-proposal", "unknown proposal", "an approval naming 32 bytes that are no entry's id", Seq(),
+        Seq().change(TANI, approve(bytes(range(32)))))
+    s = Seq()
+    r = s.event(ACME)
+    s.add(r)
+    bad("unknown-proposal-event-record", "unknown proposal", "an approval naming an EPCIS record on the chain", s,
+        s.change(TANI, approve(r)))
+    s = Seq()
+    p = s.change(TANI, join())
+    a = s.change(KOPI, approve(p))
+    s.add(p)
+    s.add(a)
+    bad("unknown-proposal-an-approval", "unknown proposal", "an approval naming an approval entry", s,
+        s.change(PASAR, approve(a)))
+    s = Seq()
+    p = s.change(TANI, join())
+    s.add(p)
+    q = s.change(PASAR, join("cafe-2", CAFE_2))
+    bad("unknown-proposal-same-block", "unknown proposal", "an approval before its proposal in the same block", s,
+        s.change(KOPI, approve(q)), q)
+    s = Seq()
+    p = s.change(TANI, join())
+    s.add(p)
+    s.add(s.change(KOPI, approve(p)))
+    bad("proposal-closed", "proposal closed", "pasar approves a proposal approved at height 2", s,
+        s.change(PASAR, approve(p)))
+    s = Seq()
+    p = s.change(TANI, join())
+    bad("proposal-closed-same-block", "proposal closed", "a proposal, its approving entry, and a third approval, "
+        "all in one block", s, p, s.change(KOPI, approve(p)), s.change(PASAR, approve(p)))
+    s = Seq()
+    p = s.change(TANI, join())
+    s.add(p)
+    bad("approved-twice-by-proposer", "approved twice", "tani approves her own proposal (proposing is approving)",
+        s, s.change(TANI, approve(p)))
+    s = Seq()
+    approved(s, {"op": "set_governance", "approvals": 3})
+    s.until(5)
+    p = s.change(TANI, join())
+    s.add(p, s.change(KOPI, approve(p)))
+    bad("approved-twice", "approved twice", "with approvals 3, kopi approves the same proposal again", s,
+        s.change(KOPI, approve(p)))
+
+    # -- change refused ----------------------------------------------------------------------------
+    bad("refused-three-validators", "change refused", "remove_validator: three would be left (at least 4)", Seq(),
+        Seq().change(TANI, {"op": "remove_validator", "validator": "validator-3"}))
+    s = Seq()
+    approved(s, {"op": "remove_member", "member": "pasar"})
+    approved(s, {"op": "remove_member", "member": "kopi"})  # kopi still an admin at height 4: approves it
+    bad("refused-no-admin-left", "change refused", "pasar and kopi removed (approved; not yet in force): tani drops "
+        "her own admin role, which would leave no active admin", s,
+        s.change(TANI, {"op": "set_roles", "member": "tani", "roles": ["submitter"]}))
+    s = Seq()
+    approved(s, {"op": "remove_member", "member": "pasar"})
+    approved(s, {"op": "remove_member", "member": "kopi"})
+    bad("refused-suspend-last-admin", "change refused", "the same, but tani suspends herself", s,
+        s.change(TANI, {"op": "suspend_member", "member": "tani"}))
+    bad("refused-threshold-above-admins", "change refused", "set_governance approvals 4 with three admins", Seq(),
+        Seq().change(TANI, {"op": "set_governance", "approvals": 4}))
+    s = Seq()
+    approved(s, {"op": "set_governance", "approvals": 3})
+    bad("refused-threshold-after-removal", "change refused", "approvals 3 (approved), then removing an admin would "
+        "leave 2 admins for 3 approvals", s, s.change(TANI, {"op": "remove_member", "member": "pasar"}))
+    proofs = [
+        ("zero", bytes(64), "64 zero bytes"),
+        ("other-name", proof(CAFE, "kafe"), "cafe's key's signature for the name kafe"),
+        ("other-key", proof(TANI, "cafe"), "tani's signature (not the new key's)"),
+        ("record-kind", proof(CAFE, "cafe", kind=RECORD_KIND), "the new key's signature as kind record"),
+        ("other-chain", proof(CAFE, "cafe", chain=G), "the new key's signature for another chain"),
+    ]
+    for name, pr, desc in proofs:
+        bad(f"refused-proof-{name}", "change refused", f"add_member cafe whose proof of possession is {desc}", Seq(),
+            Seq().change(TANI, join(proof=pr)))
+    bad("refused-proof-validator", "change refused", "add_validator validator-4 with the proof signed for the name "
+        "validator-5", Seq(), Seq().change(TANI, {"op": "add_validator", "name": "validator-4",
+                                                  "public_key": VALIDATOR_4.public_key, "url": "http://127.0.0.1:7104",
+                                                  "proof": proof(VALIDATOR_4, "validator-5")}))
+    bad("refused-duplicate-name", "change refused", "add_member named acme (a member's name)", Seq(),
+        Seq().change(TANI, join("acme", CAFE)))
+    bad("refused-duplicate-key", "change refused", "add_member cafe with watchdog's key (and watchdog's valid proof)",
+        Seq(), Seq().change(TANI, join("cafe", WATCHDOG)))
+    bad("refused-validator-key", "change refused", "add_member cafe with validator-0's key (and its valid proof)",
+        Seq(), Seq().change(TANI, join("cafe", VALIDATORS[0])))
+    s = Seq()
+    approved(s, {"op": "rotate_key", "member": "acme", "public_key": ACME_2.public_key, "proof": proof(ACME_2, "acme")})
+    bad("refused-retired-key", "change refused", "acme's key rotated away; add_member cafe with acme's old key", s,
+        s.change(TANI, join("cafe", ACME)))
+    bad("refused-duplicate-validator-name", "change refused", "add_validator named validator-1", Seq(),
+        Seq().change(TANI, {"op": "add_validator", "name": "validator-1", "public_key": VALIDATOR_4.public_key,
+                            "url": "http://127.0.0.1:7104", "proof": proof(VALIDATOR_4, "validator-1")}))
+    bad("refused-no-such-member", "change refused", "suspend_member nobody", Seq(),
+        Seq().change(TANI, {"op": "suspend_member", "member": "nobody"}))
+    bad("refused-not-suspended", "change refused", "reinstate_member acme, who is not suspended", Seq(),
+        Seq().change(TANI, {"op": "reinstate_member", "member": "acme"}))
+    s = Seq()
+    approved(s, {"op": "suspend_member", "member": "acme"})
+    bad("refused-already-suspended", "change refused", "acme's suspension approved (not yet in force): suspending "
+        "again is refused (proposals apply to the latest consortium)", s,
+        s.change(TANI, {"op": "suspend_member", "member": "acme"}))
+    bad("refused-record-above-block", "change refused", "set_params max_record_bytes 8192 above max_block_bytes 4096",
+        Seq(), Seq().change(TANI, {"op": "set_params", "params": {"max_record_bytes": 8192}}))
+    s = Seq()
+    p1, p2 = s.change(TANI, join("cafe", CAFE)), s.change(PASAR, join("cafe", CAFE_2))
+    s.add(p1, p2)
+    s.add(s.change(KOPI, approve(p1)))
+    bad("refused-at-approval", "change refused", "two proposals to add a member cafe (other keys), both valid when "
+        "made; the first is approved, so the approval that would approve the second is refused", s,
+        s.change(KOPI, approve(p2)))
+
+    # -- member suspended, member removed ------------------------------------------------------------
+    s = Seq()
+    e = approved(s, {"op": "suspend_member", "member": "acme"})
+    s.add(s.event(ACME))
+    s.until(e)
+    bad("member-suspended", "member suspended", "acme suspended (approved at 2, in force from 5): acme's record at 5",
+        s, s.event(ACME))
+    s = Seq()
+    e = approved(s, {"op": "remove_member", "member": "acme"})
+    s.add(s.event(ACME))
+    s.until(e)
+    bad("member-removed", "member removed", "acme removed (approved at 2, in force from 5): acme's record at 5", s,
+        s.event(ACME))
+    s = Seq()
+    e = approved(s, {"op": "rotate_key", "member": "acme", "public_key": ACME_2.public_key,
+                     "proof": proof(ACME_2, "acme")})
+    s.until(e)
+    bad("member-removed-rotated-key", "member removed", "acme's key rotated (in force from 5): a record of the old "
+        "key at 5", s, s.event(ACME))
+    return cases
+
+
+def gov_certify(block: Block) -> CommitCertificate:
+    """Block ``block`` committed in view 0 by validators 0, 1 and 2 of the governance genesis."""
+    votes = sorted(vote(s, block.height, 0, block.hash, GG) for s in VALIDATORS[:3])
+    return CommitCertificate(block.height, 0, block.hash, tuple(votes))
+
+
+def gov_receipt(block: Block, index: int) -> Receipt:
+    return Receipt(block.records[index], index, tuple(merkle.inclusion_proof(block.record_ids(), index)),
+                   block.header, gov_certify(block))
+
+
+def governance_receipt_cases() -> list[dict[str, Any]]:
+    s = Seq()
+    p = s.change(TANI, join())
+    s.add(p, s.event(ACME))  # height 1: the proposal is record 0
+    s.add(s.event(ACME), s.change(KOPI, approve(p)))  # height 2: the approval is record 1
+    s.until(5)
+    s.add(s.event(CAFE))  # height 5
+    b1, b2, b5 = s.blocks[0], s.blocks[1], s.blocks[4]
+    prop, appr = gov_receipt(b1, 0), gov_receipt(b2, 1)
+    text = gov_receipt(b5, 0).with_changes((prop, appr)).to_json()
+
+    def edit(fn: Any) -> str:
+        d = json.loads(text)
+        fn(d)
+        return json.dumps(d, indent=2, ensure_ascii=False) + "\n"
+
+    weak = Receipt(appr.record, appr.index, appr.path, appr.header,
+                   CommitCertificate(2, 0, b2.hash, appr.certificate.votes[:2]))
+    rows = [
+        ("receipt-valid-with-changes", None, "cafe's record at height 5, carrying the receipts of the proposal "
+         "(height 1) and the approval (height 2) that made cafe a member from height 5", text),
+        ("receipt-valid-change-entry", None, "a receipt of the approval entry itself (a change file: key change, not "
+         "event), carrying the proposal it approves", gov_receipt(b2, 1).with_changes((prop,)).to_json()),
+        ("receipt-without-changes", "unknown member", "cafe's record without its changes: the genesis does not know "
+         "cafe", gov_receipt(b5, 0).to_json()),
+        ("receipt-changes-without-approval", "unknown member", "only the proposal: the change is not approved",
+         edit(lambda d: d["changes"].pop())),
+        ("receipt-changes-out-of-order", "change shape", "the approval before the proposal",
+         edit(lambda d: d["changes"].reverse())),
+        ("receipt-change-below-quorum", "certificate quorum", "the approval's block certified by two validators",
+         edit(lambda d: d["changes"].__setitem__(1, json.loads(weak.to_json())))),
+        ("receipt-change-nested-changes", "receipt shape", "a change receipt carrying changes of its own",
+         edit(lambda d: d["changes"][1].update(changes=[d["changes"][0]]))),
+        ("receipt-change-file-with-event", "receipt shape", "a change entry's receipt file whose readable copy is "
+         "under the key event instead of change", edit(lambda d: d["changes"][1].update(event=d["changes"][1].pop(
+             "change")))),
+        ("receipt-change-readable-differs", "receipt event", "the approval's readable change names another proposal",
+         edit(lambda d: d["changes"][1]["change"].update(proposal="00" * 32))),
+    ]
+    return [case(name, rule, desc, receipt=f) for name, rule, desc, f in rows]
+
+
 # -- files -----------------------------------------------------------------------------------------
 
 PROCEDURES = {
@@ -589,13 +1067,21 @@ PROCEDURES = {
     "receipts.json": "read `file` as a receipt file (§8, Receipt.from_json), then verify it on the genesis "
                      "(validity.check_receipt)",
     "heads.json": "decode `head`, a GET /v1/head answer, and check it on the genesis (validity.check_head)",
+    "governance.json": "on genesis-governance.json: a case with `blocks` replays them from height 1 (each parsed as "
+                       "in blocks.json; its block rules and its change entries checked and applied in block order "
+                       "against the governance state after the block below: validity.check_block with a Governance; "
+                       "then each record's rules on the consortium in force at that height: validity.check_record); "
+                       "a valid case then has, at each `expect` height, the consortium `expect` states. A case with "
+                       "`receipt` reads it as a receipt file with its `changes` (format.md §11.7), replays the "
+                       "changes (validity.replay_changes) and verifies the receipt on the consortium in force at its "
+                       "height (Receipt.verify)",
 }
 
 
-def document(name: str, cases: list[dict[str, Any]]) -> str:
+def document(name: str, cases: list[dict[str, Any]], genesis: str = "genesis.json", chain: bytes = G) -> str:
     names = [c["name"] for c in cases]
     assert len(set(names)) == len(names), name
-    doc = {"genesis": "genesis.json", "genesis_hash": G.hex(), "procedure": PROCEDURES[name], "cases": cases}
+    doc = {"genesis": genesis, "genesis_hash": chain.hex(), "procedure": PROCEDURES[name], "cases": cases}
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -610,6 +1096,9 @@ def generate() -> dict[str, str]:
         "certificates.json": document("certificates.json", certificate_cases(b1)),
         "receipts.json": document("receipts.json", receipt_cases()),
         "heads.json": document("heads.json", head_cases(b1)),
+        "genesis-governance.json": GOV_GENESIS.to_json(),
+        "governance.json": document("governance.json", governance_chain_cases() + governance_receipt_cases(),
+                                    "genesis-governance.json", GG),
     }
 
 

@@ -336,6 +336,13 @@ class RecordValidator:
         gov = governance() if governance is not None and any(r.is_change for r in block.records) else None
         check_block(block, consortium, parent, memory=self.memory(ancestors), digests=digests, now_ms=now_ms,
                     governance=gov)
+        for i, r in enumerate(block.records):
+            if r.id in self.verified:  # verified at admission, perhaps under another consortium
+                try:
+                    check_record(r, consortium, schema=False, signature=False)
+                except RantaiError as exc:
+                    raise InvalidBlock(f"block {height}: record {i} ({r.id.hex()}): {exc}",
+                                       rule=rule_of(exc, "record field"), height=height, index=i) from exc
         unverified = [(i, r) for i, r in enumerate(block.records) if r.id not in self.verified]
         errors = await self._in_chunks(functools.partial(self._verify, consortium), [r for _, r in unverified])
         for (i, r), err in zip(unverified, errors, strict=True):

@@ -17,7 +17,7 @@ from rantai.client.format.errors import (
     UnknownMember,
     WrongChain,
 )
-from rantai.client.format.records import sign_event
+from rantai.client.format.records import SignedRecord, sign_event
 from rantai.client.format.validity import Parent
 from rantai.node.mempool import Mempool
 from rantai.node.storage import Storage
@@ -104,3 +104,29 @@ def test_proposal_checks_and_cache(env):
     with pytest.raises(InvalidBlock) as err:
         asyncio.run(v.check_block(b3.raw, 1, b3.hash, genesis))
     assert err.value.rule == "signature does not verify" and err.value.details["index"] == 0
+
+
+def test_a_record_verified_at_admission_is_rechecked_against_the_consortium_of_its_block(env):
+    """A backup caches signature checks by record id; membership can change after admission, so a
+    block holding a record of a member removed by then is refused (a faulty primary could propose one)."""
+    from rantai.client.format.consortium import Consortium
+
+    net, st, mp, v = env
+    r = net.record()
+    assert isinstance(_admit(v, [r.raw])[0], SignedRecord) and r.id in v.verified
+    g = net.genesis
+    without = Consortium(chain=g.hash, chain_id=g.chain_id, validators=g.validators, members={},
+                         params=g.params, approvals=None, retired=frozenset(g.members))
+
+    class Removed:  # the governance state once the member's removal is in force
+        height = 0
+
+        def at(self, height):
+            return without
+
+    v.governance = Removed  # called like the ledger's getter: Removed() is the state
+    block = Block.build(chain=g.hash, height=1, prev_hash=g.hash, view=0, proposer=net.validators[0].id,
+                        timestamp=1, records=[r])
+    with pytest.raises(InvalidBlock) as err:
+        asyncio.run(v.check_block(block.raw, 1, block.hash, Parent.genesis(g)))
+    assert err.value.rule == "member removed" and err.value.details["index"] == 0

@@ -103,7 +103,8 @@ def _sign_chunk(args: tuple[bytes, bytes, int, int, int]) -> list[bytes]:
     return [sign_event(signer, chain, shipment_event(start + i, payload)).raw for i in range(count)]
 
 
-def presign(member_seeds: Sequence[bytes], chain: bytes, count: int, payload: int, processes: int) -> tuple[list[bytes], float]:
+def presign(member_seeds: Sequence[bytes], chain: bytes, count: int, payload: int,
+            processes: int) -> tuple[list[bytes], float]:
     """Sign ``count`` records round-robin over members; returns them and the signing rate (records/s)."""
     chunk = 2000
     jobs = [(member_seeds[(i // chunk) % len(member_seeds)], chain, i, min(chunk, count - i), payload)
@@ -237,7 +238,9 @@ async def batched_load(urls: Sequence[str], records: Sequence[bytes], clients: i
                     pending = {x.get("id") for x in results if x.get("status") not in ("committed", "duplicate")}
                     if results and not pending:
                         break
-                    b = [rec for rec, x in zip(b, results) if x.get("status") not in ("committed", "duplicate")] or b
+                    # strict=False: after an HTTP error results is empty, and the whole batch goes again
+                    b = [rec for rec, x in zip(b, results, strict=False)
+                         if x.get("status") not in ("committed", "duplicate")] or b
                     body = encode({"records": b})
                     if done:
                         t1 = time.perf_counter()
@@ -313,12 +316,14 @@ def _closed_loop_worker(idx: int, urls: list[str], records: list[bytes], infligh
     result_q.put((idx, state["done"], t_start, t_end, lat))
 
 
-def closed_loop(urls: list[str], records: list[bytes], clients: int, inflight: int, max_seconds: float) -> dict[str, Any]:
+def closed_loop(urls: list[str], records: list[bytes], clients: int, inflight: int,
+                max_seconds: float) -> dict[str, Any]:
     ctx = mp.get_context("fork")
     start_evt, ready_q, result_q = ctx.Event(), ctx.Queue(), ctx.Queue()
     per = len(records) // clients
     procs = [ctx.Process(target=_closed_loop_worker,
-                         args=(i, urls, records[i * per:(i + 1) * per], inflight, max_seconds, start_evt, ready_q, result_q))
+                         args=(i, urls, records[i * per:(i + 1) * per], inflight, max_seconds, start_evt, ready_q,
+                               result_q))
              for i in range(clients)]
     for p in procs:
         p.start()
@@ -382,13 +387,15 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         net.start()
         genesis: Genesis = net.devnet.genesis
         log(f"pre-signing {count} records from {cfg.members} members …")
-        records, sign_rate = presign(net.member_seeds(), genesis.hash, count, cfg.payload, processes=os.cpu_count() or 1)
+        records, sign_rate = presign(net.member_seeds(), genesis.hash, count, cfg.payload,
+                                     processes=os.cpu_count() or 1)
         result["signing"] = {"records_per_s_all_cores": round(sign_rate)}
         canonical = sum(len(r) for r in records)
         urls = net.devnet.urls
         cpu0 = {pid: cpu_seconds(pid) for pid in net.pids()}
         if cfg.shape == "closed-loop":
-            log(f"closed loop: {cfg.clients} clients x {cfg.inflight} in flight, {count} records or {cfg.max_seconds:.0f} s …")
+            log(f"closed loop: {cfg.clients} clients x {cfg.inflight} in flight, {count} records "
+                f"or {cfg.max_seconds:.0f} s …")
             run = closed_loop(urls, records, cfg.clients, cfg.inflight, cfg.max_seconds)
             committed, elapsed, lat = run["ops"], run["seconds"], run["latencies"]
         else:
@@ -422,7 +429,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         result["disk"] = {
             "bytes_per_node": data_bytes,
             "canonical_record_bytes": canonical * committed // max(count, 1),
-            "ratio": round(statistics.median(data_bytes) / (canonical * committed / max(count, 1)), 2) if committed else None,
+            "ratio": (round(statistics.median(data_bytes) / (canonical * committed / max(count, 1)), 2)
+                      if committed else None),
         }
         if cfg.audit and committed:
             log("auditing the resulting chain from a stopped node's LevelDB …")
@@ -461,7 +469,8 @@ import click  # noqa: E402  (kept beside the command it serves)
 @click.option("--clients", default=None, type=int, help="concurrent clients [batched: 8, closed-loop: 4]")
 @click.option("--batch", default=256, show_default=True, help="records per request (batched shape)")
 @click.option("--shape", type=click.Choice(["batched", "closed-loop"]), default="batched", show_default=True)
-@click.option("--inflight", default=16, show_default=True, help="outstanding single-record requests per client (closed-loop)")
+@click.option("--inflight", default=16, show_default=True,
+              help="outstanding single-record requests per client (closed-loop)")
 @click.option("--payload", default=300, show_default=True, help="canonical bytes of each EPCIS event")
 @click.option("--seconds", "max_seconds", default=20.0, show_default=True, help="closed-loop time limit")
 @click.option("--dir", "dir_", default=".rantai/bench", show_default=True, help="where the throw-away network lives")

@@ -245,6 +245,7 @@ async def batched_load(urls: Sequence[str], records: Sequence[bytes], clients: i
                     pending = {x.get("id") for x in results if x.get("status") not in ("committed", "duplicate")}
                     if results and not pending:
                         break
+                    # strict=False: after an HTTP error results is empty, and the whole batch goes again
                     b = [rec for rec, x in zip(b, results, strict=False)
                          if x.get("status") not in ("committed", "duplicate")] or b
                     body = encode({"records": b})

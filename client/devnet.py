@@ -188,7 +188,8 @@ class Devnet:
                 for i in sorted(pending):
                     proc = self.procs.get(i)
                     if proc is not None and proc.poll() is not None:
-                        raise RuntimeError(f"validator v{i} exited with code {proc.returncode}; see {self.dir}/logs/v{i}.log")
+                        raise RuntimeError(f"validator v{i} exited with code {proc.returncode}; "
+                                           f"see {self.dir}/logs/v{i}.log")
                     try:
                         if client.get(configs[i].url + "/healthz").status_code == 200:
                             pending.discard(i)

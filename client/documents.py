@@ -107,9 +107,11 @@ def sign_document(doc: dict[str, Any], signer: Signer, genesis: Genesis) -> dict
             raise InvalidRecord(f"event {p.index}: {p.error}")
         r = sign_event(signer, genesis, p.event)
         f = r.fields
-        signed.append({**p.event, SIGNATURE_KEY: {"submitter": f["submitter"], "nonce": f["nonce"].hex(),
-                                                  "submitted_at": f["submitted_at"], "signature": f["signature"].hex()}})
-    context = [*(ctx if isinstance(ctx, list) else [ctx] if ctx is not None else [EPCIS_CONTEXT]), {"rantai": RANTAI_NS}]
+        seal = {"submitter": f["submitter"], "nonce": f["nonce"].hex(), "submitted_at": f["submitted_at"],
+                "signature": f["signature"].hex()}
+        signed.append({**p.event, SIGNATURE_KEY: seal})
+    contexts = ctx if isinstance(ctx, list) else [ctx] if ctx is not None else [EPCIS_CONTEXT]
+    context = [*contexts, {"rantai": RANTAI_NS}]
     body = {"eventList": signed}
     return {**{k: v for k, v in doc.items() if k not in ("epcisBody", "@context")}, "@context": context,
             "type": "EPCISDocument", "epcisBody": body}
@@ -221,6 +223,7 @@ class DocumentClient:
                           content=body, headers={"content-type": MSGPACK, "accept": MSGPACK},
                           timeout=wait_s + 30, ok=lambda r: r.status_code < 500)
         obj = decode(r.content) if r.headers.get("content-type", "").startswith(MSGPACK) else r.json()
+        results: list[Any] | None
         if r.status_code >= 400:  # a one-record request answers with that record's error
             results = [{"id": records[0].id, "status": "rejected", "error": obj}]
         else:
@@ -228,7 +231,7 @@ class DocumentClient:
         if not isinstance(results, list) or len(results) != len(records):
             raise VerificationError(f"submit: {len(records)} results expected")
         out = []
-        for rec, res in zip(records, results):
+        for rec, res in zip(records, results, strict=True):  # lengths checked just above
             hid = event_hash_id(rec.event)
             o = Outcome(-1, "rejected", hid, rec.id.hex())
             status = res.get("status")
@@ -275,7 +278,8 @@ class DocumentClient:
             todo.append((k, record))
         for s in range(0, len(todo), batch):
             chunk = todo[s:s + batch]
-            for (k, _), o in zip(chunk, self.submit_records([r for _, r in chunk], wait_s=wait_s)):
+            outcomes_of_chunk = self.submit_records([r for _, r in chunk], wait_s=wait_s)  # one per record
+            for (k, _), o in zip(chunk, outcomes_of_chunk, strict=True):
                 o.index = prepared[k].index
                 outcomes[k] = o
             if progress:
@@ -285,13 +289,15 @@ class DocumentClient:
     # -- query and export ------------------------------------------------------------------------------
     def query_page(self, params: Sequence[tuple[str, str]], node: int | None = None) -> _Page:
         path = "/epcis/events"
-        kw = {"params": [*params, ("proofs", "true")], "headers": {"accept": "application/ld+json"}}
+        query = (*params, ("proofs", "true"))  # a tuple: httpx takes a list or a tuple of pairs
+        headers = {"accept": "application/ld+json"}
         if node is not None:
-            r = self.http.get(self.nodes[node] + path, **kw)
+            r = self.http.get(self.nodes[node] + path, params=query, headers=headers)
             if r.status_code != 200:
                 raise NodeError(f"GET {path}: HTTP {r.status_code} {r.text[:300]}")
         else:
-            r = self._request("GET", path, ok=lambda r: r.status_code == 200 or 400 <= r.status_code < 500, **kw)
+            r = self._request("GET", path, ok=lambda r: r.status_code == 200 or 400 <= r.status_code < 500,
+                              params=query, headers=headers)
             if r.status_code != 200:
                 body = r.json() if r.text else {}
                 raise InvalidRecord(f"query: {body.get('detail') or body.get('message') or r.text[:300]}")
@@ -301,7 +307,7 @@ class DocumentClient:
         if len(proofs) != len(events):
             raise VerificationError("query: one proof per event expected")
         page = _Page(next_token=r.headers.get("gs1-next-page-token"))
-        for ev, proof in zip(events, proofs):
+        for ev, proof in zip(events, proofs, strict=True):  # lengths checked above
             receipt = Receipt.from_json(json.dumps(proof["receipt"]))
             self._verify(receipt)
             expect = served_event(receipt)
@@ -409,7 +415,8 @@ def _import_command() -> click.Command:
     @click.command("import")
     @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
     @click.option("--batch", type=int, default=100, show_default=True, help="Records per request.")
-    @click.option("--wait-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for each batch to commit.")
+    @click.option("--wait-timeout", type=float, default=60.0, show_default=True,
+                  help="Seconds to wait for each batch to commit.")
     @click.option("--json", "as_json", is_flag=True, help="Print every outcome as JSON.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
     @click.option("--key", "-k", type=click.Path(dir_okay=False), help="Identity key file (RANTAI_KEY).")
@@ -465,7 +472,8 @@ def _import_command() -> click.Command:
                 elif o.status == "duplicate":
                     click.echo(f"duplicate  {where} {o.eventID} already recorded as {o.existing}")
                 elif o.status == "accepted":
-                    click.echo(f"accepted   {where} {o.eventID} record {o.record} (not committed within {wait_timeout:g} s)")
+                    click.echo(f"accepted   {where} {o.eventID} record {o.record} "
+                               f"(not committed within {wait_timeout:g} s)")
                 else:
                     click.echo(f"rejected   {where} {o.reason}")
             click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no events")

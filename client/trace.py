@@ -62,7 +62,7 @@ def _last(uri: Any) -> str:
 def describe(event: dict[str, Any], item: str | None = None) -> str:
     """One line saying what ``event`` did, from the point of view of ``item`` when given."""
     etype = event.get("type", "event")
-    action = event.get("action")
+    action = event.get("action", "")  # "" when absent: no verb, no match below
     step = _last(event.get("bizStep"))
     disp = _last(event.get("disposition"))
     parts: list[str] = []

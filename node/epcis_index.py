@@ -206,7 +206,8 @@ def _time_prefix(field_tag: bytes, level: int, bucket: int) -> bytes:
     return POSTING + field_tag + _tkey(level, bucket)
 
 
-def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any]) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+def index_entries(db: Any, height: int, timestamp_ms: int,
+                  records: Sequence[Any]) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
     """The EPCIS index entries of one block: (entries to put, [(digest, record id)] newly hashed).
 
     ``records`` are ``SignedRecord``s. A hash ID already on the chain (or earlier in this block) is
@@ -337,7 +338,8 @@ class EventQuery:
 
     def fingerprint(self) -> bytes:
         """Binds a page token to its query (a token is refused with other parameters)."""
-        text = repr((sorted(self.lists.items()), sorted(self.matches.items()), sorted(self.times.items()), self.per_page))
+        text = repr((sorted(self.lists.items()), sorted(self.matches.items()), sorted(self.times.items()),
+                     self.per_page))
         return hashlib.sha256(text.encode()).digest()[:8]
 
     # -- exact check of one event ----------------------------------------------------------------

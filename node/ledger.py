@@ -280,7 +280,8 @@ class Ledger:
         sb = self._stored(height)
         if sb is None:
             raise _missing(height, self.storage)
-        return {"height": height, "block_hash": block_hash, "header": sb.header.to_obj(), "certificate": sb.certificate.to_obj()}
+        return {"height": height, "block_hash": block_hash, "header": sb.header.to_obj(),
+                "certificate": sb.certificate.to_obj()}
 
 
 def _missing(height: int, storage: Storage) -> StorageError:

@@ -306,7 +306,7 @@ class Storage:
 
     def locate(self, record_id: bytes) -> tuple[int, int] | None:
         raw = self.db.get(RECORD + record_id)
-        return None if raw is None else _LOC.unpack(raw)  # type: ignore[return-value]
+        return None if raw is None else _LOC.unpack(raw)
 
     def item_locations(self, item_id: str, limit: int = 10_000) -> list[tuple[int, int]]:
         prefix = ITEM + item_key(item_id)

@@ -55,7 +55,8 @@ class BlockHeader:
                 raise InvalidBlock(f"header: {k} must be an unsigned 64-bit integer", rule="header field")
         proposer = obj["proposer"]
         if type(proposer) is not str or len(proposer) != 16 or not set(proposer) <= _HEX16:
-            raise InvalidBlock("header: proposer must be a validator id (16 lower-case hex digits)", rule="header field")
+            raise InvalidBlock("header: proposer must be a validator id (16 lower-case hex digits)",
+                               rule="header field")
         return cls(**obj)
 
     def encode(self) -> bytes:

@@ -114,9 +114,10 @@ def encode(value: Any) -> bytes:
     if not _in_canonical_order(value):
         value = normalize(value)
     try:
-        return msgpack.packb(value, **_packer_options)
+        packed: bytes = msgpack.packb(value, **_packer_options)  # msgpack has no type hints: packb returns Any
     except UnicodeEncodeError as exc:
         raise InvalidEncoding("encoding: text that is not valid Unicode (a lone surrogate)") from exc
+    return packed
 
 
 def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Any:

@@ -27,7 +27,7 @@ def _fail(message: str) -> InvalidGenesis:
     return InvalidGenesis(f"genesis: {message}")
 
 
-def _public_key(entry: dict, where: str) -> bytes:
+def _public_key(entry: dict[str, Any], where: str) -> bytes:
     raw = entry.get("public_key")
     try:
         key = bytes.fromhex(raw) if isinstance(raw, str) else b""
@@ -177,4 +177,5 @@ class Genesis(Consortium):
         return json.dumps(self.doc, indent=2, ensure_ascii=False) + "\n"
 
     def __repr__(self) -> str:
-        return f"Genesis({self.chain_id!r}, hash={self.hash.hex()[:16]}…, validators={len(self.validators)}, members={len(self.members)})"
+        return (f"Genesis({self.chain_id!r}, hash={self.hash.hex()[:16]}…, validators={len(self.validators)}, "
+                f"members={len(self.members)})")

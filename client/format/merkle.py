@@ -168,7 +168,8 @@ def _parent_level(level: list[bytes]) -> list[bytes]:
     """Hash pairs left to right; an odd last node is carried up unchanged."""
     sha256, prefix = _sha256, NODE_HASH_PREFIX
     pairs = iter(level)
-    parents = [sha256(prefix + left + right).digest() for left, right in zip(pairs, pairs)]
+    # zip(pairs, pairs) takes the nodes two at a time; strict=False because an odd last node has no pair
+    parents = [sha256(prefix + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
     if len(level) & 1:
         parents.append(level[-1])
     return parents

@@ -373,12 +373,17 @@ def check_receipt(record: SignedRecord, index: int, path: Sequence[bytes], heade
     check_certificate(cert, consortium, header)
 
 
-class ReceiptLike(Protocol):
-    record: SignedRecord
-    index: int
-    path: tuple[bytes, ...]
-    header: BlockHeader
-    certificate: CommitCertificate
+class ReceiptLike(Protocol):  # read-only members, so a frozen dataclass (``Receipt``) fits
+    @property
+    def record(self) -> SignedRecord: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def path(self) -> tuple[bytes, ...]: ...
+    @property
+    def header(self) -> BlockHeader: ...
+    @property
+    def certificate(self) -> CommitCertificate: ...
 
 
 def replay_changes(genesis: Genesis, receipts: Sequence[ReceiptLike]) -> Governance:

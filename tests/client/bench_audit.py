@@ -43,7 +43,7 @@ def write_leveldb(net: Net, path: str) -> None:
     u64 = struct.Struct(">Q")
     db = plyvel.DB(path, create_if_missing=True)
     with db.write_batch() as wb:
-        for b, c in zip(net.blocks, net.certs):
+        for b, c in zip(net.blocks, net.certs, strict=True):
             wb.put(b"b" + u64.pack(b.height), b.raw)
             wb.put(b"c" + u64.pack(b.height), encode(c.to_obj()))
         wb.put(b"h", u64.pack(net.height) + net.blocks[-1].hash)
@@ -56,7 +56,7 @@ def main() -> None:
     t = time.perf_counter()
     net = build(records, per_block)
     print(f"built {records} records in {net.height} blocks in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    items = [(b.raw, c.to_obj()) for b, c in zip(net.blocks, net.certs)]
+    items = [(b.raw, c.to_obj()) for b, c in zip(net.blocks, net.certs, strict=True)]
     results = {}
     cpu_us = {}
 

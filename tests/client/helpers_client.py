@@ -77,7 +77,8 @@ class Net:
         signer = self.outsider if who == "outsider" else self.members[who]
         return sign_event(signer, self.genesis, event)
 
-    def certify(self, height: int, view: int, block_hash: bytes, signers: list[Signer] | None = None) -> CommitCertificate:
+    def certify(self, height: int, view: int, block_hash: bytes,
+                signers: list[Signer] | None = None) -> CommitCertificate:
         signers = self.validators if signers is None else signers
         body = commit_body(height, view, block_hash)
         votes = sorted((s.id, s.sign(COMMIT_KIND, self.genesis.hash, body)) for s in signers)
@@ -135,7 +136,8 @@ class FakeNode:
 
     down, error500, garbage, alter-record, alter-proof, forge-cert, few-votes, wrong-record,
     stale-head, reject (refuses good records), not-found (hides records), foreign-history
-    (adds a record that does not name the item), omit-history (leaves the last one out), alter-block (flips a byte of served blocks).
+    (adds a record that does not name the item), omit-history (leaves the last one out), alter-block (flips a byte
+    of served blocks).
     ``commit`` is "now" (wait=commit answers with receipts) or "later" (records stay pending
     until the next GET).
     """
@@ -196,7 +198,8 @@ class FakeNode:
         if request.method == "GET" and path == "/v1/head":
             h = self.net.height - (1 if self.lie == "stale-head" else 0)
             if h <= 0:
-                return _resp(200, {"height": 0, "block_hash": self.net.genesis.hash, "header": None, "certificate": None})
+                return _resp(200, {"height": 0, "block_hash": self.net.genesis.hash, "header": None,
+                                   "certificate": None})
             block = self.net.blocks[h - 1]
             return _resp(200, {"height": h, "block_hash": block.hash, "header": block.header.to_obj(),
                                "certificate": self.net.certs[h - 1].to_obj()})
@@ -245,7 +248,8 @@ class FakeNode:
             except RantaiError as exc:
                 results.append({"id": rec.id, "status": "rejected", "error": exc.to_obj()})
                 continue
-            if rec.id in self.net.where or any(p.id == rec.id for p in self.net.pending) or any(p.id == rec.id for p in fresh):
+            if (rec.id in self.net.where or any(p.id == rec.id for p in self.net.pending)
+                    or any(p.id == rec.id for p in fresh)):
                 results.append({"id": rec.id, "status": "duplicate"})
             else:
                 fresh.append(rec)
@@ -279,7 +283,8 @@ def transport(nodes: list[FakeNode]) -> httpx.MockTransport:
     return httpx.MockTransport(route)
 
 
-def fake_network(net: Net, lies: dict[int, str] | None = None, commit: str = "now") -> tuple[list[FakeNode], httpx.MockTransport]:
+def fake_network(net: Net, lies: dict[int, str] | None = None,
+                 commit: str = "now") -> tuple[list[FakeNode], httpx.MockTransport]:
     lies = lies or {}
     nodes = [FakeNode(net, url, lies.get(i), commit) for i, url in enumerate(net.urls)]
     return nodes, transport(nodes)

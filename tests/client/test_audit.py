@@ -16,6 +16,8 @@ from helpers_client import Net, fake_network, object_event
 
 from rantai.client.audit import NodeSource, audit
 from rantai.client.format.audit import Auditor, MemorySource, _IdIndex, compare
+from rantai.client.format.blocks import Block
+from rantai.client.format.encoding import encode
 from rantai.node.audit import DataDirSource
 
 
@@ -25,14 +27,12 @@ def audit_dir(genesis, path, **kw):
         return audit(genesis, src, **kw)
     finally:
         src.close()
-from rantai.client.format.blocks import Block
-from rantai.client.format.encoding import encode
 
 U64 = struct.Struct(">Q")
 
 
 def items(net: Net) -> list:
-    return [(b.raw, c.to_obj()) for b, c in zip(net.blocks, net.certs)]
+    return [(b.raw, c.to_obj()) for b, c in zip(net.blocks, net.certs, strict=True)]
 
 
 def chain(blocks: int = 4, per_block: int = 3) -> Net:
@@ -98,8 +98,8 @@ def test_forged_certificate():
     net = chain(3, 2)
     forger = Net(chain_id="other-chain")
     cert = net.certs[1]
-    net.certs[1] = type(cert)(cert.height, cert.view, cert.block_hash,
-                              tuple((vid, forger.validators[0].sign("commit", net.genesis.hash, b"x")) for vid, _ in cert.votes))
+    forged = tuple((vid, forger.validators[0].sign("commit", net.genesis.hash, b"x")) for vid, _ in cert.votes)
+    net.certs[1] = type(cert)(cert.height, cert.view, cert.block_hash, forged)
     rep = audit(net.genesis, MemorySource(items(net)), workers=2)
     assert rules_at(rep) == [(2, "certificate signature")]
 
@@ -145,7 +145,8 @@ def test_tampered_record_bytes_fail_the_merkle_root():
     net = chain(3, 3)
     raw = net.blocks[1].raw
     at = raw.index(b"shipping")  # inside a record's event: still decodes, but the record id changes
-    src = MemorySource([(b.raw if i != 1 else flip(raw, at), c.to_obj()) for i, (b, c) in enumerate(zip(net.blocks, net.certs))])
+    src = MemorySource([(b.raw if i != 1 else flip(raw, at), c.to_obj())
+                        for i, (b, c) in enumerate(zip(net.blocks, net.certs, strict=True))])
     rep = audit(net.genesis, src, workers=0)
     assert rules_at(rep)[0] == (2, "records root")
 
@@ -182,7 +183,7 @@ def write_datadir(net: Net, path: Path) -> None:
 
     db = plyvel.DB(str(path), create_if_missing=True)
     db.put(b"mformat", b"rantai-node/1")
-    for b, c in zip(net.blocks, net.certs):
+    for b, c in zip(net.blocks, net.certs, strict=True):
         db.put(b"b" + U64.pack(b.height), b.raw)
         db.put(b"c" + U64.pack(b.height), encode(c.to_obj()))
     db.put(b"h", U64.pack(net.height) + net.blocks[-1].hash)

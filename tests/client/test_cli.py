@@ -194,7 +194,8 @@ def test_config_precedence_flags_env_file(tmp_path):
     cfg = load_config(env={}, cwd=tmp_path)
     assert cfg.nodes == ["http://file:1"] and cfg.key == tmp_path / "k.pem" and cfg.timeout == 3.0
     cfg = load_config(env={"RANTAI_NODES": "http://env:1, http://env:2", "RANTAI_KEY": "/e.pem"}, cwd=tmp_path)
-    assert cfg.nodes == ["http://env:1", "http://env:2"] and str(cfg.key) == "/e.pem" and cfg.genesis == tmp_path / "g.json"
+    assert cfg.nodes == ["http://env:1", "http://env:2"]
+    assert str(cfg.key) == "/e.pem" and cfg.genesis == tmp_path / "g.json"
     cfg = load_config(nodes=["http://flag:1"], env={"RANTAI_NODES": "http://env:1"}, cwd=tmp_path)
     assert cfg.nodes == ["http://flag:1"] and cfg.sources["nodes"] == "flag"
     xdg = tmp_path / "xdg" / "rantai"

@@ -226,7 +226,9 @@ def test_record_rules(net):
 
 
 def make_block(net, height=1, prev=None, n=5):
-    recs = [sign_event(net.members["gayo-coop"], net.genesis, {**EVENT, "eventTime": f"2026-03-01T08:00:0{i}.000+07:00"}) for i in range(n)]
+    member = net.members["gayo-coop"]
+    recs = [sign_event(member, net.genesis, {**EVENT, "eventTime": f"2026-03-01T08:00:0{i}.000+07:00"})
+            for i in range(n)]
     block = Block.build(
         chain=net.genesis.hash,
         height=height,
@@ -236,7 +238,8 @@ def make_block(net, height=1, prev=None, n=5):
         timestamp=1_767_000_000_000,
         records=recs,
     )
-    votes = tuple(sorted((v.id, v.sign(COMMIT_KIND, net.genesis.hash, commit_body(height, 0, block.hash))) for v in net.validators[:3]))
+    body = commit_body(height, 0, block.hash)
+    votes = tuple(sorted((v.id, v.sign(COMMIT_KIND, net.genesis.hash, body)) for v in net.validators[:3]))
     return block, CommitCertificate(height, 0, block.hash, votes)
 
 

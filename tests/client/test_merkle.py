@@ -428,11 +428,11 @@ def test_consistency_sweep_up_to_100():
     # Every (old, new) pair: same proofs as the RFC recursion, they verify, and
     # one flipped bit in any proof hash or either root fails.
     roots = [root(RECORD_IDS[:n]) for n in range(101)]
-    for new_size in range(0, 101):
+    for new_size in range(101):
         leaves = RECORD_IDS[:new_size]
         tree = ReferenceTree(leaves)
         levels = tree_levels(leaves) if leaves else []
-        for old_size in range(0, new_size + 1):
+        for old_size in range(new_size + 1):
             proof = consistency_proof(leaves, old_size)
             assert proof == tree.proof(old_size), (old_size, new_size)
             if proof:

@@ -94,7 +94,8 @@ def test_round_trip_audit_and_tamper(devnet, tmp_path):
     res = CliRunner(env=env).invoke(cli, ["submit", "--receive", ITEM, "--json"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     res = CliRunner(env=env).invoke(cli, ["trace", ITEM, "--json"], catch_exceptions=False)
-    assert [s["event"]["bizStep"] for s in json.loads(res.output)["steps"]] == ["shipping", "receiving", "storing", "receiving"]
+    steps = json.loads(res.output)["steps"]
+    assert [s["event"]["bizStep"] for s in steps] == ["shipping", "receiving", "storing", "receiving"]
     with Client(genesis, urls) as client:
         head = client.head()
 

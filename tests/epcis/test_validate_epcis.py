@@ -82,19 +82,24 @@ def test_error_is_a_value_error_with_status_hint():
         (lambda e: e["epcList"].append("urn:epc:id:sgtin:8991234.012345.a%zz"), "event.epcList[2]", "URI"),
         (lambda e: e["readPoint"].pop("id"), "event.readPoint.id", "required"),
         (lambda e: e["readPoint"].update(floor=2), "event.readPoint.floor", "namespace"),
-        (lambda e: e["sourceList"][0].update(type="urn:epcglobal:cbv:sdt:owning_party"), "event.sourceList[0].type", "bare"),
-        (lambda e: e["bizTransactionList"][0].pop("bizTransaction"), "event.bizTransactionList[0].bizTransaction", "required"),
+        (lambda e: e["sourceList"][0].update(type="urn:epcglobal:cbv:sdt:owning_party"), "event.sourceList[0].type",
+         "bare"),
+        (lambda e: e["bizTransactionList"][0].pop("bizTransaction"), "event.bizTransactionList[0].bizTransaction",
+         "required"),
         (lambda e: e.update(colour="red"), "event.colour", "namespace"),
         (lambda e: e.update(ilmd={"example:lot": "A"}), "event.ilmd", "ADD"),
         (lambda e: e.update(quantityList=[{"epcClass": "urn:epc:class:lgtin:8991234.012345.L1", "quantity": True}]),
          "event.quantityList[0].quantity", "number"),
         (lambda e: e.update(quantityList=[{"epcClass": "urn:epc:class:lgtin:8991234.012345.L1", "uom": "kg"}]),
          "event.quantityList[0].uom", "unit code"),
-        (lambda e: e.update(quantityList=[{"epcClass": "urn:epc:class:lgtin:8991234.012345.L1", "quantity": float("nan")}]),
+        (lambda e: e.update(quantityList=[{"epcClass": "urn:epc:class:lgtin:8991234.012345.L1",
+                                           "quantity": float("nan")}]),
          "event.quantityList[0].quantity", "finite"),
-        (lambda e: e.update({"example:deep": [[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]}), "event.example:deep" + "[0]" * 15, "deeper"),
+        (lambda e: e.update({"example:deep": [[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]}),
+         "event.example:deep" + "[0]" * 15, "deeper"),
         (lambda e: e.update({"example:big": "x" * (MAX_TEXT_LENGTH + 1)}), "event.example:big", "longer"),
-        (lambda e: e.update(epcList=[f"urn:epc:id:sgtin:8991234.012345.{i}" for i in range(MAX_LIST_ITEMS + 1)]),
+        (lambda e: e.update(epcList=[f"urn:epc:id:sgtin:8991234.012345.{i}"
+                                     for i in range(MAX_LIST_ITEMS + 1)]),
          "event.epcList", "more than"),
     ],
 )
@@ -117,11 +122,13 @@ def test_event_types_and_their_requirements():
     validate_event(tx)
     rejects({**tx, "bizTransactionList": []}, "event.bizTransactionList", "at least 1")
     tf = {**base, "type": "TransformationEvent", "inputEPCList": ["urn:epc:id:sgtin:8991234.012345.1"],
-          "outputQuantityList": [{"epcClass": "https://id.gs1.org/01/08991234123455/10/LOT1", "quantity": 12.5, "uom": "KGM"}]}
+          "outputQuantityList": [{"epcClass": "https://id.gs1.org/01/08991234123455/10/LOT1", "quantity": 12.5,
+                                  "uom": "KGM"}]}
     validate_event(tf)
     rejects({**tf, "action": "ADD"}, "event.action", "unknown field")
     rejects({**tf, "outputQuantityList": []}, "event.outputEPCList", "transformationID")
-    validate_event({**tf, "outputQuantityList": [], "transformationID": "urn:uuid:0d8a8f2e-7c1e-4a53-9d1e-0b1f1e2d3c4b"})
+    validate_event({**tf, "outputQuantityList": [],
+                    "transformationID": "urn:uuid:0d8a8f2e-7c1e-4a53-9d1e-0b1f1e2d3c4b"})
     assoc = {**base, "type": "AssociationEvent", "action": "ADD", "parentID": "urn:epc:id:grai:8991234.00001.7",
              "childEPCs": ["urn:epc:id:giai:8991234.SENSOR7"]}
     validate_event(assoc)
@@ -130,7 +137,8 @@ def test_event_types_and_their_requirements():
 
 def test_sensor_data_and_persistent_disposition():
     ev = {
-        "type": "ObjectEvent", "action": "OBSERVE", "eventTime": "2024-05-01T01:00:00.5Z", "eventTimeZoneOffset": "+07:00",
+        "type": "ObjectEvent", "action": "OBSERVE", "eventTime": "2024-05-01T01:00:00.5Z",
+        "eventTimeZoneOffset": "+07:00",
         "readPoint": {"id": "urn:epc:id:sgln:8991234.00001.0"},
         "persistentDisposition": {"set": ["recalled"], "unset": ["active"]},
         "sensorElementList": [{

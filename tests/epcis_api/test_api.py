@@ -93,17 +93,18 @@ def test_duplicates_capture_lookup_and_query(tmp_path):
                                                      event_id=f"urn:uuid:6f1c2a7e-0000-4000-8000-00000000000{i}")
                                           for i in range(2)])
                 signed = sign_document(doc, net.acme, net.genesis)
-                r = await cl.post("/epcis/capture", content=json.dumps(signed), headers={"content-type": "application/ld+json"})
+                jsonld = {"content-type": "application/ld+json"}
+                r = await cl.post("/epcis/capture", content=json.dumps(signed), headers=jsonld)
                 assert r.status_code == 202, r.text
                 job = await _job(cl, r.headers["location"])
                 assert job["success"] and {e["status"] for e in job["events"]} == {"recorded"}
                 n_events = len(job["events"])
                 resigned = sign_document(doc, net.acme, net.genesis)
-                r = await cl.post("/epcis/capture", content=json.dumps(resigned), headers={"content-type": "application/ld+json"})
+                r = await cl.post("/epcis/capture", content=json.dumps(resigned), headers=jsonld)
                 job2 = await _job(cl, r.headers["location"])
                 assert [e["status"] for e in job2["events"]] == ["duplicate"] * n_events
                 assert [e["existing"] for e in job2["events"]] == [e["record"] for e in job["events"]]
-                r = await cl.post("/epcis/capture", content=json.dumps(doc), headers={"content-type": "application/ld+json"})
+                r = await cl.post("/epcis/capture", content=json.dumps(doc), headers=jsonld)
                 job3 = await _job(cl, r.headers["location"])  # unsigned: every event refused, with the reason
                 assert not job3["success"] and all("unsigned" in e["error"]["message"] for e in job3["events"])
                 assert job3["errors"][0]["instance"] == "/epcisBody/eventList/0"
@@ -116,7 +117,8 @@ def test_duplicates_capture_lookup_and_query(tmp_path):
                 prepared = prepare_events(doc)
                 hid = prepared[0].hash_id
                 own = doc["epcisBody"]["eventList"][0]["eventID"]
-                for url in (f"/v1/events/{quote(hid, safe='')}", f"/v1/events/{hid}", f"/v1/events/{quote(own, safe='')}"):
+                urls = (f"/v1/events/{quote(hid, safe='')}", f"/v1/events/{hid}", f"/v1/events/{quote(own, safe='')}")
+                for url in urls:
                     r = await cl.get(url, headers={"accept": "application/msgpack"})
                     assert r.status_code == 200, (url, r.text)
                     receipt = Receipt.from_obj(decode(r.content))

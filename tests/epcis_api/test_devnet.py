@@ -75,7 +75,8 @@ def test_official_examples_import_query_export(tmp_path):
         assert res.exit_code == 0, res.output
         out = json.loads(res.stdout)
         statuses = [e["status"] for e in out["events"]]
-        assert set(statuses) <= {"recorded", "duplicate"}, [e for e in out["events"] if e["status"] not in ("recorded", "duplicate")]
+        assert set(statuses) <= {"recorded", "duplicate"}, [
+            e for e in out["events"] if e["status"] not in ("recorded", "duplicate")]
         recorded = {e["eventID"] for e in out["events"] if e["status"] == "recorded"}
         assert recorded == set(expected)  # each distinct event once; repeats across documents are duplicates
         assert len(statuses) == sum(len(prepare_events(json.loads(p.read_text()))) for p in files)
@@ -84,11 +85,16 @@ def test_official_examples_import_query_export(tmp_path):
         assert again.exit_code == 0, again.output
         assert {e["status"] for e in json.loads(again.stdout)["events"]} == {"duplicate"}  # nothing recorded twice
         text = runner.invoke(cli, ["import", str(files[0])], catch_exceptions=False)  # people's output, progress bar
-        assert text.exit_code == 0 and "duplicate " in text.stdout and "already recorded as" in text.stdout, text.output
+        assert text.exit_code == 0, text.output
+        assert "duplicate " in text.stdout and "already recorded as" in text.stdout, text.output
 
         genesis = net.genesis
         with httpx.Client(timeout=30) as http:
-            heights = lambda: [http.get(u + "/v1/head", headers={"accept": "application/json"}).json()["height"] for u in net.urls]  # noqa: E731
+            def heights() -> list[int]:
+                return [http.get(u + "/v1/head", headers={"accept": "application/json"}).json()["height"]
+                        for u in net.urls]
+
+
             wait_for("every node at the same height", lambda: len(set(heights())) == 1)
             # every event by its hash ID, on every node; the own eventIDs resolve too
             for url in net.urls:
@@ -99,8 +105,10 @@ def test_official_examples_import_query_export(tmp_path):
                     verify_receipt(receipt, genesis)
                     assert receipt.record.event == event and event_hash_id(receipt.record.event) == hid
             for own, hid in list(own_ids.items())[:5]:
-                r = http.get(f"{net.urls[2]}/v1/events/{quote(own, safe='')}", headers={"accept": "application/msgpack"})
+                r = http.get(f"{net.urls[2]}/v1/events/{quote(own, safe='')}",
+                             headers={"accept": "application/msgpack"})
                 assert r.status_code == 200
+                assert event_hash_id(Receipt.from_obj(decode(r.content)).record.event) == hid, own
             # the same query answered identically by every node (certificates aside)
             for params in ([("eventType", "ObjectEvent"), ("perPage", "7")], [("EQ_bizStep", "shipping")],
                            [("GE_eventTime", "2019-01-01T00:00:00Z"), ("LT_eventTime", "2020-01-01T00:00:00+01:00")]):

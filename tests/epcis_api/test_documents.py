@@ -52,10 +52,11 @@ def test_examples_hash_alike_inside_and_outside_their_document():
 
 def test_signed_document_round_trips_to_records():
     net = make_net()
-    signed = sign_document({**DOC, "epcisBody": {"eventList": DOC["epcisBody"]["eventList"][:2]}}, net.acme, net.genesis)
+    two = {**DOC, "epcisBody": {"eventList": DOC["epcisBody"]["eventList"][:2]}}
+    signed = sign_document(two, net.acme, net.genesis)
     assert {"rantai": "urn:rantai:"} in signed["@context"]
     wire = json.loads(json.dumps(signed))  # what the node parses
-    for ev, p in zip(wire["epcisBody"]["eventList"], prepare_events(DOC)):
+    for ev, p in zip(wire["epcisBody"]["eventList"], prepare_events(two), strict=True):
         record = record_of_captured(ev, net.genesis.hash)
         record.verify(net.genesis)
         assert record.event == p.event and event_hash_id(record.event) == p.hash_id

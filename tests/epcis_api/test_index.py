@@ -10,6 +10,7 @@ record times) and ~300 random queries compared with a brute-force filter.
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -139,8 +140,12 @@ def _random_params(rng: random.Random, rows) -> list[tuple[str, str]]:
                 e = _epc(rng)
                 params.append((p, e if rng.random() < 0.7 else ix.norm_id(e)))
         else:
-            lo = 1_700_000_000 + rng.randint(0, 400 * DAY) if p == "eventTime" else 1_700_000_000 + rng.randint(0, 41 * 3600)
-            width = rng.choice([3600, DAY, 30 * DAY, 200 * DAY]) if p == "eventTime" else rng.choice([1800, 5 * 3600, 20 * 3600])
+            if p == "eventTime":
+                lo = 1_700_000_000 + rng.randint(0, 400 * DAY)
+                width = rng.choice([3600, DAY, 30 * DAY, 200 * DAY])
+            else:
+                lo = 1_700_000_000 + rng.randint(0, 41 * 3600)
+                width = rng.choice([1800, 5 * 3600, 20 * 3600])
             which = rng.choice(["GE", "LT", "both"])
             if which in ("GE", "both"):
                 params.append((f"GE_{p}", _time(lo, rng)))
@@ -213,7 +218,7 @@ def test_time_buckets_cover_exactly(lo, hi):
     buckets = ix.time_buckets(lo, hi)
     assert len(buckets) <= 5 * 32
     spans = sorted(((b << lv) * 1_000_000, ((b + 1) << lv) * 1_000_000, exact) for lv, b, exact in buckets)
-    for (a0, a1, _), (b0, _, _) in zip(spans, spans[1:]):
+    for (_, a1, _), (b0, _, _) in pairwise(spans):
         assert a1 == b0  # contiguous, no overlap
     assert spans[0][0] <= (lo or 0) and (hi is None or spans[-1][1] >= hi)
     for a, b, exact in spans:  # exact buckets lie inside the range

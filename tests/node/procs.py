@@ -56,7 +56,8 @@ class Api:
     def records(self, n: int) -> list[SignedRecord]:
         return [sign_event(self.acme, self.genesis, event()) for _ in range(n)]
 
-    def submit(self, i: int, records: list[SignedRecord], wait: bool = True, timeout_ms: int = 30000) -> tuple[int, list]:
+    def submit(self, i: int, records: list[SignedRecord], wait: bool = True,
+               timeout_ms: int = 30000) -> tuple[int, list]:
         q = f"?wait=commit&timeout_ms={timeout_ms}" if wait else ""
         r = self.http.post(self.urls[i] + "/v1/records" + q, content=encode({"records": [x.raw for x in records]}),
                            headers=MP)

@@ -27,7 +27,8 @@ def test_demo_journey_is_committed_verified_and_traced(tmp_path, free_base_port)
     assert [s["member"] for s in out["steps"]] == list(MEMBERS)
     genesis = Genesis.load(tmp_path / "demo" / "genesis.json")
     for step in out["steps"]:
-        receipt = Receipt.from_json((tmp_path / "demo" / "receipts").joinpath(step["receipt"].rsplit("/", 1)[-1]).read_text())
+        name = step["receipt"].rsplit("/", 1)[-1]
+        receipt = Receipt.from_json((tmp_path / "demo" / "receipts" / name).read_text())
         receipt.verify(genesis)
         assert receipt.record_id.hex() == step["record_id"]
     # The bag's lineage: commission of its sacks, roasting, packing, shipping and receiving of its pallet, the sale.

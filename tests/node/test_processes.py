@@ -70,7 +70,8 @@ def test_devnet_commits_from_any_node_one_then_two_down(tmp_path):
         net.start_node(2)
         net.start_node(3)
         net.wait_ready(indices=[2, 3])
-        wait_until("the stuck records commit", lambda: all(api.has_record(0, r.id) for r in stuck), describe=api.snapshot)
+        wait_until("the stuck records commit", lambda: all(api.has_record(0, r.id) for r in stuck),
+                   describe=api.snapshot)
         status, res = api.submit(3, api.records(2))
         assert status == 200 and {e["status"] for e in res} == {"committed"}
         top = api.height(0)

@@ -200,7 +200,7 @@ def _time(when: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
     return stamp, offset
 
 
-def _quantities(items: Iterable[Any] | None) -> list[dict]:
+def _quantities(items: Iterable[Any] | None) -> list[dict[str, Any]]:
     """(epc_class, quantity[, uom]) tuples or dicts -> quantity elements."""
     out = []
     for q in items or ():
@@ -224,14 +224,14 @@ def _ids(items: Iterable[str] | str | None) -> list[str]:
 
 
 def _finish(
-    event: dict,
+    event: dict[str, Any],
     *,
     read_point: str | None,
     biz_location: str | None,
     biz_transactions: Sequence[tuple[str, str]] | None = None,
     extensions: Mapping[str, Any] | None = None,
     event_id: bool | str = False,
-) -> dict:
+) -> dict[str, Any]:
     if read_point:
         event["readPoint"] = {"id": read_point}
     if biz_location:
@@ -250,7 +250,7 @@ def _finish(
     return event
 
 
-def _base(etype: str, when: datetime | None, tz: tzinfo | None) -> dict:
+def _base(etype: str, when: datetime | None, tz: tzinfo | None) -> dict[str, Any]:
     stamp, offset = _time(when, tz)
     return {"type": etype, "eventTime": stamp, "eventTimeZoneOffset": offset}
 
@@ -270,7 +270,7 @@ def commission(
     tz: tzinfo | None = None,
     extensions: Mapping[str, Any] | None = None,
     event_id: bool | str = False,
-) -> dict:
+) -> dict[str, Any]:
     """Items come into existence (are labelled): ObjectEvent ADD, bizStep ``commissioning``.
 
     ``lot``, ``best_before`` and ``expiry`` (dates ``YYYY-MM-DD``) go into the
@@ -309,7 +309,7 @@ def pack(
     tz: tzinfo | None = None,
     extensions: Mapping[str, Any] | None = None,
     event_id: bool | str = False,
-) -> dict:
+) -> dict[str, Any]:
     """Items packed into a case/pallet (``parent``, e.g. an SSCC): AggregationEvent ADD, bizStep ``packing``."""
     ev = _base("AggregationEvent", when, tz)
     ev["parentID"] = parent
@@ -334,7 +334,7 @@ def unpack(
     tz: tzinfo | None = None,
     extensions: Mapping[str, Any] | None = None,
     event_id: bool | str = False,
-) -> dict:
+) -> dict[str, Any]:
     """Items taken out of a case/pallet: AggregationEvent DELETE, bizStep ``unpacking``
     (without ``children``: everything in it)."""
     ev = _base("AggregationEvent", when, tz)
@@ -366,7 +366,7 @@ def _movement(
     tz: tzinfo | None,
     extensions: Mapping[str, Any] | None,
     event_id: bool | str,
-) -> dict:
+) -> dict[str, Any]:
     ev = _base("ObjectEvent", when, tz)
     ev["epcList"] = _ids(epcs)
     q = _quantities(quantities)
@@ -414,7 +414,7 @@ def ship(
     tz: tzinfo | None = None,
     extensions: Mapping[str, Any] | None = None,
     event_id: bool | str = False,
-) -> dict:
+) -> dict[str, Any]:
     """Goods leave: ObjectEvent OBSERVE, bizStep ``shipping``, disposition ``in_transit``.
 
     ``source``/``destination`` are the owning parties (pgln), ``source_location``/
@@ -447,7 +447,7 @@ def receive(
     tz: tzinfo | None = None,
     extensions: Mapping[str, Any] | None = None,
     event_id: bool | str = False,
-) -> dict:
+) -> dict[str, Any]:
     """Goods arrive and are taken in: ObjectEvent OBSERVE, bizStep ``receiving``,
     disposition ``in_progress``; ``read_point`` and ``biz_location`` default to ``destination_location``."""
     loc = destination_location
@@ -475,7 +475,7 @@ def transform(
     tz: tzinfo | None = None,
     extensions: Mapping[str, Any] | None = None,
     event_id: bool | str = False,
-) -> dict:
+) -> dict[str, Any]:
     """Inputs consumed to make outputs (milling, roasting, mixing): TransformationEvent.
 
     Inputs and outputs are EPCs (``inputs``/``outputs``) and/or quantities
@@ -513,7 +513,7 @@ def sell(
     tz: tzinfo | None = None,
     extensions: Mapping[str, Any] | None = None,
     event_id: bool | str = False,
-) -> dict:
+) -> dict[str, Any]:
     """Items sold to a consumer at a shop: ObjectEvent OBSERVE, bizStep ``retail_selling``,
     disposition ``retail_sold``."""
     ev = _base("ObjectEvent", when, tz)
@@ -527,7 +527,7 @@ def sell(
 
 
 def epcis_document(events: Iterable[Mapping[str, Any]], *, created: datetime | None = None,
-                   context: Sequence[Any] | None = None, tz: tzinfo | None = None) -> dict:
+                   context: Sequence[Any] | None = None, tz: tzinfo | None = None) -> dict[str, Any]:
     """Wrap events in an EPCISDocument (JSON-LD) for sharing with partners or EPCIS tools.
 
     ``context`` adds JSON-LD context entries (e.g. ``{"ex": "https://ns.example.co.id/epcis/"}``

@@ -337,7 +337,7 @@ _TERMS = {
 # Rendered string values, per prefix map: identifiers, locations and vocabulary terms repeat from
 # event to event, so normalising each once makes the hash several times cheaper (bounded, thread-safe
 # enough: a lost insert only costs a recomputation).
-_VALUE_CACHES: dict[tuple, dict[tuple[str, str | None], str]] = {}
+_VALUE_CACHES: dict[tuple[tuple[str, str], ...], dict[tuple[str, str | None], str]] = {}
 _VALUE_CACHE_MAX = 65_536
 
 
@@ -454,7 +454,7 @@ PROPERTY_ORDER: tuple[str, ...] = (
 _KNOWN = frozenset(PROPERTY_ORDER) | EXCLUDED
 
 
-def _as_list(v: Any) -> list:
+def _as_list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else [v]
 
 

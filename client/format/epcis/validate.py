@@ -27,7 +27,9 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
+
+from ..errors import InvalidRecord
 
 __all__ = [
     "EventInvalid",
@@ -54,8 +56,6 @@ MAX_TEXT_LENGTH = 8_192
 MAX_DEPTH = 16  # nesting depth of extension / ILMD values
 MAX_KEYS = 1_000  # keys in one extension object
 
-from ..errors import InvalidRecord
-
 
 class EventInvalid(InvalidRecord, ValueError):
     """An EPCIS event or document broke a validation rule.
@@ -77,7 +77,7 @@ class EventInvalid(InvalidRecord, ValueError):
     def __str__(self) -> str:
         return f"schema: {self.path}: {self.reason}"
 
-    def __reduce__(self):  # picklable (process pools)
+    def __reduce__(self) -> tuple[type[EventInvalid], tuple[str, str]]:  # picklable (process pools)
         return (type(self), (self.path, self.reason))
 
 
@@ -92,7 +92,7 @@ class _Err(Exception):
         self.parts = list(parts)
 
 
-def _bad(msg: str, *parts: str) -> None:
+def _bad(msg: str, *parts: str) -> NoReturn:
     raise _Err(msg, *parts)
 
 
@@ -206,7 +206,10 @@ def _digits(total: int, ref_min: int, ref_max: int) -> str:
 
 # scheme -> (regex of the part after "urn:epc:id:<scheme>:", human-readable form)
 _EPC_ID_FORMS: dict[str, tuple[str, str]] = {
-    "sgtin": (_digits(13, 1, 7) + r"\." + _C82 + "{1,20}", "CompanyPrefix.ItemRef.Serial (13 digits before the serial)"),
+    "sgtin": (
+        _digits(13, 1, 7) + r"\." + _C82 + "{1,20}",
+        "CompanyPrefix.ItemRef.Serial (13 digits before the serial)",
+    ),
     "sscc": (_digits(17, 5, 11), "CompanyPrefix.SerialRef (17 digits)"),
     "sgln": (_digits(12, 0, 6) + r"\." + _C82 + "{1,20}", "CompanyPrefix.LocationRef.Extension (12 digits)"),
     "grai": (_digits(12, 0, 6) + r"\." + _C82 + "{0,16}", "CompanyPrefix.AssetType.Serial (12 digits)"),
@@ -259,7 +262,10 @@ _DL_KEYS: dict[str, tuple[re.Pattern[str], int | None]] = {
     "8018": (re.compile(r"\d{18}\Z"), 18),
 }
 _DL_PRIMARY = re.compile(r"https?://[^/?#]+(?:/[^/?#]*)*?/(00|01|253|255|401|402|414|417|8003|8004|8006|8010|8017|8018)/([^/?#]+)")
-_DL_ALPHA = {"sscc": "00", "gtin": "01", "gdti": "253", "gcn": "255", "ginc": "401", "gsin": "402", "gln": "414", "party": "417", "grai": "8003", "giai": "8004", "itip": "8006", "cpid": "8010", "gsrnp": "8017", "gsrn": "8018"}
+_DL_ALPHA = {
+    "sscc": "00", "gtin": "01", "gdti": "253", "gcn": "255", "ginc": "401", "gsin": "402", "gln": "414",
+    "party": "417", "grai": "8003", "giai": "8004", "itip": "8006", "cpid": "8010", "gsrnp": "8017", "gsrn": "8018",
+}
 
 
 def gs1_check_digit(digits: str) -> int:
@@ -441,7 +447,7 @@ def _hex(v: Any) -> None:
         _bad(f"longer than {MAX_TEXT_LENGTH} characters")
 
 
-def _list(v: Any, min_items: int = 0) -> list:
+def _list(v: Any, min_items: int = 0) -> list[Any]:
     if type(v) is not list:
         _bad("must be a list")
     n = len(v)
@@ -525,26 +531,25 @@ def _object(fields: dict[str, Callable[[Any], None]], required: tuple[str, ...] 
 def _list_of(item: Callable[[Any], None], min_items: int = 0, unique: bool = False) -> Callable[[Any], None]:
     def check(v: Any) -> None:
         _list(v, min_items)
-        i = 0
-        try:
-            for i, x in enumerate(v):
+        for i, x in enumerate(v):  # a try inside the loop costs nothing until it raises (3.11)
+            try:
                 item(x)
-        except _Err as e:
-            e.parts.append(f"[{i}]")
-            raise
+            except _Err as e:
+                e.parts.append(f"[{i}]")
+                raise
         if unique and len(v) > 1:
             _unique(v)
 
     return check
 
 
-def _unique(v: list) -> None:
+def _unique(v: list[Any]) -> None:
     try:
         if len(set(v)) == len(v):
             return
     except TypeError:  # unhashable items: checked for type elsewhere
         return
-    seen: set = set()
+    seen: set[Any] = set()
     for i, x in enumerate(v):
         if x in seen:
             _bad(f"duplicate item {x!r:.80}", f"[{i}]")
@@ -554,14 +559,13 @@ def _unique(v: list) -> None:
 def _epc_list(v: Any) -> None:
     _list(v)
     good = _GOOD_IDS
-    i = 0
-    try:
-        for i, x in enumerate(v):
-            if type(x) is not str or x not in good:
+    for i, x in enumerate(v):
+        if type(x) is not str or x not in good:
+            try:
                 _id(x)
-    except _Err as e:
-        e.parts.append(f"[{i}]")
-        raise
+            except _Err as e:
+                e.parts.append(f"[{i}]")
+                raise
     if len(v) > 1:
         _unique(v)
 
@@ -835,7 +839,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 _TYPES_TEXT = "must be one of " + ", ".join(sorted(EVENT_TYPES))
 
 
-def _nonempty(event: dict, key: str) -> bool:
+def _nonempty(event: dict[str, Any], key: str) -> bool:
     v = event.get(key)
     return type(v) is list and len(v) > 0
 
@@ -894,7 +898,7 @@ def _check_event(event: Any) -> None:
                      ".outputEPCList" if has_in else ".inputEPCList")
 
 
-def _raise(base: str, e: _Err) -> None:
+def _raise(base: str, e: _Err) -> NoReturn:
     path = base + "".join(reversed(e.parts))
     if path.startswith("."):
         path = path[1:]
@@ -922,7 +926,7 @@ _DOC_FIELDS = frozenset(
 _QUERY_DOC_FIELDS = frozenset({"@context", "id", "type", "schemaVersion", "creationDate", "epcisBody"})
 
 
-def _doc_header(doc: dict, allowed: frozenset[str]) -> None:
+def _doc_header(doc: dict[str, Any], allowed: frozenset[str]) -> None:
     for k, v in doc.items():
         try:
             if k not in allowed:
@@ -949,7 +953,7 @@ def _doc_header(doc: dict, allowed: frozenset[str]) -> None:
             raise
 
 
-def _body_events(doc: Any) -> tuple[str, list]:
+def _body_events(doc: Any) -> tuple[str, list[Any]]:
     if type(doc) is not dict:
         _bad("must be an object")
     dtype = doc.get("type")
@@ -996,13 +1000,12 @@ def _body_events(doc: Any) -> tuple[str, list]:
     return base, events
 
 
-def document_events(doc: Any) -> list:
+def document_events(doc: Any) -> list[Any]:
     """The event list of an EPCISDocument or EPCISQueryDocument (after checking the document's own fields)."""
     try:
         return _body_events(doc)[1]
     except _Err as e:
         _raise("", e)
-        raise  # unreachable
 
 
 def validate_document(doc: Any) -> int:

@@ -574,15 +574,16 @@ def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, compar
             raise click.UsageError("--compare needs at least two node URLs")
         srcs = [audit_mod.open_source(s, transport=transport) for s in specs]
         try:
-            rep = engine.compare(g, srcs, end=end)
+            crep = engine.compare(g, srcs, end=end)
         finally:
             for s in srcs:
                 s.close()
         if as_json:
-            _dump(rep.to_obj())
+            _dump(crep.to_obj())
         else:
-            _print_compare(rep)
-        ctx.exit(EXIT_OK if rep.ok else EXIT_FAILED)
+            _print_compare(crep)
+        # A divergence is a broken chain (1); a node that could not be read is not (4).
+        ctx.exit(EXIT_OK if crep.ok else EXIT_FAILED if crep.divergence is not None else EXIT_NODE)
     if sum(bool(x) for x in (sources, node)) > 1 or len(sources) > 1:
         raise click.UsageError("audit one source: --node URL or one SOURCE (use --compare for several)")
     spec = node or (sources[0] if sources else None)

@@ -280,7 +280,7 @@ class RemoteError(RantaiError):
 def _error_from_body(obj: Any, status: int) -> RantaiError:
     if isinstance(obj, dict) and isinstance(obj.get("error"), str):
         rule = obj["error"]
-        message = obj.get("message") if isinstance(obj.get("message"), str) else rule
+        message: str = obj["message"] if isinstance(obj.get("message"), str) else rule
         cls = _ERRORS_BY_RULE.get(rule)
         if cls is not None and cls not in (VerificationError, NodeError) and not issubclass(cls, VerificationError):
             return cls(message)
@@ -665,9 +665,9 @@ def _record_id(value: Any, *, strict: bool = True) -> bytes:
 def _prefixed(exc: RantaiError, prefix: str) -> RantaiError:
     """The same error with ``prefix`` in front of its message (which event of a batch failed)."""
     if type(exc).__init__ is RantaiError.__init__:
-        new = type(exc)(f"{prefix}: {exc}", **exc.details)
+        new = type(exc)(f"{prefix}: {exc}", rule=exc.rule, **exc.details)
     elif hasattr(exc, "path") and hasattr(exc, "reason"):  # epcis.EventInvalid(path, reason)
-        new = type(exc)(f"{prefix}: {exc.path}", exc.reason)
+        new = type(exc)(f"{prefix}: {exc.path}", exc.reason)  # type: ignore[call-arg]  # EventInvalid's own signature
     else:
         return exc
     new.__cause__ = exc

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from itertools import accumulate
 from typing import Any
@@ -93,7 +93,7 @@ def error_response(request: Request, err: BaseException) -> Response:
     return respond(request, error_body(err), status_of(err), headers)
 
 
-def client_address(scope: dict) -> str:
+def client_address(scope: Mapping[str, Any]) -> str:
     """The source address admission control charges (the TCP peer; a proxy in front is one client)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
@@ -421,7 +421,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     """
     if not isinstance(admission, Admission):
         admission = Admission(admission)
-    node.admission = admission  # type: ignore[attr-defined]  (status and tests read its counters)
+    node.admission = admission  # status and tests read its counters
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -455,9 +455,9 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         if request.url.path.startswith("/epcis"):
             kind = {404: "NoSuchResourceException", 405: "MethodNotAllowedException"}.get(
                 exc.status_code, "ValidationException" if exc.status_code < 500 else "ImplementationException")
-            return epcis_problem(exc.status_code, kind, message, headers=exc.headers)
+            return epcis_problem(exc.status_code, kind, message, headers=dict(exc.headers or {}))
         return respond(request, {"error": _http_rule(exc.status_code), "message": message}, exc.status_code,
-                       exc.headers)
+                       dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -497,13 +497,14 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         for i, (rid, res) in enumerate(results):
             if isinstance(res, SignedRecord):
                 entries.append({"id": rid, "status": "accepted"})
-                waits.append((i, rid))
+                waits.append((i, res.id))
             elif isinstance(res, DuplicateRecord):
                 e: dict[str, Any] = {"id": rid, "status": "duplicate"}
                 if "height" in res.details:
                     e["height"] = res.details["height"]
                 entries.append(e)
-                waits.append((i, rid))
+                if rid is not None:
+                    waits.append((i, rid))
             else:
                 entries.append(error_entry(rid, res))
         if len(raws) == 1:

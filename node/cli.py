@@ -154,7 +154,7 @@ def _server_class() -> type:
 
         before_shutdown: list = []
 
-        async def shutdown(self, sockets=None):  # type: ignore[override]
+        async def shutdown(self, sockets=None):
             # Peers' streams are requests that never end by themselves: end them first, or the
             # graceful shutdown would wait for them until its timeout.
             for hook in self.before_shutdown:
@@ -162,7 +162,7 @@ def _server_class() -> type:
             await super().shutdown(sockets)
 
         @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[override]
+        def capture_signals(self):
             previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
             try:
                 yield

@@ -115,9 +115,10 @@ class Node:
         self._transport_arg = transport
         self._mempool_max = mempool_max
         self._verify_workers = verify_workers
-        self.storage: Storage | None = None
+        self._storage: Storage | None = None
         self.started = False
         self.fatal: BaseException | None = None  # an invariant broke: this validator no longer takes part
+        self.admission: Any = None  # the API's admission control (node/admission.py), set by create_app
         self.on_fatal: Callable[[BaseException], None] | None = None
         self.closing: asyncio.Future | None = None  # done once the node begins to shut down (ends peer streams)
 
@@ -147,8 +148,8 @@ class Node:
         ``rantai-node run`` calls this before the HTTP server starts, so a damaged store stops the
         process with one line instead of a failed server start-up; ``start`` calls it otherwise.
         """
-        if self.storage is not None and not self.storage.closed:
-            return self.storage
+        if self._storage is not None and not self._storage.closed:
+            return self._storage
         storage = Storage(self.data_dir, self.genesis.hash)
         try:
             note = check_store(storage, self.genesis)
@@ -157,8 +158,15 @@ class Node:
             raise
         if note:
             log.warning("%s", note)
-        self.storage = storage
+        self._storage = storage
         return storage
+
+    @property
+    def storage(self) -> Storage:
+        """The opened store (``open_store``); asking before that is a bug, not a state."""
+        if self._storage is None:
+            raise InvariantBroken(f"node {self.name}: the store is not open")
+        return self._storage
 
     async def start(self) -> None:
         g = self.genesis
@@ -358,7 +366,8 @@ class Node:
                 return
             parent = self._parent(slot.height - 1, slot.parent)
             if parent is None:  # the replica offers a slot only on a parent it accepted: a bug if unknown
-                raise InvariantBroken(f"slot {slot.height}: parent {slot.parent.hex()[:12]} is neither stored nor in flight")
+                raise InvariantBroken(f"slot {slot.height}: parent {slot.parent.hex()[:12]} "
+                                      "is neither stored nor in flight")
             limits = self.ledger.governance.at(slot.height).params
             records = self.mempool.cut(limits["max_block_records"], limits["max_block_bytes"] - 4096)
             records = self._admissible(records, slot.height, slot.parent)
@@ -590,7 +599,7 @@ class Node:
         out: list[tuple[bytes | None, Any]] = []
         now = _now_ms()
         recheck = self.storage.height != height  # a block landed while we verified: it may hold some of these
-        for raw, res in zip(raws, results):
+        for raw, res in zip(raws, results, strict=True):
             if isinstance(res, SignedRecord):
                 if recheck and (loc := self.storage.locate(res.id)) is not None:
                     out.append((res.id, DuplicateRecord("record: already committed", id=res.id.hex(),

@@ -161,7 +161,7 @@ def epcis_router(node: Any) -> APIRouter:
             peer_height["at"] = now
             heights = [h for h in (await _peer_heights(node)).values() if h is not None]
             peer_height["height"] = max(heights, default=0)
-        return peer_height["height"]
+        return int(peer_height["height"])
 
     # -- events by id ----------------------------------------------------------------------------
     @router.get("/v1/events/{event_id:path}", summary="The receipt of an event, by its hash ID or its own eventID")

@@ -258,7 +258,7 @@ class RecordValidator:
                 ticket.failed(sum(1 for res in parsed if _is_refusal(res)))
             for i, res in zip(batch, parsed, strict=True):
                 if isinstance(res, SignedRecord):
-                    dup = self.pending(res.id)
+                    dup: DuplicateRecord | DuplicateEvent | None = self.pending(res.id)
                     if dup is None and res.id in seen:
                         dup = DuplicateRecord("record: appears twice in this request", id=res.id.hex(), pending=True)
                     if dup is None:
@@ -311,7 +311,7 @@ class RecordValidator:
         uncommitted proposals the block extends (record id -> height)."""
         return _NodeMemory(self.storage, self.mempool, ancestors or {})
 
-    def _parse_block(self, payload: bytes, height: int, digest: bytes | None) -> tuple[Block, list[bytes]]:
+    def _parse_block(self, payload: bytes, height: int, digest: bytes | None) -> tuple[Block, list[bytes | None]]:
         limit = self.governance().at(height).params["max_block_bytes"]
         if len(payload) > limit:  # before parsing anything: the cheapest refusal first
             raise InvalidBlock(f"block {height}: {len(payload)} bytes, the limit is {limit}", rule="block too large",
@@ -319,7 +319,8 @@ class RecordValidator:
         block = Block.from_bytes(payload, self.mempool.get)
         if digest is not None and block.hash != digest:
             raise InvalidBlock(f"block {height}: hash does not match the proposal's digest", height=height)
-        return block, [None if r.is_change else self.events.digest(r) for r in block.records]  # hashed here, in the pool
+        # hashed here, in the pool; a governance change has no event
+        return block, [None if r.is_change else self.events.digest(r) for r in block.records]
 
     async def check_block(self, payload: bytes, height: int, digest: bytes | None, parent: Parent, *,
                           ancestors: dict[bytes, int] | None = None, now_ms: int | None = None,

@@ -64,7 +64,8 @@ RULES: dict[str, str] = {
     # bytes
     "encoding": "every signed or hashed structure is canonical msgpack (format.md §2), exact types included",
     # records (format.md §4)
-    "record shape": "a signed record is a map of exactly chain, event, nonce, signature, submitted_at, submitter, version",
+    "record shape": "a signed record is a map of exactly chain, event (or change), nonce, signature, submitted_at, "
+                    "submitter, version",
     "record version": "version is the integer 1 (not true, not 1.0)",
     "record field": "chain 32 bytes, submitter 16 lower-case hex digits, nonce 16 bytes, submitted_at an integer "
                     "in [0, 2^63), event a map, signature 64 bytes",
@@ -415,7 +416,8 @@ def replay_changes(genesis: Genesis, receipts: Sequence[ReceiptLike]) -> Governa
     return gov
 
 
-def check_head(obj: Mapping[str, Any], consortium: Consortium) -> tuple[int, bytes, BlockHeader | None, CommitCertificate | None]:
+def check_head(obj: Mapping[str, Any],
+               consortium: Consortium) -> tuple[int, bytes, BlockHeader | None, CommitCertificate | None]:
     """A node's ``GET /v1/head`` answer: height, block hash, header and certificate, all consistent.
 
     Height 0 is the empty chain (``block_hash`` the genesis hash, no header, no certificate).
@@ -424,7 +426,8 @@ def check_head(obj: Mapping[str, Any], consortium: Consortium) -> tuple[int, byt
     if type(height) is not int or height < 0:
         raise InvalidBlock("head: a map with a non-negative integer height expected", rule="head")
     if height == 0:
-        if obj.get("block_hash") != consortium.hash or obj.get("header") is not None or obj.get("certificate") is not None:
+        if (obj.get("block_hash") != consortium.hash or obj.get("header") is not None
+                or obj.get("certificate") is not None):
             raise InvalidBlock("head: an empty chain names the genesis hash, no header, no certificate", rule="head")
         return 0, consortium.hash, None, None
     header = BlockHeader.from_obj(obj.get("header"))

@@ -164,6 +164,11 @@ def test_audit_node_json_and_lying_node(env):
     assert "DIVERGENCE at height 2" in res.output and net.urls[1] in res.output
     res = run(tx, "audit", "--compare", net.urls[0], net.urls[2])
     assert "OK: all agree on heights 1..4" in res.output
+    # A node that cannot be reached is not a broken chain: its own exit code, nobody paged for tampering.
+    nodes[3].lie = "down"
+    res = run(tx, "audit", "--compare", net.urls[0], net.urls[3], code=EXIT_NODE)
+    assert "cannot read" in res.output
+    res = run(tx, "audit", "--node", net.urls[3], "--workers", "0", code=EXIT_NODE)
 
 
 def test_audit_data_dir(env):

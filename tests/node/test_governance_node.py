@@ -92,6 +92,7 @@ def test_join_remove_and_refusals(tmp_path):
             assert status == 403 and body["results"][0]["error"] == "not an admin", body
             status, body = await c.post([proposal])
             assert status == 200 and "receipt" in body["results"][0], body
+            await c.advance_to(body["results"][0]["height"])  # every validator has the proposal now
             sale = sign_event(cafe, g, event(1))
             status, body = await c.post([sale])
             assert body["results"][0]["error"] == "unknown member", body  # not yet a member

@@ -184,8 +184,11 @@ def fetch_config(client: Any, height: int | None = None) -> tuple[str, dict[str,
             raise VerificationError("config: a map with head and proposals expected")
         return node, obj
 
-    return client._run(_Call("GET", "/v1/config", parse, "configuration",
-                             params=None if height is None else {"height": height}))
+    def flow() -> Any:
+        return (yield _Call("GET", "/v1/config", parse, "configuration",
+                            params=None if height is None else {"height": height}))
+
+    return client._run(flow())
 
 
 def refresh_changes(client: Any, to: int | None = None) -> None:

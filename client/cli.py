@@ -287,7 +287,8 @@ def _receipt_summary(receipt: Any, genesis: Any) -> dict[str, Any]:
     if member is None and getattr(receipt, "changes", ()):  # joined after the genesis: its receipt proves when
         from .format.validity import replay_changes
 
-        member = replay_changes(genesis, receipt.changes).at(receipt.header.height).members.get(receipt.record.submitter)
+        consortium = replay_changes(genesis, receipt.changes).at(receipt.header.height)
+        member = consortium.members.get(receipt.record.submitter)
     return {"record_id": receipt.record.id.hex(), "height": receipt.header.height, "index": receipt.index,
             "block_hash": receipt.header.hash.hex(), "submitter": member.name if member else receipt.record.submitter,
             "votes": len(receipt.certificate.votes)}

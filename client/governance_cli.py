@@ -166,10 +166,10 @@ def refusal(exc: RantaiError) -> RantaiError:
     if isinstance(exc, VerificationError) or exc.rule in ("node", "timeout", "error", "config", "key"):
         return exc
     message = exc.message if hasattr(exc, "message") else str(exc)
-    message = message.removeprefix("change: ")
-    if message.startswith(exc.rule + ": "):
-        return exc if isinstance(exc, InvalidRecord) else InvalidRecord(message, rule=exc.rule)
-    return InvalidRecord(f"{exc.rule}: {message}", rule=exc.rule)
+    message = message.removeprefix("change: ").removeprefix("record: ")
+    if not message.startswith(exc.rule):
+        message = f"{exc.rule}: {message}"
+    return InvalidRecord(message, rule=exc.rule)
 
 
 def fetch_config(client: Any, height: int | None = None) -> tuple[str, dict[str, Any]]:

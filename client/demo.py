@@ -360,7 +360,8 @@ def _join(console: Console, genesis: Any, urls: list[str], dir: Path, keys: dict
     effective = p["effective"]
     console.print(f"[green]✓[/] [bold]{orgs[approver]}[/] (admin) approved: 2 of 3 admins, a majority")
     console.print(f"   [dim]`rantai gov approve {entry.id.hex()[:8]}` · block {receipt.height}; "
-                  f"{view.status_words(p)}. Every validator switches at that same height, so none counts it earlier than the others.[/]")
+                  f"{view.status_words(p)}. Every validator switches at that same height, "
+                  "so none counts it earlier than the others.[/]")
     for step in steps:
         record(step, keys[step.member])
     filler = 0

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from .format.consortium import CHANGEABLE_PARAMS
 from .format.errors import InvalidKey, InvalidRecord, RantaiError, VerificationError
 from .format.governance import OPS, POSSESSION_KIND, Governance, Proposal, check_change, possession_body
 from .format.records import SignedRecord, sign_change
@@ -124,8 +125,15 @@ def build_change(op: str, opts: Mapping[str, Any], chain: bytes) -> dict[str, An
             if not eq or not value.strip().lstrip("-").isdigit():
                 raise InvalidRecord(f"set-params: KEY=INTEGER expected, got {item!r}", rule="change shape")
             params[key.strip()] = int(value)
+        fixed = sorted(set(params) - CHANGEABLE_PARAMS)
+        if fixed:
+            raise InvalidRecord(f"change shape: {', '.join(fixed)} cannot change on a running chain (changeable: "
+                                f"{', '.join(sorted(CHANGEABLE_PARAMS))})", rule="change shape")
         change["params"] = params
-    check_change(change)
+    try:
+        check_change(change)
+    except RantaiError as exc:  # the same one line the node would answer
+        raise refusal(exc) from exc
     return change
 
 

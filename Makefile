@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[node,test]'
 	@touch $(STAMP)
 
-test: $(STAMP)
+# The whole suite: lint (ruff, and mypy strict for consensus/ and the pure format), then every test.
+test: lint
 	$(BIN)/python -m pytest
 
 # mypy checks the installed names (rantai.consensus, ...), which the package-dir mapping takes

@@ -23,11 +23,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from .format.receipts import Receipt
 from .format.errors import (
     InvalidGenesis,
     InvalidKey,
@@ -324,8 +327,13 @@ def _events_from_file(path: str) -> list[dict[str, Any]]:
     raise InvalidRecord(f"submit: {path}: an EPCIS event, a list of events or an EPCIS document expected")
 
 
-def _receipt_summary(receipt: Any, genesis: Any) -> dict[str, Any]:
+def _receipt_summary(receipt: "Receipt", genesis: Any) -> dict[str, Any]:
     member = genesis.members.get(receipt.record.submitter)
+    if member is None and receipt.changes:  # joined after the genesis: its receipt proves when
+        from .format.validity import replay_changes
+
+        consortium = replay_changes(genesis, receipt.changes).at(receipt.header.height)
+        member = consortium.members.get(receipt.record.submitter)
     return {"record_id": receipt.record.id.hex(), "height": receipt.header.height, "index": receipt.index,
             "block_hash": receipt.header.hash.hex(), "submitter": member.name if member else receipt.record.submitter,
             "votes": len(receipt.certificate.votes)}
@@ -741,6 +749,273 @@ def genesis_check(ctx: click.Context, genesis_path: str, expected: tuple[str, ..
         click.echo(line)
     click.echo(f"genesis hash: {genesis.hash.hex()}")
     click.echo("compare this hash with every other organisation before starting")
+
+
+# -- governance: gov propose/approve/list/show/prove, members (client/governance_cli.py) ----------------
+
+
+@cli.group("gov")
+def gov() -> None:
+    """Configuration changes: propose, approve and follow them (members, roles, validators, rules).
+
+    \b
+    A change is a ledger entry signed by an admin; it is approved when enough admins have signed
+    (the governance rule in force), and it is in force from a later height every node computes alike.
+    rantai gov prove --key NEW.pem --name cafe          the new member's proof of possession
+    rantai gov propose add-member --name cafe --org "Kafe" --public-key HEX --proof HEX
+    rantai gov approve 3f2a91c0                          (an id prefix is enough)
+    rantai gov list --open  /  rantai gov show 3f2a91c0
+    """
+
+
+def _gov_opts(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = _common()(f)
+    f = click.option("--key", "-k", type=click.Path(dir_okay=False), help="The admin's key file (RANTAI_KEY).")(f)
+    f = click.option("--wait-timeout", type=float, default=30.0, show_default=True,
+                     help="Seconds to wait for the commit.")(f)
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+
+
+def _gov_client(ctx: click.Context, kw: dict[str, Any], signing: bool) -> Any:
+    cfg = _config(kw.pop("config_file"), kw.pop("genesis"), kw.pop("nodes", ()), kw.pop("key", None),
+                  kw.pop("timeout", None))
+    identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True)) \
+        if signing else None
+    return _client(ctx, cfg, identity)
+
+
+def _gov_entry(ctx: click.Context, change: dict[str, Any], kw: dict[str, Any]) -> None:
+    """Submit a proposal or an approval, wait, and say where the proposal stands."""
+    from . import governance_cli as g
+
+    as_json, wait_timeout = kw.pop("as_json"), kw.pop("wait_timeout")
+    with _gov_client(ctx, kw, signing=True) as client:
+        record, receipt = g.submit_change(client, change, wait_timeout=wait_timeout)
+        pid = change["proposal"] if change["op"] == "approve" else record.id
+        view, p = g.proposal_after(client, pid, receipt)
+    if as_json:
+        _dump({"proposal": pid.hex(), "entry": record.id.hex(), "height": receipt.height, **p,
+               "status_words": view.status_words(p)})
+        return
+    verb = "approved" if change["op"] == "approve" else "proposed"
+    click.echo(f"{verb} {pid.hex()} at height {receipt.height}: {g.describe_change(p['change'] or change)}")
+    click.echo(view.status_words(p))
+
+
+_NEW_KEY = (
+    click.option("--public-key", help="The new key, 64 hex digits (from its holder)."),
+    click.option("--key-file", type=click.Path(dir_okay=False),
+                 help="The new key as a file: its holder's PEM (the proof is then made here) or its public key hex."),
+    click.option("--proof", help="The new key's proof of possession (hex, from `rantai gov prove`)."),
+)
+_PROPOSE_FLAGS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "add-member": ("Admit a new member (its key's proof of possession is required).", (
+        click.option("--name", required=True), click.option("--org", required=True, help="Organisation name."),
+        click.option("--roles", default="submitter", show_default=True, help="Comma-separated roles."), *_NEW_KEY)),
+    "set-roles": ("Replace a member's roles.", (click.option("--member", required=True),
+                                                click.option("--roles", required=True, help="Comma-separated."))),
+    "suspend-member": ("Suspend a member: its records are refused, its approvals do not count.",
+                       (click.option("--member", required=True),)),
+    "reinstate-member": ("Lift a member's suspension.", (click.option("--member", required=True),)),
+    "remove-member": ("Remove a member for good (its past records stay valid).",
+                      (click.option("--member", required=True),)),
+    "rotate-key": ("Give a member a new key (the old one signs nothing more).",
+                   (click.option("--member", required=True), *_NEW_KEY)),
+    "add-validator": ("Add a validator.", (click.option("--name", required=True), click.option("--url", required=True),
+                                           *_NEW_KEY)),
+    "remove-validator": ("Remove a validator.", (click.option("--validator", required=True),)),
+    "rekey-validator": ("Give a validator a new key.", (click.option("--validator", required=True), *_NEW_KEY)),
+    "set-validator-url": ("Change the URL where a validator is reached.",
+                          (click.option("--validator", required=True), click.option("--url", required=True))),
+    "set-governance": ("Change how many admin approvals a change needs.",
+                       (click.option("--approvals", required=True, metavar="N|majority"),)),
+    "set-params": ("Change ledger limits (max_block_records, max_block_bytes, max_record_bytes, max_clock_skew_ms).",
+                   (click.argument("params", nargs=-1, required=True, metavar="KEY=VALUE..."),)),
+}
+
+
+@gov.group("propose")
+def gov_propose() -> None:
+    """Propose a change, signed with your admin key; it counts as your approval."""
+
+
+def _propose_command(op: str, summary: str, flags: tuple[Any, ...]) -> click.Command:
+    @click.pass_context
+    def cmd(ctx: click.Context, **kw: Any) -> None:
+        from .governance_cli import build_change
+
+        cfg = _config(kw.get("config_file"), kw.get("genesis"))
+        flag_names = {p.name for f in flags for p in _params_of(f)}
+        change = build_change(op, {k: kw.pop(k) for k in list(kw) if k in flag_names}, cfg.load_genesis().hash)
+        _gov_entry(ctx, change, kw)
+
+    for f in reversed(flags):
+        cmd = f(cmd)
+    return click.command(op, help=summary)(_gov_opts(cmd))
+
+
+def _params_of(decorator: Any) -> list[click.Parameter]:
+    """The click parameters one option/argument decorator adds (to tell a change's flags from the rest)."""
+    def probe() -> None: ...
+
+    decorator(probe)
+    return list(getattr(probe, "__click_params__", []))
+
+
+for _op, (_summary, _flags) in _PROPOSE_FLAGS.items():
+    gov_propose.add_command(_propose_command(_op, _summary, _flags))
+
+
+@gov.command("approve")
+@click.argument("proposal")
+@_gov_opts
+@click.pass_context
+def gov_approve(ctx: click.Context, proposal: str, **kw: Any) -> None:
+    """Approve PROPOSAL (its id, or a unique prefix of 6+ hex digits), signed with your admin key."""
+    from .governance_cli import GovView
+
+    pid = proposal.lower()
+    if len(pid) != 64:
+        opts = {k: kw[k] for k in ("config_file", "genesis", "nodes", "timeout")}
+        with _gov_client(ctx, dict(opts), signing=False) as client:
+            pid = GovView.load(client).find(pid)["id"]
+    try:
+        raw = bytes.fromhex(pid)
+    except ValueError:
+        raise click.UsageError(f"{proposal!r} is not a proposal id (hex digits)") from None
+    _gov_entry(ctx, {"op": "approve", "proposal": raw}, kw)
+
+
+@gov.command("list")
+@click.option("--open", "only_open", is_flag=True, help="Only proposals still waiting for approvals.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_common()
+@click.pass_context
+def gov_list(ctx: click.Context, only_open: bool, as_json: bool, **kw: Any) -> None:
+    """Proposals on the chain: what each changes, who approved, and whether it is in force."""
+    from .governance_cli import GovView, describe_change
+
+    with _gov_client(ctx, kw, signing=False) as client:
+        view = GovView.load(client)
+    rows = [p for p in view.proposals() if not only_open or p["approved_at"] is None]
+    if as_json:
+        _dump([{**p, "status_words": view.status_words(p)} for p in rows])
+        return
+    if not rows:
+        click.echo(f"no {'open ' if only_open else ''}proposals (head {view.head})")
+    for p in rows:
+        click.echo(f"{p['id'][:16]}  h{p['height']:<6} {p['proposer']:<16} {describe_change(p['change'])}")
+        click.echo(f"{'':18}{view.status_words(p)}")
+
+
+@gov.command("show")
+@click.argument("proposal")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_common()
+@click.pass_context
+def gov_show(ctx: click.Context, proposal: str, as_json: bool, **kw: Any) -> None:
+    """One proposal: proposer, change, approvals, status, effective height, and what it still needs."""
+    from .governance_cli import GovView, describe_change
+
+    with _gov_client(ctx, kw, signing=False) as client:
+        view = GovView.load(client)
+        p = view.find(proposal)
+        entry = client.get(p["id"])  # the proposal entry itself, verified: its signer and its change
+    member = view.gov.at(entry.height).members.get(entry.record.submitter)
+    if not entry.record.is_change or member is None or member.name != p["proposer"]:
+        raise VerificationError(f"proposal {p['id']}: the node's report does not match the verified entry")
+    if as_json:
+        _dump({**p, "status_words": view.status_words(p), "needed": view.needed(p) if not p["approved_at"] else None})
+        return
+    click.echo(f"proposal   {p['id']}")
+    click.echo(f"proposer   {p['proposer']} (entry at height {p['height']}, signature and receipt verified)")
+    click.echo(f"change     {describe_change(p['change'])}")
+    click.echo(json.dumps(p["change"], indent=2, ensure_ascii=False))
+    source = "verified from the change entries" if p["verified"] else f"as reported by {view.node}"
+    click.echo(f"approvals  {', '.join(p['approvals'])} ({source})")
+    if p["approved_at"] is None:
+        click.echo(f"status     open: {view.needed(p)}")
+    else:
+        click.echo(f"status     {view.status_words(p)}")
+        click.echo(f"effective  height {p['effective']}")
+
+
+@gov.command("prove")
+@click.option("--key", "-k", "key_path", required=True, type=click.Path(dir_okay=False), help="The NEW key's file.")
+@click.option("--name", required=True, help="The member (or validator) name this key will carry.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_common(needs_nodes=False)
+def gov_prove(key_path: str, name: str, as_json: bool, config_file: str | None, genesis: str | None) -> None:
+    """Print the proof of possession of a new key, for the admin who proposes it (run by the key's holder)."""
+    from .format.keys import load_key
+    from .governance_cli import make_proof
+
+    g = _config(config_file, genesis).load_genesis()
+    passphrase = os.environ.get("RANTAI_PASSPHRASE")
+    signer = load_key(key_path, passphrase)
+    proof = make_proof(signer, g.hash, name).hex()
+    if as_json:
+        _dump({"name": name, "public_key": signer.public_key.hex(), "proof": proof, "chain_id": g.chain_id})
+        return
+    click.echo(f"public key  {signer.public_key.hex()}")
+    click.echo(f"proof       {proof}")
+    click.echo(f"send both to an admin of {g.chain_id}; the key file stays with you. The admin runs:")
+    click.echo(f"  rantai gov propose add-member --name {name} --org ORG --public-key {signer.public_key.hex()} "
+               f"--proof {proof}")
+
+
+@cli.command("members")
+@click.option("--at", "height", type=int, help="The consortium governing this height (default: the next block).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_common()
+@click.pass_context
+def members_cmd(ctx: click.Context, height: int | None, as_json: bool, **kw: Any) -> None:
+    """The consortium in force: members, roles, validators, governance rule, verified from the genesis.
+
+    The client replays every configuration change from the genesis (verifying each) and compares
+    the result with the node's own report; if they differ it says so and exits 1.
+    """
+    from .governance_cli import GovView, differences
+
+    with _gov_client(ctx, kw, signing=False) as client:
+        view = GovView.load(client, height)
+        at = int(view.config["height"])
+        known = client.changes_to + view.gov.delay  # a change approved later cannot govern a height up to here
+        verified = view.gov.at(at).describe()
+        client_changes = len(client.changes)
+    diff = differences(view.config, verified)
+    if as_json:
+        _dump({"height": at, "head": view.head, "consortium": verified, "node": view.node, "agrees": not diff,
+               "differences": diff, "verifiable": at <= known, "change_entries": client_changes})
+    else:
+        _print_consortium(verified, at, view.head)
+        note = f"{client_changes} change entr{'y' if client_changes == 1 else 'ies'} verified from the genesis"
+        if at > known:
+            click.echo(f"warning: height {at} is beyond what the chain has decided (head {view.head}); "
+                       "a change approved later could still govern it", err=True)
+        if not diff:
+            click.echo(f"verified: {note}; {view.node} agrees")
+    if diff:
+        _err(f"node {view.node} reports a different consortium at height {at} than the verified changes give: "
+             + "; ".join(diff))
+        ctx.exit(EXIT_FAILED)
+
+
+def _print_consortium(c: dict[str, Any], at: int, head: int) -> None:
+    since = f"in force since height {c['since']}" if c["since"] else "the genesis"
+    click.echo(f"consortium of {c['chain_id']} at height {at} (head {head}): version {c['version']}, {since}")
+    click.echo("members")
+    for m in c["members"]:
+        state = "" if m["active"] else "  SUSPENDED"
+        click.echo(f"  {m['name']:<20} {m['organisation'][:30]:<30} {','.join(m['roles']):<24} {m['id']}{state}")
+    n = len(c["validators"])
+    click.echo(f"validators ({n}; a block needs {n - (n - 1) // 3} signatures, {(n - 1) // 3} fault(s) tolerated)")
+    for v in c["validators"]:
+        click.echo(f"  {v['name']:<20} {v['url']:<30} {v['id']}")
+    gv = c["governance"]
+    rule = "a majority" if gv["approvals"] == "majority" else str(gv["approvals"])
+    click.echo(f"governance  a change needs {gv['needed']} admin approval(s) ({rule}); "
+               f"admins: {', '.join(gv['admins']) or 'none'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from rantai.client.format.keys import Signer, generate, load_key, save_key
 
 from .config import NodeConfig
 
-__all__ = ["init_network", "write_node_config"]
+__all__ = ["DEFAULT_ROLES", "init_network", "parse_member", "write_node_config"]
 
 
 def write_node_config(
@@ -68,6 +68,21 @@ def write_node_config(
     return cfg
 
 
+DEFAULT_ROLES = ("submitter", "auditor")
+
+
+def parse_member(spec: str) -> tuple[str, str, list[str]]:
+    """``name[=Organisation][:role+role]`` as (name, organisation, roles): one string per member, so a
+    devnet's whole consortium (who may submit, audit, govern) fits on one command line."""
+    head, colon, tail = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    roles = [r.strip() for r in tail.split("+") if r.strip()] if colon else list(DEFAULT_ROLES)
+    name, _, org = head.partition("=")
+    name, org = name.strip(), org.strip()
+    if not name or not roles:
+        raise ValueError(f"member {spec!r}: name[=Organisation][:role+role] expected")
+    return name, org or name, roles
+
+
 def init_network(
     out: str | os.PathLike[str],
     *,
@@ -78,10 +93,13 @@ def init_network(
     chain_id: str = "rantai-devnet",
     params: dict[str, int] | None = None,
     verify_workers: int = 0,
+    approvals: int | str | None = None,
 ) -> Path:
     """Keys (PEM 0600), ``genesis.json`` and one ``vN.toml`` per validator under ``out``. Returns the genesis path.
 
-    ``members`` are names (``acme``) or ``name=Organisation`` (``acme=Acme Coffee Ltd``).
+    ``members`` are names (``acme``), ``name=Organisation`` (``acme=Acme Coffee Ltd``), either with
+    ``:role+role`` after it (``acme=Acme:submitter+admin``); without roles a member is a submitter and
+    an auditor. ``approvals`` is the governance threshold (a number, or ``"majority"``, the default).
     """
     out = Path(out)
     genesis_path = out / "genesis.json"
@@ -95,18 +113,19 @@ def init_network(
         key = generate()
         save_key(key, out / "keys" / f"v{i}.pem")
         vkeys.append(key)
-    mkeys: list[tuple[str, str, Signer]] = []
+    mkeys: list[tuple[str, str, list[str], Signer]] = []
     for member in members:
         # A member is a name, or "name=Organisation Name" to give its organisation too.
-        name, _, org = member.partition("=")
+        name, org, roles = parse_member(member)
         key = generate()
         save_key(key, out / "members" / f"{name}.pem")
-        mkeys.append((name, org or name, key))
+        mkeys.append((name, org, roles, key))
     genesis = Genesis.build(
         chain_id,
         [(k.public_key, f"v{i}", f"http://{host}:{base_port + i}") for i, k in enumerate(vkeys)],
-        [(k.public_key, name, org, ["submitter", "auditor"]) for name, org, k in mkeys],
+        [(k.public_key, name, org, roles) for name, org, roles, k in mkeys],
         params=params,
+        approvals=approvals,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     genesis_path.write_text(genesis.to_json(), encoding="utf-8")

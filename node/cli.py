@@ -65,7 +65,8 @@ def cli() -> None:
 @cli.command("init-network", short_help="DEVNET/TEST ONLY: all keys, genesis and configs on one machine.")
 @click.option("--validators", default=4, show_default=True, help="Number of validators.")
 @click.option("--members", default="acme,kopi-co", show_default=True,
-              help="Comma-separated member names, each optionally name=Organisation.")
+              help="Comma-separated members, each name[=Organisation][:role+role] "
+                   "(default roles submitter+auditor; e.g. acme=Acme:submitter+admin).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for keys, genesis and configs.")
 @click.option("--base-port", default=7100, show_default=True, help="Port of v0; vN listens on base-port + N.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -74,24 +75,30 @@ def cli() -> None:
 @click.option("--verify-workers", default=2, show_default=True,
               help="Signature-checking threads per node; 0 verifies on the event loop "
                    "(best when validators share cores).")
+@click.option("--approvals", default=None, metavar="N|majority",
+              help="Admin approvals a configuration change needs (default: a majority of the admins).")
 @_friendly
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
-                     params: tuple[str, ...], verify_workers: int) -> None:
+                     params: tuple[str, ...], verify_workers: int, approvals: str | None) -> None:
     """DEVNET/TEST ONLY: every key, genesis.json and each validator's config, made on this one machine.
 
     Whoever runs this holds every organisation's private keys. A real consortium runs the key
     ceremony instead (keygen --join-request, genesis assemble, config: docs/operations.md).
     """
-    from .bootstrap import init_network
+    from .bootstrap import init_network, parse_member
 
     names = [m.strip() for m in members.split(",") if m.strip()]
+    threshold: int | str | None = None
+    if approvals is not None:
+        threshold = "majority" if approvals == "majority" else int(approvals)
     path = init_network(out, validators=validators, members=names, base_port=base_port, host=host,
-                        chain_id=chain_id, params=_params(params), verify_workers=verify_workers)
+                        chain_id=chain_id, params=_params(params), verify_workers=verify_workers,
+                        approvals=threshold)
     click.echo(f"genesis: {path}")
     for i in range(validators):
         click.echo(f"v{i}: {Path(out) / f'v{i}.toml'}  http://{host}:{base_port + i}")
     for name in names:
-        name = name.partition("=")[0]
+        name = parse_member(name)[0]
         click.echo(f"member {name}: {Path(out) / 'members' / f'{name}.pem'}")
 
 
@@ -254,6 +261,22 @@ def status_cmd(url: str, as_json: bool) -> None:
     for p in s.get("peers", []):
         h = "-" if p.get("height") is None else p["height"]
         click.echo(f"peer     {p['id']}  {p['url']}  height {h}  {'up' if p.get('reachable') else 'DOWN'}")
+    _print_validators_in_force(url)
+
+
+def _print_validators_in_force(url: str) -> None:
+    """The validator set governing the next block, from the node's own ``GET /v1/config``: after a
+    governance change an operator checks here which validators this node now counts votes from.
+    (This trusts the node; ``rantai members`` verifies the same against the genesis.)"""
+    r = httpx.get(url.rstrip("/") + "/v1/config", timeout=5.0)
+    if r.status_code != 200:  # a node from before governance: nothing more to show
+        return
+    c = r.json()
+    since = f"in force since height {c['since']}" if c.get("since") else "from the genesis"
+    click.echo(f"config   version {c.get('version', 0)}, {since}; {len(c['validators'])} validators, "
+               f"{c['governance']['needed']} admin approval(s) per change")
+    for v in c["validators"]:
+        click.echo(f"validator {v['name']:<8} {v['id']}  {v['url']}")
 
 
 # -- the key ceremony (docs/operations.md, "A real network") --------------------------------------

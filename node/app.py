@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from itertools import accumulate
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,13 +22,25 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
-from rantai.client.format.encoding import decode, encode
-from rantai.client.format.errors import DuplicateRecord, InvalidEncoding, Overloaded, RantaiError, RecordTooLarge
+from rantai.client.format.encoding import decode
+from rantai.client.format.errors import DuplicateRecord, InvalidEncoding, RantaiError, RecordTooLarge
 from rantai.client.format.records import SignedRecord
 from rantai.consensus import wire
 from rantai.consensus.errors import ProtocolViolation
 
 from .admission import CURRENT_TICKET, Admission, AdmissionConfig
+from .answers import (
+    JSON,
+    MSGPACK,
+    ApiError,
+    _media,
+    client_address,
+    error_response,
+    load_json,
+    read_body,
+    respond,
+    wants_msgpack,
+)
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
 from .transport import STREAM_PATH, frames
@@ -40,123 +50,15 @@ __all__ = ["NodeApp", "create_app"]
 
 log = logging.getLogger("rantai.node.app")
 
-MSGPACK = "application/msgpack"
-JSON = "application/json"
 MAX_PEER_MESSAGE_BYTES = 32 * 1024 * 1024
 # Records in one gossip body: a validator forwards at most 4 MiB per frame (driver.GOSSIP_CHUNK_BYTES),
 # and a signed record is over 200 bytes, so an honest frame never holds more.
 PEER_RECORDS_MAX = 32_768
 MAX_WAIT_MS = 120_000
 DEFAULT_WAIT_MS = 30_000
-MAX_JSON_DEPTH = 64  # an EPCIS document nests about 8 deep; json.loads recurses once per level
 SENDER_HEADER = "x-rantai-sender"
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, rule: str, message: str, *, headers: dict[str, str] | None = None,
-                 **details: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers
-        self.body = {"error": rule, "message": message, **details}
-
-
-def _hexify(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _hexify(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_hexify(v) for v in value]
-    return value
-
-
-def wants_msgpack(request: Request) -> bool:
-    return MSGPACK in request.headers.get("accept", "")
-
-
-def respond(request: Request, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    if wants_msgpack(request):
-        return Response(encode(obj), status_code=status, media_type=MSGPACK, headers=headers)
-    return Response(
-        json.dumps(_hexify(obj), ensure_ascii=False, separators=(",", ":")).encode(),
-        status_code=status,
-        media_type=JSON,
-        headers=headers,
-    )
-
-
-def error_response(request: Request, err: BaseException) -> Response:
-    if isinstance(err, ApiError):
-        return respond(request, err.body, err.status, err.headers)
-    headers = {"retry-after": str(err.details.get("retry_after", 1))} if isinstance(err, Overloaded) else None
-    return respond(request, error_body(err), status_of(err), headers)
-
-
-def client_address(scope: Mapping[str, Any]) -> str:
-    """The source address admission control charges (the TCP peer; a proxy in front is one client)."""
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
-
-
-# -- JSON nesting: refused before json.loads, whose C scanner recurses once per level -----------
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"')
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-_DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-
-
-def json_depth(body: bytes) -> int:
-    """How deep ``body``'s arrays and objects nest (brackets inside strings do not count); when the
-    body has too few brackets to nest deeper than ``MAX_JSON_DEPTH``, their count (a bound) instead.
-
-    Bytes-level passes in C (a regex for strings, ``translate``, ``accumulate`` over signed bytes),
-    so a 17 MB body costs tens of milliseconds, not a Python loop per byte.
-    """
-    opening = body.count(b"[") + body.count(b"{")
-    if opening <= MAX_JSON_DEPTH:
-        return opening
-    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
-    return max(accumulate(memoryview(brackets.translate(_DEPTH_STEP)).cast("b")), default=0)
-
-
-def load_json(body: bytes, what: str) -> Any:
-    """``json.loads`` for a request body; ``InvalidEncoding`` (400) for bad or too deeply nested JSON."""
-    depth = json_depth(body)
-    if depth > MAX_JSON_DEPTH:
-        raise InvalidEncoding(f"{what}: JSON nested {depth} deep, at most {MAX_JSON_DEPTH} levels",
-                              limit=MAX_JSON_DEPTH)
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidEncoding(f"{what}: not valid JSON ({exc})") from exc
-
-
-def _media(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def read_body(request: Request, limit: int, head: Callable[[bytes], None] | None = None) -> bytes:
-    """The body, refused (413) as soon as it is over ``limit``; ``head`` sees its first bytes as soon
-    as they arrive and may refuse the request before the rest is read."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RecordTooLarge(f"body: {declared} bytes, the limit is {limit}", limit=limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RecordTooLarge(f"body: over the {limit}-byte limit", limit=limit)
-        chunks.append(chunk)
-        if head is not None and size >= _HEAD_BYTES:
-            head(b"".join(chunks)[:_HEAD_BYTES])
-            head = None
-    body = b"".join(chunks)
-    if head is not None:
-        head(body)
-    return body
-
-
-_HEAD_BYTES = 16
 _RECORDS_KEY = b"\x81\xa7records"
 
 
@@ -633,7 +535,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     async def get_status(request: Request) -> Response:
         status = node.status()
         status["admission"] = dict(admission.counters)  # how often each limit refused (docs/operations.md)
-        heights = await _peer_heights(node)
+        heights = await node.peer_heights()
         for p in status["peers"]:
             h = heights.get(p["id"])
             p["height"] = h
@@ -674,18 +576,3 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
-
-
-async def _peer_heights(node: Node) -> dict[str, int | None]:
-    async def one(pid: str) -> tuple[str, int | None]:
-        client = node.transport.client(pid)
-        if client is None:
-            return pid, None
-        try:
-            r = await client.get("/v1/head", headers={"accept": MSGPACK}, timeout=0.5)
-            return pid, int(decode(r.content)["height"]) if r.status_code == 200 else None
-        except Exception:
-            return pid, None
-
-    pairs = await asyncio.gather(*(one(pid) for pid in node.peer_urls))
-    return dict(pairs)

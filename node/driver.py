@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from rantai.client.format.blocks import Block
-from rantai.client.format.encoding import encode
+from rantai.client.format.encoding import decode, encode
 from rantai.client.format.errors import DuplicateRecord, InvalidBlock, NodeError, Overloaded, RantaiError
 from rantai.client.format.genesis import Genesis
 from rantai.client.format.governance import Governance
@@ -705,6 +705,23 @@ class Node:
                 del self._waiters[record_id]
 
     # -- status ----------------------------------------------------------------------------
+    async def peer_heights(self) -> dict[str, int | None]:
+        """Each peer's head height as it says (``None``: no answer within half a second): a hint for
+        status pages and for telling a forged page token from one of a node that is ahead."""
+
+        async def one(pid: str) -> tuple[str, int | None]:
+            client = self.transport.client(pid)
+            if client is None:
+                return pid, None
+            try:
+                r = await client.get("/v1/head", headers={"accept": "application/msgpack"}, timeout=0.5)
+                return pid, int(decode(r.content)["height"]) if r.status_code == 200 else None
+            except Exception:  # noqa: BLE001 - any failure means: no answer
+                return pid, None
+
+        pairs = await asyncio.gather(*(one(pid) for pid in self.peer_urls))
+        return dict(pairs)
+
     def status(self) -> dict[str, Any]:
         rs = self.replica.status()
         return {

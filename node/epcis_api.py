@@ -31,6 +31,7 @@ from rantai.client.format.errors import InvalidRecord, RantaiError, RecordTooLar
 from rantai.client.format.records import RECORD_VERSION, SignedRecord
 
 from .admission import CURRENT_TICKET
+from .answers import ApiError, client_address, load_json, read_body, respond, wants_msgpack
 from .epcis_index import (
     EventQuery,
     QueryParameterError,
@@ -154,19 +155,17 @@ def epcis_router(node: Any) -> APIRouter:
     async def highest_peer_height() -> int:
         """The highest head the other validators report, asked at most once a second (forged page
         tokens must not make this node query its peers once per request)."""
-        from .app import _peer_heights  # app imports this module: late import
 
         now = time.monotonic()
         if now - peer_height["at"] >= 1.0:
             peer_height["at"] = now
-            heights = [h for h in (await _peer_heights(node)).values() if h is not None]
+            heights = [h for h in (await node.peer_heights()).values() if h is not None]
             peer_height["height"] = max(heights, default=0)
         return int(peer_height["height"])
 
     # -- events by id ----------------------------------------------------------------------------
     @router.get("/v1/events/{event_id:path}", summary="The receipt of an event, by its hash ID or its own eventID")
     async def get_event(request: Request, event_id: str) -> Response:
-        from .app import ApiError, respond, wants_msgpack  # app imports this module: late import
 
         if request.url.query and event_id.startswith("ni:") and "?" not in event_id:
             event_id += "?" + request.url.query  # ni:///sha-256;…?ver=CBV2.0 sent with an unescaped '?'
@@ -193,7 +192,6 @@ def epcis_router(node: Any) -> APIRouter:
     # -- capture ---------------------------------------------------------------------------------
     @router.post("/epcis/capture", summary="Capture an EPCISDocument of signed events", status_code=202)
     async def capture(request: Request) -> Response:
-        from .app import client_address, load_json, read_body
 
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in ("application/json", JSONLD):

@@ -69,10 +69,6 @@ class Mempool:
         return oldest is not None and now_ms - oldest >= batch_timeout_ms
 
     # -- admission -------------------------------------------------------------------------
-    def check_room(self, count: int = 1) -> None:
-        if len(self._records) + count > self.max_records:
-            raise Overloaded(f"mempool: full ({len(self._records)} records); retry later", retry_after_ms=500)
-
     def add(self, record: SignedRecord, now_ms: int) -> None:
         """Admit an already-validated record. Raises ``DuplicateRecord`` (pending) or ``Overloaded``."""
         if record.id in self._records:
@@ -160,12 +156,6 @@ class Mempool:
         if stale:
             self._drop_flights(stale)
         return len(stale)
-
-    def release_all(self) -> None:
-        """Forget every in-flight proposal (e.g. after catch-up jumped past them)."""
-        self._flights.clear()
-        self._flight_refs.clear()
-        self._ready = OrderedDict((rid, None) for rid in self._records)
 
     @property
     def in_flight(self) -> int:

@@ -67,7 +67,6 @@ def peek_submitter(raw: bytes) -> str | None:
 def _is_refusal(res: Any) -> bool:
     """A record refused by a rule (what the refusal budget counts); duplicates are a client's retries."""
     return isinstance(res, BaseException) and not isinstance(res, (DuplicateRecord, DuplicateEvent, Overloaded))
-_GENESIS_ONLY: dict[bytes, Governance] = {}  # a validator used without a ledger (tests): the genesis in force
 
 
 def error_body(err: BaseException) -> dict[str, Any]:
@@ -107,14 +106,14 @@ class RecordValidator:
         genesis: Genesis,
         storage: Storage,
         mempool: Mempool,
-        governance: Callable[[], Governance] | None = None,
+        governance: Callable[[], Governance],
         *,
         workers: int = 2,
         cache_size: int = 65_536,
     ) -> None:
         self.genesis = genesis
         # The committed governance state (the ledger's); admission checks against what is in force next.
-        self.governance = governance or (lambda: _GENESIS_ONLY.setdefault(genesis.hash, Governance(genesis)))
+        self.governance = governance
         self.storage = storage
         self.mempool = mempool
         self.workers = workers

@@ -22,7 +22,7 @@ import pytest
 
 from rantai.client.format.encoding import encode
 from rantai.client.format.records import SignedRecord
-from rantai.node import app as app_module
+from rantai.node import answers
 from rantai.node.admission import AdmissionConfig
 from rantai.node.app import create_app
 from rantai.node.driver import Node
@@ -78,7 +78,7 @@ def test_deeply_nested_json_is_refused_with_400(tmp_path):
 
 
 def test_json_depth_scan():
-    depth = app_module.json_depth
+    depth = answers.json_depth
     many = b"[" * 70
     assert depth(b'{"a": [1, {"b": []}]}' + b" []" * 70) == 4
     assert depth(b'{"a": "' + many + b'", "b": []}' + b" {}" * 70) == 2  # brackets inside strings do not nest
@@ -123,10 +123,10 @@ def test_forged_page_token_above_every_head_is_400_and_a_token_from_ahead_is_503
         r = await c.get("/epcis/events", params={"nextPageToken": token(0, h=5)})
         assert r.status_code == 400
 
-        async def ahead(_node):
+        async def ahead():
             return {"x": 12}
 
-        monkeypatch.setattr(app_module, "_peer_heights", ahead)
+        monkeypatch.setattr(node, "peer_heights", ahead)
         await asyncio.sleep(1.05)  # peer heights are asked at most once a second
         r = await c.get("/epcis/events", params={"nextPageToken": token(12)})
         assert r.status_code == 503 and is_error_shape(r)  # a peer is there: retry, or ask another node

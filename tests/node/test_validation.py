@@ -17,6 +17,7 @@ from rantai.client.format.errors import (
     UnknownMember,
     WrongChain,
 )
+from rantai.client.format.governance import Governance
 from rantai.client.format.records import SignedRecord, sign_event
 from rantai.client.format.validity import Parent
 from rantai.node.mempool import Mempool
@@ -30,7 +31,8 @@ from .conftest import event, make_net
 def env(tmp_path, net):
     st = Storage(tmp_path / "db", net.genesis.hash)
     mp = Mempool()
-    v = RecordValidator(net.genesis, st, mp)
+    gov = Governance(net.genesis)  # no ledger here: the genesis is in force at every height
+    v = RecordValidator(net.genesis, st, mp, governance=lambda: gov)
     yield net, st, mp, v
     v.close()
     st.close()

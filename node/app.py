@@ -51,7 +51,7 @@ __all__ = ["NodeApp", "create_app"]
 log = logging.getLogger("rantai.node.app")
 
 MAX_PEER_MESSAGE_BYTES = 32 * 1024 * 1024
-# Records in one gossip body: a validator forwards at most 4 MiB per frame (driver.GOSSIP_CHUNK_BYTES),
+# Records in one gossip body: a validator forwards at most 4 MiB per frame (forwarding.GOSSIP_CHUNK_BYTES),
 # and a signed record is over 200 bytes, so an honest frame never holds more.
 PEER_RECORDS_MAX = 32_768
 MAX_WAIT_MS = 120_000

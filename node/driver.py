@@ -29,14 +29,13 @@ from typing import Any
 import httpx
 
 from rantai.client.format.blocks import Block
-from rantai.client.format.encoding import decode, encode
+from rantai.client.format.encoding import decode
 from rantai.client.format.errors import DuplicateRecord, InvalidBlock, NodeError, Overloaded, RantaiError
 from rantai.client.format.genesis import Genesis
 from rantai.client.format.governance import Governance
 from rantai.client.format.keys import Signer, load_key
 from rantai.client.format.records import SignedRecord
-from rantai.client.format.stream import BlockStreamReader
-from rantai.client.format.validity import Parent, certificate_of, check_certificate
+from rantai.client.format.validity import Parent
 from rantai.consensus import wire
 from rantai.consensus.config import ReplicaConfig
 from rantai.consensus.crypto import sha256
@@ -52,7 +51,9 @@ from rantai.consensus.effects import (
 from rantai.consensus.errors import InvariantBroken
 from rantai.consensus.replica import Replica
 
+from .catchup import CatchUp
 from .config import NodeConfig
+from .forwarding import Forwarder
 from .ledger import Ledger
 from .mempool import Mempool
 from .storage import Storage
@@ -65,12 +66,6 @@ __all__ = ["Node"]
 log = logging.getLogger("rantai.node")
 
 PEER_MESSAGES = "/v1/peer/messages"
-PEER_RECORDS = "/v1/peer/records"
-GOSSIP_CHUNK_BYTES = 4 * 1024 * 1024
-CATCH_UP_BATCH = 1000  # blocks per GET /v1/blocks (the API's limit)
-CATCH_UP_LOG_S = 3.0  # catch-up progress in the log this often
-SHARE_ALL_MS = 3000  # a forwarded record in no proposal by then goes to every validator
-SHARE_ALL_TIMES = 3  # ... at most this many times
 PARTIAL_IN_FLIGHT = 2
 
 
@@ -194,23 +189,17 @@ class Node:
         self.closing = asyncio.get_running_loop().create_future()
         self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg)
         self.transport.start()
+        self.forwarder = Forwarder(self.id, self.mempool, self.transport, self._count)
         self._events: list[tuple[Any, ...]] = []
         self._wake = asyncio.Event()
         self._stopping = False
         self._blocks: dict[bytes, Block] = {}  # digest -> parsed block (proposed or validated)
         self._deferred: dict[int, tuple[Block, Any]] = {}
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
-        self._gossip: list[tuple[bytes, bytes]] = []  # (id, raw) admitted from clients, to forward to the primary
-        # record id -> (forwarded or last shared at ms, raw, times shared with all), until committed
-        self._unshared: dict[bytes, tuple[int, bytes, int]] = {}
-        self._forwarded_view = -1
-        self._next_share_check = 0
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
         self._store_lock = asyncio.Lock()
         self._catch_up: asyncio.Task | None = None
-        self.catch_up: dict[str, Any] = {"running": False, "from": 0, "height": 0, "target": 0, "blocks": 0,
-                                         "records": 0, "records_per_s": 0.0}
-        self._catch_up_t0 = self._catch_up_logged = time.monotonic()
+        self.catching_up = CatchUp(self)
         self.counters: dict[str, int] = {}
         self._tasks = [
             asyncio.create_task(self._loop(), name="rantai-driver"),
@@ -285,7 +274,7 @@ class Node:
                     next_tick = now + self.tick_ms
                     await self._run(self.replica.tick(now, self.mempool.ready_count > 0))
                 await self._maybe_propose()
-                self._flush_gossip()
+                self.forwarder.flush(_now_ms(), self.replica.view, self.replica.primary(self.replica.view))
             except asyncio.CancelledError:
                 raise
             except InvariantBroken as exc:  # our own bug: continuing could sign something wrong
@@ -341,7 +330,7 @@ class Node:
                 self._validate_q.put_nowait(e)
             elif t is FetchState:
                 if self._catch_up is None or self._catch_up.done():
-                    self._catch_up = asyncio.create_task(self._fetch_state(e))
+                    self._catch_up = asyncio.create_task(self.catching_up.run(e))
             else:
                 log.warning("unknown effect %r", e)
             i += 1
@@ -452,80 +441,6 @@ class Node:
                 if not fut.done():
                     fut.set_result((block.height, index))
 
-    # -- catch-up --------------------------------------------------------------------------
-    async def _fetch_state(self, fs: FetchState) -> None:
-        """Fetch blocks from peers, verify each like an auditor (chain link, records, certificate), store."""
-        peers = [p for p in fs.peers if p in self.peer_urls] or list(self.peer_urls)
-        target = fs.to_height
-        attempt = 0
-        self.catch_up = {"running": True, "from": self.storage.height, "height": self.storage.height,
-                         "target": target, "blocks": 0, "records": 0, "records_per_s": 0.0}
-        self._catch_up_t0 = self._catch_up_logged = time.monotonic()
-        try:
-            while self.storage.height < target and attempt < 3 * len(peers):
-                peer = peers[attempt % len(peers)]
-                start = self.storage.height + 1
-                stop = min(target, start + CATCH_UP_BATCH - 1)
-                try:
-                    got = await self._fetch_from(peer, start, stop)
-                except (httpx.HTTPError, OSError, RantaiError, ValueError) as exc:
-                    log.warning("catch-up from %s failed: %s", peer, exc)
-                    self._count("catch-up-failures")
-                    got = 0
-                if got == 0:
-                    attempt += 1
-                    await asyncio.sleep(0.05)
-        finally:
-            self.catch_up["running"] = False
-            self._progress(force=True)
-            height, digest = self.storage.head()
-            self._post("transferred", height, digest)
-
-    def _progress(self, force: bool = False) -> None:
-        """Catch-up progress in ``status()["catch_up"]``, and in the log every few seconds."""
-        c = self.catch_up
-        now = time.monotonic()
-        c["height"] = self.storage.height
-        c["records_per_s"] = round(c["records"] / max(now - self._catch_up_t0, 1e-6), 1)
-        if force or now - self._catch_up_logged >= CATCH_UP_LOG_S:
-            self._catch_up_logged = now
-            log.info("catch-up: height %d of %d, %d records in %d blocks, %.0f records/s%s", c["height"],
-                     c["target"], c["records"], c["blocks"], c["records_per_s"], "" if c["running"] else " (done)")
-
-    async def _fetch_from(self, peer: str, start: int, stop: int) -> int:
-        client = self.transport.client(peer)
-        if client is None:
-            raise NodeError(f"catch-up: no client for peer {peer}")
-        got = 0
-        reader = BlockStreamReader(wire.MAX_MESSAGE_BYTES)
-        async with client.stream(
-            "GET", "/v1/blocks", params={"from": start, "to": stop}, headers={"accept": "application/msgpack"}
-        ) as r:
-            if r.status_code != 200:
-                raise NodeError(f"catch-up: {peer} answered HTTP {r.status_code}")
-            async for chunk in r.aiter_bytes():
-                for raw, cert_obj in reader.feed(chunk):
-                    await self._verify_and_store(raw, cert_obj)
-                    got += 1
-        return got
-
-    async def _verify_and_store(self, raw: bytes, cert_obj: Any) -> None:
-        """A peer's block, checked by the rules an auditor applies (``validity``), then stored."""
-        height, _ = self.storage.head()
-        parent = self.ledger.head_parent()
-        block = await self.validator.check_block(raw, height + 1, None, parent,
-                                                 governance=self.ledger.governance.fork)
-        cert = certificate_of(cert_obj, block.height)
-        loop = asyncio.get_running_loop()
-        consortium = self.ledger.governance.at(block.height)
-        await loop.run_in_executor(self.validator.pool, check_certificate, cert, consortium, block.header)
-        if await self._store(block, cert):
-            self._count("catch-up-blocks")
-            self.counters["catch-up-records"] = self.counters.get("catch-up-records", 0) + len(block.records)
-            self.catch_up["blocks"] += 1
-            self.catch_up["records"] += len(block.records)
-            self._progress()
-
     def _governance_after(self, height: int, digest: bytes) -> Governance:
         """The governance state after block ``height`` (hash ``digest``): the committed state, plus the
         change entries of the proposals in flight between the head and that block."""
@@ -611,81 +526,13 @@ class Node:
                     out.append((res.id, exc))
                     continue
                 if gossip:
-                    self._gossip.append((res.id, res.raw))
+                    self.forwarder.admitted(res.id, res.raw)
                 out.append((res.id, res))
             else:
                 rid = sha256(raw) if isinstance(raw, bytes) else None
                 out.append((rid, res))
         self._wake.set()
         return out
-
-    def _flush_gossip(self) -> None:
-        """Forward records admitted from clients to the primary; share stragglers with every validator.
-
-        Only the primary needs a record to propose it, and every other validator receives it inside
-        the PRE-PREPARE, so a record goes to the primary alone: one request per batch instead of
-        one per validator. A record that ``SHARE_ALL_MS`` later is still in no proposal this node
-        has seen goes to all validators (PBFT's client retransmission to all replicas): then every
-        backup holds it as pending and runs its view-change timer, so a silent or censoring
-        primary is replaced, and a new primary has it to propose. Being in a proposal, not being
-        committed, is the test: under a backlog, records wait for commits, and sharing those
-        would only double the work of an already busy network.
-        """
-        now = _now_ms()
-        view = self.replica.view
-        if view != self._forwarded_view:
-            # A new view, a new primary: what this node's clients gave it and no proposal holds goes
-            # to the new primary now, not after a timeout (view synchronisation, docs/consensus.md).
-            self._forwarded_view = view
-            primary = self.replica.primary(view)
-            again = [raw for rid, (_, raw, _) in self._unshared.items() if self.mempool.is_ready(rid)]
-            if again and primary != self.id:
-                self._count("records-reforwarded")
-                self._send_records(again, primary)
-        if self._gossip:
-            primary = self.replica.primary(view)
-            if primary != self.id:
-                self._send_records([raw for _, raw in self._gossip], primary)
-            # Watched even when this node is the primary of its view: a node stuck alone in a view
-            # change would otherwise hold its clients' records where no working primary sees them.
-            for rid, raw in self._gossip:
-                self._unshared[rid] = (now, raw, 0)
-            self._gossip = []
-        if self._unshared and now >= self._next_share_check:
-            self._next_share_check = now + SHARE_ALL_MS // 4
-            # Watched until committed (gone from the mempool). In a proposal: the primary has it,
-            # and the clock restarts (a view change may yet abandon that proposal). In none for
-            # SHARE_ALL_MS: every validator gets it, at most SHARE_ALL_TIMES times (a backlog
-            # holds records in no proposal too, and re-sending those only adds work).
-            late: list[bytes] = []
-            for rid, (t, raw, shared) in list(self._unshared.items()):
-                if rid not in self.mempool:
-                    del self._unshared[rid]
-                elif not self.mempool.is_ready(rid):
-                    self._unshared[rid] = (now, raw, shared)
-                elif now - t >= SHARE_ALL_MS and shared < SHARE_ALL_TIMES:
-                    late.append(raw)
-                    self._unshared[rid] = (now, raw, shared + 1)
-            if late:
-                self._count("records-shared-with-all")
-                self._send_records(late, None)
-
-    def _send_records(self, raws: Sequence[bytes], to: str | None) -> None:
-        """POST records to one validator (``to``) or all, in chunks of at most GOSSIP_CHUNK_BYTES."""
-        batch: list[bytes] = []
-        size = 0
-        for raw in [*raws, None]:
-            if raw is None or (size + len(raw) > GOSSIP_CHUNK_BYTES and batch):
-                if batch:
-                    body = encode({"records": batch})
-                    if to is None:
-                        self.transport.broadcast(PEER_RECORDS, body)
-                    else:
-                        self.transport.send(to, PEER_RECORDS, body)
-                batch, size = [], 0
-            if raw is not None:
-                batch.append(raw)
-                size += len(raw)
 
     def waiter(self, record_id: bytes) -> asyncio.Future:
         """A future resolved with (height, index) once ``record_id`` is committed here."""
@@ -736,7 +583,7 @@ class Node:
             "mempool": len(self.mempool),
             "in_flight": self.mempool.in_flight,
             "peers": self.transport.status(),
-            "catch_up": self.catch_up,
+            "catch_up": self.catching_up.state,
             "fatal": None if self.fatal is None else f"{type(self.fatal).__name__}: {self.fatal}",
             "counters": {**self.counters, **{f"replica.{k}": v for k, v in rs.get("dropped", {}).items()}},
         }

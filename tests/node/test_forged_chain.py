@@ -207,7 +207,7 @@ def test_catch_up_from_a_lying_peer_refuses_the_forged_block(tmp_path, name):
         node = await started_node(tmp_path, peers)
         try:
             with pytest.raises(Exception) as info:
-                await node._fetch_from(V[1].id, 1, 2)
+                await node.catching_up.fetch_from(V[1].id, 1, 2)
             assert getattr(info.value, "rule", None) == forged.rule, info.value
             assert node.storage.height == 1 and node.storage.head()[1] == B1.hash  # block 1 kept, block 2 not
         finally:

@@ -32,16 +32,8 @@ from rantai.client.format.records import RECORD_VERSION, SignedRecord
 
 from .admission import CURRENT_TICKET
 from .answers import ApiError, client_address, load_json, read_body, respond, wants_msgpack
-from .epcis_index import (
-    EventQuery,
-    QueryParameterError,
-    hash_id_of_digest,
-    lookup_event_id,
-    lookup_hash,
-    parse_hash_id,
-    record_digest,
-    run_query,
-)
+from .epcis_index import hash_id_of_digest, lookup_event_id, lookup_hash, parse_hash_id, record_digest
+from .epcis_query import EventQuery, QueryParameterError, run_query
 from .validation import error_body, status_of
 
 __all__ = ["epcis_problem", "epcis_router", "present_event", "SIGNATURE_KEY", "EPCIS_CONTEXT", "RANTAI_NS"]

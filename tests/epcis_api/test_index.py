@@ -19,6 +19,7 @@ from rantai.client.format.epcis import event_hash_id, validate_event
 from rantai.client.format.records import sign_event
 from rantai.consensus.certificate import CommitCertificate
 from rantai.node import epcis_index as ix
+from rantai.node import epcis_query as qx
 from rantai.node.ledger import Ledger
 from rantai.node.storage import Storage
 
@@ -104,7 +105,7 @@ def _load(rows):
 def _all_pages(st, q, rows, max_height=10**9):
     out, start = [], (0, 0)
     while True:
-        found, resume, _ = ix.run_query(st.db, q, start=start, max_height=max_height, load=_load(rows))
+        found, resume, _ = qx.run_query(st.db, q, start=start, max_height=max_height, load=_load(rows))
         out += [(h, i) for h, i, _ in found]
         if resume is None:
             return out
@@ -119,7 +120,7 @@ def _random_params(rng: random.Random, rows) -> list[tuple[str, str]]:
                        "eventTime", "recordTime"], rng.randint(1, 3))
     for p in pick:
         if p == "eventType":
-            params.append((p, "|".join(rng.sample(ix.EVENT_TYPES[:4], rng.randint(1, 2)))))
+            params.append((p, "|".join(rng.sample(qx.EVENT_TYPES[:4], rng.randint(1, 2)))))
         elif p == "EQ_action":
             params.append((p, rng.choice(["ADD", "OBSERVE", "DELETE", "ADD|DELETE"])))
         elif p == "EQ_bizStep":  # the three spellings of a CBV term agree
@@ -161,7 +162,7 @@ def test_queries_match_brute_force(chain):
     for _ in range(300):
         params = _random_params(rng, rows)
         per_page = rng.choice([1, 3, 7, 50, 1000])
-        q = ix.EventQuery.parse(params + [("perPage", str(per_page))])
+        q = qx.EventQuery.parse(params + [("perPage", str(per_page))])
         expect = [(h, i) for h, i, ev, rt in rows if q.accepts(ev, rt)]
         got = _all_pages(st, q, rows)
         assert got == expect, params
@@ -175,7 +176,7 @@ def test_accepts_is_the_reference(chain):
     ev = {"type": "ObjectEvent", "eventTime": "2024-05-01T08:30:00+07:00", "eventTimeZoneOffset": "+07:00",
           "epcList": ["urn:epc:id:sgtin:0614141.107346.2018"], "action": "OBSERVE", "bizStep": "shipping",
           "readPoint": {"id": "urn:epc:id:sgln:0614141.07346.1234"}}
-    P = ix.EventQuery.parse
+    P = qx.EventQuery.parse
     assert P([("MATCH_epc", "https://id.gs1.org/01/10614141073464/21/2018")]).accepts(ev, 0)
     assert P([("MATCH_epc", "urn:epc:idpat:sgtin:0614141.107346.*")]).accepts(ev, 0)
     assert not P([("MATCH_epc", "urn:epc:idpat:sgtin:0614141.107347.*")]).accepts(ev, 0)
@@ -189,15 +190,15 @@ def test_accepts_is_the_reference(chain):
 def test_selective_query_reads_only_its_postings(chain):
     st, _, rows = chain
     parent = next(r[2]["parentID"] for r in rows if r[2].get("parentID"))
-    q = ix.EventQuery.parse([("MATCH_parentID", parent)])
-    found, resume, reads = ix.run_query(st.db, q, start=(0, 0), max_height=10**9, load=_load(rows))
+    q = qx.EventQuery.parse([("MATCH_parentID", parent)])
+    found, resume, reads = qx.run_query(st.db, q, start=(0, 0), max_height=10**9, load=_load(rows))
     assert len(found) == 1 and resume is None
     assert reads <= 2  # one posting, not a scan of the ~400 events
 
 
 def test_max_height_bounds_a_query(chain):
     st, _, rows = chain
-    q = ix.EventQuery.parse([("eventType", "ObjectEvent")])
+    q = qx.EventQuery.parse([("eventType", "ObjectEvent")])
     got = _all_pages(st, q, rows, max_height=10)
     assert got and all(h <= 10 for h, _ in got)
     assert got == [(h, i) for h, i, ev, _ in rows if h <= 10 and ev["type"] == "ObjectEvent"]
@@ -215,7 +216,7 @@ def test_hash_and_event_id_index(chain):
                                    (1_700_000_000_000_000, 1_734_000_000_000_000), (None, 1_700_000_000_000_000),
                                    (1_600_000_000_500_000, None)])
 def test_time_buckets_cover_exactly(lo, hi):
-    buckets = ix.time_buckets(lo, hi)
+    buckets = qx.time_buckets(lo, hi)
     assert len(buckets) <= 5 * 32
     spans = sorted(((b << lv) * 1_000_000, ((b + 1) << lv) * 1_000_000, exact) for lv, b, exact in buckets)
     for (_, a1, _), (b0, _, _) in pairwise(spans):
@@ -230,8 +231,8 @@ def test_unknown_and_bad_parameters():
     for params in ([("foo", "1")], [("EQ_action", "MOVE")], [("eventType", "QuantityEvent")],
                    [("GE_eventTime", "yesterday")], [("perPage", "0")], [("perPage", "x")],
                    [("MATCH_epc", "urn:epc:idpat:sgtin:0614141.*.*")], [("MATCH_epc", "a*")], [("EQ_bizStep", "")]):
-        with pytest.raises(ix.QueryParameterError):
-            ix.EventQuery.parse(params)
+        with pytest.raises(qx.QueryParameterError):
+            qx.EventQuery.parse(params)
 
 
 def test_first_record_keeps_a_repeated_hash(tmp_path):
@@ -279,7 +280,7 @@ def test_record_time_is_posted_per_block_and_an_older_index_is_upgraded(tmp_path
 
     def check() -> None:
         for params in queries:
-            q = ix.EventQuery.parse(params)
+            q = qx.EventQuery.parse(params)
             expect = [(h, i) for h, i, ev, rt in rows if q.accepts(ev, rt)]
             assert expect and _all_pages(st, q, rows) == expect, params
 

@@ -27,7 +27,7 @@ from rantai.node.admission import AdmissionConfig
 from rantai.node.app import create_app
 from rantai.node.driver import Node
 from rantai.node.epcis_api import _TOKEN
-from rantai.node.epcis_index import EventQuery
+from rantai.node.epcis_query import EventQuery
 
 from .conftest import make_net
 

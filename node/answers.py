@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rantai.client.format.encoding import encode
+from rantai.client.format.encoding import encode, hexify
 from rantai.client.format.errors import InvalidEncoding, Overloaded, RecordTooLarge
 
 from .validation import error_body, status_of
@@ -38,16 +38,6 @@ class ApiError(Exception):
         self.body = {"error": rule, "message": message, **details}
 
 
-def _hexify(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _hexify(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_hexify(v) for v in value]
-    return value
-
-
 def wants_msgpack(request: Request) -> bool:
     return MSGPACK in request.headers.get("accept", "")
 
@@ -56,7 +46,7 @@ def respond(request: Request, obj: Any, status: int = 200, headers: dict[str, st
     if wants_msgpack(request):
         return Response(encode(obj), status_code=status, media_type=MSGPACK, headers=headers)
     return Response(
-        json.dumps(_hexify(obj), ensure_ascii=False, separators=(",", ":")).encode(),
+        json.dumps(hexify(obj), ensure_ascii=False, separators=(",", ":")).encode(),
         status_code=status,
         media_type=JSON,
         headers=headers,

@@ -23,7 +23,7 @@ import msgpack
 
 from .errors import InvalidEncoding
 
-__all__ = ["MAX_DEPTH", "MAX_SIZE", "decode", "encode", "normalize"]
+__all__ = ["MAX_DEPTH", "MAX_SIZE", "decode", "encode", "hexify", "normalize"]
 
 MAX_DEPTH = 32
 MAX_SIZE = 64 * 1024 * 1024
@@ -152,4 +152,16 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Any:
     # non-canonical form (long integers, float32, duplicate keys) shows up as different bytes.
     if not _in_canonical_order(value) or msgpack.packb(value, **_packer_options) != data:
         raise InvalidEncoding("encoding: not canonical (key order, duplicate keys or integer/float form)")
+    return value
+
+
+def hexify(value: Any) -> Any:
+    """``value`` for JSON: byte strings as lower-case hex, maps and arrays walked (receipt files,
+    the API's JSON answers, governance descriptions: one spelling of bytes everywhere)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: hexify(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [hexify(v) for v in value]
     return value

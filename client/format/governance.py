@@ -30,6 +30,7 @@ from typing import Any
 from rantai.consensus.crypto import HASH_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Verifier
 
 from .consortium import CHANGEABLE_PARAMS, NAME, ROLES, Consortium
+from .encoding import hexify
 from .errors import InvalidRecord
 from .records import SignedRecord
 
@@ -128,19 +129,9 @@ class Proposal:
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id.hex(), "height": self.height, "index": self.index, "proposer": self.proposer,
-                "change": _jsonable(self.change), "approvals": list(self.approvals),
+                "change": hexify(self.change), "approvals": list(self.approvals),
                 "status": "open" if self.approved_at is None else "approved",
                 "approved_at": self.approved_at, "effective": self.effective}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class Governance:

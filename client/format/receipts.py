@@ -17,6 +17,7 @@ from rantai.consensus.certificate import CommitCertificate
 from rantai.consensus.crypto import HASH_SIZE, SIGNATURE_SIZE
 
 from .blocks import BlockHeader
+from .encoding import hexify
 from .errors import InvalidProof, VerificationError
 from .genesis import Genesis
 from .governance import Governance
@@ -103,8 +104,8 @@ class Receipt:
             "format": RECEIPT_FORMAT,
             "genesis_hash": (genesis_hash or self.header.chain).hex(),
             "record_id": self.record.id.hex(),
-            **_hexify(self.to_obj()),
-            **({"change": _hexify(self.record.change)} if self.record.is_change else {"event": self.record.event}),
+            **hexify(self.to_obj()),
+            **({"change": hexify(self.record.change)} if self.record.is_change else {"event": self.record.event}),
         }
         if self.changes:
             doc["changes"] = [c._doc(genesis_hash) for c in self.changes]
@@ -162,7 +163,7 @@ class Receipt:
         if ("change" in doc) != receipt.record.is_change:  # a change entry's file says change, an event's event
             raise VerificationError("receipt: a change file for a record that is not a change, or an event file "
                                     "for a change entry", rule="receipt shape")
-        readable, signed = ((doc["change"], _hexify(receipt.record.change)) if receipt.record.is_change
+        readable, signed = ((doc["change"], hexify(receipt.record.change)) if receipt.record.is_change
                             else (doc["event"], receipt.record.event))
         if not same_value(readable, signed):
             # The readable copy of the event must say what the signed bytes say, in the same types.
@@ -182,13 +183,4 @@ def _unhex(value: Any, where: str, size: int | None = None) -> bytes:
         raise VerificationError(f"receipt: {where} must be {want}", rule="receipt shape")
     return bytes.fromhex(value)
 
-
-def _hexify(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _hexify(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hexify(v) for v in value]
-    return value
 

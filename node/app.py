@@ -148,7 +148,7 @@ def peer_sender(node: Node, value: str | None) -> str:
     message is signed by its sender (who must be this claimed one), every gossiped record is
     re-verified within the peer's budget of refused records.
     """
-    if value is None or value not in node.genesis.validator_by_id or value == node.id:
+    if value is None or not node.is_validator(value) or value == node.id:
         node._count("peer-not-validator")
         raise ApiError(403, "not a validator",
                        f"peer endpoints serve this chain's other validators only ({SENDER_HEADER} names one)")
@@ -166,7 +166,7 @@ def peer_messages(node: Node, parts: list[bytes], claimed: str | None = None) ->
             node._count("peer-malformed")
             raise ApiError(400, "protocol", f"peer message: {exc}") from None
         sender = getattr(message, "sender", None)
-        if sender not in node.genesis.validator_by_id or sender == node.id:
+        if sender is None or not node.is_validator(sender) or sender == node.id:
             node._count("peer-not-validator")
             raise ApiError(403, "not a validator", "peer messages are accepted from this chain's validators only")
         if claimed is not None and sender != claimed:

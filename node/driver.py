@@ -94,19 +94,19 @@ class Node:
         name: str = "",
         verify_workers: int = 2,
     ) -> None:
-        if signer.id not in genesis.validator_by_id:
-            raise NodeError(f"node: key {signer.id} is not a validator of chain {genesis.chain_id}")
+        # A key the genesis does not list may be a validator the consortium added later: the chain
+        # says, once the store is open (``start``); until it is one, the node observes.
         self.genesis = genesis
         self.genesis_bytes = genesis_bytes if genesis_bytes is not None else genesis.to_json().encode()
         self.signer = signer
         self.id = signer.id
-        self.name = name or genesis.validator_by_id[signer.id].name
+        known = genesis.validator_by_id.get(signer.id)
+        self.name = name or (known.name if known is not None else signer.id)
         self.data_dir = Path(data_dir)
         self.tick_ms = tick_ms
         self.params = genesis.params
-        urls = {v.id: v.url for v in genesis.validators if v.id != self.id}
-        urls.update({k: v for k, v in (peers or {}).items() if k in urls})
-        self.peer_urls = urls
+        self._peer_overrides = dict(peers or {})
+        self.peer_urls = self._urls(genesis.validators)
         self._transport_arg = transport
         self._mempool_max = mempool_max
         self._verify_workers = verify_workers
@@ -187,6 +187,9 @@ class Node:
             verifiers=g.validator_verifiers,
         )
         self.closing = asyncio.get_running_loop().create_future()
+        gov = self.ledger.governance
+        self.peer_urls = {pid: url for c in gov.configs for pid, url in self._urls(c.validators).items()}
+        self._configs_seen = len(gov.configs)
         self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg)
         self.transport.start()
         self.forwarder = Forwarder(self.id, self.mempool, self.transport, self._count)
@@ -431,7 +434,17 @@ class Node:
                 del self._deferred[h]
             return True
 
+    def _urls(self, validators: Any) -> dict[str, str]:
+        """Peer id -> URL for ``validators`` (this node excluded; the config's ``peers`` override)."""
+        return {v.id: self._peer_overrides.get(v.id, v.url) for v in validators if v.id != self.id}
+
+    def is_validator(self, vid: str) -> bool:
+        """A validator of any consortium this node knows (the genesis, in force, or scheduled): the
+        peer endpoints' gate. Consensus itself counts only the set in force at each height."""
+        return any(vid in c.validator_by_id for c in self.ledger.governance.configs)
+
     def _after_store(self, block: Block) -> None:
+        self._follow_validators()
         ids = block.record_ids()
         self.mempool.settle(block.height, ids)
         for digest in [d for d, b in self._blocks.items() if b.height <= block.height]:
@@ -440,6 +453,19 @@ class Node:
             for fut in self._waiters.pop(rid, ()):
                 if not fut.done():
                     fut.set_result((block.height, index))
+
+    def _follow_validators(self) -> None:
+        """After a block approved a change of validators: talk to the new ones as soon as it is known."""
+        configs = self.ledger.governance.configs
+        if len(configs) == self._configs_seen:
+            return
+        self._configs_seen = len(configs)
+        for c in configs:
+            for pid, url in self._urls(c.validators).items():
+                if pid not in self.peer_urls:
+                    self.peer_urls[pid] = url
+                    self.transport.add_peer(pid, url)
+                    log.info("validator %s (%s) joins the peers this node talks to", pid, url)
 
     def _governance_after(self, height: int, digest: bytes) -> Governance:
         """The governance state after block ``height`` (hash ``digest``): the committed state, plus the

@@ -92,26 +92,38 @@ class PeerTransport:
         self.sender = sender
         self.lanes: dict[str, dict[str, _Lane]] = {kind: {} for kind in LANES.values()}
         self._clients: dict[str, httpx.AsyncClient] = {}
-        for pid, url in peers.items():
-            t = transport.get(pid) if isinstance(transport, Mapping) else transport
-            client = httpx.AsyncClient(
-                base_url=url,
-                transport=t,
-                # No read timeout: a stream's answer comes only when it ends. A write that the peer
-                # does not take for 10 s breaks the stream (it is reopened).
-                timeout=httpx.Timeout(10.0, connect=2.0, read=None),
-                limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
-                headers={"x-rantai-sender": sender} if sender else None,
-            )
-            self._clients[pid] = client
-            for kind in self.lanes:
-                self.lanes[kind][pid] = _Lane(pid, url, kind, client)
+        self._transport = transport
+        self._started = False
         self._closed = False
+        for pid, url in peers.items():
+            self.add_peer(pid, url)
+
+    def add_peer(self, pid: str, url: str) -> None:
+        """A validator the consortium added (docs/governance.md): its lanes open now if this transport runs."""
+        if pid in self._clients or pid == self.sender:
+            return
+        transport = self._transport
+        t = transport.get(pid) if isinstance(transport, Mapping) else transport
+        client = httpx.AsyncClient(
+            base_url=url,
+            transport=t,
+            # No read timeout: a stream's answer comes only when it ends. A write that the peer
+            # does not take for 10 s breaks the stream (it is reopened).
+            timeout=httpx.Timeout(10.0, connect=2.0, read=None),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            headers={"x-rantai-sender": self.sender} if self.sender else None,
+        )
+        self._clients[pid] = client
+        for kind in self.lanes:
+            self.lanes[kind][pid] = lane = _Lane(pid, url, kind, client)
+            if self._started and not self._closed:
+                lane.task = asyncio.create_task(self._stream(lane), name=f"peer-{lane.id}-{lane.kind}")
 
     def _all(self) -> list[_Lane]:
         return [lane for by_peer in self.lanes.values() for lane in by_peer.values()]
 
     def start(self) -> None:
+        self._started = True
         for lane in self._all():
             if lane.task is None:
                 lane.task = asyncio.create_task(self._stream(lane), name=f"peer-{lane.id}-{lane.kind}")

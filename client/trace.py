@@ -17,36 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .format.epcis.items import event_identifiers
+
 __all__ = ["Step", "describe", "identifiers", "render", "timeline"]
 
-_EPC_LISTS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
-_QTY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
-
-
 def identifiers(event: Any) -> set[str]:
-    """Every GS1 identifier ``event`` names (see the module docstring for the fields)."""
-    out: set[str] = set()
-    if not isinstance(event, dict):
-        return out
-    for key in _EPC_LISTS:
-        for v in event.get(key) or ():
-            if isinstance(v, str):
-                out.add(v)
-    if isinstance(event.get("parentID"), str):
-        out.add(event["parentID"])
-    for key in _QTY_LISTS:
-        for q in event.get(key) or ():
-            if isinstance(q, dict) and isinstance(q.get("epcClass"), str):
-                out.add(q["epcClass"])
-    for key, field in (("sourceList", "source"), ("destinationList", "destination")):
-        for s in event.get(key) or ():
-            if isinstance(s, dict) and isinstance(s.get(field), str):
-                out.add(s[field])
-    for key in ("readPoint", "bizLocation"):
-        loc = event.get(key)
-        if isinstance(loc, dict) and isinstance(loc.get("id"), str):
-            out.add(loc["id"])
-    return out
+    """Every GS1 identifier ``event`` names (``epcis.items``, the fields the node's history index uses)."""
+    return set(event_identifiers(event))
 
 
 def _last(uri: Any) -> str:

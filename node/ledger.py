@@ -18,6 +18,7 @@ from typing import Any
 from rantai.client.format import merkle
 from rantai.client.format.blocks import Block, BlockHeader
 from rantai.client.format.encoding import decode, encode
+from rantai.client.format.epcis.items import event_identifiers
 from rantai.client.format.genesis import Genesis
 from rantai.client.format.governance import Governance
 from rantai.client.format.receipts import Receipt
@@ -29,45 +30,12 @@ from rantai.consensus.crypto import sha256
 from .epcis_index import index_entries, upgrade
 from .storage import Storage, StorageError
 
-__all__ = ["GOV", "Ledger", "items_of"]
+__all__ = ["GOV", "Ledger"]
 
 log = logging.getLogger("rantai.node")
 
 GOV = b"g"  # u64 height || u32 index -> a governance change entry's bytes (replayed at start-up)
 _LOC = struct.Struct(">QI")
-
-_EPC_LISTS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
-_QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
-
-
-def items_of(event: Any) -> list[str]:
-    """Every GS1 identifier an EPCIS event names (docs/api.md, Items), without repeats, in a stable order."""
-    if not isinstance(event, dict):
-        return []
-    found: dict[str, None] = {}
-
-    def add(v: Any) -> None:
-        if isinstance(v, str) and v:
-            found[v] = None
-
-    add(event.get("parentID"))
-    for key in _EPC_LISTS:
-        for v in event.get(key) or ():
-            add(v)
-    for key in _QUANTITY_LISTS:
-        for q in event.get(key) or ():
-            if isinstance(q, dict):
-                add(q.get("epcClass"))
-    for key, field in (("sourceList", "source"), ("destinationList", "destination")):
-        for s in event.get(key) or ():
-            if isinstance(s, dict):
-                add(s.get(field))
-    for key in ("readPoint", "bizLocation"):
-        loc = event.get(key)
-        if isinstance(loc, dict):
-            add(loc.get("id"))
-    return list(found)
-
 
 def replay_governance(storage: Storage, genesis: Genesis, to: int) -> Governance:
     """The governance state after block ``to``, replayed from the change entries stored apart (``g``
@@ -145,7 +113,8 @@ class Ledger:
         Its governance changes (already checked when the block was validated) are applied to the
         committed state only once the block is stored, on a fork swapped in after the write.
         """
-        items = [(item, i) for i, r in enumerate(block.records) if not r.is_change for item in items_of(r.event)]
+        items = [(item, i) for i, r in enumerate(block.records) if not r.is_change
+                 for item in event_identifiers(r.event)]
         epcis, hashed = index_entries(self.storage.db, block.height, block.header.timestamp, block.records)
         changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
         gov = self.governance.fork()

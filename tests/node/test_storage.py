@@ -6,8 +6,9 @@ import pytest
 
 from rantai.client.format.blocks import Block
 from rantai.client.format.encoding import decode
+from rantai.client.format.epcis.items import event_identifiers as items_of
 from rantai.consensus.certificate import CommitCertificate
-from rantai.node.ledger import Ledger, items_of
+from rantai.node.ledger import Ledger
 from rantai.node.storage import Storage, StorageError
 
 

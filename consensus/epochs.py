@@ -132,6 +132,7 @@ class Consensus:
         self.obs_fetch_until = -1
         self.counters: dict[str, int] = {}
         self._verifier_cache: dict[int, dict[str, Verifier]] = {}
+        self._retired: bool | None = None  # cached; recomputed when the epoch or the schedule changes
         for start, validators in schedule:
             self._add_epoch(start, validators, restoring=True)
         self._advance([])
@@ -147,6 +148,7 @@ class Consensus:
         self._add_epoch(start, tuple(validators), restoring=False)
 
     def _add_epoch(self, start: int, validators: Validators, restoring: bool) -> None:
+        self._retired = None
         last = self.epochs[-1]
         validators = tuple((v, pk) for v, pk in validators)
         dataclasses.replace(self.cfg, validators=validators)  # validates the set (ids match keys, distinct)
@@ -217,6 +219,7 @@ class Consensus:
             for key in sorted(self.stored.pop(e, {})):
                 self.deletes.append(epoch_key(e, key))
         self.epoch = k
+        self._retired = None
         self.replica = None
         self.obs_high.clear()
         self.obs_fetch_until = -1
@@ -377,11 +380,15 @@ class Consensus:
     @property
     def retired(self) -> bool:
         """Not in the current epoch, a member of an earlier one, and in no later known epoch."""
-        if self.replica is not None or self._my_key(self.epoch) is not None:
-            return False
-        earlier = any(self.keys.keys() & e.ids for e in self.epochs[: self.epoch])
-        later = any(self.keys.keys() & e.ids for e in self.epochs[self.epoch + 1:])
-        return earlier and not later
+        if self._retired is None:
+            mine = self.keys.keys()
+            if self.replica is not None or self._my_key(self.epoch) is not None:
+                self._retired = False
+            else:
+                earlier = any(mine & e.ids for e in self.epochs[: self.epoch])
+                later = any(mine & e.ids for e in self.epochs[self.epoch + 1:])
+                self._retired = earlier and not later
+        return self._retired
 
     # ------------------------------------------------------------------------------ observers
 

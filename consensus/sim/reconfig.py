@@ -240,16 +240,20 @@ class ReconfigSimulation(Simulation):
     def __init__(self, seed: int, nodes: int = 4, faults: tuple[str, ...] = ALL_FAULTS, *,
                  ops: tuple[str, ...] = OPS, changes: int | None = None, **kw: Any) -> None:
         self.host_of: dict[str, int] = {}
-        for h in range(nodes + SPARE_HOSTS):
+        for h in range(nodes + SPARE_HOSTS):  # (hosts not started are never chosen: see spares below)
             for g in range(KEYS_PER_HOST):
                 self.host_of[_key(h, g).id] = h
         self.changes: dict[str, tuple[str, int]] = {}
         self.learned = 0
         self.applied = 0  # changes approved on the chain
-        self.ops = ops
-        self.n_changes = changes
+        # the change schedule is drawn first, from its own stream, so that the base run's draws stay as they were
+        rng = random.Random(seed * 1_000_003 + 17)
+        count = changes if changes is not None else rng.randint(1, 3)
+        self.planned = [(rng.randint(200, kw.get("safety_ms", 8000) - 2500), rng.choice(ops), rng.randrange(1000))
+                        for _ in range(count)]
+        spares = min(SPARE_HOSTS, sum(1 for _, op, _ in self.planned if op != "rekey"))
         super().__init__(seed, nodes, faults, **kw)
-        for i in range(nodes, nodes + SPARE_HOSTS):
+        for i in range(nodes, nodes + spares):
             self.nodes.append(ReconfigNode(self, i, _key(i, 0)))
         for host in self.nodes:
             if isinstance(host, ReconfigNode):
@@ -272,14 +276,11 @@ class ReconfigSimulation(Simulation):
 
     def plan(self) -> None:
         super().plan()
-        rng = random.Random(self.seed * 1_000_003 + 17)
-        count = self.n_changes if self.n_changes is not None else rng.randint(1, 3)
-        for k in range(count):
-            at = rng.randint(200, self.safety_ms - 2500)
+        for k, (at, op, x) in enumerate(self.planned):
             rid = f"cfg{k}"
-            self.changes[rid] = (rng.choice(self.ops), rng.randrange(1000))
+            self.changes[rid] = (op, x)
             self.schedule(at, partial(self.submit, rid))
-            for j in range(1, 2 * self.config.window + 4):  # enough later blocks for the new set to start
+            for j in range(1, self.config.window + 3):  # enough later blocks for the new set to start
                 self.schedule(at + 150 * j, partial(self.submit, f"{rid}-after{j}"))
 
     def deliver(self, src: Node, dst: Node, data: bytes, t: int) -> None:

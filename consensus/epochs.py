@@ -133,6 +133,9 @@ class Consensus:
         self.counters: dict[str, int] = {}
         self._verifier_cache: dict[int, dict[str, Verifier]] = {}
         self._retired: bool | None = None  # cached; recomputed when the epoch or the schedule changes
+        self._seen_h = -1  # stuck probe: the tip at the last tick it moved, and when
+        self._seen_ms = 0
+        self._probe_until = -1
         for start, validators in schedule:
             self._add_epoch(start, validators, restoring=True)
         self._advance([])
@@ -310,7 +313,27 @@ class Consensus:
             self._advance(out)
         elif not self.retired:
             self._observer_fetch(out, now_ms)
+        self._probe(out, now_ms, pending)
         return out
+
+    def _probe(self, out: list[Effect], now_ms: int, pending: bool) -> None:
+        """Stuck with work to do (or observing) and no one we trust vouches for a height above ours: a
+        laggard whose epoch's members were all replaced since hears no one it may believe. Then ask every
+        member of our epoch for what follows our tip, every 2 x ``state_transfer_timeout_ms``. Safe: the
+        node verifies every fetched block's certificate against the set in force at its height; once
+        it stores the approving blocks it learns the later epochs and their members."""
+        if self.committed_h != self._seen_h:
+            self._seen_h, self._seen_ms = self.committed_h, now_ms
+            return
+        r = self.replica
+        stuck = r.mode != "normal" or pending if r is not None else not self.retired
+        every = 2 * self.cfg.state_transfer_timeout_ms
+        if not stuck or now_ms - self._seen_ms < every or now_ms < self._probe_until:
+            return
+        self._probe_until = now_ms + every
+        self.counters["stuck-probes"] = self.counters.get("stuck-probes", 0) + 1
+        peers = tuple(v for v, _ in self.epochs[self.epoch].validators if v not in self.keys)
+        out.append(FetchState(self.committed_h + 1, self.committed_h + self.cfg.log_max, peers))
 
     def next_slot(self) -> Slot | None:
         return self.replica.next_slot() if self.replica is not None else None

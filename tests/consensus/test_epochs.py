@@ -280,3 +280,14 @@ def test_schedule_refuses_a_start_inside_the_window_or_out_of_order() -> None:
     assert c.replica is not None and c.replica.end_height == 6
     assert epoch_key(0, b"view") == b"view" and epoch_key(2, b"view") == b"e/" + (2).to_bytes(8, "big") + b"view"
     assert of([], Commit) == []
+
+
+def test_a_stuck_replica_probes_its_epoch_for_what_follows_its_tip() -> None:
+    cfg, ss = config()
+    c = Consensus(cfg, ss[1], {}, (0, CHAIN))
+    every = 2 * cfg.state_transfer_timeout_ms
+    assert not of(c.tick(0, False) + c.tick(every + 1, False), FetchState)  # idle: nothing to ask
+    fetch = of(c.tick(3 * every, True), FetchState)
+    assert fetch and (fetch[0].from_height, fetch[0].to_height) == (1, cfg.log_max)
+    assert set(fetch[0].peers) == {s.id for s in ss} - {ss[1].id}
+    assert not of(c.tick(3 * every + 10, True), FetchState)  # at most once per interval

@@ -19,6 +19,7 @@ from .effects import (
     Slot,
     Validate,
 )
+from .epochs import Consensus
 from .errors import ConsensusError, InvariantBroken, ProtocolViolation
 from .messages import (
     Checkpoint,
@@ -41,6 +42,7 @@ __all__ = [
     "Commit",
     "CommitCertificate",
     "CommitVote",
+    "Consensus",
     "ConsensusError",
     "Effect",
     "FetchState",

@@ -116,6 +116,9 @@ class Replica:
         persisted: every entry written by earlier ``Persist`` effects (empty on first start).
         committed: ``(height, digest)`` of the node's last stored block, ``(0, chain)`` when empty.
         verifiers: optional ``{id: Verifier}`` to share (e.g. a caching verifier in the simulator).
+        base: ``(height, digest)`` this validator set starts after (reconfiguration, ``epochs``): the
+            stable checkpoint before any is proven, accepted unsigned in VIEW-CHANGEs. ``(0, chain)``.
+        first_view: the view to start in when ``persisted`` holds none (an epoch's first view).
     """
 
     def __init__(
@@ -126,6 +129,8 @@ class Replica:
         committed: tuple[int, bytes],
         *,
         verifiers: Mapping[str, Verifier] | None = None,
+        base: tuple[int, bytes] | None = None,
+        first_view: int = 0,
     ) -> None:
         self.cfg = config
         self.chain = config.chain
@@ -138,11 +143,13 @@ class Replica:
         self.f = max_faulty(self.n)
         self.q = quorum_size(self.n)
         self.verifiers: Mapping[str, Verifier] = verifiers or {v: Verifier(pk) for v, pk in config.validators}
-        self.view = 0
+        self.base: tuple[int, bytes] = base if base is not None else (0, config.chain)
+        self.end_height: int | None = None  # epochs: never accept or propose heights >= this (set_end)
+        self.view = first_view
         self.mode = NORMAL
         self.committed_h, self.committed_d = committed
         self.committed_digests: dict[int, bytes] = {self.committed_h: self.committed_d}
-        self.stable = CheckpointCert(0, self.chain, ())
+        self.stable = CheckpointCert(self.base[0], self.base[1], ())
         self.log: dict[int, _Height] = {}
         self.checkpoints: dict[int, dict[bytes, dict[str, bytes]]] = {}
         self.my_checkpoint: Checkpoint | None = None
@@ -323,6 +330,13 @@ class Replica:
     def primary(self, view: int) -> str:
         return self.ids[view % self.n]
 
+    def set_end(self, end_height: int) -> None:
+        """Reconfiguration barrier: this validator set governs heights below ``end_height`` only. The
+        replica then never proposes, accepts, prepares or commit-votes a height >= ``end_height``, and
+        never adopts a stable checkpoint there (see ``epochs`` and docs/consensus.md, Reconfiguration).
+        Safe only if no height >= ``end_height`` was ever inside this replica's window: ``epochs`` checks it."""
+        self.end_height = end_height
+
     # ------------------------------------------------------------------------------ helpers
 
     def _drop(self, why: str) -> None:
@@ -335,7 +349,11 @@ class Replica:
         return ok
 
     def _high_watermark(self) -> int:
-        return min(self.committed_h + self.cfg.window, self.stable.height + self.cfg.log_max)
+        high = min(self.committed_h + self.cfg.window, self.stable.height + self.cfg.log_max)
+        return high if self.end_height is None else min(high, self.end_height - 1)
+
+    def _beyond_end(self, h: int) -> bool:
+        return self.end_height is not None and h >= self.end_height
 
     def _in_window(self, h: int) -> bool:
         return self.stable.height < h <= self._high_watermark()
@@ -557,7 +575,7 @@ class Replica:
         H = self.log.get(h)
         v = self.view
         if H is None or self.mode != NORMAL or self.primary(v) == self.me or h <= self.committed_h \
-                or v < self.fence:
+                or v < self.fence or self._beyond_end(h):
             return
         pp = H.pp.get(v)
         if pp is None or not H.validated.get(pp.digest):
@@ -649,7 +667,7 @@ class Replica:
         H = self.log.get(h)
         v = self.view
         if H is None or self.mode != NORMAL or H.prepared is None or H.prepared.view != v or H.my_commit is not None \
-                and H.my_commit.view == v or v < self.fence:
+                and H.my_commit.view == v or v < self.fence or self._beyond_end(h):
             return
         p = H.prepared
         below = self.committed_digests.get(h - 1)
@@ -780,7 +798,7 @@ class Replica:
 
     def _check_stable(self, h: int, digest: bytes, out: list[Effect]) -> None:
         votes = self.checkpoints.get(h, {}).get(digest, {})
-        if len(votes) < self.q or h <= self.stable.height:
+        if len(votes) < self.q or h <= self.stable.height or self._beyond_end(h):
             return
         mine = self.committed_digests.get(h)
         if mine is not None and mine != digest:
@@ -867,8 +885,8 @@ class Replica:
         if vc.sender not in self.verifiers or not self._verify(vc):
             return False
         s = vc.stable
-        if s.height == 0:
-            if s.digest != self.chain or s.votes:
+        if s.height <= self.base[0]:  # the set's base (genesis for the first set) stands unsigned
+            if (s.height, s.digest) != self.base or s.votes:
                 return False
         elif not self._valid_votes(s.votes, Checkpoint.KIND, checkpoint_body(s.height, s.digest), self.q, None):
             return False
@@ -1030,7 +1048,7 @@ class Replica:
         end = stable.height
         for pp in nv.pre_prepares:
             end = pp.height
-            if pp.height <= self.stable.height:
+            if pp.height <= self.stable.height or self._beyond_end(pp.height):
                 continue
             H = self._slot(pp.height)
             H.pp[v] = pp

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .cluster import ALL_FAULTS, run_seed
+from .reconfig import run_reconfig_seed
 
 
 def parse_faults(text: str) -> tuple[str, ...]:
@@ -20,8 +21,9 @@ def parse_faults(text: str) -> tuple[str, ...]:
     return faults
 
 
-def replay_command(seed: int, nodes: int, faults_arg: str) -> str:
-    return f"python -m rantai.consensus.sim --seed {seed} --nodes {nodes} --faults {faults_arg}"
+def replay_command(seed: int, nodes: int, faults_arg: str, reconfig: bool = False) -> str:
+    extra = " --reconfig" if reconfig else ""
+    return f"python -m rantai.consensus.sim --seed {seed} --nodes {nodes} --faults {faults_arg}{extra}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,14 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="replay exactly this seed, verbosely")
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--faults", default="all", help="'all', 'none' or a comma list of: " + ",".join(ALL_FAULTS))
+    ap.add_argument("--reconfig", action="store_true",
+                    help="also add, remove and re-key validators during the run (sim/reconfig.py)")
     args = ap.parse_args(argv)
+    run = run_reconfig_seed if args.reconfig else run_seed
     faults = parse_faults(args.faults)
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
     failed = []
-    commits = views = 0
+    commits = views = reconfigs = 0
     for seed in seeds:
-        res = run_seed(seed, args.nodes, faults)
+        res = run(seed, args.nodes, faults)
         commits += res.commits
+        reconfigs += res.reconfigs
         views = max(views, res.view_max)
         if args.seed is not None:
             print(f"seed {seed}: faults drawn {res.faults} byzantine {res.byzantine}")
@@ -48,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(seed)
             for v in res.violations[:5]:
                 print(f"FAIL seed {seed}: {v}")
-            print(f"  replay: {replay_command(seed, args.nodes, args.faults)}")
+            print(f"  replay: {replay_command(seed, args.nodes, args.faults, args.reconfig)}")
     print(f"{len(seeds)} seeds, n={args.nodes}, faults={args.faults}: {len(seeds) - len(failed)} ok, "
-          f"{len(failed)} failed; {commits} blocks committed, max view {views}")
+          f"{len(failed)} failed; {commits} blocks committed, max view {views}"
+          + (f", {reconfigs} reconfigurations" if args.reconfig else ""))
     if failed:
         print("failing seeds: " + " ".join(map(str, failed)))
     return 1 if failed else 0

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ..certificate import CommitCertificate, verify_certificate
 from ..crypto import Verifier
 from ..effects import Proposal
+from ..epochs import Consensus
 from ..messages import CommitVote, PrePrepare, Prepare
 from ..replica import Replica
 from .blocks import decode_block
@@ -38,7 +39,7 @@ class Node(Protocol):
     @property
     def byzantine(self) -> str | None: ...
     @property
-    def replica(self) -> Replica | None: ...
+    def replica(self) -> Replica | Consensus | None: ...
     @property
     def blocks(self) -> Sequence[tuple[Proposal, CommitCertificate]]: ...
     def committed(self) -> tuple[int, bytes]: ...
@@ -104,7 +105,7 @@ class Checker:
         if prop.parent != node.committed()[1]:
             self.fail("order", f"{node.id} block {h} does not extend its chain ({via})")
         try:
-            verify_certificate(cert, sim.chain, sim.verifiers, height=h, block_hash=prop.digest)
+            verify_certificate(cert, sim.chain, self.verifiers_at(h), height=h, block_hash=prop.digest)
         except Exception as exc:
             self.fail("certificate", f"{node.id} height {h}: {exc}")
         prev = self.chain_digests.get(h)
@@ -123,6 +124,10 @@ class Checker:
             if rid in done:
                 self.fail("validity", f"height {h}: request {rid} committed twice at {node.id}")
         self.high[node.id] = max(self.high.get(node.id, 0), h)
+
+    def verifiers_at(self, height: int) -> Mapping[str, Verifier]:
+        """The validator set that must have certified block ``height`` (reconfig.py: the one in force there)."""
+        return self.sim.verifiers
 
     def on_restart(self, node: Node) -> None:
         if node.byzantine is None and len(node.blocks) < self.high.get(node.id, 0):

@@ -26,6 +26,7 @@ from ..certificate import CommitCertificate, max_faulty, verify_certificate
 from ..config import ReplicaConfig
 from ..crypto import Signer, Verifier, sha256
 from ..effects import Broadcast, Commit, FetchState, Persist, Proposal, Send, Validate
+from ..epochs import Consensus
 from ..messages import CommitVote, PrePrepare, Prepare, ViewChange, preprepare_body, vote_body
 from ..replica import Replica
 from .blocks import decode_block, make_block
@@ -81,6 +82,7 @@ class Result:
     steps: int = 0
     byzantine: dict[str, str] = field(default_factory=dict)
     time_ms: int = 0
+    reconfigs: int = 0  # validator-set changes approved (reconfig.py)
 
     @property
     def ok(self) -> bool:
@@ -104,7 +106,7 @@ class Node:
         self.committed_digests: set[bytes] = {sim.chain}
         self.mempool: dict[str, bool] = {}  # request id -> validity flag
         self.inflight: dict[bytes, tuple[bytes, list[str]]] = {}  # digest -> (parent, request ids)
-        self.replica: Replica | None = None
+        self.replica: Replica | Consensus | None = None  # Consensus: reconfiguration runs (reconfig.py)
         self.up = False
         self.incarnation = 0
         self.byzantine: str | None = None
@@ -282,6 +284,9 @@ class Node:
 class Simulation:
     """One seeded run. ``run()`` returns a ``Result``; ``checker`` raises nothing, it records."""
 
+    node_class: type[Node] = Node  # reconfig.py substitutes its own node and checker
+    checker_class: type[Checker] = Checker
+
     def __init__(self, seed: int, nodes: int = 4, faults: tuple[str, ...] = ALL_FAULTS, *,
                  load_ms: int = 4000, safety_ms: int = 8000, liveness_bound_ms: int = 60000,
                  replica_hook: Callable[["Simulation"], None] | None = None,
@@ -310,7 +315,7 @@ class Simulation:
             self.config = dataclasses.replace(self.config, **{"log_max": 0, **config})
         self.cache: dict[tuple[bytes, bytes], bool] = {}
         self.verifiers = {s.id: CachingVerifier(s.public_key, self.cache) for s in signers}
-        self.nodes = [Node(self, i, s) for i, s in enumerate(signers)]
+        self.nodes = [self.node_class(self, i, s) for i, s in enumerate(signers)]
         self.by_id = {n.id: n for n in self.nodes}
         self.f = max_faulty(nodes)
         self.batch = rng.choice([1, 3, 8])
@@ -340,7 +345,7 @@ class Simulation:
             for node in self.nodes:
                 node.skew_offset = rng.randint(-5000, 5000)
                 node.skew_rate = 1.0 + rng.uniform(-0.05, 0.05)
-        self.checker = Checker(self)
+        self.checker = self.checker_class(self)
         self.n_requests = requests
         self.fetches = 0
         # a scenario's hand on the network: (src, dst, message) -> deliver it? (None: deliver everything)

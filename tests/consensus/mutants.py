@@ -164,3 +164,59 @@ def first_failure(name: str, seeds: range, nodes: int = 4) -> int | None:
             if not run_seed(seed, nodes, **kw).ok:
                 return seed
     return None
+
+
+# -- reconfiguration (consensus/epochs.py): caught by the reconfiguration simulator (sim/reconfig.py)
+
+def epoch_switch_one_height_early() -> contextlib.AbstractContextManager[None]:
+    """The new validator set takes over at A - 1 instead of A = H + window + 1 (an off-by-one in the
+    boundary): block A - 1 is certified by the wrong set."""
+    from rantai.consensus import epochs as E
+
+    def first_height(self: E.Consensus, epoch: int) -> int:
+        start = self.epochs[epoch].start
+        return start - 1 if epoch > 0 else start
+
+    return patched(E.Consensus, "_first_height", first_height)
+
+
+def removed_validator_vote_counted() -> contextlib.AbstractContextManager[None]:
+    """After the boundary the previous set's members still count: a removed validator's votes are
+    taken (its key still verifies), so certificates carry signers that are not validators any more."""
+    from rantai.consensus import epochs as E
+
+    orig = E.Consensus._verifiers
+
+    def verifiers(self: E.Consensus, epoch: int) -> dict:
+        both = dict(orig(self, epoch - 1)) if epoch > 0 else {}
+        both.update(orig(self, epoch))
+        return both
+
+    return patched(E.Consensus, "_verifiers", verifiers)
+
+
+def no_end_barrier() -> contextlib.AbstractContextManager[None]:
+    """The old set does not stop at its end height: it keeps proposing and voting past the boundary."""
+    def set_end(self: R.Replica, end_height: int) -> None:
+        return None
+
+    return patched(R.Replica, "set_end", set_end)
+
+
+# name -> (mutant, faults, simulator keywords); nodes = 5 so that a member can be removed at once
+RECONFIG_MUTANTS = {
+    "epoch-switch-one-height-early": (epoch_switch_one_height_early, ("latency",), {}),
+    "removed-validator-vote-counted": (removed_validator_vote_counted, ("latency", "silent"), {"ops": ("remove",)}),
+    "no-end-barrier": (no_end_barrier, ("latency",), {}),
+}
+
+
+def first_reconfig_failure(name: str, seeds: range, nodes: int = 5) -> int | None:
+    from rantai.consensus.sim.reconfig import run_reconfig_seed
+
+    make, faults, kw = RECONFIG_MUTANTS[name]
+    with make():
+        for seed in seeds:
+            if not run_reconfig_seed(seed, nodes, faults, **kw).ok:
+                return seed
+    return None

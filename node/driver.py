@@ -48,8 +48,8 @@ from rantai.consensus.effects import (
     Send,
     Validate,
 )
+from rantai.consensus.epochs import Consensus
 from rantai.consensus.errors import InvariantBroken
-from rantai.consensus.replica import Replica
 
 from .catchup import CatchUp
 from .config import NodeConfig
@@ -172,7 +172,16 @@ class Node:
                                          governance=lambda: self.ledger.governance)
         self.disk = ThreadPoolExecutor(1, thread_name_prefix="rantai-disk")
         p = self.params
-        self.replica = Replica(
+        # Consensus over the validator sets the chain has scheduled (consensus/epochs.py): on
+        # restart, every change already approved on the stored chain, and the hash of the block
+        # before each start the store holds (the epoch the node is in starts from it).
+        self._scheduled: dict[int, tuple[tuple[str, bytes], ...]] = dict(self._validator_changes())
+        boundaries = {}
+        for start in self._scheduled:
+            parent = self.ledger.parent_at(start - 1)
+            if parent is not None:
+                boundaries[start - 1] = parent.hash
+        self.replica = Consensus(
             ReplicaConfig(
                 chain=g.hash,
                 validators=tuple((v.id, v.public_key) for v in g.validators),
@@ -184,12 +193,14 @@ class Node:
             self.signer,
             self.storage.persisted(),
             self.storage.head(),
-            verifiers=g.validator_verifiers,
+            schedule=sorted(self._scheduled.items()),
+            boundaries=boundaries,
         )
+        self._retired_logged = False
         self.closing = asyncio.get_running_loop().create_future()
         gov = self.ledger.governance
         self.peer_urls = {pid: url for c in gov.configs for pid, url in self._urls(c.validators).items()}
-        self._configs_seen = len(gov.configs)
+        self._configs_seen, self._version_seen = len(gov.configs), gov.configs[-1].version
         self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg)
         self.transport.start()
         self.forwarder = Forwarder(self.id, self.mempool, self.transport, self._count)
@@ -276,6 +287,10 @@ class Node:
                 if now >= next_tick:
                     next_tick = now + self.tick_ms
                     await self._run(self.replica.tick(now, self.mempool.ready_count > 0))
+                    if self.replica.retired and not self._retired_logged:
+                        self._retired_logged = True
+                        log.warning("this validator (%s) was removed by governance: it no longer votes; it keeps "
+                                    "serving reads until its operator stops it", self.id)
                 await self._maybe_propose()
                 self.forwarder.flush(_now_ms(), self.replica.view, self.replica.primary(self.replica.view))
             except asyncio.CancelledError:
@@ -454,12 +469,31 @@ class Node:
                 if not fut.done():
                     fut.set_result((block.height, index))
 
+    def _validator_changes(self) -> list[tuple[int, tuple[tuple[str, bytes], ...]]]:
+        """(first height, validator set) for every height the chain's governance changes the set."""
+        gov = self.ledger.governance
+        out = []
+        previous: tuple[tuple[str, bytes], ...] | None = None
+        for height, c in zip(gov.heights, gov.configs, strict=True):
+            vals = tuple((v.id, v.public_key) for v in c.validators)
+            if previous is not None and vals != previous:
+                out.append((height, vals))
+            previous = vals
+        return out
+
     def _follow_validators(self) -> None:
-        """After a block approved a change of validators: talk to the new ones as soon as it is known."""
+        """After a block approved a change of validators: consensus learns the new set and its first
+        height (right after the block is stored, before anything else reaches consensus), and this
+        node talks to the new validators as soon as the change is known."""
+        for start, vals in self._validator_changes():
+            if self._scheduled.get(start) != vals:
+                self._scheduled[start] = vals
+                self.replica.schedule(start, vals)
+                log.info("validators change at height %d: %s", start, ", ".join(v for v, _ in vals))
         configs = self.ledger.governance.configs
-        if len(configs) == self._configs_seen:
+        if len(configs) == self._configs_seen and configs[-1].version == self._version_seen:
             return
-        self._configs_seen = len(configs)
+        self._configs_seen, self._version_seen = len(configs), configs[-1].version
         for c in configs:
             for pid, url in self._urls(c.validators).items():
                 if pid not in self.peer_urls:

@@ -136,3 +136,64 @@ def test_join_remove_and_refusals(tmp_path):
                 await n.stop()
 
     asyncio.run(main())
+
+
+def test_a_fifth_validator_joins_then_one_leaves(tmp_path):
+    """4 -> 5 -> 4 validators on a running chain: the new validator observes and catches up, then votes
+    from the height its addition is in force; a removed validator retires; commits go on, every chain
+    is identical, and the whole chain audits clean against the set in force at each height."""
+    from rantai.client.format.audit import Auditor, MemorySource
+
+    async def main():
+        c = Cluster(tmp_path)
+        spare = seeded("gn-v4")
+        newcomer = Node(genesis=c.genesis, signer=spare, data_dir=tmp_path / "v4", transport=c.transports,
+                        name="v4")
+        c.transports[spare.id] = httpx.ASGITransport(app=create_app(newcomer, manage_lifecycle=False))
+        for n in (*c.nodes, newcomer):
+            await n.start()
+        try:
+            g, people = c.genesis, c.people
+            assert newcomer.status()["mode"] == "observer"
+            proof = spare.sign(POSSESSION_KIND, g.hash, possession_body(g.hash, "v4", spare.public_key))
+            add = sign_change(people["tani"], g, {"op": "add_validator", "name": "v4", "public_key": spare.public_key,
+                                                  "url": "http://127.0.0.1:7904", "proof": proof})
+            status, body = await c.post([add], i=1)
+            await c.advance_to(body["results"][0]["height"])
+            status, body = await c.post([sign_change(people["kopi"], g, {"op": "approve", "proposal": add.id})], i=1)
+            assert "receipt" in body["results"][0], body
+            joined = c.nodes[1].ledger.governance.proposals[add.id].effective
+            await c.advance_to(joined + 3)
+            for _ in range(400):
+                if newcomer.storage.height >= joined + 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert newcomer.status()["mode"] == "normal", newcomer.status()  # a member from `joined` on
+            assert len(c.nodes[1].ledger.governance.at(joined).validators) == 5
+
+            # v0 leaves
+            remove = sign_change(people["pasar"], g, {"op": "remove_validator", "validator": "v0"})
+            status, body = await c.post([remove], i=1)
+            await c.advance_to(body["results"][0]["height"])
+            status, body = await c.post([sign_change(people["tani"], g, {"op": "approve", "proposal": remove.id})],
+                                        i=2)
+            assert "receipt" in body["results"][0], body
+            left = c.nodes[2].ledger.governance.proposals[remove.id].effective  # node 2 answered: it has it
+            staying = [*c.nodes[1:], newcomer]
+            while min(n.storage.height for n in staying) < left + 3:
+                c.filler += 1
+                status, body = await c.post([sign_event(people["acme"], g, event(c.filler))], i=1)
+                assert status == 200, body
+            assert c.nodes[0].replica.retired and c.nodes[0].status()["mode"] == "retired"
+            top = min(n.storage.height for n in staying)
+            chains = {tuple(n.storage.block(h) for h in range(1, top + 1)) for n in staying}
+            assert len(chains) == 1  # no fork: the same blocks everywhere
+            items = [(newcomer.storage.block(h), decode(newcomer.storage.certificate(h))) for h in range(1, top + 1)]
+            with Auditor(g, workers=0) as auditor:
+                report = auditor.run(MemorySource(items))
+            assert report.ok, report.summary()
+        finally:
+            for n in (*c.nodes, newcomer):
+                await n.stop()
+
+    asyncio.run(main())

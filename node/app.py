@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -543,6 +544,10 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
                 p["reachable"] = True
         return respond(request, status)
 
+    @app.get("/metrics", summary="Prometheus text exposition: heights, view, mempool, catch-up and every counter")
+    async def metrics() -> Response:
+        return Response(prometheus_text(node, admission.counters), media_type="text/plain; version=0.0.4")
+
     @app.get("/healthz", summary="Liveness")
     async def healthz(request: Request) -> Response:
         if node.fatal is not None:
@@ -576,3 +581,37 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
+
+
+def _metric_name(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", text)
+
+
+def prometheus_text(node: Node, admission_counters: Mapping[str, int]) -> str:
+    """The node's state in Prometheus' text format (version 0.0.4), for an operator's scraper: gauges
+    for what is now (height, view, mempool, catch-up), and every event counter as a ``_total``."""
+    status = node.status()
+    lines: list[str] = []
+
+    def gauge(name: str, value: float, help_text: str) -> None:
+        lines.extend([f"# HELP rantai_{name} {help_text}", f"# TYPE rantai_{name} gauge", f"rantai_{name} {value}"])
+
+    gauge("height", status["height"], "Height of the last stored block.")
+    gauge("view", status["view"], "The consensus view this validator is in.")
+    gauge("view_change", int(status["mode"] != "normal"), "1 while this validator is not in normal mode.")
+    gauge("mempool_records", status["mempool"], "Records admitted and not yet committed.")
+    gauge("in_flight_records", status["in_flight"], "Records in proposals not yet committed.")
+    catch_up = status["catch_up"]
+    gauge("catch_up_running", int(bool(catch_up.get("running"))), "1 while catching up from peers.")
+    gauge("catch_up_target", catch_up.get("target", 0), "The height the current or last catch-up aims at.")
+    gauge("fatal", int(status.get("fatal") is not None), "1 once an invariant broke (the validator stopped).")
+    gauge("peers", len(status["peers"]), "Validators this node talks to.")
+    lines += ["# HELP rantai_events_total Events this node counted, by name (docs/operations.md).",
+              "# TYPE rantai_events_total counter"]
+    for name, value in sorted(status["counters"].items()):
+        lines.append(f'rantai_events_total{{event="{_metric_name(name)}"}} {value}')
+    lines += ["# HELP rantai_admission_refusals_total Requests or records refused by admission control, by limit.",
+              "# TYPE rantai_admission_refusals_total counter"]
+    for name, value in sorted(admission_counters.items()):
+        lines.append(f'rantai_admission_refusals_total{{limit="{_metric_name(name)}"}} {value}')
+    return "\n".join(lines) + "\n"

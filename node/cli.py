@@ -58,6 +58,7 @@ def _params(items: tuple[str, ...]) -> dict[str, int]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rantai", prog_name="rantai-node")
 def cli() -> None:
     """Run and inspect rantai validator nodes."""
 

@@ -49,3 +49,38 @@ def test_invariant_broken_stops_the_validator(tmp_path):
             await node.stop()
 
     asyncio.run(main())
+
+
+def test_metrics_are_prometheus_text_with_every_counter(tmp_path):
+    """GET /metrics: Prometheus' text format, the node's gauges and each counter, parseable line by line."""
+    net = make_net()
+
+    async def main():
+        node = Node(genesis=net.genesis, signer=net.validators[1], data_dir=tmp_path / "v1")
+        app = create_app(node, manage_lifecycle=False)
+        await node.start()
+        try:
+            node._count("records-shared-with-all")
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as c:
+                r = await c.get("/metrics")
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+            samples = {}
+            for line in r.text.splitlines():
+                if not line.startswith("#"):
+                    name, value = line.rsplit(" ", 1)
+                    samples[name] = float(value)
+            assert samples["rantai_height"] == 0 and samples["rantai_fatal"] == 0
+            assert samples['rantai_events_total{event="records_shared_with_all"}'] == 1
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_version():
+    from click.testing import CliRunner
+
+    from rantai.node.cli import cli
+
+    r = CliRunner().invoke(cli, ["--version"])
+    assert r.exit_code == 0 and r.output.startswith("rantai-node, version ")

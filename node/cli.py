@@ -394,11 +394,22 @@ def genesis_assemble_cmd(requests: tuple[str, ...], chain_id: str, approvals: st
 @click.option("--verify-workers", default=2, show_default=True, help="Signature-checking threads.")
 @click.option("--peer", "peers", multiple=True, metavar="ID=URL",
               help="Reach validator ID at URL instead of its genesis URL (repeatable).")
+@click.option("--joining", is_flag=True,
+              help="The key is not a genesis validator: it is one the consortium will add by governance "
+                   "(add_validator). The node starts as an observer, follows the chain, and votes from the "
+                   "height its addition is in force. Without this flag such a key is refused.")
+@click.option("--name", help="This validator's name in its logs (default: its genesis name, or its key id "
+                             "with --joining); use the name the add_validator proposal gives it.")
 @_friendly
 def config_cmd(genesis_path: str, key_path: str, data_dir: str, listen: str, out: str, verify_workers: int,
-               peers: tuple[str, ...]) -> None:
-    """Write the TOML config of this machine's validator (which one: its key says) for rantai-node run."""
+               peers: tuple[str, ...], joining: bool, name: str | None) -> None:
+    """Write the TOML config of this machine's validator (which one: its key says) for rantai-node run.
+
+    The key must be a validator of the genesis, unless --joining: a validator added later by
+    governance, which observes until the chain makes it one.
+    """
     from rantai.client.format.genesis import Genesis
+    from rantai.client.format.keys import load_key
 
     from .bootstrap import write_node_config
 
@@ -417,10 +428,16 @@ def config_cmd(genesis_path: str, key_path: str, data_dir: str, listen: str, out
         raise click.BadParameter(f"{', '.join(unknown)}: not validator ids of the genesis", param_hint="--peer")
     cfg = write_node_config(out, genesis=genesis, genesis_path=genesis_path, key_path=key_path, data_dir=data_dir,
                             host=host.strip("[]"), port=int(port_text), verify_workers=verify_workers,
-                            peers=peer_urls, overwrite=False)
-    url = genesis.validator_by_id[cfg.id].url
-    click.echo(f"wrote {out}: validator {cfg.name} ({cfg.id}) of {genesis.chain_id}, listening on "
-               f"{cfg.host}:{cfg.port}, reached at {url}")
+                            peers=peer_urls, overwrite=False, joining=joining, name=name)
+    known = genesis.validator_by_id.get(cfg.id)
+    if known is not None:
+        click.echo(f"wrote {out}: validator {cfg.name} ({cfg.id}) of {genesis.chain_id}, listening on "
+                   f"{cfg.host}:{cfg.port}, reached at {known.url}")
+    else:
+        click.echo(f"wrote {out}: joining validator {cfg.name} ({cfg.id}) of {genesis.chain_id}, listening on "
+                   f"{cfg.host}:{cfg.port}; not in the genesis: it observes until an approved add_validator "
+                   f"(its public key {load_key(key_path).public_key.hex()}, its proof of possession, the URL "
+                   f"the others reach it at) is in force")
     click.echo(f"genesis hash: {genesis.hash.hex()}")
     click.echo(f"start it with: rantai-node run --config {out}")
 

@@ -185,6 +185,12 @@ def test_a_fifth_validator_joins_then_one_leaves(tmp_path):
                 status, body = await c.post([sign_event(people["acme"], g, event(c.filler))], i=1)
                 assert status == 200, body
             assert c.nodes[0].replica.retired and c.nodes[0].status()["mode"] == "retired"
+            # A retired validator no longer follows the chain: it refuses records at once (503) instead of
+            # accepting them and never seeing them committed (found by tests/node/test_reconfig_processes.py).
+            c.filler += 1
+            status, body = await c.post([sign_event(people["acme"], g, event(c.filler))], i=0)
+            assert status == 503 and body["results"][0]["error"] == "unavailable", body
+            assert "retired" in body["results"][0]["message"], body
             top = min(n.storage.height for n in staying)
             chains = {tuple(n.storage.block(h) for h in range(1, top + 1)) for n in staying}
             assert len(chains) == 1  # no fork: the same blocks everywhere

@@ -304,16 +304,6 @@ def check_block(
             governance.height = height
 
 
-def check_block_records(block: Block, consortium: Consortium, *, schema: bool = True) -> None:
-    """``check_record`` for every record of ``block``, failures named by height and index."""
-    for i, r in enumerate(block.records):
-        try:
-            check_record(r, consortium, schema=schema)
-        except InvalidRecord as exc:
-            raise InvalidBlock(f"block {block.height}: record {i} ({r.id.hex()}): {exc}",
-                               rule=rule_of(exc, "record field"), height=block.height, index=i) from exc
-
-
 # -- certificates ---------------------------------------------------------------------------------
 
 

@@ -26,13 +26,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from rantai.client.format.epcis import document_events
+from rantai.client.format.epcis import document_events, event_hash_id
 from rantai.client.format.errors import InvalidRecord, RantaiError, RecordTooLarge
 from rantai.client.format.records import RECORD_VERSION, SignedRecord
 
 from .admission import CURRENT_TICKET
 from .answers import ApiError, client_address, load_json, read_body, respond, wants_msgpack
-from .epcis_index import hash_id_of_digest, lookup_event_id, lookup_hash, parse_hash_id, record_digest
+from .epcis_index import lookup_event_id, lookup_hash, parse_hash_id
 from .epcis_query import EventQuery, QueryParameterError, run_query
 from .validation import error_body, status_of
 
@@ -175,7 +175,7 @@ def epcis_router(node: Any) -> APIRouter:
         receipt = node.ledger.receipt_at(height, index)
         if receipt is None:
             raise ApiError(404, "not found", f"event {event_id}: record {rid.hex()} not readable", eventID=event_id)
-        hid = hash_id_of_digest(record_digest(receipt.record))
+        hid = event_hash_id(receipt.record.event)
         headers = {"x-rantai-event-hash-id": hid, "x-rantai-record-id": rid.hex()}
         if wants_msgpack(request):
             return respond(request, receipt.to_obj(), headers=headers)
@@ -231,7 +231,7 @@ def epcis_router(node: Any) -> APIRouter:
             o: dict[str, Any] = {"index": i, "record": rid.hex() if rid else None}
             if isinstance(res, SignedRecord):
                 o["status"] = "accepted"
-                o["eventID"] = hash_id_of_digest(record_digest(res))
+                o["eventID"] = event_hash_id(res.event)
                 waits.append((i, res.id))
             else:
                 err = error_body(res)
@@ -330,7 +330,7 @@ def epcis_router(node: Any) -> APIRouter:
         event_list = []
         proof_list = []
         for _, _, receipt in found:
-            hid = hash_id_of_digest(record_digest(receipt.record))
+            hid = event_hash_id(receipt.record.event)
             event_list.append(present_event(receipt.record.event, hid, receipt.header.timestamp))
             if proofs:
                 proof_list.append({"eventID": hid, "record": receipt.record.id.hex(),

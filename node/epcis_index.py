@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from rantai.client.format.epcis.event_hash import _Ctx, _value, event_digest, hash_id_of_digest
+from rantai.client.format.epcis.event_hash import _Ctx, _value, event_hash_id, hash_id_of_digest, uniqueness_digest
 from rantai.client.format.epcis.event_hash import timestamp_us as parse_time_us
 from rantai.client.format.errors import DuplicateEvent
 
@@ -82,10 +82,12 @@ HASHES = _DigestCache()
 
 
 def record_digest(record: Any) -> bytes:
-    """The event hash digest of a ``SignedRecord``, computed once per record id."""
+    """A ``SignedRecord``'s key of the no-event-twice rule and of the ``e`` index, computed once per record
+    id: the digest of its event hash ID, or a distinct one for an error declaration (``uniqueness_digest``;
+    an index lookup by hash ID finds the original). What the API shows as a hash ID is ``event_hash_id``."""
     d = HASHES.get(record.id)
     if d is None:
-        d = event_digest(record.event)
+        d = uniqueness_digest(record.event)
         HASHES.put(record.id, d)
     return d
 
@@ -296,7 +298,7 @@ class EventGuard:
         hit = lookup_hash(self.storage.db, d)
         if hit is None:
             return None
-        return _dup(d, hit[0], height=hit[1], index=hit[2])
+        return _dup(record, hit[0], height=hit[1], index=hit[2])
 
     # the loop
     def batch(self) -> "_Batch":
@@ -334,13 +336,13 @@ class _Batch:
         if g.storage.height != self.height:  # a block landed while the pool verified
             hit = lookup_hash(g.storage.db, d)
             if hit is not None:
-                return _dup(d, hit[0], height=hit[1], index=hit[2])
+                return _dup(record, hit[0], height=hit[1], index=hit[2])
         other = self.seen.get(d)
         if other is not None and other != record.id:
-            return _dup(d, other, pending=True, message="the same event appears twice in this request")
+            return _dup(record, other, pending=True, message="the same event appears twice in this request")
         other = g._pending.get(d)
         if other is not None and other != record.id and other in g.mempool:
-            return _dup(d, other, pending=True)
+            return _dup(record, other, pending=True)
         self.seen[d] = record.id
         g._pending[d] = record.id
         g._pending.move_to_end(d)
@@ -349,8 +351,11 @@ class _Batch:
         return None
 
 
-def _dup(digest: bytes, existing: bytes, *, message: str | None = None, **details: Any) -> DuplicateEvent:
-    hid = hash_id_of_digest(digest)
+def _dup(record: Any, existing: bytes, *, message: str | None = None, **details: Any) -> DuplicateEvent:
+    hid = event_hash_id(record.event)  # the event's own hash ID (the index key differs for a correction)
+    correction = "errorDeclaration" in record.event
     where = "pending" if details.get("pending") else "already on the ledger"
+    if correction:
+        where = f"already declared erroneous ({where})"
     return DuplicateEvent(f"event: {message or f'{hid} is {where}'} (record {existing.hex()})",
                           event_hash_id=hid, existing=existing.hex(), **details)

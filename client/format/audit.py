@@ -45,7 +45,7 @@ from rantai.consensus.crypto import sha256
 from .blocks import Block, BlockHeader
 from .consortium import Consortium
 from .encoding import decode
-from .epcis.event_hash import event_digest
+from .epcis.event_hash import uniqueness_digest
 from .errors import InvalidBlock, RantaiError
 from .genesis import Genesis
 from .governance import Governance
@@ -198,7 +198,7 @@ def _check_record(g: Consortium, raw: bytes, height: int, index: int) -> tuple[F
     digest = None
     if not rec.is_change:
         try:
-            digest = event_digest(rec.event)
+            digest = uniqueness_digest(rec.event)
         except Exception:  # noqa: BLE001 - an event that cannot be hashed is reported by the schema rule
             pass
     try:

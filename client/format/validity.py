@@ -27,7 +27,7 @@ from . import merkle
 from .blocks import Block, BlockHeader
 from .consortium import Consortium
 from .encoding import encode
-from .epcis.event_hash import event_digest
+from .epcis.event_hash import uniqueness_digest
 from .errors import (
     InvalidBlock,
     InvalidCertificate,
@@ -76,7 +76,8 @@ RULES: dict[str, str] = {
     "signature does not verify": "the member's Ed25519 signature over the record (format.md §3) verifies",
     "schema": "the event passes rantai's EPCIS 2.0 rules (docs/epcis.md)",
     "duplicate record": "no record id appears twice in the chain",
-    "duplicate event": "no EPCIS event hash ID appears twice in the chain",
+    "duplicate event": "no EPCIS event hash ID appears twice in the chain; an error declaration of an event "
+                       "(same hash ID) may appear once besides it",
     "member suspended": "the submitter is not suspended at the record's height",
     "member removed": "the submitter's key was not removed or rotated away before the record's height",
     # governance entries (docs/governance.md)
@@ -182,9 +183,9 @@ def check_record(record: SignedRecord, consortium: Consortium, *, role: str | No
 
 
 def event_digests(records: Sequence[SignedRecord]) -> list[bytes | None]:
-    """The 32-byte digest inside each record's event hash ID (the ``duplicate event`` rule's key);
-    None for a governance change, which has no event."""
-    return [None if r.is_change else event_digest(r.event) for r in records]
+    """Each record's key for the ``duplicate event`` rule (``epcis.event_hash.uniqueness_digest``: the
+    digest inside its event hash ID, or a distinct one for an error declaration); None for a change."""
+    return [None if r.is_change else uniqueness_digest(r.event) for r in records]
 
 
 # -- blocks ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import seeded_signer
+from helpers_client import seeded as seeded_signer
 
 from rantai.client.format import ceremony
 from rantai.client.format.ceremony import (

@@ -251,3 +251,32 @@ def test_proposals_repeating_an_event_are_refused(tmp_path):
             await c.stop()
 
     asyncio.run(main())
+
+
+def test_an_event_is_corrected_once_by_an_error_declaration(tmp_path):
+    """A ledger has no rollback: the EPCIS way to correct an event is to record it again with an
+    errorDeclaration. That event has its original's hash ID, and is accepted once beside it; a second
+    error declaration of the same event is a duplicate, and the API still shows the true hash ID."""
+
+    async def main():
+        c = Cluster(tmp_path)
+        await c.start()
+        try:
+            net = c.net
+            e = ev(41)
+            declared = {**e, "errorDeclaration": {"declarationTime": "2025-03-02T09:00:00.000+07:00",
+                                                  "reason": "incorrect_data"}}
+            original, fix, again = (sign_event(net.acme, net.genesis, x) for x in (e, declared, declared))
+            async with c.client(0) as cl:
+                status, body = await post(cl, [original])
+                assert status == 200, body
+                status, body = await post(cl, [fix])
+                assert status == 200 and "receipt" in body["results"][0], body
+                status, body = await post(cl, [again])
+                assert status == 409 and body["error"] == "duplicate event", body
+                assert "already declared erroneous" in body["message"]
+                assert body["event_hash_id"] == event_hash_id(e) == event_hash_id(declared)
+        finally:
+            await c.stop()
+
+    asyncio.run(main())

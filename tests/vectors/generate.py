@@ -325,6 +325,10 @@ def block_cases() -> tuple[list[dict[str, Any]], Block, list[SignedRecord]]:
         return block_bytes(hdr(**changes), [x.raw for x in r[:3]])
 
     same_event = SignedRecord.from_fields(signed_fields({**fields_of(r[0].event, 50)}))  # r[0]'s event, other nonce
+    declared = {**r[0].event, "errorDeclaration": {"declarationTime": "2026-03-02T09:00:00.000+07:00",
+                                                   "reason": "incorrect_data"}}
+    correction = SignedRecord.from_fields(signed_fields(fields_of(declared, 51)))  # same hash ID as r[0]'s event
+    correction_again = SignedRecord.from_fields(signed_fields(fields_of(declared, 52)))
     big = _sized_record(PARAMS["max_record_bytes"] + 1)
     fat = [_sized_record(1020, 20 + i) for i in range(4)]  # 4 records: the block is over 4096 bytes
     cases = [
@@ -332,6 +336,8 @@ def block_cases() -> tuple[list[dict[str, Any]], Block, list[SignedRecord]]:
              parent=gp),
         case("valid-second", None, "block 2 on block 1, with the chain memory of block 1", block=b2.raw.hex(),
              parent=p1, memory=mem1),
+        case("valid-correction", None, "an event and its error declaration (same hash ID): the way a record is "
+             "corrected", block=build([r[0], correction]).raw.hex(), parent=gp),
         case("valid-empty", None, "block 2 with no records (records_root is H(''))",
              block=build([], height=2, prev=b1.hash, timestamp=B0).raw.hex(), parent=p1, memory=mem1),
         case("valid-view-5", None, "block 1 proposed in view 5 by validator 1 (5 mod 4)",
@@ -381,6 +387,8 @@ def block_cases() -> tuple[list[dict[str, Any]], Block, list[SignedRecord]]:
          build([r[3], r[0]], height=2, prev=b1.hash, timestamp=B0).raw, {"parent": p1, "memory": mem1}),
         ("repeated-event", "duplicate event", "two records (different nonces) of the same event",
          build([r[0], same_event]).raw, {}),
+        ("corrected-twice", "duplicate event", "an event and two error declarations of it (one correction only)",
+         build([r[0], correction, correction_again]).raw, {}),
         ("event-in-chain", "duplicate event", "block 2 holds a new record of an event of block 1 (memory)",
          build([r[3], same_event], height=2, prev=b1.hash, timestamp=B0).raw, {"parent": p1, "memory": mem1}),
         ("record-version-true", "record version", "a record with version true",

@@ -54,6 +54,7 @@ __all__ = [
     "event_digest",
     "event_hash_id",
     "hash_id_of_digest",
+    "uniqueness_digest",
     "event_prehash",
     "epc_to_digital_link",
     "normalise_identifier",
@@ -584,6 +585,21 @@ def event_prehash(event: Mapping[str, Any], context: Any = None) -> str:
 def event_digest(event: Mapping[str, Any], context: Any = None) -> bytes:
     """The 32-byte SHA-256 inside the event's hash ID: the key of the ledger's ``duplicate event`` rule."""
     return hashlib.sha256(event_prehash(event, context).encode("utf-8")).digest()
+
+
+_CORRECTION = b"errorDeclaration\x00"
+
+
+def uniqueness_digest(event: Mapping[str, Any]) -> bytes:
+    """The key of the ledger's ``duplicate event`` rule: the event hash digest; for an error
+    declaration, SHA-256(``errorDeclaration`` ‖ 0x00 ‖ digest).
+
+    The hash ID leaves ``errorDeclaration`` out (CBV 2.0), so a correction has its original's hash ID;
+    on a ledger with no rollback, the error declaration is the standard way to correct a record, so
+    each event may be recorded once and declared erroneous once (docs/format.md §10, docs/epcis.md).
+    """
+    digest = event_digest(event)
+    return hashlib.sha256(_CORRECTION + digest).digest() if "errorDeclaration" in event else digest
 
 
 def event_hash_id(event: Mapping[str, Any], context: Any = None) -> str:

@@ -32,7 +32,7 @@ from rantai.client.format.records import RECORD_VERSION, SignedRecord
 
 from .admission import CURRENT_TICKET
 from .answers import ApiError, client_address, load_json, read_body, respond, wants_msgpack
-from .epcis_index import lookup_event_id, lookup_hash, parse_hash_id
+from .epcis_index import lookup_event_id, lookup_hash_id, parse_hash_id
 from .epcis_query import EventQuery, QueryParameterError, run_query
 from .validation import error_body, status_of
 
@@ -165,7 +165,7 @@ def epcis_router(node: Any) -> APIRouter:
         hit = None
         digest = parse_hash_id(event_id)
         if digest is not None:
-            hit = lookup_hash(db, digest)
+            hit = lookup_hash_id(db, digest)
         if hit is None:
             found = lookup_event_id(db, event_id, limit=2)
             hit = found[0] if found else None

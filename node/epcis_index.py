@@ -32,7 +32,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from rantai.client.format.epcis.event_hash import _Ctx, _value, event_hash_id, hash_id_of_digest, uniqueness_digest
+from rantai.client.format.epcis.event_hash import (
+    _Ctx,
+    _value,
+    correction_digest,
+    event_hash_id,
+    hash_id_of_digest,
+    uniqueness_digest,
+)
 from rantai.client.format.epcis.event_hash import timestamp_us as parse_time_us
 from rantai.client.format.errors import DuplicateEvent
 
@@ -104,6 +111,12 @@ def parse_hash_id(text: str) -> bytes | None:
         return bytes.fromhex(hexpart)
     except ValueError:
         return None
+
+
+def lookup_hash_id(db: Any, digest: bytes) -> tuple[bytes, int, int] | None:
+    """(record id, height, index) of the committed event whose hash ID has this digest: the event
+    itself, or else its error declaration (indexed under the correction's key, ``uniqueness_digest``)."""
+    return lookup_hash(db, digest) or lookup_hash(db, correction_digest(digest))
 
 
 def lookup_hash(db: Any, digest: bytes) -> tuple[bytes, int, int] | None:

@@ -55,6 +55,7 @@ __all__ = [
     "event_hash_id",
     "hash_id_of_digest",
     "uniqueness_digest",
+    "correction_digest",
     "event_prehash",
     "epc_to_digital_link",
     "normalise_identifier",
@@ -599,7 +600,12 @@ def uniqueness_digest(event: Mapping[str, Any]) -> bytes:
     each event may be recorded once and declared erroneous once (docs/format.md §10, docs/epcis.md).
     """
     digest = event_digest(event)
-    return hashlib.sha256(_CORRECTION + digest).digest() if "errorDeclaration" in event else digest
+    return correction_digest(digest) if "errorDeclaration" in event else digest
+
+
+def correction_digest(digest: bytes) -> bytes:
+    """The ``duplicate event`` key of an error declaration of the event whose hash digest is ``digest``."""
+    return hashlib.sha256(_CORRECTION + digest).digest()
 
 
 def event_hash_id(event: Mapping[str, Any], context: Any = None) -> str:

@@ -57,7 +57,9 @@ class CatchUp:
                 stop = min(target, start + CATCH_UP_BATCH - 1)
                 try:
                     got = await self.fetch_from(peer, start, stop)
-                except (httpx.HTTPError, OSError, RantaiError, ValueError) as exc:
+                except (httpx.HTTPError, OSError, RantaiError, ValueError, AttributeError) as exc:
+                    # AttributeError: httpcore/anyio on a connection reset at once (getpeername on None);
+                    # whatever a peer's connection does, this round fails and the next peer is asked.
                     log.warning("catch-up from %s failed: %s", peer, exc)
                     self.node._count("catch-up-failures")
                     got = 0

@@ -372,9 +372,11 @@ class Node:
             if not self.mempool.should_propose(_now_ms(), p["max_block_records"], p["batch_timeout_ms"]):
                 return
             parent = self._parent(slot.height - 1, slot.parent)
-            if parent is None:  # the replica offers a slot only on a parent it accepted: a bug if unknown
-                raise InvariantBroken(f"slot {slot.height}: parent {slot.parent.hex()[:12]} "
-                                      "is neither stored nor in flight")
+            if parent is None:
+                # The replica knows the parent's digest (committed by a quorum) before this node has
+                # stored the block itself (catching up): no block can be built on it yet, so wait.
+                self._count("proposal-waits-for-parent")
+                return
             limits = self.ledger.governance.at(slot.height).params
             records = self.mempool.cut(limits["max_block_records"], limits["max_block_bytes"] - 4096)
             records = self._admissible(records, slot.height, slot.parent)

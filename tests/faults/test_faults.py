@@ -1,0 +1,44 @@
+"""The bounded share of the fault-injection suite in `make test` (the long run is `make faults`).
+
+One run under client load: 5 validator kills (kill -9 of random validators and of the primary, and
+the SIGTERM-restart-into-a-stuck-view sequence) and 3 network fault periods through the proxy, then
+the checks: one chain on every node, the auditor passes on each, and no acknowledged record lost.
+Waits are generous and nothing is timed.
+
+Not repeated here: the restart-into-stuck-view case on its own is tests/node/test_rejoin.py (the kill
+steps of kind ``term-primary`` replay it under load); every kind of disk damage is
+tests/node/test_store_damage.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from .harness import PARTITIONS, FaultNet, say
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def test_kills_and_partitions_under_load_lose_nothing(tmp_path):
+    seed = int(os.environ.get("RANTAI_FAULTS_SEED", "0")) or int.from_bytes(os.urandom(2), "big")
+    say(f"seed {seed} (RANTAI_FAULTS_SEED={seed} replays the choices)")
+    with FaultNet(tmp_path, seed=seed) as fn:
+        fn.load.start(threads=2)
+        kinds = fn.rng.sample(PARTITIONS, 3)
+        steps = ["kill"] * 5 + kinds
+        fn.rng.shuffle(steps)
+        for step in steps:
+            if step == "kill":
+                fn.kill_step()
+            else:
+                fn.partition_step(step, duration_s=(1.5, 3.0))
+        summary = fn.finish()
+    say(json.dumps(summary))
+    assert summary["kills"] == 5 and summary["partition_periods"] == 3
+    assert summary["records_acknowledged"] > 0, summary
+    assert summary["forks"] == 0 and not summary["short_chains"], summary
+    assert summary["audits_ok"], summary["audits"]
+    assert summary["lost"] == 0, summary

@@ -91,12 +91,13 @@ class Ledger:
 
 
 class FaultNet:
-    def __init__(self, dir: Path, *, seed: int = 0, n: int = 4, params: dict[str, int] | None = None) -> None:
+    def __init__(self, dir: Path, *, seed: int = 0, n: int = 4, params: dict[str, int] | None = None,
+                 log_level: str = "warning") -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         defaults = {"checkpoint_interval": 8, "window": 8, "view_change_timeout_ms": 1000, "batch_timeout_ms": 5}
         self.net = Devnet(Path(dir) / "devnet", validators=n, base_port=free_base_port(n),
-                          params={**defaults, **(params or {})})
+                          params={**defaults, **(params or {})}, log_level=log_level)
         self.net.init()
         self.n = n
         self.proxy = LinkProxy(seed)
@@ -118,6 +119,8 @@ class FaultNet:
         self.load = Load(self)
         self.down: set[int] = set()
         self.counts: dict[str, Any] = {"kills": 0, "kill_kinds": {}, "partitions": 0, "partition_kinds": {}}
+        self.crashes: list[dict[str, Any]] = []  # validators that exited without being killed
+        self.stalls: list[str] = []  # steps after which the network did not make progress in time
         self.net.start()
         self.net.wait_ready(timeout=120)
 
@@ -136,7 +139,8 @@ class FaultNet:
         for i in range(self.n):
             try:
                 s = self.status(i)
-                out.append((i, s["height"], s["view"], s["mode"], s["mempool"]))
+                out.append((i, s["height"], s["view"], s["mode"], s["mempool"],
+                            [(p["id"][:8], p["reachable"], p["queued"], p["sent"], p["dropped"]) for p in s["peers"]]))
             except Exception:
                 out.append((i, "down" if i in self.down else "no answer"))
         return out
@@ -183,7 +187,10 @@ class FaultNet:
         def once() -> bool:
             i = self.rng.choice(self.live())
             return any(e.get("status") == "committed" for e in self.submit(i, 1, timeout_ms=10_000))
-        self.wait("a record to commit (liveness after the fault)", once, timeout=timeout, every=0.5)
+        try:
+            self.wait("a record to commit (liveness after the fault)", once, timeout=timeout, every=0.5)
+        finally:
+            self.crashed()
 
     # -- faults ------------------------------------------------------------------------------------
     def kill_step(self, *, down_s: tuple[float, float] = (0.5, 3.0)) -> str:
@@ -265,6 +272,29 @@ class FaultNet:
         self.counts["partition_kinds"][kind] = self.counts["partition_kinds"].get(kind, 0) + 1
         return kind
 
+    def crashed(self) -> list[int]:
+        """Validators that exited on their own (not killed by a step); each is noted once, with its log's tail."""
+        out = []
+        for i in range(self.n):
+            if i not in self.down and not self.net.running(i) and self.net.procs.get(i) is not None:
+                log = (self.net.dir / "logs" / f"v{i}.log").read_text(errors="replace").splitlines()
+                why = next((ln for ln in reversed(log) if "stopped" in ln or "CRITICAL" in ln), "")
+                self.crashes.append({"node": i, "code": self.net.procs[i].returncode, "why": why[-300:]})
+                say(f"v{i} exited on its own (code {self.net.procs[i].returncode}): {why[-300:]}")
+                out.append(i)
+        return out
+
+    def recover(self, reason: str) -> None:
+        """After a stalled step: note it, heal, restart every stopped validator, and wait for progress."""
+        self.stalls.append(reason[:2000])
+        self.proxy.heal()
+        self.crashed()
+        for i in range(self.n):
+            self.net.start_node(i)
+        self.net.wait_ready(timeout=120)
+        self.down.clear()
+        self.probe(timeout=300)
+
     # -- the end -----------------------------------------------------------------------------------
     def blocks(self, i: int, start: int, stop: int) -> list[bytes]:
         out: list[bytes] = []
@@ -281,7 +311,8 @@ class FaultNet:
         """Stop the load, heal, bring every node back, converge; compare chains, audit, check the ledger."""
         self.load.stop()
         self.proxy.heal()
-        for i in sorted(self.down):
+        self.crashed()
+        for i in range(self.n):  # the killed ones and any that exited on their own
             self.net.start_node(i)
         self.net.wait_ready(timeout=120)
         self.down.clear()
@@ -315,6 +346,8 @@ class FaultNet:
             "lost_per_node": lost,
             "forks": forks,
             "short_chains": short,
+            "crashes": self.crashes,
+            "stalls": self.stalls,
             "audits_ok": all(a["ok"] for a in audits),
             "audits": audits,
         }

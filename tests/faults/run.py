@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=20)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--threads", type=int, default=3, help="client load threads")
+    ap.add_argument("--log-level", default="warning", help="the validators' log level (info shows view changes)")
     ap.add_argument("--dir", default=None, help="where the devnet goes (kept); default: a temporary folder")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
@@ -31,23 +32,28 @@ def main(argv: list[str] | None = None) -> int:
     say(f"seed {seed}, devnet in {work}")
     started = time.monotonic()
     failure = None
-    with FaultNet(work, seed=seed) as fn:
+    with FaultNet(work, seed=seed, log_level=args.log_level) as fn:
         fn.load.start(threads=args.threads)
         steps = ["kill"] * args.kills + ["partition"] * args.partitions
         fn.rng.shuffle(steps)
         try:
             for k, step in enumerate(steps):
                 say(f"step {k + 1}/{len(steps)}")
-                fn.kill_step() if step == "kill" else fn.partition_step()
-        except StepFailed as exc:
+                try:
+                    fn.kill_step() if step == "kill" else fn.partition_step()
+                except StepFailed as exc:  # a stall: noted, the network restored, the run goes on
+                    say(f"STEP STALLED: {exc}")
+                    fn.recover(f"step {k + 1} ({step}): {exc}")
+        except StepFailed as exc:  # even the recovery stalled
             failure = str(exc)
-            say(f"STEP FAILED: {failure}")
+            say(f"RUN STOPPED: {failure}")
         summary = fn.finish()
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["step_failure"] = failure
     summary["devnet"] = str(work)
     print(json.dumps(summary, indent=2))
-    bad = failure or summary["lost"] or summary["forks"] or summary["short_chains"] or not summary["audits_ok"]
+    bad = (failure or summary["stalls"] or summary["crashes"] or summary["lost"] or summary["forks"]
+           or summary["short_chains"] or not summary["audits_ok"])
     return 1 if bad else 0
 
 

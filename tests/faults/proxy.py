@@ -5,7 +5,8 @@ Validator i reaches validator j at ``http://127.0.0.1:<port of link (i, j)>`` (i
 Each link has a mode that the test changes while the network runs. What each mode really does:
 
 ``pass``
-    Bytes are copied both ways as they arrive.
+    Bytes are copied both ways as they arrive. At most a few chunks are held per direction, so a
+    receiver that stops reading pushes back on the sender as it would without the proxy.
 ``drop``
     A partition that looks like a black hole, not a refusal: connections are still accepted,
     and bytes in both directions are read and thrown away, so the sender's writes succeed and its
@@ -39,6 +40,7 @@ __all__ = ["Link", "LinkProxy", "MODES"]
 
 MODES = ("pass", "drop", "delay", "reset")
 CHUNK = 64 * 1024
+QUEUE_CHUNKS = 4  # chunks held per direction of a connection before the proxy stops reading (backpressure)
 
 
 @dataclass
@@ -221,7 +223,9 @@ class LinkProxy:
         """Read from ``r`` and hand each chunk, with the time it is due, to a writer task (so a delay
         holds each chunk for ``delay_s`` without slowing the reads down to one chunk per delay)."""
         link = c.link
-        queue: asyncio.Queue = asyncio.Queue()
+        # Bounded, so a receiver that stops reading pushes back on the sender as TCP would (an unbounded
+        # queue here would hide it: the sender's writes would never time out and its stream would hang).
+        queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_CHUNKS)
         writer = asyncio.ensure_future(self._write(c, queue, w))
         last_due = 0.0
         try:

@@ -92,7 +92,7 @@ class Ledger:
 
 class FaultNet:
     def __init__(self, dir: Path, *, seed: int = 0, n: int = 4, params: dict[str, int] | None = None,
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", proxy: bool = True) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         defaults = {"checkpoint_interval": 8, "window": 8, "view_change_timeout_ms": 1000, "batch_timeout_ms": 5}
@@ -108,6 +108,8 @@ class FaultNet:
         for i in range(n):
             peers = [{"id": self.ids[j], "url": f"http://127.0.0.1:{self.proxy.add_link(i, j, ports[j])}"}
                      for j in range(n) if j != i]
+            if not proxy:  # the same run without the proxy (to tell its artifacts from the node's bugs)
+                continue
             path = self.net.config_path(i)
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
             doc["peers"] = peers

@@ -261,6 +261,9 @@ class LinkProxy:
                     await asyncio.sleep(wait)
                 if c.saw_drop:
                     continue
+                if w.transport.is_closing():  # the far end is gone: asyncio would drop the bytes silently,
+                    c.abort()  # where the sender's kernel would get a reset; reset the sender
+                    return
                 w.write(data)
                 await w.drain()
         except (ConnectionError, OSError):

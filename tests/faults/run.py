@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--threads", type=int, default=3, help="client load threads")
     ap.add_argument("--log-level", default="warning", help="the validators' log level (info shows view changes)")
+    ap.add_argument("--no-proxy", action="store_true", help="validators talk directly (kill steps only)")
     ap.add_argument("--dir", default=None, help="where the devnet goes (kept); default: a temporary folder")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"seed {seed}, devnet in {work}")
     started = time.monotonic()
     failure = None
-    with FaultNet(work, seed=seed, log_level=args.log_level) as fn:
+    with FaultNet(work, seed=seed, log_level=args.log_level, proxy=not args.no_proxy) as fn:
         fn.load.start(threads=args.threads)
         steps = ["kill"] * args.kills + ["partition"] * args.partitions
         fn.rng.shuffle(steps)

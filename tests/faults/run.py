@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--threads", type=int, default=3, help="client load threads")
     ap.add_argument("--log-level", default="warning", help="the validators' log level (info shows view changes)")
+    ap.add_argument("--no-term", action="store_true", help="no SIGTERM-primary steps (kill -9 only)")
     ap.add_argument("--no-proxy", action="store_true", help="validators talk directly (kill steps only)")
     ap.add_argument("--dir", default=None, help="where the devnet goes (kept); default: a temporary folder")
     args = ap.parse_args(argv)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, step in enumerate(steps):
                 say(f"step {k + 1}/{len(steps)}")
                 try:
-                    fn.kill_step() if step == "kill" else fn.partition_step()
+                    fn.kill_step(term=not args.no_term) if step == "kill" else fn.partition_step()
                 except StepFailed as exc:  # a stall: noted, the network restored, the run goes on
                     say(f"STEP STALLED: {exc}")
                     fn.recover(f"step {k + 1} ({step}): {exc}")

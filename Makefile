@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint sim bench clean venv
+.PHONY: demo test lint sim bench faults clean venv
 
 venv: $(STAMP)
 
@@ -39,6 +39,11 @@ demo: $(STAMP)
 
 sim: $(STAMP)
 	$(BIN)/python -m rantai.consensus.sim --seeds 1000 --nodes 4 --faults all
+
+# The long fault-injection run (tests/faults/): kills and partition periods under client load, then
+# the checks (one chain, audit per node, no acknowledged record lost). FAULTS_FLAGS=--seed N replays.
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults.run --kills 100 --partitions 20 $(FAULTS_FLAGS)
 
 bench: $(STAMP)
 	$(BIN)/rantai bench --json .rantai/bench.json

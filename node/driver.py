@@ -517,7 +517,7 @@ class Node:
             digest, height = block.header.prev_hash, height - 1
         gov = committed.fork()
         for block in reversed(chain):
-            changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
+            changes = block.change_entries()
             if changes:
                 gov.apply(block.height, changes)
             gov.height = block.height

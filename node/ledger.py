@@ -116,7 +116,7 @@ class Ledger:
         items = [(item, i) for i, r in enumerate(block.records) if not r.is_change
                  for item in event_identifiers(r.event)]
         epcis, hashed = index_entries(self.storage.db, block.height, block.header.timestamp, block.records)
-        changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
+        changes = block.change_entries()
         gov = None
         if changes:  # a fork only then: copying the proposals for every block would grow with governance
             gov = self.governance.fork()

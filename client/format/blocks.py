@@ -135,3 +135,7 @@ class Block:
 
     def record_ids(self) -> list[bytes]:
         return [r.id for r in self.records]
+
+    def change_entries(self) -> list[tuple[int, SignedRecord]]:
+        """(index, entry) of the governance changes in this block, in block order (what ``Governance.apply`` takes)."""
+        return [(i, r) for i, r in enumerate(self.records) if r.is_change]

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rantai.consensus.crypto import PUBLIC_KEY_SIZE, Verifier, key_id, sha256
+from rantai.consensus.crypto import PUBLIC_KEY_SIZE, key_id, sha256
 
 from .consortium import DEFAULT_PARAMS, NAME, ROLES, Consortium, Member, Validator
 from .encoding import encode
@@ -99,7 +99,7 @@ class Genesis(Consortium):
             name, url = e.get("name", e.get("id")), e.get("url")
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise _fail(f"{where}.url: an http(s) URL expected")
-            out.append(Validator(e["id"], str(name), key, url.rstrip("/"), Verifier(key)))
+            out.append(Validator.of(key, str(name), url))  # e["id"] was checked to be key_id(key)
         if len({v.id for v in out}) != len(out):
             raise _fail("validators: the same key appears twice")
         return out
@@ -123,7 +123,7 @@ class Genesis(Consortium):
             org = e.get("organisation", name)
             if not isinstance(org, str):
                 raise _fail(f"{where}.organisation: a string expected")
-            out.append(Member(e["id"], name, org, key, frozenset(roles), Verifier(key)))
+            out.append(Member.of(key, name, org, set(roles)))  # e["id"] was checked to be key_id(key)
         if len({m.id for m in out}) != len(out):
             raise _fail("members: the same key appears twice")
         if len({m.name for m in out}) != len(out):

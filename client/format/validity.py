@@ -295,7 +295,7 @@ def check_block(
             if memory is not None and (at := memory.event_height(d)) is not None:
                 raise fail("duplicate event", f"record {i}: event ni:///sha-256;{d.hex()} is already in block {at}", i)
     if governance is not None:
-        changes = [(i, r) for i, r in enumerate(block.records) if r.is_change]
+        changes = block.change_entries()
         if changes:
             try:
                 governance.apply(height, changes)

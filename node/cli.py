@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import gc
 import json
-import logging
 import os
 import signal
 import sys
@@ -105,20 +104,24 @@ def init_network_cmd(validators: int, members: str, out: str, base_port: int, ho
 
 @cli.command("run")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Node TOML config.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Overrides the config's log.level (default info).")
+@click.option("--log-format", default=None, type=click.Choice(["text", "json"]),
+              help="Overrides the config's log.format (default text; json: one object per line).")
 @_friendly
-def run_cmd(config_path: str, log_level: str) -> None:
+def run_cmd(config_path: str, log_level: str | None, log_format: str | None) -> None:
     """Run one validator until SIGINT/SIGTERM."""
     import uvicorn
 
     from .app import create_app
     from .driver import Node
+    from .logs import configure, start_event
 
     cfg = NodeConfig.load(config_path)
     node = Node.from_config(cfg)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format=f"%(asctime)s {node.name} %(levelname)s %(name)s: %(message)s")
+    log_level = log_level or cfg.log_level
+    configure(log_level, log_format or cfg.log_format, node.name)
+    start_event(cfg, node, log_level, log_format or cfg.log_format)
     try:
         node.open_store()  # checked (and repaired, or refused) before the server starts: node/storecheck.py
     except StoreDamaged as exc:
@@ -128,7 +131,7 @@ def run_cmd(config_path: str, log_level: str) -> None:
     # What start-up allocated lives as long as the process: keep the cyclic GC from re-walking it.
     gc.collect()
     gc.freeze()
-    server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
+    server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level, log_config=None,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=5))
     server.before_shutdown = [node.begin_shutdown]
     node.on_fatal = lambda exc: server.handle_exit(signal.SIGTERM, None)  # stop serving: this validator is unsafe

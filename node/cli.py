@@ -268,6 +268,27 @@ def status_cmd(url: str, as_json: bool) -> None:
     _print_validators_in_force(url)
 
 
+@cli.command("doctor")
+@click.argument("url", default="http://127.0.0.1:7100")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for each node's answer.")
+@click.option("--json", "as_json", is_flag=True, help="The findings as JSON.")
+def doctor_cmd(url: str, timeout: float, as_json: bool) -> None:
+    """Why is this node not committing? Asks it and every validator in force, and names each cause found.
+
+    Exit code 0 when nothing blocks commits, 1 when a cause was found (or the node does not answer).
+    """
+    from .doctor import diagnose, gather
+
+    findings = diagnose(gather(url, timeout=timeout))
+    if as_json:
+        click.echo(json.dumps([{"cause": f.cause, "blocking": f.blocking, "text": f.text} for f in findings],
+                              indent=2))
+    else:
+        for f in findings:
+            click.echo(f"{f.cause}: {f.text}")
+    sys.exit(1 if any(f.blocking for f in findings) else 0)
+
+
 def _print_validators_in_force(url: str) -> None:
     """The validator set governing the next block, from the node's own ``GET /v1/config``: after a
     governance change an operator checks here which validators this node now counts votes from.

@@ -41,6 +41,7 @@ from .answers import (
     respond,
     wants_msgpack,
 )
+from .backup import backup_router
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
 from .metrics import CONTENT_TYPE_LATEST, NodeMetrics
@@ -604,4 +605,5 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
+    app.include_router(backup_router(node))  # POST /v1/admin/backup, loopback only (node/backup.py)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission), metrics)

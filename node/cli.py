@@ -289,6 +289,89 @@ def doctor_cmd(url: str, timeout: float, as_json: bool) -> None:
     sys.exit(1 if any(f.blocking for f in findings) else 0)
 
 
+# -- backup, restore, reset (node/backup.py; docs/operations.md "Backup and restore") --------------
+
+
+def _local_url(cfg: NodeConfig) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(cfg.host, cfg.host)
+    return f"http://[{host}]:{cfg.port}" if ":" in host else f"http://{host}:{cfg.port}"
+
+
+@cli.command("backup")
+@click.argument("dest", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")
+@click.option("--url", help="The running node's API (default: from the config's listen address).")
+@_friendly
+def backup_cmd(dest: str, config_path: str, url: str | None) -> None:
+    """Write a consistent backup of the node's store into DIR (new or empty), while it runs.
+
+    A running node writes it itself, from LevelDB snapshots (asked on loopback, POST /v1/admin/backup);
+    a stopped node's store is read directly, the same way.
+    """
+    from rantai.client.format.genesis import Genesis
+
+    from .backup import backup_store
+    from .storage import Storage
+
+    cfg = NodeConfig.load(config_path)
+    target = str(Path(dest).resolve())
+    try:
+        r = httpx.post((url or _local_url(cfg)).rstrip("/") + "/v1/admin/backup", json={"dir": target},
+                       timeout=3600.0)
+    except httpx.ConnectError:
+        r = None
+    if r is not None:
+        if r.status_code != 200:
+            raise RuntimeError(f"the node refused the backup: HTTP {r.status_code}: {r.text[:300]}")
+        manifest, how = r.json(), "online, written by the running node"
+    else:
+        storage = Storage(cfg.data_dir, Genesis.load(cfg.genesis_path).hash, create=False)
+        try:
+            manifest, how = backup_store(storage, target, node=cfg.name), "offline: the node is not running"
+        finally:
+            storage.close()
+    click.echo(f"backup of {cfg.name} at height {manifest['height']} ({manifest['head_hash'][:16]}…) in {target}: "
+               f"{manifest['bytes'] / 2**20:.1f} MiB in {manifest['seconds']:.1f} s ({how})")
+
+
+@cli.command("restore")
+@click.argument("src", metavar="DIR", type=click.Path(file_okay=False, exists=True))
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")
+@_friendly
+def restore_cmd(src: str, config_path: str) -> None:
+    """Copy the backup in DIR into the (stopped) node's empty data_dir; check it opens at the backup's head."""
+    from rantai.client.format.genesis import Genesis
+
+    from .backup import restore_store
+
+    cfg = NodeConfig.load(config_path)
+    manifest = restore_store(src, cfg.data_dir, Genesis.load(cfg.genesis_path).hash)
+    click.echo(f"restored {cfg.data_dir} at height {manifest['height']} from {src}; start the node: it fetches "
+               f"the blocks after {manifest['height']} from its peers (re-verify with rantai-node audit first if "
+               f"you like)")
+
+
+@cli.command("reset")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_friendly
+def reset_cmd(config_path: str, yes: bool) -> None:
+    """Delete the (stopped) node's store; at its next start it fetches the whole chain from its peers.
+
+    The key, the genesis and the config are kept.
+    """
+    from .backup import reset_store
+
+    cfg = NodeConfig.load(config_path)
+    if not yes:
+        click.echo(f"This deletes every block, index and vote of validator {cfg.name} in {cfg.data_dir}.")
+        typed = click.prompt(f"Type the validator's name ({cfg.name}) to confirm", default="", show_default=False)
+        if typed != cfg.name:
+            raise click.ClickException("not confirmed: nothing deleted")
+    n = reset_store(cfg.data_dir)
+    click.echo(f"reset {cfg.data_dir}: {n} files deleted")
+
+
 def _print_validators_in_force(url: str) -> None:
     """The validator set governing the next block, from the node's own ``GET /v1/config``: after a
     governance change an operator checks here which validators this node now counts votes from.

@@ -41,6 +41,7 @@ from .answers import (
     respond,
     wants_msgpack,
 )
+from .api_docs import install as install_docs
 from .backup import backup_router
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
@@ -352,8 +353,9 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
             if manage_lifecycle:
                 await node.stop()
 
-    app = FastAPI(title="rantai node", version="1", lifespan=lifespan,
+    app = FastAPI(title="rantai node", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="A rantai validator's API (docs/api.md).")
+    install_docs(app)  # /docs from packaged Swagger UI files, /openapi.json with bodies (node/api_docs.py)
     params = node.genesis.params
     max_block_bytes = params["max_block_bytes"]
     max_count = params["max_block_records"]

@@ -190,11 +190,6 @@ def _loopback(address: str) -> bool:
         return False
 
 
-BACKUP_BODY = {"type": "object", "required": ["dir"], "additionalProperties": False,
-               "properties": {"dir": {"type": "string", "description": "An absolute path on the node's host, "
-                                                                       "absent or empty: the backup is written there"}}}
-
-
 def backup_router(node: Node) -> APIRouter:
     """``POST /v1/admin/backup``: the running node writes a consistent backup (``rantai-node backup``).
 
@@ -203,9 +198,7 @@ def backup_router(node: Node) -> APIRouter:
     """
     router = APIRouter()
 
-    @router.post("/v1/admin/backup", summary="Write a consistent backup of this node's store (loopback only)",
-                 openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                     "schema": BACKUP_BODY}}}})
+    @router.post("/v1/admin/backup", summary="Write a consistent backup of this node's store (loopback only)")
     async def post_backup(request: Request) -> Response:
         if not _loopback(client_address(request.scope)):
             raise ApiError(403, "not loopback", "POST /v1/admin/backup is served to clients on the node's own "

@@ -297,6 +297,34 @@ def _local_url(cfg: NodeConfig) -> str:
     return f"http://[{host}]:{cfg.port}" if ":" in host else f"http://{host}:{cfg.port}"
 
 
+@cli.command("healthcheck")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")
+@click.option("--timeout", default=4.0, show_default=True, help="Seconds to wait for the answer.")
+def healthcheck_cmd(config_path: str, timeout: float) -> None:
+    """Exit 0 when the node of this config answers GET /healthz on its own address, 1 otherwise (Docker's
+    HEALTHCHECK). With a [tls] table it speaks HTTPS, checking the node's certificate against the config's CA
+    (not its name: the node is asked on loopback, and its certificate names the address peers use)."""
+    import ssl
+
+    try:
+        cfg = NodeConfig.load(config_path)
+        tls = getattr(cfg, "tls", None)
+        verify: Any = True
+        url = _local_url(cfg)
+        if tls is not None:
+            url = url.replace("http://", "https://", 1)
+            verify = ssl.create_default_context(cafile=str(tls.ca) if getattr(tls, "ca", None) else None)
+            verify.check_hostname = False
+        r = httpx.get(url + "/healthz", timeout=timeout, verify=verify)
+    except (ConfigError, httpx.HTTPError, OSError, ssl.SSLError) as exc:
+        click.echo(f"unhealthy: {exc}", err=True)
+        sys.exit(1)
+    if r.status_code != 200:
+        click.echo(f"unhealthy: HTTP {r.status_code}: {r.text[:200]}", err=True)
+        sys.exit(1)
+    click.echo("healthy")
+
+
 @cli.command("backup")
 @click.argument("dest", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")

@@ -42,6 +42,8 @@ def test_online_backup_under_load_restores_audits_and_rejoins(tmp_path):
         assert status == 200
         loader.start()
         wait_until("load commits", lambda: api.height(1) >= 5, timeout=60, describe=api.snapshot)
+        healthy = node_cli("healthcheck", "--config", str(net.config_path(1)))  # the image's HEALTHCHECK
+        assert healthy.returncode == 0 and healthy.stdout.strip() == "healthy", healthy.stderr
         dest = tmp_path / "backup"
         done = node_cli("backup", str(dest), "--config", str(net.config_path(1)))
         assert done.returncode == 0, done.stderr
@@ -64,6 +66,8 @@ def test_online_backup_under_load_restores_audits_and_rejoins(tmp_path):
 
         # restore into v3: stopped, reset (confirmation typed), restored, restarted
         assert net.stop_node(3) == 0
+        down = node_cli("healthcheck", "--config", str(net.config_path(3)))
+        assert down.returncode == 1 and down.stderr.startswith("unhealthy"), down.stderr
         refused = node_cli("restore", str(dest), "--config", str(net.config_path(3)))
         assert refused.returncode == 1 and "not empty" in refused.stderr, refused.stderr
         wrong = node_cli("reset", "--config", str(net.config_path(3)), input="v0\n")

@@ -78,6 +78,8 @@ def test_view_change_and_catch_up_logged_and_doctor_names_two_validators_down(tm
         assert first["view"] >= 1 and first["previous_view"] == 0 and first["reason"].startswith("timeout")
         assert first["reason"] in first["msg"]  # one line says it all, for people and machines
 
+        wait_until("v1 logs v0 lost", lambda: any(e["name"] == "v0" for e in events(net, 1, "peer-lost")), timeout=30)
+
         # two validators down: no quorum
         net.kill(2)
         wait_until("doctor names no quorum", lambda: "no-quorum" in causes(net.urls[1]), timeout=60)
@@ -89,6 +91,8 @@ def test_view_change_and_catch_up_logged_and_doctor_names_two_validators_down(tm
         net.wait_ready(timeout=60, indices=[0, 2])
         status, res = api.submit(0, api.records(1), timeout_ms=60_000)
         assert status == 200, (res, api.snapshot())
+        wait_until("v1 logs v0 regained", lambda: any(e["name"] == "v0" for e in events(net, 1, "peer-regained")),
+                   timeout=30)
         wait_until("the restarted ones in the others' view", lambda: len(
             {(api.status(i)["view"], api.status(i)["mode"]) for i in range(4)}) == 1, timeout=60,
             describe=api.snapshot)

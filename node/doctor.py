@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from rantai.client.format.consortium import DEFAULT_PARAMS
+
 __all__ = ["Finding", "Observation", "diagnose", "gather"]
 
 DISK_LOW_BYTES = 256 * 1024 * 1024
@@ -221,7 +223,7 @@ def _clock_findings(obs: Observation, name: Any) -> list[Finding]:
     me = obs.status
     assert me is not None
     params = (obs.config or {}).get("params", {})
-    limit = int(params.get("max_clock_skew_ms", 2000))
+    limit = int(params.get("max_clock_skew_ms", DEFAULT_PARAMS["max_clock_skew_ms"]))
     offsets = obs.offsets_ms
     mine = offsets.get(me["node"])
     peers = [off for pid, off in offsets.items() if pid != me["node"]]

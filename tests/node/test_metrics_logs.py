@@ -139,3 +139,42 @@ def test_a_failed_disk_write_is_logged_once_and_counted(tmp_path, caplog):
         assert status["storage_errors"] == 1
 
     asyncio.run(main())
+
+
+def test_doctor_names_a_full_disk_and_a_skewed_clock(tmp_path):
+    """``diagnose`` on what a real node answers, with the disk and clock an unlucky host would report."""
+    from rantai.node.doctor import Observation, diagnose
+
+    net = make_net(1)
+
+    async def main():
+        node = Node(genesis=net.genesis, signer=net.validators[0], data_dir=tmp_path / "a")
+        app = create_app(node, manage_lifecycle=False)
+        await node.start()
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as c:
+                return (await c.get("/v1/status")).json(), (await c.get("/v1/config")).json()
+        finally:
+            await node.stop()
+
+    status, config = asyncio.run(main())
+    healthy = diagnose(Observation("http://n", status, config))
+    assert [f.cause for f in healthy] == ["idle"] and not healthy[0].blocking
+    full = {**status, "disk": {"free_bytes": 10 * 2**20, "total_bytes": 100 * 2**30}}
+    found = diagnose(Observation("http://n", full, config))
+    assert found[0].cause == "disk-full" and "10 MiB free" in found[0].text
+    # four validators: this one's clock 20 s ahead of the three others' (max_clock_skew_ms is 15 s)
+    four = make_net(4)
+    cfg4 = {**config, "validators": [{"id": v.id, "name": f"v{i}", "url": f"http://v{i}"}
+                                     for i, v in enumerate(four.validators)]}
+    me = {**status, "node": four.validators[0].id, "peers": []}
+    peers = {v.id: {**status, "node": v.id} for v in four.validators[1:]}
+    for ahead, blocking in ((20_000.0, True), (-9_000.0, False), (1_000.0, None)):
+        offsets = {four.validators[0].id: ahead, **{v.id: 0.0 for v in four.validators[1:]}}
+        found = diagnose(Observation("http://n", me, cfg4, peers=peers, offsets_ms=offsets))
+        skew = [f for f in found if f.cause == "clock-skew"]
+        if blocking is None:
+            assert not skew, found  # a second apart: nothing to say
+        else:
+            assert skew and skew[0].blocking is blocking, found
+            assert f"{abs(ahead) / 1000:.1f} s {'ahead of' if ahead > 0 else 'behind'}" in skew[0].text

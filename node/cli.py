@@ -78,9 +78,13 @@ def cli() -> None:
                    "(best when validators share cores).")
 @click.option("--approvals", default=None, metavar="N|majority",
               help="Admin approvals a configuration change needs (default: a majority of the admins).")
+@click.option("--tls-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="HTTPS between validators with mTLS: a folder holding ca.crt and vN.crt/vN.key for each "
+                   "validator (rantai devnet --tls makes them).")
 @_friendly
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
-                     params: tuple[str, ...], verify_workers: int, approvals: str | None) -> None:
+                     params: tuple[str, ...], verify_workers: int, approvals: str | None,
+                     tls_dir: str | None) -> None:
     """DEVNET/TEST ONLY: every key, genesis.json and each validator's config, made on this one machine.
 
     Whoever runs this holds every organisation's private keys. A real consortium runs the key
@@ -94,10 +98,10 @@ def init_network_cmd(validators: int, members: str, out: str, base_port: int, ho
         threshold = "majority" if approvals == "majority" else int(approvals)
     path = init_network(out, validators=validators, members=names, base_port=base_port, host=host,
                         chain_id=chain_id, params=_params(params), verify_workers=verify_workers,
-                        approvals=threshold)
+                        approvals=threshold, tls_dir=tls_dir)
     click.echo(f"genesis: {path}")
     for i in range(validators):
-        click.echo(f"v{i}: {Path(out) / f'v{i}.toml'}  http://{host}:{base_port + i}")
+        click.echo(f"v{i}: {Path(out) / f'v{i}.toml'}  {'https' if tls_dir else 'http'}://{host}:{base_port + i}")
     for name in names:
         name = parse_member(name)[0]
         click.echo(f"member {name}: {Path(out) / 'members' / f'{name}.pem'}")
@@ -119,6 +123,9 @@ def run_cmd(config_path: str, log_level: str) -> None:
     node = Node.from_config(cfg)
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {node.name} %(levelname)s %(name)s: %(message)s")
+    tls = _node_tls(cfg)
+    if tls is not None:
+        node.peer_tls = tls.client  # peers verified with the CA/pins; this node's certificate offered (mTLS)
     try:
         node.open_store()  # checked (and repaired, or refused) before the server starts: node/storecheck.py
     except StoreDamaged as exc:
@@ -128,9 +135,14 @@ def run_cmd(config_path: str, log_level: str) -> None:
     # What start-up allocated lives as long as the process: keep the cyclic GC from re-walking it.
     gc.collect()
     gc.freeze()
+    app, server_tls = _serve_tls(cfg, node, tls, app)
     server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
-                                           access_log=False, lifespan="on", timeout_graceful_shutdown=5))
+                                           access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                                           **server_tls))
     server.before_shutdown = [node.begin_shutdown]
+    if tls is not None:
+        server.on_hangup = [tls.request_reload]
+        tls.start()
     node.on_fatal = lambda exc: server.handle_exit(signal.SIGTERM, None)  # stop serving: this validator is unsafe
     profile_path = os.environ.get("RANTAI_PROFILE")  # set by `rantai bench --profile` for one validator
     if profile_path:
@@ -152,6 +164,31 @@ def run_cmd(config_path: str, log_level: str) -> None:
         raise RuntimeError(f"node {node.name} did not start (is port {cfg.port} free?)")
 
 
+def _node_tls(cfg: NodeConfig) -> Any:
+    """The node's TLS state (node/tls.py) when its config has a [tls] table; ``None`` for plain HTTP."""
+    from .tls import NodeTls
+
+    return None if cfg.tls is None else NodeTls(cfg.tls)
+
+
+def _serve_tls(cfg: NodeConfig, node: Any, tls: Any, app: Any) -> tuple[Any, dict[str, Any]]:
+    """The app (behind the peer-endpoint guard) and what uvicorn needs for HTTPS (the reloadable context, the
+    protocol noting client certificates); without TLS, the loud warning of a node on a non-loopback address."""
+    from .tls import plain_http_warning
+
+    if tls is None:
+        warning = plain_http_warning(cfg.host, cfg.port)
+        if warning is not None:
+            logging.getLogger("rantai.node.tls").warning(warning)
+        node.status_extra["tls"] = lambda: {"enabled": False, "warning": warning}
+        return app, {}
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    node.status_extra["tls"] = tls.status
+    return tls.guard(app), {"ssl_context_factory": lambda config, default: tls.server,
+                            "http": tls.protocol_class(AutoHTTPProtocol)}
+
+
 def _server_class() -> type:
     import contextlib
 
@@ -161,6 +198,7 @@ def _server_class() -> type:
         """uvicorn's server, but SIGINT/SIGTERM end a clean shutdown with exit code 0 (uvicorn re-raises them)."""
 
         before_shutdown: list = []
+        on_hangup: list = []  # SIGHUP: reload the TLS certificate (node/tls.py)
 
         async def shutdown(self, sockets=None):
             # Peers' streams are requests that never end by themselves: end them first, or the
@@ -172,6 +210,7 @@ def _server_class() -> type:
         @contextlib.contextmanager
         def capture_signals(self):
             previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: [hook() for hook in self.on_hangup])
             try:
                 yield
             finally:

@@ -121,10 +121,10 @@ class Reloadable(ssl.SSLContext):
 
     current: ssl.SSLContext
 
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         return self.current.wrap_bio(*args, **kwargs)
 
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         return self.current.wrap_socket(*args, **kwargs)
 
 
@@ -143,9 +143,9 @@ def _checked_sslobject(on_failure: Callable[[BaseException], None],
                 raise
             problem = check(self)
             if problem is not None:
-                exc = ssl.SSLCertVerificationError(1, f"certificate pin: {problem}")
-                on_failure(exc)
-                raise exc
+                refused = ssl.SSLCertVerificationError(1, f"certificate pin: {problem}")
+                on_failure(refused)
+                raise refused
 
     return Checked
 
@@ -161,7 +161,7 @@ class _Loaded:
 
 def _signature(paths: tuple[Path, ...]) -> tuple:
     """What tells a changed file from an unchanged one (its inode too: certificates are replaced by rename)."""
-    out = []
+    out: list[tuple[int, int, int] | None] = []
     for p in paths:
         try:
             st = os.stat(p)
@@ -305,7 +305,7 @@ class NodeTls:
         """uvicorn's HTTP protocol, remembering each TLS connection's client certificate for ``guard``."""
         connections = self.connections
 
-        class Protocol(base):  # type: ignore[misc, valid-type]
+        class Protocol(base):
             def connection_made(self, transport: Any) -> None:
                 obj = transport.get_extra_info("ssl_object")
                 peer = transport.get_extra_info("peername")

@@ -76,6 +76,23 @@ def test_pins_are_sha256_of_the_der_certificate(tmp_path):
     assert parse_pins(["sha256:" + fingerprint(der).upper()]) == {fingerprint(der)}
 
 
+def test_client_config_tls_settings_from_file_and_environment(tmp_path):
+    from rantai.client.config import load_config
+
+    ca = CertificateAuthority(tmp_path / "ca")
+    me = ca.issue(tmp_path, "me")
+    (tmp_path / "rantai.toml").write_text(f'ca_file = "ca/ca.crt"\ncert = "me.crt"\ncert_key = "me.key"\n'
+                                          f'pins = ["{"ab" * 32}"]\n', encoding="utf-8")
+    cfg = load_config(env={}, cwd=tmp_path)
+    assert cfg.ca_file == tmp_path / "ca/ca.crt" and cfg.cert == me.cert and cfg.pins == ["ab" * 32]
+    assert isinstance(cfg.tls_context(), ssl.SSLContext)
+    env = load_config(env={"RANTAI_CA_FILE": str(ca.cert_path), "RANTAI_PINS": "cd" * 32}, cwd=tmp_path / "ca")
+    assert env.ca_file == ca.cert_path and env.pins == ["cd" * 32] and env.sources["ca_file"] == "env"
+    assert load_config(env={}, cwd=tmp_path / "ca").tls_context() is None  # nothing set: httpx's defaults
+    with pytest.raises(ConfigError):
+        load_config(env={"RANTAI_CA_FILE": str(tmp_path / "missing.crt")}, cwd=tmp_path / "ca").tls_context()
+
+
 def _served_fingerprint(url: str) -> str:
     """SHA-256 of the certificate a new connection to ``url`` is served (the handshake alone, unverified)."""
     host, port = url.removeprefix("https://").rsplit(":", 1)

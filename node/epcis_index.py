@@ -6,6 +6,8 @@ Layout (docs/storage.md, "EPCIS indexes"); ``loc`` is ``u64 height ‖ u32 index
     b"e" + digest[32]                        -> record id[32] ‖ loc   event hash ID (first record wins)
     b"E" + sha256(eventID)[32] + loc         -> record id[32]         the event's own eventID (many allowed)
     b"q" + field[1] + vkey[16] + loc         -> b"" | u64 µs          query postings, one list per value
+    b"V" + field[1] + value (UTF-8)          -> b""                   each bizStep, disposition, readPoint,
+                                                                      bizLocation once (GET /epcis/bizSteps ...)
 
 ``vkey`` is the first 16 bytes of SHA-256 of the *normalised* value (identifiers in canonical GS1
 Digital Link form, CBV terms as web URIs: the forms of the event hash), or for the time fields
@@ -51,7 +53,7 @@ __all__ = [
     "record_digest", "parse_hash_id",
 ]
 
-HASH, EVENT_ID, POSTING = b"e", b"E", b"q"
+HASH, EVENT_ID, POSTING, VALUES = b"e", b"E", b"q", b"V"
 _LOC = struct.Struct(">QI")
 _U64 = struct.Struct(">Q")
 LEVELS = (16, 20, 24, 28, 32)  # bucket widths, log2 seconds
@@ -417,6 +419,7 @@ def index_entries(db: Any, height: int, timestamp_ms: int,
     puts: list[tuple[bytes, bytes]] = []
     fresh: list[tuple[bytes, bytes]] = []
     seen: set[bytes] = set()
+    seen_values: set[bytes] = set()
     for index, r in enumerate(records):
         if r.is_change:  # a governance entry: no EPCIS event to index
             continue
@@ -431,6 +434,10 @@ def index_entries(db: Any, height: int, timestamp_ms: int,
         if isinstance(own, str) and own:
             puts.append((EVENT_ID + hashlib.sha256(own.encode("utf-8")).digest() + loc, r.id))
         puts.extend(_event_entries(event, loc))
+        for k in value_keys(event):
+            if k not in seen_values and db.get(k) is None:
+                seen_values.add(k)
+                puts.append((k, b""))
     if records:
         puts.extend(_time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)))
     return puts, fresh
@@ -452,8 +459,10 @@ def upgrade(db: Any, headers: Iterable[tuple[int, int]],
     if db.get(key) == INDEX_VERSION:
         return False
     with db.write_batch(sync=True, transaction=True) as wb:
-        for k in db.iterator(prefix=POSTING, include_value=False):
-            wb.delete(k)
+        for prefix in (POSTING, VALUES):
+            for k in db.iterator(prefix=prefix, include_value=False):
+                wb.delete(k)
+        values: set[bytes] = set()
         for height, timestamp_ms in headers:
             for k, v in _time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)):
                 wb.put(k, v)
@@ -462,8 +471,38 @@ def upgrade(db: Any, headers: Iterable[tuple[int, int]],
                 if not r.is_change:
                     for k, v in _event_entries(r.event, _LOC.pack(height, index)):
                         wb.put(k, v)
+                    values.update(value_keys(r.event))
+        for k in values:
+            wb.put(k, b"")
         wb.put(key, INDEX_VERSION)
     return True
+
+
+#: the fields whose values GET /epcis/bizSteps, /dispositions, /readPoints, /bizLocations list
+VALUE_FIELDS = {"bizSteps": F_STEP, "dispositions": F_DISP, "readPoints": F_READPOINT, "bizLocations": F_BIZLOC}
+
+
+def value_keys(event: Mapping[str, Any]) -> list[bytes]:
+    """The ``V`` keys of an event's listed values (normalised, as the postings hold them)."""
+    tags = set(VALUE_FIELDS.values())
+    return [VALUES + f + v.encode("utf-8") for f, v in event_postings(event) if f in tags]
+
+
+def list_values(db: Any, f: bytes, after: str | None, limit: int) -> tuple[list[str], bool]:
+    """Up to ``limit`` distinct values of field ``f`` after ``after`` (sorted by UTF-8), and whether more exist."""
+    prefix = VALUES + f
+    it = db.iterator(prefix=prefix, include_value=False)
+    if after is not None:
+        it.seek(prefix + after.encode("utf-8") + b"\x00")
+    out = []
+    try:
+        for k in it:
+            if len(out) >= limit:
+                return out, True
+            out.append(k[len(prefix):].decode("utf-8"))
+    finally:
+        it.close()
+    return out, False
 
 
 def _event_entries(event: Mapping[str, Any], loc: bytes) -> list[tuple[bytes, bytes]]:

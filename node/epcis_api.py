@@ -19,6 +19,7 @@ import struct
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -27,6 +28,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from rantai.client.format.epcis import document_events, event_hash_id
 from rantai.client.format.epcis.event_hash import correction_digest, normalise_identifier
@@ -165,6 +167,18 @@ async def negotiate(request: Request) -> None:
 
 _EPC_KEYS = ("epcList", "childEPCs", "inputEPCList", "outputEPCList")
 _QTY_KEYS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
+
+
+def api_routes(routes: Any, prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
+    """(full path, route) of every API route, inside included routers too (FastAPI nests them)."""
+    for r in routes:
+        if isinstance(r, APIRoute):
+            yield prefix + r.path, r
+        elif hasattr(r, "original_router"):
+            inner = getattr(getattr(r, "include_context", None), "prefix", "") or ""
+            yield from api_routes(r.original_router.routes, prefix + inner)
+        elif hasattr(r, "routes") and not isinstance(r.routes, property):
+            yield from api_routes(r.routes, prefix + (getattr(r, "path", "") or ""))
 
 
 def in_epc_format(event: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -630,7 +644,7 @@ def epcis_router(node: Any) -> APIRouter:
     async def top_level(request: Request) -> Response:
 
         members = list(TOP_LEVEL)
-        if any(isinstance(r, APIRoute) and r.path.startswith("/epcis/queries") for r in request.app.routes):
+        if any(path.startswith("/epcis/queries") for path, _ in api_routes(request.app.routes)):
             members.insert(0, "queries")
         return _collection(members)
 
@@ -693,8 +707,8 @@ def epcis_router(node: Any) -> APIRouter:
 
         path = request.url.path.rstrip("/") or "/epcis"
         methods: set[str] = set()
-        for r in request.app.routes:
-            if isinstance(r, APIRoute) and r.path_regex.match(path) and r.name != "discovery":
+        for full, r in api_routes(request.app.routes):
+            if r.name != "discovery" and compile_path(full)[0].match(path):
                 methods |= set(r.methods or ())
         if not methods:
             return _problem(404, "NoSuchResourceException", f"no resource {path}")

@@ -52,6 +52,8 @@ def _pattern_match(pattern: str, value: str, instance: bool) -> bool:
     scheme, comps = pattern[len("urn:epc:idpat:"):].split(":", 1)
     parts = comps.split(".")
     fixed = [p for p in parts if p != "*"]
+    if len(fixed) == len(parts):  # no wildcard: that one EPC
+        return value == _v(f"urn:epc:id:{scheme}:{comps}")
     if scheme == "gid":
         if not value.startswith("urn:epc:id:gid:"):
             return False

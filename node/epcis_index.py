@@ -494,7 +494,7 @@ def list_values(db: Any, f: bytes, after: str | None, limit: int) -> tuple[list[
     it = db.iterator(prefix=prefix, include_value=False)
     if after is not None:
         it.seek(prefix + after.encode("utf-8") + b"\x00")
-    out = []
+    out: list[str] = []
     try:
         for k in it:
             if len(out) >= limit:

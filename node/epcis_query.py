@@ -560,8 +560,8 @@ def _compare(op: str, x: Any, operand: Any) -> bool:
         t = parse_time_us(x)
         if t is None:
             return False
-        y = operand[1]
-        a, b = t, y
+        a: float = t
+        b: float = operand[1]
     else:
         if isinstance(x, bool) or not isinstance(x, (int, float)):
             return False

@@ -326,7 +326,6 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
         c = epc_class(v)
         if c:
             add(_CLASS_OF[f], c)
-        has(f"key:{f.decode()}:{key_kind(v)}")
     for key, name in QUANTITY_FIELDS:
         for q in _list(event.get(key)):
             if not isinstance(q, dict):
@@ -336,7 +335,6 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
                 c = epc_class(v)
                 if c:
                     out[(F_ATTR, attr(name + "~", c))] = None
-                has(f"key:{name}:{key_kind(v)}")
             if isinstance(q.get("quantity"), (int, float)):
                 has("quantity")
     attrs("transformationID", event.get("transformationID"))
@@ -433,8 +431,9 @@ def index_entries(db: Any, height: int, timestamp_ms: int,
         own = event.get("eventID")
         if isinstance(own, str) and own:
             puts.append((EVENT_ID + hashlib.sha256(own.encode("utf-8")).digest() + loc, r.id))
-        puts.extend(_event_entries(event, loc))
-        for k in value_keys(event):
+        postings = event_postings(event)
+        puts.extend(_event_entries(event, loc, postings))
+        for k in value_keys(event, postings):
             if k not in seen_values and db.get(k) is None:
                 seen_values.add(k)
                 puts.append((k, b""))
@@ -469,9 +468,10 @@ def upgrade(db: Any, headers: Iterable[tuple[int, int]],
         for height, raw, _ in (blocks() if blocks is not None else ()):
             for index, r in enumerate(Block.from_bytes(raw).records):
                 if not r.is_change:
-                    for k, v in _event_entries(r.event, _LOC.pack(height, index)):
+                    postings = event_postings(r.event)
+                    for k, v in _event_entries(r.event, _LOC.pack(height, index), postings):
                         wb.put(k, v)
-                    values.update(value_keys(r.event))
+                    values.update(value_keys(r.event, postings))
         for k in values:
             wb.put(k, b"")
         wb.put(key, INDEX_VERSION)
@@ -482,10 +482,12 @@ def upgrade(db: Any, headers: Iterable[tuple[int, int]],
 VALUE_FIELDS = {"bizSteps": F_STEP, "dispositions": F_DISP, "readPoints": F_READPOINT, "bizLocations": F_BIZLOC}
 
 
-def value_keys(event: Mapping[str, Any]) -> list[bytes]:
+_VALUE_TAGS = frozenset(VALUE_FIELDS.values())
+
+
+def value_keys(event: Mapping[str, Any], postings: list[tuple[bytes, str]] | None = None) -> list[bytes]:
     """The ``V`` keys of an event's listed values (normalised, as the postings hold them)."""
-    tags = set(VALUE_FIELDS.values())
-    return [VALUES + f + v.encode("utf-8") for f, v in event_postings(event) if f in tags]
+    return [VALUES + f + v.encode("utf-8") for f, v in (postings or event_postings(event)) if f in _VALUE_TAGS]
 
 
 def list_values(db: Any, f: bytes, after: str | None, limit: int) -> tuple[list[str], bool]:
@@ -505,9 +507,10 @@ def list_values(db: Any, f: bytes, after: str | None, limit: int) -> tuple[list[
     return out, False
 
 
-def _event_entries(event: Mapping[str, Any], loc: bytes) -> list[tuple[bytes, bytes]]:
+def _event_entries(event: Mapping[str, Any], loc: bytes,
+                   postings: list[tuple[bytes, str]] | None = None) -> list[tuple[bytes, bytes]]:
     """The query postings of one event at ``loc`` (values and its eventTime buckets)."""
-    puts = [(POSTING + f + _vkey(v) + loc, b"") for f, v in event_postings(event)]
+    puts = [(POSTING + f + _vkey(v) + loc, b"") for f, v in (postings or event_postings(event))]
     et = parse_time_us(event.get("eventTime"))
     if et is not None:
         puts.extend(_time_entries(F_EVENT_TIME, et, loc))

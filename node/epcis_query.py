@@ -703,25 +703,21 @@ def _attr_cursor(db: Any, texts: Iterable[str]) -> _Union:
     return _Union([_Postings(db, POSTING + F_ATTR + _vkey(t)) for t in dict.fromkeys(texts)])
 
 
-def _match_cursor(db: Any, name: str, matches: list[Match]) -> _Union:
+def _match_cursor(db: Any, name: str, matches: list[Match]) -> _Union | None:
+    """The locs a MATCH_ parameter can accept; None when one of its values is a pattern other than an
+    SGTIN class (``CP.IR.*``): those are checked on every candidate the other cursors give."""
     parts: list[Any] = []
     for m in dict.fromkeys(matches):
+        if m.pattern is not None and not m.gtin_class:
+            return None
         if name in CLASS_PARAMS:
             for a in CLASS_PARAMS[name]:
-                if m.gtin_class:
-                    parts.append(_attr_cursor(db, [attr(a, m.value), attr(a + "~", m.value)]))
-                elif m.pattern is not None:
-                    parts.append(_attr_cursor(db, [attr("has", f"key:{a}:{m.pattern.kind}")]))
-                else:
-                    parts.append(_attr_cursor(db, [attr(a, m.value)]))
+                texts = [attr(a, m.value), attr(a + "~", m.value)] if m.gtin_class else [attr(a, m.value)]
+                parts.append(_attr_cursor(db, texts))
             continue
         for f in MATCH_PARAMS[name]:
-            if m.gtin_class:
-                parts.append(_Postings(db, POSTING + _CLASS_OF[f] + _vkey(m.value)))
-            elif m.pattern is not None:
-                parts.append(_attr_cursor(db, [attr("has", f"key:{f.decode()}:{m.pattern.kind}")]))
-            else:
-                parts.append(_Postings(db, POSTING + f + _vkey(m.value)))
+            tag = _CLASS_OF[f] if m.gtin_class else f
+            parts.append(_Postings(db, POSTING + tag + _vkey(m.value)))
     return _Union(parts)
 
 
@@ -751,7 +747,9 @@ def plan(db: Any, q: EventQuery) -> list[Any]:
         tag = LIST_PARAMS[name]
         cursors.append(_Union([_Postings(db, POSTING + tag + _vkey(v)) for v in dict.fromkeys(values)]))
     for name, matches in q.matches.items():
-        cursors.append(_match_cursor(db, name, matches))
+        cursor = _match_cursor(db, name, matches)
+        if cursor is not None:
+            cursors.append(cursor)
     for texts in q.attrs.values():
         cursors.append(_attr_cursor(db, texts))
     if q.event_ids:

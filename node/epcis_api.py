@@ -653,35 +653,31 @@ def epcis_router(node: Any) -> APIRouter:
 
         return _collection(list(EVENT_TYPES))
 
-    @router.get("/epcis/{resource}/{value:path}/events", summary="The events of one event type, EPC, bizStep, ...")
-    async def resource_events(request: Request, resource: str, value: str) -> Response:
+    # One route per resource name (not /epcis/{resource}/...), so that other routers' paths under /epcis
+    # (/epcis/queries/...) are never shadowed by these.
+    def _resource_of(request: Request) -> str:
+        return request.url.path.split("/")[2]
 
-        name = RESOURCE_PARAMS.get(resource)
-        if name is None:
-            return _problem(404, "NoSuchResourceException", f"no resource /epcis/{resource}")
-        return await _answer(request, (name, value))
+    async def resource_events(request: Request, value: str) -> Response:
 
-    @router.get("/epcis/{resource}/{value:path}", summary="The sub-resources of one event type, bizStep, ...")
-    async def resource(request: Request, resource: str, value: str) -> Response:
+        return await _answer(request, (RESOURCE_PARAMS[_resource_of(request)], value))
 
-        if resource not in RESOURCE_PARAMS:
-            return _problem(404, "NoSuchResourceException", f"no resource /epcis/{resource}/{value}")
-        if resource == "eventTypes" and value not in EVENT_TYPES:
+    async def resource(request: Request, value: str) -> Response:
+
+        kind = _resource_of(request)
+        if kind == "eventTypes" and value not in EVENT_TYPES:
             return _problem(404, "NoSuchResourceException", f"no event type {value!r} ({', '.join(EVENT_TYPES)})")
-        if resource in VALUE_FIELDS:
-            f = VALUE_FIELDS[resource]
-            norm = norm_term(value, {"bizSteps": "bizStep", "dispositions": "disposition"}.get(resource)) \
-                if resource in ("bizSteps", "dispositions") else norm_id(value)
+        if kind in VALUE_FIELDS:
+            f = VALUE_FIELDS[kind]
+            norm = norm_term(value, {"bizSteps": "bizStep", "dispositions": "disposition"}.get(kind)) \
+                if kind in ("bizSteps", "dispositions") else norm_id(value)
             if node.storage.db.get(b"V" + f + norm.encode("utf-8")) is None:
-                return _problem(404, "NoSuchResourceException", f"no committed event names {resource} {value!r}")
+                return _problem(404, "NoSuchResourceException", f"no committed event names {kind} {value!r}")
         return _collection(["events"])
 
-    @router.get("/epcis/{resource}", summary="The bizSteps, dispositions, readPoints or bizLocations events name")
-    async def values(request: Request, resource: str) -> Response:
+    async def values(request: Request) -> Response:
 
-        f = VALUE_FIELDS.get(resource)
-        if f is None:
-            return _problem(404, "NoSuchResourceException", f"no resource /epcis/{resource}")
+        f = VALUE_FIELDS[_resource_of(request)]
         per_page = request.query_params.get("perPage", "30")
         if not per_page.isdigit() or not 1 <= int(per_page) <= MAX_PER_PAGE:
             return _problem(400, "QueryParameterException", f"perPage: 1..{MAX_PER_PAGE} expected")
@@ -701,8 +697,15 @@ def epcis_router(node: Any) -> APIRouter:
             headers["GS1-Next-Page-Token"] = nxt
         return _collection(members, headers)
 
-    @router.options("/epcis", include_in_schema=False)
-    @router.options("/epcis/{rest:path}", include_in_schema=False)
+    for kind in RESOURCE_PARAMS:
+        router.add_api_route(f"/epcis/{kind}/{{value:path}}/events", resource_events, methods=["GET"],
+                             summary=f"The events of one of /epcis/{kind}", name=f"{kind}_events")
+        router.add_api_route(f"/epcis/{kind}/{{value:path}}", resource, methods=["GET"],
+                             summary=f"The sub-resources of one of /epcis/{kind}", name=f"{kind}_one")
+        if kind in VALUE_FIELDS:
+            router.add_api_route(f"/epcis/{kind}", values, methods=["GET"], name=kind,
+                                 summary=f"The {kind} committed events name")
+
     async def discovery(request: Request) -> Response:
 
         path = request.url.path.rstrip("/") or "/epcis"
@@ -720,4 +723,7 @@ def epcis_router(node: Any) -> APIRouter:
                             "GS1-Capture-Error-Behaviour": "all"})
         return Response(status_code=204, headers=headers)
 
+    # OPTIONS on each path this router serves (a catch-all would answer 405 instead of 404 for unknown paths)
+    for path in sorted({r.path for r in router.routes if isinstance(r, APIRoute) and r.path.startswith("/epcis")}):
+        router.add_api_route(path, discovery, methods=["OPTIONS"], include_in_schema=False, name="discovery")
     return router

@@ -24,7 +24,6 @@ sys.path.insert(0, str(HERE.parent))  # tests/, for the generator and the keys
 
 from epcis_api.helpers import make_net  # noqa: E402
 from epcis_api.test_query_differential import make_event  # noqa: E402
-
 from rantai.client.bench import shipment_event  # noqa: E402
 from rantai.client.format.blocks import Block  # noqa: E402
 from rantai.client.format.records import sign_event  # noqa: E402

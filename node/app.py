@@ -356,7 +356,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = f"{request.method} {request.url.path}: {exc.detail}"
         if request.url.path.startswith("/epcis"):
-            kind = {404: "NoSuchResourceException", 405: "MethodNotAllowedException"}.get(
+            kind = {404: "NoSuchResourceException", 405: "MethodNotAllowedException",
+                    406: "NotAcceptableException"}.get(
                 exc.status_code, "ValidationException" if exc.status_code < 500 else "ImplementationException")
             return epcis_problem(exc.status_code, kind, message, headers=dict(exc.headers or {}))
         return respond(request, {"error": _http_rule(exc.status_code), "message": message}, exc.status_code,

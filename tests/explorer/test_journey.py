@@ -1,0 +1,189 @@
+"""The explorer page on a real devnet: the demo's coffee journey, verified in headless Chromium.
+
+A module fixture runs the demo (client/demo.py: a 4-validator devnet, the journey, the café joining by
+governance) and keeps the validators up. The page is opened on a validator and, for the tampering
+test, through a proxy that flips one byte of one receipt in the item history it forwards: the page
+must then show that step failed and name the check. The journey screenshot in docs/ is made here.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from rich.console import Console
+
+from rantai.client.demo import run_demo
+from rantai.client.devnet import Devnet
+from rantai.client.format.encoding import decode, encode
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SIGNATURE = b"\xa9signature\xc4\x40"  # the signed record's signature entry: then its 64 bytes
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, browser) -> Iterator[dict[str, Any]]:
+    from ports import free_base_port
+
+    nets: list[Devnet] = []
+
+    def factory(*args: Any, **kwargs: Any) -> Devnet:
+        nets.append(Devnet(*args, **kwargs))
+        return nets[-1]
+
+    d = tmp_path_factory.mktemp("explorer") / "demo"
+    try:
+        out = run_demo(d, base_port=free_base_port(4), keep=True, console=Console(file=open("/dev/null", "w")),
+                       devnet_factory=factory)
+        yield {**out, "urls": nets[0].urls, "dir": d}
+    finally:
+        for net in nets:
+            net.stop()
+
+
+def open_page(browser: Any, url: str) -> Any:
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1000, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+def journey(page: Any) -> list[dict[str, Any]]:
+    """Each step of the timeline as the DOM shows it: its text and every check's name and state."""
+    return page.eval_on_selector_all("ol.timeline > li.step", """(steps) => steps.map((s) => ({
+        record: s.dataset.record, what: s.querySelector('.what').textContent, failed: s.dataset.failed || null,
+        text: s.textContent,
+        checks: [...s.querySelectorAll('[data-check]')].map((c) => [c.dataset.check, c.dataset.state])}))""")
+
+
+def test_every_step_of_the_coffee_bag_journey_verifies_in_the_browser(browser, demo):
+    page = open_page(browser, f"{demo['urls'][0]}/explorer/")
+    try:
+        assert page.get_attribute("[data-genesis-hash]", "data-genesis-hash") == \
+            Devnet(demo["dir"]).genesis.hash.hex()
+        assert page.get_attribute("#governance-status [data-check]", "data-state") == "verified"
+        # the home view: recent blocks, each verified
+        states = page.eval_on_selector_all("tbody tr [data-check]", "(cs) => cs.map((c) => c.dataset.state)")
+        assert states and set(states) == {"verified"}
+        page.fill("#q", demo["bag"])
+        page.click("#search button")
+        page.wait_for_selector("[data-summary]", timeout=120_000)
+        steps = journey(page)
+        # the sacks' commissioning, roasting, packing, shipping, receiving, unpacking, shipping to the café,
+        # the sale: every record that names the bag, its pallet or its sacks
+        assert len(steps) == demo["traced"] >= 8
+        for s in steps:
+            assert s["checks"] == [["header", "verified"], ["record signature", "verified"],
+                                   ["Merkle path", "verified"], ["commit certificate", "verified"]], s
+        assert any("produced by a transformation" in s["what"] for s in steps)
+        assert any("packed into" in s["what"] for s in steps)
+        assert page.get_attribute("[data-summary]", "data-summary") == "verified"
+        assert "kafe-senja" in steps[-1]["text"]  # the café joined by governance: its name comes from the change chain
+        assert page.errors == []
+        DOCS.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS / "explorer-journey.png"), full_page=True)
+    finally:
+        page.close()
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """Forwards GETs to the validator; in the history of ``item`` flips one byte of one receipt's
+    record signature. Remembers the requests' signature headers."""
+
+    upstream = ""
+    item = ""
+    tamper_index = 1
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server name
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "signature", "signature-input")}
+        type(self).seen.append({"path": self.path, "host": self.headers.get("host", ""), **headers})
+        answer = httpx.get(self.upstream + self.path, headers=headers, timeout=30)
+        body = answer.content
+        if self.path.startswith(f"/v1/items/{quote(self.item, safe='')}/history") and answer.status_code == 200:
+            doc = decode(body)
+            raw = bytearray(doc["receipts"][self.tamper_index]["record"])
+            at = raw.index(SIGNATURE) + len(SIGNATURE) + 10
+            raw[at] ^= 0x01
+            doc["receipts"][self.tamper_index]["record"] = bytes(raw)
+            body = encode(doc)
+        self.send_response(answer.status_code)
+        for k in ("content-type", "content-security-policy"):
+            if k in answer.headers:
+                self.send_header(k, answer.headers[k])
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy(demo) -> Iterator[type[_Proxy]]:
+    handler = type("Proxy", (_Proxy,), {"upstream": demo["urls"][0], "item": demo["bag"], "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    try:
+        yield handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_node_that_flips_a_byte_of_one_receipt_is_caught_and_the_check_named(browser, demo, proxy):
+    page = open_page(browser, f"{proxy.url}/explorer/#/item/{quote(demo['bag'], safe='')}")
+    try:
+        page.wait_for_selector("[data-summary]", timeout=120_000)
+        steps = journey(page)
+        assert page.get_attribute("[data-summary]", "data-summary") == "failed"
+        failed = [s for s in steps if s["failed"]]
+        assert len(failed) == 1, [s["checks"] for s in steps]
+        bad = failed[0]
+        assert bad["checks"] == [["header", "verified"], ["record signature", "failed"],
+                                 ["Merkle path", "skipped"], ["commit certificate", "skipped"]]
+        assert "record signature" in bad["text"] and "signature does not verify" in bad["text"]
+        for s in steps:
+            if s is not bad:
+                assert {state for _, state in s["checks"]} == {"verified"}, s
+    finally:
+        page.close()
+
+
+def test_the_page_signs_its_reads_with_a_member_key_loaded_from_a_file(browser, demo, proxy):
+    """The key stays in the browser; each request carries an RFC 9421 signature by it (docs/api.md, Signed reads)."""
+    page = open_page(browser, f"{proxy.url}/explorer/")
+    try:
+        key_file = demo["dir"] / "members" / "gayo-coop.pem"
+        page.set_input_files("#key-file", str(key_file))
+        page.wait_for_selector("#key-status strong", timeout=60_000)
+        assert page.text_content("#key-status strong") == "gayo-coop"
+        page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+        signed = [r for r in proxy.seen if "signature" in {k.lower() for k in r}]
+        assert signed, proxy.seen
+        public = Devnet(demo["dir"]).member_key("gayo-coop").public_key
+        for r in signed:
+            h = {k.lower(): v for k, v in r.items()}
+            params = h["signature-input"].removeprefix("rantai=")
+            assert f'keyid="{public.hex()}"' in params and params.endswith('alg="ed25519"')
+            path, _, query = r["path"].partition("?")
+            base = "\n".join([f'"@method": GET', f'"@authority": {r["host"]}', f'"@path": {path}',
+                              f'"@query": ?{query}', f'"@signature-params": {params}'])
+            sig = base64.b64decode(h["signature"].removeprefix("rantai=:").removesuffix(":"))
+            Ed25519PublicKey.from_public_bytes(public).verify(sig, base.encode())  # raises if it does not
+        assert all(str(key_file) not in str(r) for r in proxy.seen)
+    finally:
+        page.close()

@@ -49,8 +49,7 @@ export class Api {
   forgetKey() { this.key = null; }
 
   /** The RFC 9421 signature headers for a GET of `url` (an absolute URL of this origin). */
-  async signatureHeaders(method, url) {
-    const created = Math.floor(Date.now() / 1000);
+  async signatureHeaders(method, url, created = Math.floor(Date.now() / 1000)) {
     const params = `("@method" "@authority" "@path" "@query");created=${created};keyid="${this.key.publicHex}";alg="ed25519"`;
     const base = [
       `"@method": ${method.toUpperCase()}`,

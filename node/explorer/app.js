@@ -368,14 +368,13 @@ function wire() {
     const file = e.target.files[0];
     const status = document.getElementById("key-status");
     if (!file) return;
-    try {
-      const pub = await api.loadKey(await file.text());
-      const who = state.genesis ? [...state.gov.latest.members.values()].find((m) => hex(m.publicKey) === pub) : null;
-      status.replaceChildren(`Requests are signed with the key of `, el("strong", {}, who ? who.name : "a key that is not a member of the verified configuration"), ` (`, el("code", {}, short(pub)), `).`);
-    } catch (err) { status.textContent = `That key was not loaded: ${err.message}`; }
+    let pub;
+    try { pub = await api.loadKey(await file.text()); } catch (err) { status.textContent = `That key was not loaded: ${err.message}`; return; }
     e.target.value = "";
     state.genesis = null;
-    route();
+    await route(); // the genesis and the change chain too may need a signed read
+    const who = state.gov ? [...state.gov.latest.members.values()].find((m) => hex(m.publicKey) === pub) : null;
+    status.replaceChildren("Requests are signed with the key of ", el("strong", {}, who ? who.name : "a key that is not a member of the verified configuration"), " (", el("code", {}, short(pub)), ").");
   });
   document.getElementById("key-forget").addEventListener("click", () => { api.forgetKey(); document.getElementById("key-status").textContent = "No key loaded: requests are anonymous."; });
   window.addEventListener("hashchange", route);

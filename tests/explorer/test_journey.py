@@ -105,14 +105,24 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
     upstream = ""
     item = ""
     tamper_index = 1
+    members_only = False  # answer unsigned API reads 401 read.unsigned, as the `members` read policy does
     seen: list[dict[str, str]] = []
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "signature", "signature-input")}
         type(self).seen.append({"path": self.path, "host": self.headers.get("host", ""), **headers})
+        if self.members_only and self.path.startswith("/v1/") and "Signature" not in self.headers:
+            body = b'{"error":"read.unsigned","message":"this node serves members only: sign the request"}'
+            self.send_response(401)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         answer = httpx.get(self.upstream + self.path, headers=headers, timeout=30)
         body = answer.content
-        if self.path.startswith(f"/v1/items/{quote(self.item, safe='')}/history") and answer.status_code == 200:
+        if self.tamper_index is not None and self.path.startswith(f"/v1/items/{quote(self.item, safe='')}/history") \
+                and answer.status_code == 200:
             doc = decode(body)
             raw = bytearray(doc["receipts"][self.tamper_index]["record"])
             at = raw.index(SIGNATURE) + len(SIGNATURE) + 10
@@ -187,3 +197,36 @@ def test_the_page_signs_its_reads_with_a_member_key_loaded_from_a_file(browser, 
         assert all(str(key_file) not in str(r) for r in proxy.seen)
     finally:
         page.close()
+
+
+def test_a_members_only_node_gets_a_plain_explanation_then_signed_reads(browser, demo, proxy):
+    """Without a key, a node that answers 401 is explained in words; with a member's key the page reads."""
+    proxy.members_only, proxy.tamper_index = True, None
+    page = open_page(browser, f"{proxy.url}/explorer/#/item/{quote(demo['bag'], safe='')}")
+    try:
+        problem = page.wait_for_selector("[data-problem=unauthorised]", timeout=60_000)
+        assert "members only" in problem.text_content() and "Load your member key" in problem.text_content()
+        page.set_input_files("#key-file", str(demo["dir"] / "members" / "rotterdam-import.pem"))
+        page.wait_for_selector("[data-summary=verified]", timeout=120_000)
+        assert len(journey(page)) == demo["traced"]
+    finally:
+        page.close()
+
+
+def test_the_signature_reproduces_the_worked_example_of_rfc_9421s_test_key(browser, demo):
+    """docs/api.md "Signed reads", worked example: RFC 9421's test-key-ed25519, created 1796202000."""
+    page = open_page(browser, f"{demo['urls'][0]}/explorer/")
+    try:
+        headers = page.evaluate("""async () => {
+            const { Api } = await import('/explorer/api.js');
+            const api = new Api();
+            await api.loadKey('-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\\n-----END PRIVATE KEY-----\\n');
+            return api.signatureHeaders('GET', new URL('http://127.0.0.1:8001/epcis/events?EQ_bizStep=shipping&perPage=2'), 1796202000);
+        }""")
+    finally:
+        page.close()
+    assert headers == {
+        "Signature-Input": 'rantai=("@method" "@authority" "@path" "@query");created=1796202000;'
+                           'keyid="26b40b8f93fff3d897112f7ebc582b232dbd72517d082fe83cfb30ddce43d1bb";alg="ed25519"',
+        "Signature": "rantai=:tFNMuQuKCnp+pVJ+Lwow0dyrtwEdJ8YOFwCVxEvxxALk2DPsykoOAT1C0V4Zqfm1J0l49XDEDeaWeqi61DMgAg==:",
+    }

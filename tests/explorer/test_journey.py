@@ -27,6 +27,9 @@ from rantai.client.format.encoding import decode, encode
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SIGNATURE = b"\xa9signature\xc4\x40"  # the signed record's signature entry: then its 64 bytes
+# RFC 9421 Appendix B.1.4 test-key-ed25519 (docs/api.md, "Signed reads", worked example)
+RFC9421_TEST_KEY = ("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n"
+                    "-----END PRIVATE KEY-----\n")
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +193,7 @@ def test_the_page_signs_its_reads_with_a_member_key_loaded_from_a_file(browser, 
             params = h["signature-input"].removeprefix("rantai=")
             assert f'keyid="{public.hex()}"' in params and params.endswith('alg="ed25519"')
             path, _, query = r["path"].partition("?")
-            base = "\n".join([f'"@method": GET', f'"@authority": {r["host"]}', f'"@path": {path}',
+            base = "\n".join(['"@method": GET', f'"@authority": {r["host"]}', f'"@path": {path}',
                               f'"@query": ?{query}', f'"@signature-params": {params}'])
             sig = base64.b64decode(h["signature"].removeprefix("rantai=:").removesuffix(":"))
             Ed25519PublicKey.from_public_bytes(public).verify(sig, base.encode())  # raises if it does not
@@ -220,13 +223,39 @@ def test_the_signature_reproduces_the_worked_example_of_rfc_9421s_test_key(brows
         headers = page.evaluate("""async () => {
             const { Api } = await import('/explorer/api.js');
             const api = new Api();
-            await api.loadKey('-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\\n-----END PRIVATE KEY-----\\n');
-            return api.signatureHeaders('GET', new URL('http://127.0.0.1:8001/epcis/events?EQ_bizStep=shipping&perPage=2'), 1796202000);
-        }""")
+            await api.loadKey(pem);
+            return api.signatureHeaders('GET', new URL(url), 1796202000);
+        }""".replace("async ()", "async ([pem, url])"),
+            [RFC9421_TEST_KEY, "http://127.0.0.1:8001/epcis/events?EQ_bizStep=shipping&perPage=2"])
     finally:
         page.close()
     assert headers == {
         "Signature-Input": 'rantai=("@method" "@authority" "@path" "@query");created=1796202000;'
                            'keyid="26b40b8f93fff3d897112f7ebc582b232dbd72517d082fe83cfb30ddce43d1bb";alg="ed25519"',
-        "Signature": "rantai=:tFNMuQuKCnp+pVJ+Lwow0dyrtwEdJ8YOFwCVxEvxxALk2DPsykoOAT1C0V4Zqfm1J0l49XDEDeaWeqi61DMgAg==:",
+        "Signature": "rantai=:tFNMuQuKCnp+pVJ+Lwow0dyrtwEdJ8YOFwCVxEvxxALk2DPsykoOAT1C0V4Zqfm1J0l49XDEDeaWeqi61DMgAg"
+                     "==:",
     }
+
+
+def test_a_record_a_block_and_the_configuration_verify(browser, demo):
+    page = open_page(browser, f"{demo['urls'][0]}/explorer/")
+    try:
+        record_id = demo["steps"][-1]["record_id"]  # the café's sale: valid only through the change chain
+        page.fill("#q", record_id)
+        page.click("#search button")
+        page.wait_for_selector(f"article.step[data-record='{record_id}']", timeout=60_000)
+        checks = page.eval_on_selector_all("article.step [data-check]", "(cs) => cs.map((c) => c.dataset.state)")
+        assert checks == ["verified"] * 4
+        height = demo["steps"][-1]["height"]
+        page.goto(f"{demo['urls'][0]}/explorer/#/block/{height}")
+        page.wait_for_selector(f"text=Block {height}", timeout=60_000)
+        page.wait_for_selector("tbody tr", timeout=60_000)
+        states = page.eval_on_selector_all("main [data-check]", "(cs) => cs.map((c) => c.dataset.state)")
+        assert states and set(states) == {"verified"}
+        page.goto(f"{demo['urls'][0]}/explorer/#/config")
+        page.wait_for_selector("tr[data-member=kafe-senja]", timeout=60_000)
+        assert page.get_attribute("main [data-check]", "data-state") == "verified"  # /v1/config agrees
+        assert page.eval_on_selector_all("main table:nth-of-type(2) tbody tr", "(rs) => rs.length") == 4
+        assert page.errors == []
+    finally:
+        page.close()

@@ -32,8 +32,8 @@ def page(browser, static_url):
 def test_browser_verifier_agrees_with_every_vector(page, static_url, kind):
     doc = json.loads((VECTORS / f"{kind}.json").read_text(encoding="utf-8"))
     genesis = (VECTORS / doc["genesis"]).read_text(encoding="utf-8")
-    got = page.evaluate("async ([kind, doc, genesis]) => (await import('/tests/explorer/vectors.mjs')).runFile(kind, doc, genesis)",
-                        [kind, doc, genesis])
+    run = "async ([kind, doc, genesis]) => (await import('/tests/explorer/vectors.mjs')).runFile(kind, doc, genesis)"
+    got = page.evaluate(run, [kind, doc, genesis])
     wrong = []
     for case in doc["cases"]:
         verdict = got[case["name"]]

@@ -1,7 +1,7 @@
 """``/explorer``: the explorer page every node serves — static files that verify in the browser.
 
-The page (node/explorer/: HTML, CSS and plain ES modules, no build step, nothing fetched from anywhere
-but this node) reads the API like any client and checks every receipt it shows against the genesis the
+The page (the files beside this module: HTML, CSS and plain ES modules, no build step, nothing fetched
+from anywhere but this node) reads the API like any client and checks every receipt it shows against the genesis the
 user pins (node/explorer/verify.js, a second implementation of docs/format.md). This router only hands
 out the files: the node is not trusted for what they show, so serving them needs no state of the node.
 The Content-Security-Policy lets the page talk to this node only.
@@ -14,12 +14,12 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
-from .answers import ApiError
+from ..answers import ApiError
 
 __all__ = ["explorer_router"]
 
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+          ".css": "text/css; charset=utf-8"}
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -31,7 +31,7 @@ _HEADERS = {
 
 def _assets() -> dict[str, bytes]:
     """The page's files by name, read once (they ship in the package: pyproject package-data)."""
-    folder = files("rantai.node").joinpath("explorer")
+    folder = files(__name__)
     return {f.name: f.read_bytes() for f in folder.iterdir()
             if f.is_file() and any(f.name.endswith(ext) for ext in _TYPES)}
 

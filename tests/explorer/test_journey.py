@@ -259,3 +259,15 @@ def test_a_record_a_block_and_the_configuration_verify(browser, demo):
         assert page.errors == []
     finally:
         page.close()
+
+
+def test_every_node_serves_the_page_to_anyone_and_nothing_else(demo):
+    for url in demo["urls"]:
+        with httpx.Client(base_url=url) as http:
+            assert http.get("/explorer").status_code == 308
+            page = http.get("/explorer/")
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            assert "connect-src 'self'" in page.headers["content-security-policy"]
+            assert http.get("/explorer/verify.js").headers["content-type"].startswith("text/javascript")
+            missing = http.get("/explorer/nothing.js")
+            assert missing.status_code == 404 and missing.json()["error"] == "not found"

@@ -4,6 +4,7 @@
 import { ApiError, Api } from "./api.js";
 import { hex, isMap, plain } from "./canonical.js";
 import * as v from "./verify.js";
+import { eventHashId } from "./event_hash.js";
 import { describe, identifiers, where } from "./words.js";
 
 const api = new Api();
@@ -38,9 +39,10 @@ function mark(check, state, detail = "") {
 
 function problem(e) {
   if (e instanceof ApiError && e.status === 401) {
+    document.getElementById("settings").open = true;
     const text = api.key
       ? `The node refused this member key (401 ${e.rule}): ${e.message}`
-      : "This node shows its ledger to members only: it answered 401 (unsigned request). Load your member key above (a PEM file; it stays in this browser) and the page will sign its requests.";
+      : "This node shows its ledger to members only: it answered 401 (unsigned request). Load your member key under “Pin another genesis, or load a member key” above (a PEM file; it stays in this browser) and the page will sign its requests.";
     return el("p", { class: "error", role: "alert", dataProblem: "unauthorised" }, text);
   }
   if (e instanceof ApiError) return el("p", { class: "error", role: "alert", dataProblem: e.rule }, `The node answered ${e.status} ${e.rule}: ${e.message}`);
@@ -57,7 +59,7 @@ async function loadGenesis() {
   if (!text) { text = nodeText; source = "fetched from this node once and pinned"; localStorage.setItem(PIN, text); }
   state.genesis = await v.parseGenesis(text);
   const h = hex(state.genesis.hash);
-  const lines = [el("span", {}, `${state.genesis.chainId} — ${source}. Genesis hash (compare it with your consortium's, out of band): `),
+  const lines = [el("span", {}, `${state.genesis.chainId}, ${source}; its hash (compare it with your consortium's, out of band): `),
     el("code", { class: "hash", dataGenesisHash: h }, h)];
   if (nodeText !== null) {
     const nodeHash = hex((await v.parseGenesis(nodeText)).hash);
@@ -78,7 +80,7 @@ async function loadGovernance() {
     const approved = [...state.gov.proposals.values()].filter((p) => p.approvedAt !== null).length;
     status.replaceChildren(el("ul", { class: "checks" }, mark("governance change chain", "verified",
       `${receipts.length} change entries, ${approved} approved changes`)),
-      el("span", { class: "meta" }, ` ${receipts.length} change entries replayed from the genesis (${approved} approved changes); every consortium below is the one they prove.`));
+      el("span", { class: "meta" }, ` ${receipts.length} change entries replayed from the genesis (${approved} approved changes): the members and validators used below are the ones they prove.`));
   } catch (e) {
     state.govError = e;
     state.gov = new v.Governance(state.genesis); // the genesis alone: later members will not verify
@@ -136,10 +138,10 @@ async function viewHome() {
   try {
     const h = await v.checkHead(head, consortiumAt(height || 1));
     headHash = h.hash;
-    items.push(el("p", {}, `Height ${height}`, height ? `, block ${short(hex(h.hash))}, ` : " (no block yet) ",
+    items.push(el("div", {}, el("p", {}, `Height ${height}`, height ? `: block ${hex(h.hash)}` : " (no block yet)"),
       el("ul", { class: "checks" }, mark("head and its commit certificate", "verified"))));
   } catch (e) {
-    items.push(el("p", {}, `Height ${height} `, el("ul", { class: "checks" }, mark("head and its commit certificate", "failed", `${v.ruleOf(e)}: ${e.message}`))));
+    items.push(el("div", {}, el("p", {}, `Height ${height}`), el("ul", { class: "checks" }, mark("head and its commit certificate", "failed", `${v.ruleOf(e)}: ${e.message}`))));
   }
   items.push(el("h2", {}, "Recent blocks"));
   const rows = [];
@@ -216,7 +218,7 @@ async function viewReceipt(title, obj, expect = null) {
         r.record.isChange ? "" : ` · ${where(plain(r.record.event)) || "no location"} · event time ${plain(r.record.event).eventTime ?? "?"}`));
   }
   li.append(el("ul", { class: "checks" }, checked.marks));
-  if (expect && r) li.append(expect(r));
+  if (expect && r && !checked.failed) li.append(await expect(r));
   if (r) li.append(eventBlock(r.record));
   items.push(li);
   show(...items);
@@ -276,7 +278,10 @@ async function viewEvent(id) {
   const obj = await api.get(`/v1/events/${encodeURIComponent(id)}`);
   await viewReceipt("Event", obj, (r) => {
     const ev = plain(r.record.event);
-    if (id.startsWith("ni:")) return el("p", { class: "meta" }, "Found by its event hash ID; this page does not recompute hash IDs (CBV 2.0), so it checks the record, not that it has this hash ID.");
+    if (id.startsWith("ni:")) {
+      return eventHashId(r.record.event).then((mine) => el("ul", { class: "checks" }, mine === id.replace("%3F", "?").replace("%3f", "?")
+        ? mark("event hash ID", "verified") : mark("event hash ID", "failed", `the record's event has the hash ID ${mine}`)));
+    }
     return el("ul", { class: "checks" }, ev.eventID === id ? mark("event ID", "verified") : mark("event ID", "failed", `the record's eventID is ${ev.eventID}, not ${id}`));
   });
 }
@@ -374,9 +379,9 @@ function wire() {
     state.genesis = null;
     await route(); // the genesis and the change chain too may need a signed read
     const who = state.gov ? [...state.gov.latest.members.values()].find((m) => hex(m.publicKey) === pub) : null;
-    status.replaceChildren("Requests are signed with the key of ", el("strong", {}, who ? who.name : "a key that is not a member of the verified configuration"), " (", el("code", {}, short(pub)), ").");
+    status.replaceChildren("requests are signed with the key of ", el("strong", {}, who ? who.name : "a key that is not a member of the verified configuration"), " (", el("code", {}, short(pub)), ").");
   });
-  document.getElementById("key-forget").addEventListener("click", () => { api.forgetKey(); document.getElementById("key-status").textContent = "No key loaded: requests are anonymous."; });
+  document.getElementById("key-forget").addEventListener("click", () => { api.forgetKey(); document.getElementById("key-status").textContent = "none loaded: requests are anonymous."; });
   window.addEventListener("hashchange", route);
 }
 

@@ -1,12 +1,13 @@
 // The rantai verifier, a second implementation of docs/format.md (the first is client/format/):
 // records, blocks, commit certificates, receipts, heads and the governance change chain, each
 // failure naming its rule of §10 (RuleError.rule). It trusts nothing but the genesis it is given.
-// The EPCIS rules (`schema`) and the event hash ID (`duplicate event`) are the validators'
-// admission policy and are not implemented here: a receipt does not need them (§8).
+// The EPCIS rules (`schema`) are the validators' admission policy and are not implemented here: a
+// receipt does not need them (§8). The event hash ID (`duplicate event`) is event_hash.js.
 import {
   EncodingError, F64, concat, decode, ed25519Verify, encode, equalBytes, hex, hexify, isBytes, isInt, isMap,
   keyId, parseJson, sameValue, sha256, signingBytes, text, unhex,
 } from "./canonical.js";
+import { uniquenessDigest } from "./event_hash.js";
 
 export class RuleError extends Error {
   constructor(rule, message) { super(`${rule}: ${message}`); this.rule = rule; this.detail = message; }
@@ -251,10 +252,11 @@ export async function parseBlock(raw) {
 
 export const primaryOf = (c, view) => c.validators[Number(BigInt(view) % BigInt(c.validators.length))].id;
 
-/** The block rules against its parent (§10.2), but `duplicate event` (needs the event hash ID) and the
- * records' own rules. `memory.records` (hex id -> height) is what the chain below holds. With
- * `governance`, the block's change entries are checked and applied in order. */
-export async function checkBlock(block, c, parent, { memory = null, governance = null, nowMs = null } = {}) {
+/** The block rules against its parent (§10.2), but the records' own rules. `memory` ({records: {hex id:
+ * height}, events: {hex digest: height}}) is what the chain below holds; `digests` the records' `duplicate
+ * event` keys (`blockDigests`; null: that rule is the caller's). With `governance`, the block's change
+ * entries are checked and applied in order. */
+export async function checkBlock(block, c, parent, { memory = null, digests = null, governance = null, nowMs = null } = {}) {
   const h = block.header, height = parent.height + 1;
   const bad = (rule, m, index) => Object.assign(fail(rule, `block ${height}: ${m}`), { index });
   if (!equalBytes(h.chain, c.hash)) throw bad("wrong chain", "belongs to another chain");
@@ -277,6 +279,16 @@ export async function checkBlock(block, c, parent, { memory = null, governance =
     seen.set(id, i);
     if (memory && memory.records && id in memory.records) throw bad("duplicate record", `record ${i} is already in block ${memory.records[id]}`, i);
   }
+  if (digests !== null) {
+    const events = new Map();
+    for (const [i, d] of digests.entries()) {
+      if (d === null) continue; // a governance change: no event
+      const key = hex(d);
+      if (events.has(key)) throw bad("duplicate event", `record ${i} repeats the event of record ${events.get(key)} (ni:///sha-256;${key})`, i);
+      events.set(key, i);
+      if (memory && memory.events && key in memory.events) throw bad("duplicate event", `record ${i}: event ni:///sha-256;${key} is already in block ${memory.events[key]}`, i);
+    }
+  }
   if (governance !== null) {
     const changes = block.records.map((r, i) => [i, r]).filter(([, r]) => r.isChange);
     if (changes.length) {
@@ -286,6 +298,10 @@ export async function checkBlock(block, c, parent, { memory = null, governance =
     }
   }
 }
+
+/** Each record's `duplicate event` key (event_hash.js: the CBV 2.0 hash digest, or an error declaration's
+ * own key); null for a change entry. */
+export const blockDigests = (block) => Promise.all(block.records.map((r) => (r.isChange ? null : uniquenessDigest(r.event))));
 
 // -- certificates (§7) ----------------------------------------------------------------------------
 export function parseCertificate(obj, height) {

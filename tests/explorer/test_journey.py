@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.console import Console
 from rantai.client.demo import run_demo
 from rantai.client.devnet import Devnet
 from rantai.client.format.encoding import decode, encode
+from rantai.client.format.epcis.event_hash import event_hash_id
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SIGNATURE = b"\xa9signature\xc4\x40"  # the signed record's signature entry: then its 64 bytes
@@ -181,6 +183,7 @@ def test_the_page_signs_its_reads_with_a_member_key_loaded_from_a_file(browser, 
     page = open_page(browser, f"{proxy.url}/explorer/")
     try:
         key_file = demo["dir"] / "members" / "gayo-coop.pem"
+        page.click("#settings summary")
         page.set_input_files("#key-file", str(key_file))
         page.wait_for_selector("#key-status strong", timeout=60_000)
         assert page.text_content("#key-status strong") == "gayo-coop"
@@ -246,6 +249,14 @@ def test_a_record_a_block_and_the_configuration_verify(browser, demo):
         page.wait_for_selector(f"article.step[data-record='{record_id}']", timeout=60_000)
         checks = page.eval_on_selector_all("article.step [data-check]", "(cs) => cs.map((c) => c.dataset.state)")
         assert checks == ["verified"] * 4
+        sale = decode(bytes.fromhex(json.loads(Path(demo["steps"][-1]["receipt"]).read_text())["record"]))["event"]
+        page.fill("#q", event_hash_id(sale))
+        page.click("#search button")
+        page.wait_for_selector("main h2:has-text('Event') >> xpath=.. >> [data-check='event hash ID']", timeout=60_000)
+        checks = page.eval_on_selector_all("article.step [data-check]",
+                                           "(cs) => cs.map((c) => [c.dataset.check, c.dataset.state])")
+        assert checks == [["header", "verified"], ["record signature", "verified"], ["Merkle path", "verified"],
+                          ["commit certificate", "verified"], ["event hash ID", "verified"]]
         height = demo["steps"][-1]["height"]
         page.goto(f"{demo['urls'][0]}/explorer/#/block/{height}")
         page.wait_for_selector(f"text=Block {height}", timeout=60_000)

@@ -2,9 +2,9 @@
 
 Each file of tests/vectors/ is run case by case in headless Chromium (tests/explorer/vectors.mjs); a
 valid case must pass, an invalid one must fail naming the same rule. The browser does not implement
-the EPCIS rules (``schema``) nor the CBV event hash ID (``duplicate event``): they are the validators'
-admission policy, not part of checking a receipt (docs/format.md §8). The cases that break only those
-are listed in NOT_IN_BROWSER; for them the test asserts the browser found nothing else wrong.
+the EPCIS rules (``schema``): they are the validators' admission policy, not part of checking a receipt
+(docs/format.md §8). The two cases that break only that rule are listed in NOT_IN_BROWSER; for them the
+test asserts the browser found nothing else wrong.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import pytest
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 KINDS = ["encoding", "records", "blocks", "certificates", "receipts", "heads", "governance"]
-NOT_IN_BROWSER = {("records", "schema-no-action"), ("records", "schema-bad-time"), ("blocks", "repeated-event"),
-                  ("blocks", "corrected-twice"), ("blocks", "event-in-chain")}
+NOT_IN_BROWSER = {("records", "schema-no-action"), ("records", "schema-bad-time")}
 
 
 @pytest.fixture(scope="module")

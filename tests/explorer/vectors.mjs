@@ -15,7 +15,7 @@ async function judge(kind, c, genesis) {
     const block = await v.parseBlock(bytes(c.block));
     const p = c.parent;
     await v.checkBlock(block, genesis, { height: p.height, hash: bytes(p.hash), timestamp: p.timestamp },
-      { memory: c.memory || null, nowMs: c.now_ms ?? null });
+      { memory: c.memory || null, digests: await v.blockDigests(block), nowMs: c.now_ms ?? null });
     for (const r of block.records) await v.checkRecord(r, genesis);
     return;
   }
@@ -34,7 +34,7 @@ async function judge(kind, c, genesis) {
     for (const raw of c.blocks) {
       const block = await v.parseBlock(bytes(raw));
       const consortium = gov.at(parent.height + 1);
-      await v.checkBlock(block, consortium, parent, { governance: gov });
+      await v.checkBlock(block, consortium, parent, { digests: await v.blockDigests(block), governance: gov });
       for (const r of block.records) await v.checkRecord(r, consortium);
       parent = { height: Number(block.header.height), hash: block.header.hash, timestamp: block.header.timestamp };
     }

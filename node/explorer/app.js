@@ -315,6 +315,37 @@ async function viewConfig() {
   show(...items);
 }
 
+/** A receipt file (rantai-receipt/1, what `rantai submit --receipt` writes) checked here, offline: the
+ * pinned genesis and the change entries the file carries, nothing from the node. */
+function viewReceiptFile() {
+  const input = el("input", { type: "file", id: "receipt-file", accept: ".json,application/json" });
+  const out = el("div", { id: "receipt-result", role: "status" });
+  input.addEventListener("change", async () => {
+    const file = input.files[0];
+    if (!file) return;
+    const marks = [];
+    let receipt = null;
+    try {
+      receipt = await v.receiptFromJson(await file.text());
+      marks.push(mark("receipt file", "verified"));
+      if (receipt.changes.length) {
+        await v.replayChanges(state.genesis, receipt.changes);
+        marks.push(mark("governance change chain", "verified", `${receipt.changes.length} change entries carried by the file`));
+      }
+      await v.verifyReceipt(receipt, state.genesis);
+      marks.push(mark("record, Merkle path and commit certificate", "verified"));
+    } catch (e) {
+      marks.push(mark(receipt ? "record, Merkle path and commit certificate" : "receipt file", "failed", `${v.ruleOf(e)}: ${e.detail || e.message}`));
+    }
+    const what = receipt && !receipt.record.isChange ? describe(plain(receipt.record.event)) : receipt ? "governance change" : "";
+    out.replaceChildren(el("p", { class: "what" }, what), el("ul", { class: "checks" }, marks),
+      receipt ? el("p", { class: "meta" }, "record ", el("code", {}, hex(receipt.record.id)), ` · block ${receipt.header.height}`) : "");
+  });
+  show(el("h2", {}, "Verify a receipt file"),
+    el("p", {}, "A receipt file proves one record with nothing but the genesis. It is read and checked in this page; nothing is sent to the node."),
+    el("label", { class: "file" }, "Receipt file (JSON)… ", input), out);
+}
+
 // -- routing --------------------------------------------------------------------------------------
 async function route() {
   const hash = decodeURIComponent(location.hash.slice(1) || "/");
@@ -328,11 +359,13 @@ async function route() {
     else if (view === "item") await viewItem(arg);
     else if (view === "event") await viewEvent(arg);
     else if (view === "config") await viewConfig();
+    else if (view === "receipt") viewReceiptFile();
     else await viewHome();
   } catch (e) {
     show(problem(e));
   }
   document.body.dataset.ready = "true";
+  if (view) main.focus({ preventScroll: true }); // a screen reader starts at the new view
 }
 
 function search(q) {

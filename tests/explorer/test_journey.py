@@ -282,3 +282,24 @@ def test_every_node_serves_the_page_to_anyone_and_nothing_else(demo):
             assert http.get("/explorer/verify.js").headers["content-type"].startswith("text/javascript")
             missing = http.get("/explorer/nothing.js")
             assert missing.status_code == 404 and missing.json()["error"] == "not found"
+
+
+def test_a_receipt_file_verifies_offline_in_the_page_and_a_changed_one_does_not(browser, demo, tmp_path):
+    page = open_page(browser, f"{demo['urls'][0]}/explorer/#/receipt")
+    try:
+        cafe = Path(demo["steps"][-1]["receipt"])  # carries the change entries that made the café a member
+        page.set_input_files("#receipt-file", str(cafe))
+        page.wait_for_selector("#receipt-result [data-check]", timeout=60_000)
+        checks = page.eval_on_selector_all("#receipt-result [data-check]",
+                                           "(cs) => cs.map((c) => [c.dataset.check, c.dataset.state])")
+        assert checks == [["receipt file", "verified"], ["governance change chain", "verified"],
+                          ["record, Merkle path and commit certificate", "verified"]]
+        doc = json.loads(cafe.read_text(encoding="utf-8"))
+        doc["index"] += 1  # another leaf: the path no longer leads to the records root
+        forged = tmp_path / "forged.json"
+        forged.write_text(json.dumps(doc), encoding="utf-8")
+        page.set_input_files("#receipt-file", str(forged))
+        page.wait_for_selector("#receipt-result [data-state=failed]", timeout=60_000)
+        assert "inclusion proof" in page.text_content("#receipt-result")
+    finally:
+        page.close()

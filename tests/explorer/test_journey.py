@@ -27,6 +27,8 @@ from rantai.client.devnet import Devnet
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.epcis.event_hash import event_hash_id
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SIGNATURE = b"\xa9signature\xc4\x40"  # the signed record's signature entry: then its 64 bytes
 # RFC 9421 Appendix B.1.4 test-key-ed25519 (docs/api.md, "Signed reads", worked example)

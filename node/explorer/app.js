@@ -111,7 +111,11 @@ async function checkReceipt(obj) {
     await v.checkReceipt(receipt, consortiumAt(Number(receipt.header.height)), (step) => done.push(step));
     return { receipt, marks: v.RECEIPT_STEPS.map((s) => mark(s, "verified")), failed: null };
   } catch (e) {
-    const failed = e.step || (receipt ? "header" : "receipt shape");
+    if (receipt === null) { // not even a well-formed receipt: no step can be checked
+      return { receipt, marks: [mark("well-formed receipt", "failed", `${v.ruleOf(e)}: ${e.detail || e.message}`),
+        ...v.RECEIPT_STEPS.map((s) => mark(s, "skipped"))], failed: "well-formed receipt", rule: v.ruleOf(e), error: e };
+    }
+    const failed = e.step || "header";
     const marks = [];
     let after = false;
     for (const s of v.RECEIPT_STEPS) {

@@ -37,8 +37,10 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an event loop running
+    while it is open, and later tests that call ``asyncio.run`` would fail under it."""
     path = chromium_path()
     if path is None:
         pytest.skip("no Chromium on this machine (apt-get install -y chromium): the browser verifier is not tested")

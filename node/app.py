@@ -44,6 +44,7 @@ from .answers import (
 )
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
+from .explorer import explorer_router
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -587,6 +588,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
+    app.include_router(explorer_router())  # /explorer: the page that verifies in the browser (node/explorer/)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
 
 

@@ -1,10 +1,15 @@
 """Resync speed (docs/performance.md, "Resync"): build a chain on a devnet, wipe one validator, time its catch-up.
 
-    python tests/node/measure_resync.py [--records 20000] [--dir /tmp/resync] [--keep]
+    python tests/node/measure_resync.py [--records 20000] [--batch 256 --clients 8] [--dir /tmp/resync] [--keep]
+                                        [--py-spy out.txt]
 
 Not a test (nothing asserts on speed): it prints JSON with the chain's size and the wiped node's
 resync time, records/s and blocks/s. The chain is built once and kept in ``--dir`` with ``--keep``,
-so "before" and "after" runs of different code can resync the very same chain.
+so "before" and "after" runs of different code can resync the very same chain (run the older code with
+``PYTHONPATH`` pointing at a tree of its ``rantai/{consensus,client,node}``). ``--batch`` and ``--clients``
+shape the blocks: 256 x 8 gives ~550-record blocks, 2 x 4 a chain of thousands of small blocks, where the
+per-block costs (synced writes, certificate checks) count. ``--py-spy`` records the wiped node's stacks
+(all threads, CPU only) in py-spy's collapsed format while it catches up.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -36,10 +43,10 @@ def height(url: str) -> int:
     return decode(httpx.get(url + "/v1/head", headers=MP, timeout=5.0).content)["height"]
 
 
-def build(net: Devnet, n: int) -> None:
+def build(net: Devnet, n: int, batch: int, clients: int) -> None:
     signer, genesis = net.member_key("acme"), net.genesis
     raws = [sign_event(signer, genesis, shipment_event(i, 300)).raw for i in range(n)]
-    batches = [raws[i:i + 256] for i in range(0, n, 256)]
+    batches = [raws[i:i + batch] for i in range(0, n, batch)]
     urls = net.urls
 
     def post(k: int) -> None:
@@ -48,7 +55,7 @@ def build(net: Devnet, n: int) -> None:
                        content=encode({"records": batches[k]}), headers=MP)
             assert r.status_code in (200, 202), r.text[:200]
 
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(clients) as pool:
         list(pool.map(post, range(len(batches))))
 
 
@@ -57,6 +64,9 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=20_000)
     ap.add_argument("--dir", default="/tmp/rantai-resync")
     ap.add_argument("--keep", action="store_true", help="keep (and reuse) the devnet directory")
+    ap.add_argument("--batch", type=int, default=256, help="records per submission when building the chain")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent submitters when building the chain")
+    ap.add_argument("--py-spy", dest="py_spy", help="record the wiped node's stacks (py-spy, collapsed) here")
     args = ap.parse_args()
     root = Path(args.dir)
     fresh = not (root / "genesis.json").exists()
@@ -71,7 +81,7 @@ def main() -> None:
     try:
         if fresh:
             t = time.monotonic()
-            build(net, args.records)
+            build(net, args.records, args.batch, args.clients)
             print(f"built {args.records} records in {time.monotonic() - t:.1f} s", file=sys.stderr)
         deadline = time.monotonic() + 120
         while len({height(u) for u in urls}) != 1 and time.monotonic() < deadline:
@@ -98,7 +108,12 @@ def main() -> None:
                         pass
 
         t0 = time.monotonic()
-        net.start_node(WIPED)
+        proc = net.start_node(WIPED)
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--threads",
+                                    "--format", "raw", "--rate", "250", "-o", args.py_spy, "-p", str(proc.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         th = threading.Thread(target=trickle, daemon=True)
         th.start()
         first = None
@@ -119,6 +134,9 @@ def main() -> None:
             time.sleep(0.1)
         t1 = time.monotonic()
         stop_trickle.set()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         status = httpx.get(urls[WIPED] + "/v1/status", timeout=5.0).json()
         out = {
             "records": records, "blocks": top, "seconds_from_start": round(t1 - t0, 2),

@@ -12,8 +12,9 @@ It is a pipeline of three stages, so that fetching, verifying and writing overla
   worker processes (``verify_blocks``: the certificate and every record, by ``validity``; and the
   block's index entries, which are then not computed on the node's loop or disk thread); the block
   rules (``validity.check_block``: heights, hash links, roots, proposers, no record or event twice,
-  governance) run here, in height order, as each task's answer comes back. A catch-up of fewer than
-  ``PROCESS_MIN_BLOCKS`` blocks verifies in this process instead (a worker pool costs ~1 s to start);
+  governance) run here, in height order, as each task's answer comes back. Starting the workers costs
+  about a second of CPU, more than verifying a short catch-up: tasks are verified in this process's
+  threads until ``POOL_AFTER_BYTES`` of blocks were fetched, and the pool starts then, in the background;
 * write: what has been verified while the previous write synced is stored as one run
   (``Ledger.apply_run``: two synced LevelDB batches for the whole run, not two per block). A run ends
   at a block with governance changes and before a new validator set's first height, so consensus
@@ -68,7 +69,7 @@ log = logging.getLogger("rantai.node")
 CATCH_UP_BATCH = 1000  # blocks per GET /v1/blocks (the API's limit)
 CATCH_UP_LOG_S = 3.0  # catch-up progress in the log this often
 TASK_BYTES = 512 * 1024  # block bytes per verification task (~1,000 records of a shipping chain)
-PROCESS_MIN_BLOCKS = 16  # a catch-up at least this long verifies in worker processes
+POOL_AFTER_BYTES = 2 << 20  # block bytes fetched (~3,000 records) before worker processes are started
 MAX_WORKERS = 4
 BUFFER_BYTES = 64 << 20  # fetched and not yet verified: the fetch pauses above this
 # A write run is what verified while the last one synced, up to these limits.
@@ -187,6 +188,9 @@ class CatchUp:
                                       "verified": 0, "workers": 0}
         self.t0 = self.logged = time.monotonic()
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_start: asyncio.Future[ProcessPoolExecutor | None] | None = None
+        self._workers = 0
+        self._fetched_bytes = 0
         self._buffered = 0
         self._room = asyncio.Event()
 
@@ -198,12 +202,11 @@ class CatchUp:
         height = storage.height
         self.state = {"running": True, "from": height, "height": height, "target": target, "blocks": 0,
                       "records": 0, "records_per_s": 0.0, "blocks_per_s": 0.0, "fetched": height,
-                      "verified": height, "workers": 0}
+                      "verified": height, "workers": self._workers if self._pool is not None else 0}
         self.t0 = self.logged = time.monotonic()
         turn = failures = 0
+        self._fetched_bytes = 0
         try:
-            if target - height >= PROCESS_MIN_BLOCKS:
-                await self._start_pool()
             while storage.height < target and failures < 3 * len(peers):
                 peer = peers[turn % len(peers)]
                 before = storage.height
@@ -212,6 +215,7 @@ class CatchUp:
                 except BrokenExecutor as exc:  # a worker process died (killed, out of memory): verify here
                     log.warning("catch-up: the worker processes failed (%s); verifying in this process", exc)
                     self._close_pool()
+                    self.state["workers"] = 0
                 except (httpx.HTTPError, OSError, RantaiError, ValueError, AttributeError) as exc:
                     # AttributeError: httpcore/anyio on a connection reset at once (getpeername on None);
                     # whatever a peer's connection does, this round fails and the next peer is asked.
@@ -242,30 +246,45 @@ class CatchUp:
                      c["blocks"], c["records_per_s"], c["workers"], "" if c["running"] else " (done)")
 
     # -- worker processes ------------------------------------------------------------------------
-    async def _start_pool(self) -> None:
+    def _maybe_start_pool(self) -> None:
+        """Start the worker processes in the background once this catch-up has fetched enough to be
+        worth them (``POOL_AFTER_BYTES``); tasks go to them as soon as they are up."""
+        if self._pool is not None or self._pool_start is not None or self._fetched_bytes < POOL_AFTER_BYTES:
+            return
         n = min(os.cpu_count() or 1, MAX_WORKERS)
         if n < 2:
             return  # one core: a worker would only take turns with this process
+        genesis_doc = self.node.genesis.doc
 
-        def start() -> ProcessPoolExecutor:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload([__name__])
-            pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
-                                       initargs=(self.node.genesis.doc,))
-            list(pool.map(_verify_in_worker, [[]] * n))  # start them now, not on the first task
-            return pool
+        def start() -> ProcessPoolExecutor | None:
+            try:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload([__name__])
+                pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(genesis_doc,))
+                list(pool.map(_verify_in_worker, [[]] * n))  # start them now, not on the first task
+                return pool
+            except (OSError, RuntimeError) as exc:  # no processes to be had: verify here
+                log.warning("catch-up: no worker processes (%s); verifying in this process", exc)
+                return None
 
-        try:
-            self._pool = await asyncio.get_running_loop().run_in_executor(None, start)
-            self.state["workers"] = n
-        except (OSError, RuntimeError) as exc:  # no processes to be had: verify here
-            log.warning("catch-up: no worker processes (%s); verifying in this process", exc)
+        def started(fut: asyncio.Future[ProcessPoolExecutor | None]) -> None:
+            pool = None if fut.cancelled() or fut.exception() is not None else fut.result()
+            if pool is None:
+                return
+            if self._pool_start is fut:
+                self._pool = pool
+                self._workers = self.state["workers"] = n
+            else:  # the catch-up ended meanwhile
+                pool.shutdown(wait=False, cancel_futures=True)
+
+        self._pool_start = asyncio.get_running_loop().run_in_executor(None, start)
+        self._pool_start.add_done_callback(started)
 
     def _close_pool(self) -> None:
+        self._pool_start = None
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-            self.state["workers"] = 0
 
     # -- the pipeline ----------------------------------------------------------------------------
     async def fetch_from(self, peer: str, start: int, target: int) -> int:
@@ -383,6 +402,8 @@ class CatchUp:
                     size += len(nxt[0])
                 self._buffered -= size
                 self._room.set()
+                self._fetched_bytes += size
+                self._maybe_start_pool()
                 parsed, exc = await loop.run_in_executor(self.node.validator.pool, _parse, batch, height)
                 height += len(parsed)
                 task: list[Parsed] = []

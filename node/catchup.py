@@ -71,6 +71,9 @@ CATCH_UP_LOG_S = 3.0  # catch-up progress in the log this often
 TASK_BYTES = 512 * 1024  # block bytes per verification task (~1,000 records of a shipping chain)
 POOL_AFTER_BYTES = 2 << 20  # block bytes fetched (~3,000 records) before worker processes are started
 MAX_WORKERS = 4
+# The peer client has no read timeout (its streams answer only when they end); a peer that stops
+# sending blocks for this long (hung, or a network that swallows packets) fails the fetch.
+FETCH_TIMEOUT = httpx.Timeout(10.0, connect=2.0, read=30.0)
 BUFFER_BYTES = 64 << 20  # fetched and not yet verified: the fetch pauses above this
 # A write run is what verified while the last one synced, up to these limits.
 WRITE_MAX_BLOCKS = 2000
@@ -219,11 +222,12 @@ class CatchUp:
                 except (httpx.HTTPError, OSError, RantaiError, ValueError, AttributeError) as exc:
                     # AttributeError: httpcore/anyio on a connection reset at once (getpeername on None);
                     # whatever a peer's connection does, this round fails and the next peer is asked.
-                    log.warning("catch-up from %s failed: %s", peer, exc)
+                    log.warning("catch-up from %s failed: %s", peer, exc or type(exc).__name__)
                     self.node._count("catch-up-failures")
-                    turn += 1
-                if storage.height == before:
+                    turn += int(storage.height > before)  # (no progress: the next peer in any case, below)
+                if storage.height == before:  # nothing from this peer (it failed, or has no more): the next
                     failures += 1
+                    turn += 1
                     await asyncio.sleep(0.05)
         finally:
             self._close_pool()
@@ -320,7 +324,7 @@ class CatchUp:
                 reader = BlockStreamReader(wire.MAX_MESSAGE_BYTES)
                 stop = min(target, nxt + CATCH_UP_BATCH - 1)
                 async with client.stream("GET", "/v1/blocks", params={"from": nxt, "to": stop},
-                                         headers={"accept": "application/msgpack"}) as r:
+                                         headers={"accept": "application/msgpack"}, timeout=FETCH_TIMEOUT) as r:
                     if r.status_code != 200:
                         raise NodeError(f"catch-up: {peer} answered HTTP {r.status_code}")
                     async for chunk in r.aiter_bytes():

@@ -37,6 +37,7 @@ STREAM_MEDIA = "application/x-rantai-frames"
 # What a frame of each lane holds: exactly the body a POST to that path would carry.
 LANES = {"/v1/peer/messages": "messages", "/v1/peer/records": "records"}
 FRAME_HEADER = struct.Struct(">I")  # each frame: u32 big-endian length, then that many bytes
+STALL_TIMEOUT_S = 15.0  # a stream that takes no queued message for this long is given up (``_open``)
 CHUNK_BYTES = 1024 * 1024  # frames written in one chunk of the request body, at most (one frame may exceed it)
 
 
@@ -56,6 +57,8 @@ class _Lane:
     sent: int = 0
     dropped: int = 0
     last_error: str = ""
+    phase: str = "idle"  # idle | opening (no body byte taken yet) | streaming | backoff: for status pages
+    pulled: float = 0.0  # when the stream's body last asked for more (monotonic)
 
 
 def frames(buffer: bytearray, limit: int) -> list[bytes]:
@@ -169,8 +172,9 @@ class PeerTransport:
                 await lane.wake.wait()
                 continue
             sent_before = lane.sent
+            lane.phase = "opening"
             try:
-                r = await lane.client.post(STREAM_PATH, content=self._body(lane), headers=headers)
+                r = await self._open(lane, headers)
             except (httpx.HTTPError, OSError) as exc:
                 lane.reachable = False
                 lane.failures += 1
@@ -184,13 +188,44 @@ class PeerTransport:
                 return
             if lane.sent > sent_before:  # it worked for a while: reopen promptly
                 backoff = self.backoff_s[0]
+            lane.phase = "backoff"
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_s[1])
+
+    async def _open(self, lane: _Lane, headers: dict[str, str]) -> httpx.Response:
+        """``POST /v1/peer/stream``, given up when messages wait and the body has not been asked for
+        more for ``STALL_TIMEOUT_S`` (not started, or not taking more).
+
+        The client has no read timeout (a stream's answer comes only when it ends), and httpcore,
+        when a write of the request body fails, suppresses the error and waits for the answer: a
+        connection the far side had half-closed (a peer stopping gracefully, seen through a proxy
+        or a middlebox that forwards the FIN but not the reset) left the lane waiting forever,
+        ``reachable``, its queue growing and the peer cut off. Found by tests/faults' SIGTERM steps.
+        """
+        lane.pulled = time.monotonic()
+        post = asyncio.ensure_future(lane.client.post(STREAM_PATH, content=self._body(lane), headers=headers))
+        try:
+            while True:
+                done, _ = await asyncio.wait({post}, timeout=STALL_TIMEOUT_S / 4)
+                if done:
+                    return post.result()
+                # stalled: a message has waited that long, and the body was not asked for more since it came
+                if lane.queue and time.monotonic() - max(lane.pulled, lane.queue[0][0]) > STALL_TIMEOUT_S:
+                    post.cancel()
+                    await asyncio.gather(post, return_exceptions=True)
+                    raise httpx.WriteTimeout(f"peer stream stalled ({lane.phase}): no message taken for "
+                                             f"{STALL_TIMEOUT_S:.0f} s")
+        except asyncio.CancelledError:
+            post.cancel()
+            await asyncio.gather(post, return_exceptions=True)
+            raise
 
     async def _body(self, lane: _Lane) -> AsyncIterator[bytes]:
         """The stream's body: whatever is queued, as frames, one chunk per wake-up."""
         pack = FRAME_HEADER.pack
+        lane.phase = "streaming"
         while not self._closed:
+            lane.pulled = time.monotonic()
             if not lane.queue:
                 lane.wake.clear()
                 await lane.wake.wait()
@@ -221,5 +256,8 @@ class PeerTransport:
             bulk = self.lanes["records"][pid]
             out.append({"id": pid, "url": votes.url, "reachable": votes.reachable or bulk.reachable,
                         "queued": len(votes.queue) + len(bulk.queue), "sent": votes.sent + bulk.sent,
-                        "dropped": votes.dropped + bulk.dropped})
+                        "dropped": votes.dropped + bulk.dropped,
+                        "lanes": {lane.kind: {"phase": lane.phase, "queued": len(lane.queue), "sent": lane.sent,
+                                              "failures": lane.failures, "last_error": lane.last_error[:200]}
+                                  for lane in (votes, bulk)}})
         return out

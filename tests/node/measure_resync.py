@@ -9,13 +9,16 @@ so "before" and "after" runs of different code can resync the very same chain (r
 ``PYTHONPATH`` pointing at a tree of its ``rantai/{consensus,client,node}``). ``--batch`` and ``--clients``
 shape the blocks: 256 x 8 gives ~550-record blocks, 2 x 4 a chain of thousands of small blocks, where the
 per-block costs (synced writes, certificate checks) count. ``--py-spy`` records the wiped node's stacks
-(all threads, CPU only) in py-spy's collapsed format while it catches up.
+(all threads, CPU only) in py-spy's collapsed format while it catches up. The JSON also has the CPU
+time of the wiped node and its worker processes (from its start), which contention inflates far less
+than it slows the rates.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -57,6 +60,22 @@ def build(net: Devnet, n: int, batch: int, clients: int) -> None:
 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(post, range(len(batches))))
+
+
+def session_cpu(sid: int, seen: dict[int, float]) -> None:
+    """CPU seconds (user + system) of each process in session ``sid`` (the wiped node and its worker
+    processes), the highest value seen per pid kept in ``seen`` (workers exit before the end)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            pid = int(d.name)
+            seen[pid] = max(seen.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / tick)
 
 
 def main() -> None:
@@ -118,7 +137,9 @@ def main() -> None:
         th.start()
         first = None
         samples = []
+        cpu: dict[int, float] = {}
         while True:
+            session_cpu(proc.pid, cpu)
             try:
                 h = height(urls[WIPED])
             except httpx.HTTPError:
@@ -144,6 +165,11 @@ def main() -> None:
             "records_per_s": round(records / (t1 - (first or t0)), 1),
             "blocks_per_s": round(top / (t1 - (first or t0)), 1),
             "records_per_s_incl_start": round(records / (t1 - t0), 1),
+            # CPU of the wiped node and its worker processes from its start (start-up included), per record:
+            # steadier than the rates on a shared machine
+            "cpu_s": round(sum(cpu.values()), 2), "cpu_s_node": round(cpu.get(proc.pid, 0.0), 2),
+            "cpu_us_per_record": round(sum(cpu.values()) / max(records, 1) * 1e6, 1),
+            "load_avg": os.getloadavg()[0],
             "catch_up": status.get("catch_up"),
         }
         print(json.dumps(out, indent=2))

@@ -105,9 +105,17 @@ class PeerTransport:
         """A validator the consortium added (docs/governance.md): its lanes open now if this transport runs."""
         if pid in self._clients or pid == self.sender:
             return
+        client = self._client(pid, url)
+        self._clients[pid] = client
+        for kind in self.lanes:
+            self.lanes[kind][pid] = lane = _Lane(pid, url, kind, client)
+            if self._started and not self._closed:
+                lane.task = asyncio.create_task(self._stream(lane), name=f"peer-{lane.id}-{lane.kind}")
+
+    def _client(self, pid: str, url: str) -> httpx.AsyncClient:
         transport = self._transport
         t = transport.get(pid) if isinstance(transport, Mapping) else transport
-        client = httpx.AsyncClient(
+        return httpx.AsyncClient(
             base_url=url,
             transport=t,
             # No read timeout: a stream's answer comes only when it ends. A write that the peer
@@ -116,11 +124,6 @@ class PeerTransport:
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             headers={"x-rantai-sender": self.sender} if self.sender else None,
         )
-        self._clients[pid] = client
-        for kind in self.lanes:
-            self.lanes[kind][pid] = lane = _Lane(pid, url, kind, client)
-            if self._started and not self._closed:
-                lane.task = asyncio.create_task(self._stream(lane), name=f"peer-{lane.id}-{lane.kind}")
 
     def _all(self) -> list[_Lane]:
         return [lane for by_peer in self.lanes.values() for lane in by_peer.values()]
@@ -143,8 +146,12 @@ class PeerTransport:
                     await lane.task
                 except (asyncio.CancelledError, Exception):
                     pass
-        for client in self._clients.values():
-            await client.aclose()
+        clients = {id(c): c for c in [*self._clients.values(), *(lane.client for lane in self._all())]}
+        for client in clients.values():
+            try:
+                await asyncio.wait_for(client.aclose(), 5.0)
+            except (asyncio.TimeoutError, httpx.HTTPError, OSError):
+                pass
 
     # -- queueing --------------------------------------------------------------------------
     def send(self, peer_id: str, path: str, body: bytes) -> None:
@@ -211,8 +218,14 @@ class PeerTransport:
                     return post.result()
                 # stalled: a message has waited that long, and the body was not asked for more since it came
                 if lane.queue and time.monotonic() - max(lane.pulled, lane.queue[0][0]) > STALL_TIMEOUT_S:
+                    log.warning("peer %s: the %s stream stalled (%s; no message taken for %.0f s): reopening it",
+                                lane.id, lane.kind, lane.phase, STALL_TIMEOUT_S)
                     post.cancel()
-                    await asyncio.gather(post, return_exceptions=True)
+                    await asyncio.wait({post}, timeout=2.0)
+                    if not post.done():  # the request does not even end: leave it, and its connection pool
+                        log.warning("peer %s: the stalled %s stream did not end when cancelled; the lane "
+                                    "gets a new client", lane.id, lane.kind)
+                        lane.client = self._client(lane.id, lane.url)
                     raise httpx.WriteTimeout(f"peer stream stalled ({lane.phase}): no message taken for "
                                              f"{STALL_TIMEOUT_S:.0f} s")
         except asyncio.CancelledError:

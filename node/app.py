@@ -613,6 +613,9 @@ def prometheus_text(node: Node, admission_counters: Mapping[str, int]) -> str:
     catch_up = status["catch_up"]
     gauge("catch_up_running", int(bool(catch_up.get("running"))), "1 while catching up from peers.")
     gauge("catch_up_target", catch_up.get("target", 0), "The height the current or last catch-up aims at.")
+    gauge("catch_up_height", catch_up.get("height", 0), "The height the current or last catch-up reached.")
+    gauge("catch_up_records_per_second", catch_up.get("records_per_s", 0.0),
+          "Records verified and stored per second by the current or last catch-up.")
     gauge("fatal", int(status.get("fatal") is not None), "1 once an invariant broke (the validator stopped).")
     gauge("peers", len(status["peers"]), "Validators this node talks to.")
     lines += ["# HELP rantai_events_total Events this node counted, by name (docs/operations.md).",

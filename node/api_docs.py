@@ -134,6 +134,15 @@ def _query(name: str, schema: dict[str, Any], description: str, required: bool =
     return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
+EPCIS_DOCUMENT = {"type": "object", "description": "an EPCIS 2.0 JSON-LD document (docs/epcis.md)"}
+EPCIS_QUERY = [_query(name, {"type": "string"}, "several values: repeat the parameter or separate with |")
+               for name in ("eventType", "GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime",
+                            "EQ_action", "EQ_bizStep", "EQ_disposition", "EQ_readPoint", "EQ_bizLocation",
+                            "MATCH_epc", "MATCH_anyEPC", "MATCH_parentID", "MATCH_inputEPC", "MATCH_outputEPC")] + [
+    _query("perPage", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 30}, "events per page"),
+    _query("nextPageToken", {"type": "string"}, "from the previous page's GS1-Next-Page-Token"),
+    _query("proofs", {"type": "boolean"}, "add `rantai:proofs`: one receipt per event")]
+
 MP_OR_JSON = "Accept: application/msgpack for msgpack, JSON otherwise"
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -212,16 +221,16 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                      msgpack=False), **_errors(400, 413, 415)}},
     ("get", "/epcis/events"): {
         "description": "SimpleEventQuery: an EPCISQueryDocument (application/ld+json), paged (docs/api.md, EPCIS).",
-        "parameters": [_query(name, {"type": "string"}, "several values: repeat the parameter or separate with |")
-                       for name in ("eventType", "GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime",
-                                    "EQ_action", "EQ_bizStep", "EQ_disposition", "EQ_readPoint", "EQ_bizLocation",
-                                    "MATCH_epc", "MATCH_anyEPC", "MATCH_parentID", "MATCH_inputEPC",
-                                    "MATCH_outputEPC")]
-        + [_query("perPage", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 30}, "events per page"),
-           _query("nextPageToken", {"type": "string"}, "from the previous page's GS1-Next-Page-Token"),
-           _query("proofs", {"type": "boolean"}, "add `rantai:proofs`: one receipt per event")],
+        "parameters": EPCIS_QUERY,
         "responses": {"200": {"description": "an EPCISQueryDocument", "content": {"application/ld+json": {
-            "schema": {"type": "object"}}}}, **_errors(400, 503)}},
+            "schema": EPCIS_DOCUMENT}}}, **_errors(400, 503)}},
+    ("post", "/epcis/events"): {
+        "description": "Capture one signed event and wait for its commit (docs/epcis.md).",
+        "requestBody": {"required": True, "content": {t: {"schema": {
+            "type": "object", "description": "one EPCIS 2.0 event carrying `rantai:signature`"}}
+            for t in ("application/ld+json", "application/json")}},
+        "responses": {"201": _answer("the event committed, with its receipt", {"type": "object"}, msgpack=False),
+                      **_errors(400, 401, 403, 409, 413, 415, 429, 503)}},
     ("post", "/v1/admin/backup"): {
         "description": "Served to loopback clients only (rantai-node backup; docs/operations.md).",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -274,6 +283,8 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
             responses = op.setdefault("responses", {})
             if responses.pop("422", None) is not None:
                 responses.setdefault("400", _answer("malformed parameter", _ref("Error")))
+            if path.startswith("/epcis"):
+                _epcis(path, method, op)
             extra = OPERATIONS.get((method, path))
             if extra is None:
                 continue
@@ -290,3 +301,16 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
             if "200" in responses and "202" in extra.get("responses", {}) and "200" not in extra["responses"]:
                 del responses["200"]
     return doc
+
+
+def _epcis(path: str, method: str, op: dict[str, Any]) -> None:
+    """The EPCIS 2.0 REST resources (node/epcis_api.py) answer EPCIS JSON-LD documents; those that list
+    events (``…/events``) take the SimpleEventQuery parameters of ``GET /epcis/events``."""
+    for code, answer in op["responses"].items():
+        if code.startswith("2"):
+            for media in answer.get("content", {}).values():
+                if not media.get("schema"):
+                    media["schema"] = EPCIS_DOCUMENT
+    if method == "get" and path.endswith("/events") and path != "/epcis/events":
+        known = {p["name"] for p in op.get("parameters", [])}
+        op.setdefault("parameters", []).extend(p for p in EPCIS_QUERY if p["name"] not in known)

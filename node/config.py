@@ -21,6 +21,12 @@ Example (paths are relative to the config file's folder)::
     [admission]               # optional: per-client limits (node/admission.py, docs/operations.md)
     member_records_per_s = 2000
 
+    [tls]                     # optional: HTTPS for the API and peer links (node/tls.py, docs/operations.md "TLS")
+    cert = "tls/v0.crt"
+    key = "tls/v0.key"
+    ca = "tls/ca.crt"         # verifies the peers' certificates
+    require_client_cert = true
+
     [log]                     # optional (node/logs.py, docs/operations.md "Logs")
     level = "info"            # debug | info | warning | error
     format = "text"           # text | json (one JSON object per line)
@@ -40,6 +46,7 @@ from rantai.client.format.errors import ConfigError
 
 from .admission import AdmissionConfig
 from .logs import FORMATS, LEVELS
+from .tls import TlsConfig
 
 __all__ = ["ConfigError", "NodeConfig"]
 
@@ -59,6 +66,7 @@ class NodeConfig:
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     log_level: str = "info"
     log_format: str = "text"
+    tls: TlsConfig | None = None  # None: plain HTTP (loopback devnets)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "NodeConfig":
@@ -118,6 +126,7 @@ class NodeConfig:
             admission=AdmissionConfig.from_obj(doc.get("admission")),
             log_level=log_level,
             log_format=log_format,
+            tls=TlsConfig.from_obj(doc.get("tls"), base),
         )
 
     def to_obj(self, base: Path | None = None) -> dict[str, Any]:
@@ -143,6 +152,8 @@ class NodeConfig:
             doc["admission"] = self.admission.to_obj()
         if (self.log_level, self.log_format) != ("info", "text"):
             doc["log"] = {"level": self.log_level, "format": self.log_format}
+        if self.tls is not None:
+            doc["tls"] = self.tls.to_obj(rel)
         if self.peers:
             doc["peers"] = [{"id": k, "url": v} for k, v in self.peers.items()]
         return doc
@@ -155,4 +166,4 @@ class NodeConfig:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'http' if self.tls is None else 'https'}://{self.host}:{self.port}"

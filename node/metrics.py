@@ -30,7 +30,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "version"]
 DISK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                    float("inf"))
-DISK_KINDS = {"persist": "votes", "apply": "block"}  # the driver's synced writes: consensus state, a block
+# The driver's synced writes: consensus state, and a run of consecutive blocks with their indexes (two batches).
+DISK_KINDS = {"persist": "votes", "apply_run": "block"}
 
 
 def version() -> str:
@@ -54,7 +55,8 @@ class NodeMetrics:
         self.started = time.time()
         self.registry = CollectorRegistry(auto_describe=True)
         self.disk = Histogram("rantai_disk_sync_seconds", "Synced LevelDB writes: a batch of consensus votes "
-                              "(kind=votes) or a committed block with its indexes (kind=block).", ["kind"],
+                              "(kind=votes) or committed blocks with their indexes (kind=block: a run of consecutive "
+                              "blocks, two synced batches).", ["kind"],
                               buckets=DISK_BUCKETS, registry=self.registry)
         self.requests = Histogram("rantai_http_request_seconds", "HTTP requests served, by method and route "
                                   "(peer streams excluded: they last as long as the connection).",
@@ -161,6 +163,7 @@ class _StateCollector:
         c = status["catch_up"]
         yield _gauge("rantai_catch_up_running", "1 while catching up from peers.", int(bool(c.get("running"))))
         yield _gauge("rantai_catch_up_target", "The height the current or last catch-up aims at.", c.get("target", 0))
+        yield _gauge("rantai_catch_up_height", "The height the current or last catch-up reached.", c.get("height", 0))
         yield _gauge("rantai_catch_up_from", "The height the current or last catch-up started from.", c.get("from", 0))
         yield _gauge("rantai_catch_up_remaining_blocks", "Blocks the current catch-up still has to fetch (0 when "
                      "none runs).", max(0, c.get("target", 0) - height) if c.get("running") else 0)
@@ -201,6 +204,8 @@ class _StateCollector:
             yield refused
             yield _counter("rantai_storage_errors", "Disk writes that failed (also logged, event storage-error).",
                            watch.storage_errors)
+        for section in getattr(node, "status_extra", {}):  # e.g. "tls" (node/tls.py): refusals by rule
+            yield from _section(section, status.get(section))
         space = disk_space(node.data_dir)
         if space is not None:
             yield _gauge("rantai_disk_free_bytes", "Free bytes on the data directory's filesystem.",
@@ -215,6 +220,24 @@ class _StateCollector:
         for name, value in sorted(m.admission_counters.items()):
             refusals.add_metric([_label(name)], value)
         yield refusals
+
+
+def _section(name: str, value: Any) -> Iterator[Metric]:
+    """A status section's refusals by rule (``rantai_<section>_refusals_total{rule}``), and for TLS the days
+    left on this node's certificate."""
+    if not isinstance(value, dict):
+        return
+    refused = value.get("refused")
+    if isinstance(refused, dict):
+        family = CounterMetricFamily(f"rantai_{_label(name)}_refusals", f"Connections or requests refused by the "
+                                     f"{name} checks, by rule (docs/operations.md).", labels=["rule"])
+        for rule, n in sorted(refused.items()):
+            if isinstance(n, int):
+                family.add_metric([rule], n)
+        yield family
+    days = (value.get("certificate") or {}).get("days_left") if name == "tls" else None
+    if isinstance(days, (int, float)):
+        yield _gauge("rantai_tls_certificate_days_left", "Days until this node's TLS certificate expires.", days)
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

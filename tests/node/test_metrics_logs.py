@@ -59,7 +59,7 @@ def test_two_nodes_in_one_process_each_expose_their_own_metrics(tmp_path):
         assert height >= 1 and mine[("rantai_commits_total", ())] == height
         assert mine[("rantai_records_admitted_total", ())] == 2
         assert mine[("rantai_records_refused_total", (("rule", "unknown member"),))] == 1
-        assert mine[("rantai_disk_sync_seconds_count", (("kind", "block"),))] == height
+        assert 1 <= mine[("rantai_disk_sync_seconds_count", (("kind", "block"),))] <= height  # runs of blocks
         route = (("method", "POST"), ("route", "/v1/records"))
         assert mine[("rantai_http_request_seconds_count", route)] == 2
         assert mine[("process_resident_memory_bytes", ())] > 0

@@ -175,8 +175,8 @@ def _common(needs_nodes: bool = True) -> Callable[[Callable[..., Any]], Callable
 
 
 def _config(config_file: str | None, genesis: str | None, nodes: tuple[str, ...] = (), key: str | None = None,
-            timeout: float | None = None) -> Config:
-    return load_config(nodes=nodes or None, key=key, genesis=genesis, timeout=timeout, config_file=config_file)
+            timeout: float | None = None, tz: str | None = None) -> Config:
+    return load_config(nodes=nodes or None, key=key, genesis=genesis, timeout=timeout, tz=tz, config_file=config_file)
 
 
 def _transport(ctx: click.Context) -> Any:
@@ -281,18 +281,25 @@ def _write_new(path: str, text: str) -> None:
 
 def shipment_event(epcs: list[str], *, step: str = "shipping", source: str | None = None,
                    destination: str | None = None, when: str | None = None, from_party: str | None = None,
-                   to_party: str | None = None, po: str | None = None) -> dict[str, Any]:
-    """The event for ``--ship``/``--receive``: ``epcis.ship``/``epcis.receive`` with locations, parties and PO."""
+                   to_party: str | None = None, po: str | None = None,
+                   tz: _dt.tzinfo = _dt.timezone.utc, tz_given: bool = False) -> dict[str, Any]:
+    """The event for ``--ship``/``--receive``: ``epcis.ship``/``epcis.receive`` with locations, parties and PO.
+
+    The time is ``when``, else now, written in ``tz`` (UTC unless ``--tz`` or the config says otherwise).
+    A ``when`` without offset is read in ``tz``; one with an offset keeps it unless a zone was given.
+    """
     from .format import epcis
 
-    at = None
+    at = _dt.datetime.now(tz)
     if when:
         try:
             at = _dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
         except ValueError as exc:
             raise click.BadParameter(f"{when!r} is not an ISO 8601 time", param_hint="--time") from exc
         if at.tzinfo is None:
-            at = at.replace(tzinfo=_dt.timezone.utc)
+            at = at.replace(tzinfo=tz)
+        elif tz_given:
+            at = at.astimezone(tz)
     build = epcis.ship if step == "shipping" else epcis.receive
     try:
         return build(epcs, from_party, to_party, at, source_location=source, destination_location=destination, po=po)
@@ -348,7 +355,10 @@ def _receipt_summary(receipt: "Receipt", genesis: Any) -> dict[str, Any]:
 @click.option("--from-party", metavar="PGLN", help="The party that ships (owning party, GS1 PGLN URI).")
 @click.option("--to-party", metavar="PGLN", help="The party that receives.")
 @click.option("--po", metavar="REF", help="The buyer's purchase order (URI, or a reference qualified by --to-party).")
-@click.option("--time", "when", metavar="ISO8601", help="Event time (default: now, UTC).")
+@click.option("--time", "when", metavar="ISO8601",
+              help="Event time (default: now); without an offset it is read in --tz.")
+@click.option("--tz", metavar="ZONE",
+              help="Time zone of the event: UTC (default), +hh:mm or an IANA name (RANTAI_TZ, `tz =`).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit and its receipt.")
 @click.option("--wait-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the commit.")
 @click.option("--receipt", "receipt_out", type=click.Path(),
@@ -360,18 +370,19 @@ def _receipt_summary(receipt: "Receipt", genesis: Any) -> dict[str, Any]:
 @click.pass_context
 def submit(ctx: click.Context, file: str | None, ship: tuple[str, ...], receive: tuple[str, ...], source: str | None,
            destination: str | None, from_party: str | None, to_party: str | None, po: str | None,
-           when: str | None, wait: bool, wait_timeout: float, receipt_out: str | None,
+           when: str | None, tz: str | None, wait: bool, wait_timeout: float, receipt_out: str | None,
            batch: int, as_json: bool, key: str | None, config_file: str | None, genesis: str | None,
            nodes: tuple[str, ...], timeout: float | None) -> None:
     """Sign and submit an EPCIS event (FILE: an event, a list, or an EPCIS document), or a simple shipment by flags."""
     if sum(bool(x) for x in (file, ship, receive)) != 1:
         raise click.UsageError("give exactly one of FILE, --ship EPC… or --receive EPC…")
+    cfg = _config(config_file, genesis, nodes, key, timeout, tz)
     if file:
         events = _events_from_file(file)
     else:
         events = [shipment_event(list(ship or receive), step="shipping" if ship else "receiving", source=source,
-                                 destination=destination, when=when, from_party=from_party, to_party=to_party, po=po)]
-    cfg = _config(config_file, genesis, nodes, key, timeout)
+                                 destination=destination, when=when, from_party=from_party, to_party=to_party, po=po,
+                                 tz=cfg.tzinfo(), tz_given="tz" in cfg.sources)]
     identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
     with _client(ctx, cfg, identity) as client:
         client.wait_timeout = wait_timeout

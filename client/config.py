@@ -11,6 +11,8 @@ identity (key file)    ``RANTAI_KEY``                  ``key = "acme.pem"``
 genesis file           ``RANTAI_GENESIS``              ``genesis = "genesis.json"``
 key passphrase         ``RANTAI_PASSPHRASE``           (never in the file)
 request timeout (s)    ``RANTAI_TIMEOUT``              ``timeout = 10``
+events' time zone      ``RANTAI_TZ``                   ``tz = "+07:00"`` (or ``"Asia/Jakarta"``;
+                                                       default UTC)
 =====================  ==============================  =====================================
 
 The TOML file is the one named by ``--config`` or ``RANTAI_CONFIG``, else ``./rantai.toml``, else
@@ -20,6 +22,7 @@ are relative to the file. With no node URL anywhere, the validators' URLs in the
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import re
 import tomllib
@@ -30,7 +33,29 @@ from typing import Any
 
 from .format.errors import ConfigError
 
-__all__ = ["Config", "ConfigError", "config_files", "load_config"]
+__all__ = ["Config", "ConfigError", "config_files", "load_config", "parse_tz"]
+
+_OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
+
+
+def parse_tz(text: str) -> _dt.tzinfo:
+    """A time zone as a user writes it: ``UTC``/``Z``, an offset ``±hh:mm``, or an IANA name (``Asia/Jakarta``)."""
+    t = text.strip()
+    if t.upper() in ("UTC", "Z"):
+        return _dt.timezone.utc
+    m = _OFFSET.fullmatch(t)
+    if m:
+        minutes = int(m[2]) * 60 + int(m[3])
+        if int(m[3]) >= 60 or minutes > 14 * 60:
+            raise ConfigError(f"config: time zone {text!r}: offsets run from -14:00 to +14:00")
+        return _dt.timezone(_dt.timedelta(minutes=-minutes if m[1] == "-" else minutes))
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(t)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ConfigError(f"config: time zone {text!r}: UTC, an offset like +07:00, or an IANA name like "
+                          "Asia/Jakarta expected") from exc
 
 
 @dataclass
@@ -40,6 +65,7 @@ class Config:
     genesis: Path | None = None
     passphrase: str | None = None
     timeout: float = 10.0
+    tz: str = "UTC"  # the time zone of events the CLI stamps or reads without an offset (parse_tz)
     file: Path | None = None  # the TOML file that was read, if any
     sources: dict[str, str] = field(default_factory=dict)  # setting -> "flag" | "env" | file path
 
@@ -49,6 +75,9 @@ class Config:
         if self.genesis is None:
             raise ConfigError("config: no genesis file (use --genesis, RANTAI_GENESIS or `genesis =` in rantai.toml)")
         return Genesis.load(self.genesis)
+
+    def tzinfo(self) -> _dt.tzinfo:
+        return parse_tz(self.tz)
 
     def load_identity(self, prompt: Any = None) -> Any:
         """The Signer from ``key``; asks ``prompt()`` for a passphrase when the key is encrypted and none is set."""
@@ -86,9 +115,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
-    unknown = set(doc) - {"nodes", "key", "genesis", "timeout"}
+    unknown = set(doc) - {"nodes", "key", "genesis", "timeout", "tz"}
     if unknown:
-        raise ConfigError(f"config: {path}: unknown setting(s) {sorted(unknown)} (known: genesis, key, nodes, timeout)")
+        raise ConfigError(f"config: {path}: unknown setting(s) {sorted(unknown)} "
+                          "(known: genesis, key, nodes, timeout, tz)")
+    if "tz" in doc and (not isinstance(doc["tz"], str) or not parse_tz(doc["tz"])):
+        raise ConfigError(f"config: {path}: tz must be a time zone (a string)")
     nodes = doc.get("nodes", [])
     if isinstance(nodes, str):
         nodes = _split_nodes(nodes)
@@ -108,6 +140,7 @@ def load_config(
     key: str | os.PathLike[str] | None = None,
     genesis: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
+    tz: str | None = None,
     config_file: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
@@ -157,5 +190,10 @@ def load_config(
         except ValueError as exc:
             raise ConfigError(f"config: timeout {value!r} is not a number of seconds") from exc
         cfg.sources["timeout"] = src
+    value, src = pick("tz", tz, "RANTAI_TZ")
+    if value is not None:
+        parse_tz(value)  # refused here, with the setting's name, rather than at the first event
+        cfg.tz = value
+        cfg.sources["tz"] = src
     cfg.passphrase = env.get("RANTAI_PASSPHRASE") or None
     return cfg

@@ -32,6 +32,7 @@ from .config import Config, ConfigError, load_config
 if TYPE_CHECKING:
     from .format.receipts import Receipt
 from .format.errors import (
+    DuplicateEvent,
     InvalidGenesis,
     InvalidKey,
     InvalidRecord,
@@ -309,29 +310,18 @@ def shipment_event(epcs: list[str], *, step: str = "shipping", source: str | Non
         raise click.UsageError(str(exc)) from exc
 
 
-def _events_from_file(path: str) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"submit: cannot read {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidRecord(f"submit: {path} is not JSON: {exc}") from exc
-    if isinstance(doc, dict) and "epcisBody" in doc:
-        from .format.epcis import validate_document
+def _events_from_file(path: str, cfg: Config) -> list[dict[str, Any]]:
+    """The events of FILE, read as ``rantai import`` reads files (``documents.load_events``: an EPCIS document,
+    a JSON list of events or one event, EPCIS XML, a CSV in the template); any bad event refuses the file."""
+    from .documents import load_events
 
-        validate_document(doc)
-        body = doc["epcisBody"]
-        events = body.get("eventList") if isinstance(body, dict) else None
-        if not events and isinstance(body, dict) and isinstance(body.get("event"), dict):
-            events = [body["event"]]
-        if not isinstance(events, list) or not events:
-            raise InvalidRecord(f"submit: {path}: the EPCIS document holds no event")
-        return events
-    if isinstance(doc, list):
-        return doc
-    if isinstance(doc, dict):
-        return [doc]
-    raise InvalidRecord(f"submit: {path}: an EPCIS event, a list of events or an EPCIS document expected")
+    prepared = load_events(path, tz=cfg.tzinfo())
+    for p in prepared:
+        if p.event is None:
+            raise InvalidRecord(f"{path}: {p.error}" if p.line is not None else str(p.error))
+    if not prepared:
+        raise InvalidRecord(f"submit: {path}: holds no event")
+    return [p.event for p in prepared if p.event is not None]
 
 
 def _receipt_summary(receipt: "Receipt", genesis: Any) -> dict[str, Any]:
@@ -378,7 +368,7 @@ def submit(ctx: click.Context, file: str | None, ship: tuple[str, ...], receive:
         raise click.UsageError("give exactly one of FILE, --ship EPC… or --receive EPC…")
     cfg = _config(config_file, genesis, nodes, key, timeout, tz)
     if file:
-        events = _events_from_file(file)
+        events = _events_from_file(file, cfg)
     else:
         events = [shipment_event(list(ship or receive), step="shipping" if ship else "receiving", source=source,
                                  destination=destination, when=when, from_party=from_party, to_party=to_party, po=po,
@@ -387,32 +377,54 @@ def submit(ctx: click.Context, file: str | None, ship: tuple[str, ...], receive:
     with _client(ctx, cfg, identity) as client:
         client.wait_timeout = wait_timeout
         if len(events) == 1:
-            results = [client.submit(events[0], wait=wait)]
+            try:
+                results: list[Any] = [client.submit(events[0], wait=wait)]
+            except DuplicateEvent as exc:
+                results = [exc]
         else:
-            results = client.submit_many(events, batch=batch, wait=wait)
+            results = client.submit_many(events, batch=batch, wait=wait, raise_on_error=False)
+        # As `rantai import`: an event already on the ledger is a duplicate, not a failure; its receipt is
+        # the existing record's. Any other refusal is raised once the rest is reported.
+        duplicates = {i: r.details.get("existing") for i, r in enumerate(results) if isinstance(r, DuplicateEvent)}
+        receipts = {i: client.get(rid).receipt for i, rid in duplicates.items() if wait and isinstance(rid, str)}
         g = client.genesis
+    failed = next(((i, r) for i, r in enumerate(results) if isinstance(r, RantaiError) and i not in duplicates), None)
     out: list[dict[str, Any]] = []
-    for r in results:
-        if not wait:
-            out.append({"record_id": r.id.hex(), "status": "accepted"})
-            continue
-        out.append({**_receipt_summary(r, g), "status": "committed"})
-        if receipt_out:
+    for i, r in enumerate(results):
+        if i in duplicates:
+            o = {"status": "duplicate", "existing": duplicates[i], "event_hash_id": r.details.get("event_hash_id")}
+            receipt = receipts.get(i)
+        elif isinstance(r, RantaiError):
+            o, receipt = {"status": "rejected", "error": r.rule, "message": str(r)}, None
+        elif not wait:
+            o, receipt = {"record_id": r.id.hex(), "status": "accepted"}, None
+        else:
+            o, receipt = {**_receipt_summary(r, g), "status": "committed"}, r
+        if receipt_out and receipt is not None:
             target = Path(receipt_out)
             if len(results) > 1:
                 target.mkdir(parents=True, exist_ok=True)
-                target = target / f"{r.record.id.hex()}.json"
-            target.write_text(r.to_json(), encoding="utf-8")
-            out[-1]["receipt"] = str(target)
+                target = target / f"{receipt.record.id.hex()}.json"
+            target.write_text(receipt.to_json(), encoding="utf-8")
+            o["receipt"] = str(target)
+        out.append(o)
     if as_json:
         _dump(out if len(out) > 1 else out[0])
-        return
-    for o in out:
-        if o["status"] == "accepted":
-            click.echo(f"accepted {o['record_id']} (not waiting for the commit; `rantai get` finds it later)")
-        else:
-            line = f"committed {o['record_id']} at height {o['height']} (certified by {o['votes']} validators)"
-            click.echo(line + (f"; receipt: {o['receipt']}" if "receipt" in o else ""))
+    else:
+        for o in out:
+            if o["status"] == "accepted":
+                click.echo(f"accepted {o['record_id']} (not waiting for the commit; `rantai get` finds it later)")
+            elif o["status"] == "duplicate":
+                line = f"duplicate {o['event_hash_id']} already recorded as {o['existing']}"
+                click.echo(line + (f"; receipt: {o['receipt']}" if "receipt" in o else ""))
+            elif o["status"] == "committed":
+                line = f"committed {o['record_id']} at height {o['height']} (certified by {o['votes']} validators)"
+                click.echo(line + (f"; receipt: {o['receipt']}" if "receipt" in o else ""))
+    if failed is not None:
+        i, err = failed
+        from .http import _prefixed
+
+        raise _prefixed(err, f"event {i}") if len(results) > 1 else err
 
 
 # -- get / trace ------------------------------------------------------------------------------------

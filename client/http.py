@@ -290,7 +290,8 @@ def _error_from_body(obj: Any, status: int) -> RantaiError:
         message: str = obj["message"] if isinstance(obj.get("message"), str) else rule
         cls = _ERRORS_BY_RULE.get(rule)
         if cls is not None and cls not in (VerificationError, NodeError) and not issubclass(cls, VerificationError):
-            return cls(message)
+            # the node's details (e.g. a duplicate event's ``existing`` record) stay with the error
+            return cls(message, **{k: v for k, v in obj.items() if k not in ("error", "message", "rule")})
         return RemoteError(rule, message)
     return RemoteError("http", f"HTTP {status}")
 

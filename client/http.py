@@ -579,7 +579,7 @@ class _Core:
                                                                  page_size=page_size)
             except NotFound:
                 got, height = [], pin
-            except (NoNodeAvailable, RantaiError) as exc:
+            except RantaiError as exc:  # this node could not give its whole answer: ask the next one
                 problems.extend(exc.failures if isinstance(exc, NoNodeAvailable)
                                 else [(self.nodes[(first + k) % len(self.nodes)], exc)])
                 continue

@@ -195,10 +195,12 @@ class VerifiedHeader:
     node: str
 
 
-def verify_receipt(receipt: Receipt, genesis: Genesis, governance: Governance | None = None) -> None:
-    """``Receipt.verify`` with every failure as a ``RantaiError`` (merkle's own errors mapped to errors.py)."""
+def verify_receipt(receipt: Receipt, genesis: Genesis, governance: Governance | None = None,
+                   certified: set[bytes] | None = None) -> None:
+    """``Receipt.verify`` with every failure as a ``RantaiError`` (merkle's own errors mapped to errors.py);
+    ``certified``: (header, certificate) pairs already checked, as ``validity.check_receipt`` says."""
     try:
-        receipt.verify(genesis, governance)
+        receipt.verify(genesis, governance, certified)
     except merkle.RootMismatch as exc:
         err = RootMismatch(f"receipt: Merkle path of record {receipt.record.id.hex()} does not lead to the "
                            f"records root of block {receipt.header.height}", exc.expected, exc.calculated)
@@ -320,6 +322,7 @@ class _Core:
         self.failures: deque[tuple[str, RantaiError]] = deque(maxlen=256)
         self.known_height = 0
         self._hashes: dict[int, bytes] = {}
+        self._certified: set[bytes] = set()  # (header, certificate) pairs verified (validity.check_receipt)
         self._preferred = 0
         # The configuration changes verified so far (docs/governance.md): they decide who may sign
         # and which validators certify at each height; receipts carry them for offline checks.
@@ -421,7 +424,10 @@ class _Core:
         if receipt.height > self.changes_to + 1:  # the consortium at that height is not known yet
             raise _NeedChanges(receipt.height)
         receipt = receipt.with_changes(self.changes)
-        verify_receipt(receipt, self.genesis, self.governance)
+        if len(self._certified) > 100_000:
+            self._certified.clear()
+        # a history page holds up to 1000 receipts of few blocks: each block's certificate is checked once
+        verify_receipt(receipt, self.genesis, self.governance, self._certified)
         self._observe(receipt.header)
         return receipt
 

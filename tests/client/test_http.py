@@ -373,3 +373,20 @@ def test_history_page_with_a_forged_pinned_head_is_refused():
     client, nodes, seen = make(net, {0: "forge-cert"})
     assert [r.height for r in client.history(ITEM)] == [1, 2]
     assert seen and seen[0][0] == net.urls[0]
+
+
+def test_a_verified_certificate_is_remembered_as_exactly_that_certificate():
+    """The client checks a block's certificate once for the many receipts of one history page; a receipt of the
+    same block with another certificate (forged, or fewer votes) is still checked, and refused."""
+    net = Net()
+    records = [net.sign(object_event(i, [ITEM])) for i in range(3)]
+    net.commit(records)
+    certified: set[bytes] = set()
+    for r in records:
+        verify_receipt(net.receipt(r.id), net.genesis, None, certified)
+    assert len(certified) == 1  # one block, one certificate
+    for lie in ("forge-cert", "few-votes"):
+        forged = Receipt.from_obj(FakeNode(net, "http://liar", lie)._receipt_obj(records[0].id))
+        with pytest.raises(InvalidCertificate):
+            verify_receipt(forged, net.genesis, None, certified)
+    assert len(certified) == 1

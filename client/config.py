@@ -13,7 +13,13 @@ key passphrase         ``RANTAI_PASSPHRASE``           (never in the file)
 request timeout (s)    ``RANTAI_TIMEOUT``              ``timeout = 10``
 events' time zone      ``RANTAI_TZ``                   ``tz = "+07:00"`` (or ``"Asia/Jakarta"``;
                                                        default UTC)
+CA for https:// nodes  ``RANTAI_CA_FILE``              ``ca_file = "ca.crt"``
+pinned node certs      ``RANTAI_PINS`` (comma/space)   ``pins = ["sha256 hex", …]``
+client certificate     ``RANTAI_CERT``                 ``cert = "me.crt"``
+its key                ``RANTAI_CERT_KEY``             ``cert_key = "me.key"``
 =====================  ==============================  =====================================
+
+``rantai --ca-file/--pin/--cert/--cert-key`` (before the command) set the same as flags.
 
 The TOML file is the one named by ``--config`` or ``RANTAI_CONFIG``, else ``./rantai.toml``, else
 ``$XDG_CONFIG_HOME/rantai/config.toml`` (``~/.config/rantai/config.toml``). Relative paths in it
@@ -66,6 +72,10 @@ class Config:
     passphrase: str | None = None
     timeout: float = 10.0
     tz: str = "UTC"  # the time zone of events the CLI stamps or reads without an offset (parse_tz)
+    ca_file: Path | None = None
+    pins: list[str] = field(default_factory=list)
+    cert: Path | None = None
+    cert_key: Path | None = None
     file: Path | None = None  # the TOML file that was read, if any
     sources: dict[str, str] = field(default_factory=dict)  # setting -> "flag" | "env" | file path
 
@@ -78,6 +88,14 @@ class Config:
 
     def tzinfo(self) -> _dt.tzinfo:
         return parse_tz(self.tz)
+
+    def tls_context(self) -> Any:
+        """The ``ssl.SSLContext`` for https:// nodes (rantai.client.tls), or ``None`` when nothing is set."""
+        if self.ca_file is None and not self.pins and self.cert is None:
+            return None
+        from .tls import context
+
+        return context(self.ca_file, self.cert, self.cert_key, self.pins)
 
     def load_identity(self, prompt: Any = None) -> Any:
         """The Signer from ``key``; asks ``prompt()`` for a passphrase when the key is encrypted and none is set."""
@@ -115,10 +133,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
-    unknown = set(doc) - {"nodes", "key", "genesis", "timeout", "tz"}
+    known = {"nodes", "key", "genesis", "timeout", "tz", "ca_file", "pins", "cert", "cert_key"}
+    unknown = set(doc) - known
     if unknown:
-        raise ConfigError(f"config: {path}: unknown setting(s) {sorted(unknown)} "
-                          "(known: genesis, key, nodes, timeout, tz)")
+        raise ConfigError(f"config: {path}: unknown setting(s) {sorted(unknown)} (known: {', '.join(sorted(known))})")
     if "tz" in doc and (not isinstance(doc["tz"], str) or not parse_tz(doc["tz"])):
         raise ConfigError(f"config: {path}: tz must be a time zone (a string)")
     nodes = doc.get("nodes", [])
@@ -126,7 +144,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         nodes = _split_nodes(nodes)
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
         raise ConfigError(f"config: {path}: nodes must be a list of URLs")
-    for k in ("key", "genesis"):
+    pins = doc.get("pins", [])
+    if not isinstance(pins, list) or not all(isinstance(p, str) for p in pins):
+        raise ConfigError(f"config: {path}: pins must be a list of SHA-256 fingerprints")
+    for k in ("key", "genesis", "ca_file", "cert", "cert_key"):
         if k in doc and not isinstance(doc[k], str):
             raise ConfigError(f"config: {path}: {k} must be a path (a string)")
     if "timeout" in doc and (not isinstance(doc["timeout"], (int, float)) or doc["timeout"] <= 0):
@@ -175,7 +196,9 @@ def load_config(
                 raise ConfigError(f"config: node URL {u!r} must start with http:// or https://")
         cfg.nodes = [u.rstrip("/") for u in urls]
         cfg.sources["nodes"] = src
-    for name, flag, env_name in (("key", key, "RANTAI_KEY"), ("genesis", genesis, "RANTAI_GENESIS")):
+    for name, flag, env_name in (("key", key, "RANTAI_KEY"), ("genesis", genesis, "RANTAI_GENESIS"),
+                                 ("ca_file", None, "RANTAI_CA_FILE"), ("cert", None, "RANTAI_CERT"),
+                                 ("cert_key", None, "RANTAI_CERT_KEY")):
         value, src = pick(name, flag, env_name)
         if value is not None:
             p = Path(value).expanduser()
@@ -195,5 +218,9 @@ def load_config(
         parse_tz(value)  # refused here, with the setting's name, rather than at the first event
         cfg.tz = value
         cfg.sources["tz"] = src
+    value, src = pick("pins", None, "RANTAI_PINS")
+    if value is not None:
+        cfg.pins = _split_nodes(value) if isinstance(value, str) else list(value)
+        cfg.sources["pins"] = src
     cfg.passphrase = env.get("RANTAI_PASSPHRASE") or None
     return cfg

@@ -1,5 +1,5 @@
 """The CSV template SMEs fill in (a spreadsheet saved as CSV) as EPCIS events: ship, receive, commission,
-pack, transform (docs/epcis.md §4.6).
+pack, transform (docs/epcis.md §4.7).
 
 Why here and not in client/format: validators and auditors only ever see the JSON events; a CSV row is
 user input, turned into an event by the builders of ``format.epcis`` (which validate it), so each rule

@@ -2,7 +2,7 @@
 
 Goal: a spreadsheet saved as CSV becomes valid events; a bad line names its line, column and rule and the
 others are recorded; submit and import read files the same way and treat duplicates alike. Method: the
-template's own example (docs/epcis.md §4.6) through csv_events and through the CLI against fake nodes.
+template's own example (docs/epcis.md §4.7) through csv_events and through the CLI against fake nodes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "epcis.md"
 
 
 def template_example() -> str:
-    """The CSV example of docs/epcis.md §4.6, so the documented template is the tested one."""
+    """The CSV example of docs/epcis.md §4.7, so the documented template is the tested one."""
     text = DOCS.read_text(encoding="utf-8")
     block = re.search(r"```csv\n(.*?)```", text, re.S)
     assert block, "docs/epcis.md has no ```csv example"

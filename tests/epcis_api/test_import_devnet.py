@@ -47,7 +47,7 @@ def test_xml_csv_receipts_and_duplicates(tmp_path):
         res = runner.invoke(cli, ["import", *map(str, xml_files), "--xsd", str(SHARED / "schema" / "xsd"),
                                   "--receipts", str(tmp_path / "xml-proofs"), "--json"], catch_exceptions=False)
         out = json.loads(res.stdout)
-        assert res.exit_code == 3, res.output  # three events the JSON binding cannot express (docs/epcis.md §4.7)
+        assert res.exit_code == 3, res.output  # three events the JSON binding cannot express (docs/epcis.md §4.8)
         rejected = [e for e in out["events"] if e["status"] == "rejected"]
         assert len(rejected) == 3 and all("schema:" in e["reason"] for e in rejected)
         assert out["counts"]["recorded"] + out["counts"].get("duplicate", 0) == 57

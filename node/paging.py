@@ -33,7 +33,8 @@ def encode_token(max_height: int, resume: tuple[int, int], fingerprint: bytes) -
 
 
 def decode_token(token: str, fingerprint: bytes, name: str = "nextPageToken") -> tuple[int, tuple[int, int]]:
-    """(max_height, resume location) of a token issued for ``fingerprint``; ``PageTokenError`` (400) otherwise."""
+    """(max_height, resume location) of a token issued for ``fingerprint``; ``PageTokenError`` (400) otherwise.
+    What the location means beyond that (a loc at or below the height, or an offset) is the caller's."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         max_height, h, i, tfp = _TOKEN.unpack(raw)
@@ -41,8 +42,6 @@ def decode_token(token: str, fingerprint: bytes, name: str = "nextPageToken") ->
         raise PageTokenError(400, f"{name}: not a token of this repository") from None
     if tfp != fingerprint:
         raise PageTokenError(400, f"{name}: issued for other query parameters")
-    if h > max_height:
-        raise PageTokenError(400, f"{name}: not a token of this repository")
     return max_height, (h, i)
 
 
@@ -81,6 +80,8 @@ class PinnedPages:
         client chose, e.g. to ask several nodes the same question), else this node's head."""
         if token:
             max_height, start = decode_token(token, fingerprint, name)
+            if start[0] > max_height:  # the next location lies at or below the pinned height
+                raise PageTokenError(400, f"{name}: not a token of this repository")
             await self.check(max_height, name)
             return max_height, start
         if pin is not None:

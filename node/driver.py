@@ -213,7 +213,7 @@ class Node:
         self._wake = asyncio.Event()
         self._stopping = False
         self._blocks: dict[bytes, Block] = {}  # digest -> parsed block (proposed or validated)
-        self._deferred: dict[int, tuple[Block, Any]] = {}
+        self._deferred: dict[int, tuple[Block, Any, Any]] = {}
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
         self._store_lock = asyncio.Lock()
@@ -440,21 +440,30 @@ class Node:
 
     async def _store(self, block: Block, certificate: Any) -> bool:
         """Store ``block`` if it is the next height (defer it if ahead, skip it if stored). True if stored."""
+        return await self._store_run([(block, certificate, None)]) > 0
+
+    async def _store_run(self, run: Sequence[tuple[Block, Any, Any]]) -> int:
+        """Store consecutive verified blocks ``(block, certificate, index entries or None)`` in one
+        synced write (``Ledger.apply_run``), skipping those stored already; a run that starts above
+        the next height is deferred. The number of blocks of ``run`` stored."""
         async with self._store_lock:
             height = self.storage.height
-            if block.height <= height:
-                return False
-            if block.height > height + 1:
-                self._deferred[block.height] = (block, certificate)
-                return False
-            await self._on_disk(self.ledger.apply, block, certificate)
-            self._after_store(block)
+            run = [x for x in run if x[0].height > height]
+            if not run:
+                return 0
+            if run[0][0].height > height + 1:
+                for x in run:
+                    self._deferred[x[0].height] = x
+                return 0
+            await self._on_disk(self.ledger.apply_run, run)
+            for x in run:
+                self._after_store(x[0])
             while (nxt := self._deferred.pop(self.storage.height + 1, None)) is not None:
-                await self._on_disk(self.ledger.apply, *nxt)
+                await self._on_disk(self.ledger.apply_run, [nxt])
                 self._after_store(nxt[0])
             for h in [h for h in self._deferred if h <= self.storage.height]:
                 del self._deferred[h]
-            return True
+            return len(run)
 
     def _urls(self, validators: Any) -> dict[str, str]:
         """Peer id -> URL for ``validators`` (this node excluded; the config's ``peers`` override)."""

@@ -621,4 +621,13 @@ def prometheus_text(node: Node, admission_counters: Mapping[str, int]) -> str:
               "# TYPE rantai_admission_refusals_total counter"]
     for name, value in sorted(admission_counters.items()):
         lines.append(f'rantai_admission_refusals_total{{limit="{_metric_name(name)}"}} {value}')
+    tls = status.get("tls")  # node/tls.py (rantai-node run adds it to status): refusals by rule, certificate expiry
+    if tls and tls.get("enabled"):
+        lines += ["# HELP rantai_tls_refusals_total Connections or peer requests refused by TLS, by rule.",
+                  "# TYPE rantai_tls_refusals_total counter"]
+        for rule, value in sorted(tls["refused"].items()):
+            lines.append(f'rantai_tls_refusals_total{{rule="{rule}"}} {value}')
+        gauge("tls_certificate_days_left", (tls.get("certificate") or {}).get("days_left", 0),
+              "Days until this node's TLS certificate expires (replace it before: docs/operations.md).")
+        gauge("tls_reloads", tls["reloads"], "Certificate reloads since start (SIGHUP or the files changing).")
     return "\n".join(lines) + "\n"

@@ -75,7 +75,9 @@ SCHEMAS: dict[str, Any] = {
     "Changes": {"type": "object", "required": ["to", "changes"],
                 "properties": {"to": {"type": "integer"}, "changes": {"type": "array", "items": _ref("Receipt")}}},
     "History": {"type": "object", "required": ["item", "receipts"],
-                "properties": {"item": {"type": "string"}, "receipts": {"type": "array", "items": _ref("Receipt")}}},
+                "properties": {"item": {"type": "string"}, "height": {"type": "integer"}, "head": {"type": "integer"},
+                               "receipts": {"type": "array", "items": _ref("Receipt")},
+                               "complete": {"type": "boolean"}, "next": {"type": ["string", "null"]}}},
     "Peer": {"type": "object", "properties": {"id": {"type": "string"}, "url": {"type": "string"},
                                               "height": {"type": ["integer", "null"]},
                                               "reachable": {"type": "boolean"}, "queued": {"type": "integer"},
@@ -182,7 +184,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": _answer("the receipts of the governance entries up to `to`", _ref("Changes")),
                       **_errors(400)}},
     ("get", "/v1/items/{item_id}/history"): {
-        "responses": {"200": _answer("every committed event naming the GS1 identifier", _ref("History"))}},
+        "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
+                              "receipts per page"),
+                       _query("page", {"type": "string"}, "the previous page's `next` token"),
+                       _query("height", {"type": "integer", "minimum": 0}, "answer as of this height (default: "
+                                                                           "the head; a page token pins it)")],
+        "responses": {"200": _answer("a page of the records naming the GS1 identifier, in chain order: `{item, "
+                                     "height, head, receipts, complete, next}` (docs/api.md, Items)",
+                                     _ref("History")), **_errors(400, 503)}},
     ("get", "/v1/status"): {"responses": {"200": _answer("the node's state (docs/operations.md)", _ref("Status"))}},
     ("get", "/metrics"): {"responses": {"200": {"description": "Prometheus text exposition (docs/operations.md, "
                                                                "Metrics)",

@@ -46,6 +46,7 @@ from .backup import backup_router
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
 from .explorer import explorer_router
+from .history import history_router
 from .metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
@@ -550,13 +551,6 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
             return respond(request, {"to": to, "changes": [r.to_obj() for r in receipts]})
         return respond(request, {"to": to, "changes": [json.loads(r.to_json()) for r in receipts]})
 
-    @app.get("/v1/items/{item_id:path}/history", summary="Every committed event naming a GS1 identifier")
-    async def get_history(request: Request, item_id: str) -> Response:
-        receipts = node.ledger.history(item_id)
-        if wants_msgpack(request):
-            return respond(request, {"item": item_id, "receipts": [r.to_obj() for r in receipts]})
-        return respond(request, {"item": item_id, "receipts": [json.loads(r.to_json()) for r in receipts]})
-
     # -- node ------------------------------------------------------------------------------------
     @app.get("/v1/status", summary="Height, view, primary, mempool and peers")
     async def get_status(request: Request) -> Response:
@@ -609,6 +603,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
+    app.include_router(history_router(node))  # /v1/items/{item}/history, paged (node/history.py)
     app.include_router(explorer_router())  # /explorer: the page that verifies in the browser (node/explorer/)
     app.include_router(backup_router(node))  # POST /v1/admin/backup, loopback only (node/backup.py)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission), metrics)

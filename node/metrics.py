@@ -235,9 +235,15 @@ def _section(name: str, value: Any) -> Iterator[Metric]:
             if isinstance(n, int):
                 family.add_metric([rule], n)
         yield family
-    days = (value.get("certificate") or {}).get("days_left") if name == "tls" else None
+    if name != "tls" or not value.get("enabled"):
+        return
+    days = (value.get("certificate") or {}).get("days_left")
     if isinstance(days, (int, float)):
-        yield _gauge("rantai_tls_certificate_days_left", "Days until this node's TLS certificate expires.", days)
+        yield _gauge("rantai_tls_certificate_days_left", "Days until this node's TLS certificate expires (replace "
+                     "it before: docs/operations.md).", days)
+    if isinstance(value.get("reloads"), int):
+        yield _gauge("rantai_tls_reloads", "Certificate reloads since start (SIGHUP or the files changing).",
+                     value["reloads"])
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

@@ -44,6 +44,7 @@ from .answers import (
 )
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
+from .explorer import explorer_router
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -356,7 +357,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = f"{request.method} {request.url.path}: {exc.detail}"
         if request.url.path.startswith("/epcis"):
-            kind = {404: "NoSuchResourceException", 405: "MethodNotAllowedException"}.get(
+            kind = {404: "NoSuchResourceException", 405: "MethodNotAllowedException",
+                    406: "NotAcceptableException"}.get(
                 exc.status_code, "ValidationException" if exc.status_code < 500 else "ImplementationException")
             return epcis_problem(exc.status_code, kind, message, headers=dict(exc.headers or {}))
         return respond(request, {"error": _http_rule(exc.status_code), "message": message}, exc.status_code,
@@ -586,6 +588,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
+    app.include_router(explorer_router())  # /explorer: the page that verifies in the browser (node/explorer/)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +94,7 @@ class Node:
         mempool_max: int = 50_000,
         name: str = "",
         verify_workers: int = 2,
+        peer_tls: ssl.SSLContext | None = None,
     ) -> None:
         # A key the genesis does not list may be a validator the consortium added later: the chain
         # says, once the store is open (``start``); until it is one, the node observes.
@@ -116,6 +118,8 @@ class Node:
         self.admission: Any = None  # the API's admission control (node/admission.py), set by create_app
         self.on_fatal: Callable[[BaseException], None] | None = None
         self.closing: asyncio.Future | None = None  # done once the node begins to shut down (ends peer streams)
+        self.peer_tls = peer_tls  # verifies peers and presents this node's certificate (node/tls.py); None: defaults
+        self.status_extra: dict[str, Callable[[], Any]] = {}  # more sections of ``status`` (e.g. "tls", from cli run)
 
     @classmethod
     def from_config(cls, cfg: NodeConfig, **kw: Any) -> "Node":
@@ -201,7 +205,8 @@ class Node:
         gov = self.ledger.governance
         self.peer_urls = {pid: url for c in gov.configs for pid, url in self._urls(c.validators).items()}
         self._configs_seen, self._version_seen = len(gov.configs), gov.configs[-1].version
-        self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg)
+        self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg,
+                                       verify=self.peer_tls if self.peer_tls is not None else True)
         self.transport.start()
         self.forwarder = Forwarder(self.id, self.mempool, self.transport, self._count)
         self._events: list[tuple[Any, ...]] = []
@@ -657,6 +662,7 @@ class Node:
             "catch_up": self.catching_up.state,
             "fatal": None if self.fatal is None else f"{type(self.fatal).__name__}: {self.fatal}",
             "counters": {**self.counters, **{f"replica.{k}": v for k, v in rs.get("dropped", {}).items()}},
+            **{name: section() for name, section in self.status_extra.items()},
         }
 
 

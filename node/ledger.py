@@ -107,7 +107,8 @@ class Ledger:
         self.storage = storage
         self._cache: OrderedDict[int, _StoredBlock] = OrderedDict()
         self._cache_blocks = cache_blocks
-        upgrade(storage.db, self._headers())  # an older store's EPCIS index (node/epcis_index.py)
+        # an older store's EPCIS index (node/epcis_index.py)
+        upgrade(storage.db, self._headers(), lambda: storage.blocks(1, storage.height))
         self.governance = replay_governance(storage, genesis, storage.height)
 
     def _headers(self) -> Iterator[tuple[int, int]]:

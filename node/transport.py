@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -88,6 +89,7 @@ class PeerTransport:
         queue_max: int = 4096,
         max_age_s: float = 5.0,
         backoff_s: tuple[float, float] = (0.05, 1.0),
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.queue_max = queue_max
         self.max_age_s = max_age_s
@@ -96,6 +98,7 @@ class PeerTransport:
         self.lanes: dict[str, dict[str, _Lane]] = {kind: {} for kind in LANES.values()}
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._transport = transport
+        self._verify = verify  # for https:// peers: node/tls.py's context (CA, pins, this node's certificate)
         self._started = False
         self._closed = False
         for pid, url in peers.items():
@@ -118,6 +121,7 @@ class PeerTransport:
         return httpx.AsyncClient(
             base_url=url,
             transport=t,
+            verify=self._verify,
             # No read timeout: a stream's answer comes only when it ends. A write that the peer
             # does not take for 10 s breaks the stream (it is reopened).
             timeout=httpx.Timeout(10.0, connect=2.0, read=None),

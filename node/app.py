@@ -44,6 +44,7 @@ from .answers import (
 )
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
+from .subscriptions import Subscriptions
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -325,15 +326,18 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     if not isinstance(admission, Admission):
         admission = Admission(admission)
     node.admission = admission  # status and tests read its counters
+    subscriptions = Subscriptions(node)  # named queries, webhook and WebSocket delivery (node/subscriptions.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
             await node.start()
+            await subscriptions.start()
         try:
             yield
         finally:
             if manage_lifecycle:
+                await subscriptions.stop()
                 await node.stop()
 
     app = FastAPI(title="rantai node", version="1", lifespan=lifespan,
@@ -585,6 +589,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         accepted = sum(1 for _, r in results if isinstance(r, SignedRecord))
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
+    app.include_router(subscriptions.router())  # /epcis/queries/... (node/subscriptions.py)
+    app.state.subscriptions = subscriptions  # started by the lifespan; by hand where the caller runs the node
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
 

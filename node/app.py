@@ -546,6 +546,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     async def get_status(request: Request) -> Response:
         status = node.status()
         status["admission"] = dict(admission.counters)  # how often each limit refused (docs/operations.md)
+        status["subscriptions"] = subscriptions.status()  # named queries, subscriptions, deliveries
         heights = await node.peer_heights()
         for p in status["peers"]:
             h = heights.get(p["id"])

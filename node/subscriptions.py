@@ -431,6 +431,12 @@ class Subscriptions:
         if self._http is not None:
             await self._http.aclose()
 
+    def status(self) -> dict[str, Any]:
+        """For ``GET /v1/status``: how many of each, what was delivered, and the subscriptions in trouble."""
+        failing = sorted(s.id for s in self.subs.values() if s.last_error is not None)
+        return {"queries": len(self.queries), "webhooks": len(self.subs), "websockets": len(self.sockets),
+                "failing": failing, "counters": dict(self.counters)}
+
     # -- commit notification -----------------------------------------------------------------------------
     def _on_commit(self, height: int, info: Any) -> None:
         """Called by the storage after each stored block, on the disk thread: only wakes the loop."""
@@ -945,7 +951,7 @@ async def _deny(ws: WebSocket, response: Response) -> None:
 
 async def _forward_events(request: Request, name: str, pairs: list[tuple[str, str]],
                           extra: list[tuple[str, str]]) -> Response:
-    """Answer with ``GET /epcis/events?<the query's parameters>&<extra>``, run by the app itself, so a named
+    """Answer with ``GET /epcis/events?<the query's parameters>&<extra>``, run by the app's router, so a named
     query answers exactly as the query endpoint (parameters, paging, proofs, headers, errors); the next-page
     link is rewritten to this path and ``queryName`` is the query's name."""
     scope = dict(request.scope)
@@ -967,7 +973,9 @@ async def _forward_events(request: Request, name: str, pairs: list[tuple[str, st
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    await request.scope["app"](scope, receive, send)
+    # The app's router, not the app: the middleware in front of it (the read policy's guard among them) has
+    # admitted this request already, under its own path; what it left in the scope (the reader) goes along.
+    await request.scope["router"](scope, receive, send)
     body = b"".join(chunks)
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in started.get("headers", [])]
     out: dict[str, str] = {}

@@ -227,6 +227,8 @@ def test_webhook_delivers_every_event_once_in_order_across_failures_and_a_restar
              or len(receiver.events) >= 4)
     wait_for("4 events", lambda: len(receiver.events) >= 4)
     assert receiver.refused == 2
+    status = c.get("/v1/status").json()["subscriptions"]
+    assert status["queries"] == 1 and status["webhooks"] == 1 and status["counters"]["webhook-retries"] == 2
 
     receiver.max_events = 1  # "send smaller batches": the node halves its batch until accepted
     wanted += local.submit(5)

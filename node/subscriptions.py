@@ -394,8 +394,13 @@ class Subscriptions:
             obj = json.loads(value)
             self.queries[obj["name"]] = obj
         cursors = {k[len(CURSOR_KEY):].decode(): json.loads(v) for k, v in db.iterator(prefix=CURSOR_KEY)}
-        for _, value in db.iterator(prefix=SUB_KEY):
-            sub = Subscription.from_stored(json.loads(value))
+        for key, value in db.iterator(prefix=SUB_KEY):
+            try:
+                sub = Subscription.from_stored(json.loads(value))
+            except (ValueError, KeyError, TypeError) as exc:  # ControlError too: rules may have tightened since
+                # Kept on disk (deleting it is the partner's or the operator's call), but not run.
+                log.error("subscription %s not resumed: %s", key[len(SUB_KEY):].decode("ascii", "replace"), exc)
+                continue
             cur = cursors.get(sub.id)
             if cur is not None:
                 sub.next = (cur["next"][0], cur["next"][1])
@@ -586,6 +591,9 @@ class Subscriptions:
             await self.run(sub, self._post, self._save_cursor)
         except _Gone:
             return
+        except QueryParameterError as exc:  # stored before this node's query engine refused it
+            log.error("subscription %s stopped: its query is refused: %s", sub.id, exc)
+            sub.last_error = f"the named query is refused by this node's query engine ({exc}): recreate it"
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not take the node down; the subscription shows the error
@@ -694,6 +702,7 @@ class Subscriptions:
 
         delivery = asyncio.create_task(self.run(sub, send, save))
         reader = asyncio.create_task(drain())
+        code, reason = 1000, ""
         try:
             await asyncio.wait([delivery, reader], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -705,11 +714,19 @@ class Subscriptions:
                     await t
                 except (asyncio.CancelledError, _Gone, WebSocketDisconnect):
                     pass
+                except QueryParameterError as exc:  # the query was stored before the engine refused it
+                    code, reason = 1008, f"the named query is refused: {exc}"[:120]
                 except Exception:
                     log.exception("WebSocket subscription %s failed", sub.id)
+                    code, reason = 1011, "internal error (logged by the node)"
+            closing = self.node.closing
+            if not self.started or (closing is not None and closing.done()):
+                code, reason = 1001, "the node is shutting down"
+            elif query_name not in self.queries:
+                reason = "the named query was deleted"
             if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
                 try:
-                    await ws.close(1001 if not self.started or query_name not in self.queries else 1000)
+                    await ws.close(code, reason)
                 except Exception:  # noqa: BLE001 - the peer may be gone already
                     pass
 

@@ -328,7 +328,8 @@ def test_websocket_closes_when_its_query_is_deleted(local):
     with c.websocket_connect("/epcis/queries/ship/events?stream=true") as ws:
         assert c.delete("/epcis/queries/ship").status_code == 204
         message = ws.receive()
-        assert message["type"] == "websocket.close"
+        assert message["type"] == "websocket.close" and message["code"] == 1000
+        assert message["reason"] == "the named query was deleted"
 
 
 # -- schedules ----------------------------------------------------------------------------------------------

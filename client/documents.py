@@ -406,7 +406,7 @@ def _cli() -> Any:
 def _doc_client(ctx: click.Context, cfg: Any, identity: Any = None) -> DocumentClient:
     c = _cli()
     return DocumentClient(cfg.load_genesis(), cfg.nodes or None, identity, timeout=cfg.timeout,
-                          transport=c._transport(ctx))  # noqa: SLF001
+                          transport=c._transport(ctx, cfg))  # noqa: SLF001
 
 
 def _import_command() -> click.Command:

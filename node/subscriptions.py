@@ -39,7 +39,8 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
-from fastapi import APIRouter, Request, WebSocket
+from fastapi import APIRouter, Depends, Request, WebSocket
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -50,7 +51,17 @@ from rantai.client.format.receipts import Receipt
 from rantai.consensus.crypto import sha256, signing_bytes
 
 from .answers import load_json, read_body
-from .epcis_api import EPCIS_CONTEXT, EPCIS_HEADERS, PROOFS_KEY, RANTAI_NS, epcis_problem, iso_ms, present_event
+from .epcis_api import (
+    DISCOVERY_HEADERS,
+    EPCIS_CONTEXT,
+    EPCIS_HEADERS,
+    PROOFS_KEY,
+    RANTAI_NS,
+    epcis_problem,
+    iso_ms,
+    negotiate,
+    present_event,
+)
 from .epcis_query import EventQuery, QueryParameterError, run_query
 from .validation import status_of
 
@@ -375,6 +386,7 @@ class Subscriptions:
         self.subs: dict[str, Subscription] = {}
         self.sockets: dict[str, Subscription] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        self._writes: set[asyncio.Future] = set()
         self._tick: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
@@ -428,6 +440,8 @@ class Subscriptions:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks.clear()
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         self._announce()  # WebSocket loops see started=False and close
         try:
             self.node.storage.on_commit.remove(self._hooked)
@@ -447,7 +461,10 @@ class Subscriptions:
         """Called by the storage after each stored block, on the disk thread: only wakes the loop."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._announce)
+            try:
+                loop.call_soon_threadsafe(self._announce)
+            except RuntimeError:  # the loop closed meanwhile: nobody is waiting; never fail the commit
+                pass
 
     def _announce(self) -> None:
         tick, self._tick = self._tick, asyncio.Event()
@@ -658,7 +675,12 @@ class Subscriptions:
                     else:
                         wb.put(k, v)
 
-        await asyncio.to_thread(write)
+        # Shielded and remembered: a task cancelled while its write runs must not let ``stop`` (and then the
+        # node) close the store under a write still in progress in the thread.
+        fut = asyncio.get_running_loop().run_in_executor(None, write)
+        self._writes.add(fut)
+        fut.add_done_callback(self._writes.discard)
+        await asyncio.shield(fut)
 
     # -- WebSockets --------------------------------------------------------------------------------------
     async def websocket(self, ws: WebSocket, query_name: str) -> None:
@@ -732,7 +754,9 @@ class Subscriptions:
 
     # -- the API -----------------------------------------------------------------------------------------
     def router(self) -> APIRouter:
-        router = APIRouter()
+        # The HTTP routes take the /epcis request headers' checks (Accept, GS1 versions: 406) of node/epcis_api.py.
+        router = APIRouter(dependencies=[Depends(negotiate)])
+        outer = APIRouter()
 
         @router.get("/epcis/queries", summary="Named queries on this node (paged)")
         async def list_queries(request: Request) -> Response:
@@ -813,7 +837,7 @@ class Subscriptions:
                                      "perPage, nextPageToken and proofs (subscription parameters need a WebSocket)")
             return await _forward_events(request, query_name, query_pairs(q["query"]), extra)
 
-        @router.websocket("/epcis/queries/{query_name}/events")
+        @outer.websocket("/epcis/queries/{query_name}/events")
         async def query_events_ws(websocket: WebSocket, query_name: str) -> None:
             await self.websocket(websocket, query_name)
 
@@ -896,7 +920,16 @@ class Subscriptions:
             await self._put([(SUB_KEY + sub.id.encode(), None), (CURSOR_KEY + sub.id.encode(), None)])
             return Response(status_code=204, headers=EPCIS_HEADERS)
 
-        return router
+        # OPTIONS discovery on each path, as node/epcis_api.py answers it on its own paths.
+        allowed: dict[str, set[str]] = {}
+        for r in router.routes:
+            if isinstance(r, APIRoute):
+                allowed.setdefault(r.path, set()).update(r.methods or ())
+        for path, methods in sorted(allowed.items()):
+            router.add_api_route(path, _discovery(methods), methods=["OPTIONS"], include_in_schema=False,
+                                 name="discovery")
+        outer.include_router(router)
+        return outer
 
     async def _end(self, sub: Subscription) -> None:
         self.subs.pop(sub.id, None)
@@ -910,6 +943,15 @@ class Subscriptions:
 
 
 # -- helpers of the routes -------------------------------------------------------------------------------------
+
+def _discovery(methods: set[str]) -> Callable[[], Awaitable[Response]]:
+    headers = {**DISCOVERY_HEADERS, "Allow": ", ".join(sorted(methods | {"OPTIONS"}))}
+
+    async def discovery() -> Response:
+        return Response(status_code=204, headers=headers)
+
+    return discovery
+
 
 def _no_query(name: str) -> Response:
     return epcis_problem(404, "NoSuchNameException", f"no named query {name!r} on this node")

@@ -145,6 +145,8 @@ def test_named_query_resources(local):
     nxt = c.get(first.headers["link"].split(">")[0][1:])
     assert [q["name"] for q in nxt.json()] == ["ship"] and "link" not in nxt.headers
     problem(c.get("/epcis/queries?perPage=0"), 400, "QueryParameterException")
+    problem(c.get("/epcis/queries", headers={"accept": "application/xml"}), 406, "NotAcceptableException")
+    problem(c.get("/epcis/queries/ship", headers={"GS1-EPCIS-Min": "3.0.0"}), 406, "NotAcceptableException")
 
     assert c.delete("/epcis/queries/recv").status_code == 204
     problem(c.delete("/epcis/queries/recv"), 404, "NoSuchNameException")

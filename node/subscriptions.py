@@ -45,7 +45,6 @@ from starlette.responses import Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from rantai.client.format.epcis import event_hash_id
-from rantai.client.format.epcis.event_hash import timestamp_us as parse_time_us
 from rantai.client.format.errors import RantaiError
 from rantai.client.format.receipts import Receipt
 from rantai.consensus.crypto import sha256, signing_bytes
@@ -62,7 +61,7 @@ from .epcis_api import (
     negotiate,
     present_event,
 )
-from .epcis_query import EventQuery, QueryParameterError, run_query
+from .epcis_query import EventQuery, QueryParameterError, query_time, run_query
 from .validation import status_of
 
 __all__ = ["Schedule", "Subscription", "Subscriptions", "may_see", "query_pairs", "reader_of",
@@ -297,8 +296,11 @@ class Subscription:
         if report and schedule is None:
             raise ControlError("reportIfEmpty applies to scheduled subscriptions only")
         initial = controls.get("initialRecordTime")
-        if initial is not None and parse_time_us(initial) is None:
-            raise ControlError(f"initialRecordTime: {initial!r} is not an RFC 3339 timestamp with time zone")
+        if initial is not None:
+            try:
+                query_time("initialRecordTime", initial if isinstance(initial, str) else repr(initial))
+            except QueryParameterError as exc:
+                raise ControlError(str(exc)) from None
         token = controls.get("signatureToken")
         if token is not None and (not isinstance(token, str) or not token):
             raise ControlError("signatureToken: a non-empty string expected")
@@ -500,7 +502,7 @@ class Subscriptions:
         height = self.node.storage.height
         if sub.initial_record_time is None:
             return (height + 1, 0)
-        t_ms = (parse_time_us(sub.initial_record_time) or 0) // 1000
+        t_ms = query_time("initialRecordTime", sub.initial_record_time) // 1000
         lo, hi = 1, height + 1  # block timestamps never decrease: the first height with timestamp >= t
         ledger = self.node.ledger
         while lo < hi:

@@ -197,6 +197,7 @@ def test_subscription_controls_are_checked(local, receiver):
         ({"dest": receiver.url, "schedule": {"fortnight": "1"}}, "unknown field"),
         ({"dest": receiver.url, "minute": "5"}, "inside \"schedule\""),
         ({"dest": receiver.url, "stream": True, "initialRecordTime": "yesterday"}, "initialRecordTime"),
+        ({"dest": receiver.url, "stream": True, "initialRecordTime": "2026-01-01T00:00:00"}, "no time zone"),
         ({"dest": receiver.url, "stream": True, "colour": "blue"}, "unknown subscription field"),
     ]:
         body = problem(c.post(url, json=body), 400, "SubscriptionControlsException")

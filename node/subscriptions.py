@@ -104,7 +104,10 @@ def reader_of(request: Request | WebSocket) -> str | None:
     """Who is asking (the verified reader's key id), stored with what they create; None: anonymous.
 
     The read policy (signed reads) decides who a request comes from; until it is merged every reader
-    is anonymous, which is what the node's default (public) read policy means.
+    is anonymous, which is what the node's default (public) read policy means. What is returned is stored
+    with the subscription and handed to ``may_see`` for every event, possibly long after: a key (not a
+    resolved member) lets ``may_see`` judge each event by the consortium in force at its height, so a
+    member removed later stops receiving. The subscription POST and the WebSocket handshake both pass here.
     """
     return None
 

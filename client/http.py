@@ -58,6 +58,7 @@ from .format.genesis import Genesis
 from .format.governance import Governance
 from .format.receipts import Receipt
 from .format.records import SignedRecord, sign_event
+from .format.signed_requests import sign_request
 from .format.validity import check_head, replay_changes
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "NoNodeAvailable",
     "NodeVerificationError",
     "NotFound",
+    "SignedReads",
     "StaleAnswer",
     "SubmitTimeout",
     "VerifiedHeader",
@@ -130,6 +132,22 @@ class SubmitTimeout(NodeError):
     def __init__(self, message: str, record_ids: Sequence[bytes]) -> None:
         super().__init__(message, records=[r.hex() for r in record_ids])
         self.record_ids = list(record_ids)
+
+
+class SignedReads(httpx.Auth):
+    """Signs every read (GET/HEAD) with a member's or validator's key (RFC 9421, docs/api.md "Signed reads"),
+    so a node whose read policy is not public answers it. ``key`` is a ``Signer`` or a callable giving the
+    one to use now (None: the request goes unsigned). Writes are signed record by record, not here."""
+
+    def __init__(self, key: Signer | Callable[[], Signer | None] | None) -> None:
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        signer = self.key() if callable(self.key) else self.key
+        if signer is not None and request.method in ("GET", "HEAD"):
+            request.headers.update(sign_request(signer, request.method, request.headers["host"], request.url.scheme,
+                                                request.url.raw_path.decode("ascii"), int(time.time())))
+        yield request
 
 
 def _strip_node(node: str, exc: BaseException) -> str:
@@ -724,7 +742,8 @@ class Client(_Core):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(genesis, nodes, identity, timeout, wait_timeout, on_failure)
-        self._http = httpx.Client(timeout=_httpx_timeout(timeout), transport=transport)
+        self._http = httpx.Client(timeout=_httpx_timeout(timeout), transport=transport,
+                                  auth=SignedReads(lambda: self.identity))
 
     def __enter__(self) -> "Client":
         return self
@@ -844,7 +863,8 @@ class AsyncClient(_Core):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(genesis, nodes, identity, timeout, wait_timeout, on_failure)
-        self._http = httpx.AsyncClient(timeout=_httpx_timeout(timeout), transport=transport)
+        self._http = httpx.AsyncClient(timeout=_httpx_timeout(timeout), transport=transport,
+                                       auth=SignedReads(lambda: self.identity))
 
     async def __aenter__(self) -> "AsyncClient":
         return self

@@ -44,6 +44,7 @@ from .answers import (
 )
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
+from .read_policy import ReadGuard, check_visible, metrics_lines, visible
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -338,6 +339,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
 
     app = FastAPI(title="rantai node", version="1", lifespan=lifespan,
                   description="A rantai validator's API (docs/api.md).")
+    app.add_middleware(ReadGuard, node=node)  # every read: signed, and allowed by the read policy (read_policy.py)
     params = node.genesis.params
     max_block_bytes = params["max_block_bytes"]
     max_count = params["max_block_records"]
@@ -475,6 +477,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         receipt = node.ledger.receipt(rid)
         if receipt is None:
             raise ApiError(404, "not found", f"record {record_id} is not committed here", id=record_id)
+        check_visible(request, receipt.record, node)
         if wants_msgpack(request):
             return respond(request, receipt.to_obj())
         return Response(receipt.to_json(), media_type=JSON)
@@ -532,7 +535,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
 
     @app.get("/v1/items/{item_id:path}/history", summary="Every committed event naming a GS1 identifier")
     async def get_history(request: Request, item_id: str) -> Response:
-        receipts = node.ledger.history(item_id)
+        receipts = [r for r in node.ledger.history(item_id) if visible(request, r.record)]
         if wants_msgpack(request):
             return respond(request, {"item": item_id, "receipts": [r.to_obj() for r in receipts]})
         return respond(request, {"item": item_id, "receipts": [json.loads(r.to_json()) for r in receipts]})
@@ -620,4 +623,5 @@ def prometheus_text(node: Node, admission_counters: Mapping[str, int]) -> str:
               "# TYPE rantai_admission_refusals_total counter"]
     for name, value in sorted(admission_counters.items()):
         lines.append(f'rantai_admission_refusals_total{{limit="{_metric_name(name)}"}} {value}')
+    lines += metrics_lines(getattr(node, "read_refusals", {}))
     return "\n".join(lines) + "\n"

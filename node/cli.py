@@ -78,9 +78,14 @@ def cli() -> None:
                    "(best when validators share cores).")
 @click.option("--approvals", default=None, metavar="N|majority",
               help="Admin approvals a configuration change needs (default: a majority of the admins).")
+@click.option("--read-policy", default="members", show_default=True,
+              type=click.Choice(["members", "public", "parties"]), help="Who may read what (docs/governance.md).")
+@click.option("--company-prefix", "company_prefixes", multiple=True, metavar="MEMBER=PREFIX[,PREFIX]",
+              help="A member's GS1 Company Prefixes, for the parties read policy (repeatable).")
 @_friendly
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
-                     params: tuple[str, ...], verify_workers: int, approvals: str | None) -> None:
+                     params: tuple[str, ...], verify_workers: int, approvals: str | None, read_policy: str,
+                     company_prefixes: tuple[str, ...]) -> None:
     """DEVNET/TEST ONLY: every key, genesis.json and each validator's config, made on this one machine.
 
     Whoever runs this holds every organisation's private keys. A real consortium runs the key
@@ -92,9 +97,15 @@ def init_network_cmd(validators: int, members: str, out: str, base_port: int, ho
     threshold: int | str | None = None
     if approvals is not None:
         threshold = "majority" if approvals == "majority" else int(approvals)
+    prefixes: dict[str, list[str]] = {}
+    for spec in company_prefixes:
+        who, eq, listed = spec.partition("=")
+        if not eq:
+            raise click.BadParameter(f"{spec!r}: MEMBER=PREFIX[,PREFIX] expected", param_hint="--company-prefix")
+        prefixes.setdefault(who.strip(), []).extend(p.strip() for p in listed.split(",") if p.strip())
     path = init_network(out, validators=validators, members=names, base_port=base_port, host=host,
                         chain_id=chain_id, params=_params(params), verify_workers=verify_workers,
-                        approvals=threshold)
+                        approvals=threshold, read_policy=read_policy, company_prefixes=prefixes)
     click.echo(f"genesis: {path}")
     for i in range(validators):
         click.echo(f"v{i}: {Path(out) / f'v{i}.toml'}  http://{host}:{base_port + i}")

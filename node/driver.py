@@ -56,6 +56,7 @@ from .config import NodeConfig
 from .forwarding import Forwarder
 from .ledger import Ledger
 from .mempool import Mempool
+from .read_policy import ValidatorReadAuth
 from .storage import Storage
 from .storecheck import check_store
 from .transport import PeerTransport
@@ -201,7 +202,8 @@ class Node:
         gov = self.ledger.governance
         self.peer_urls = {pid: url for c in gov.configs for pid, url in self._urls(c.validators).items()}
         self._configs_seen, self._version_seen = len(gov.configs), gov.configs[-1].version
-        self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg)
+        self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg,
+                                       auth=ValidatorReadAuth(self.signer))
         self.transport.start()
         self.forwarder = Forwarder(self.id, self.mempool, self.transport, self._count)
         self._events: list[tuple[Any, ...]] = []

@@ -34,6 +34,7 @@ from .admission import CURRENT_TICKET
 from .answers import ApiError, client_address, load_json, read_body, respond, wants_msgpack
 from .epcis_index import lookup_event_id, lookup_hash_id, parse_hash_id
 from .epcis_query import EventQuery, QueryParameterError, run_query
+from .read_policy import check_visible, visible
 from .validation import error_body, status_of
 
 __all__ = ["epcis_problem", "epcis_router", "present_event", "SIGNATURE_KEY", "EPCIS_CONTEXT", "RANTAI_NS"]
@@ -175,6 +176,7 @@ def epcis_router(node: Any) -> APIRouter:
         receipt = node.ledger.receipt_at(height, index)
         if receipt is None:
             raise ApiError(404, "not found", f"event {event_id}: record {rid.hex()} not readable", eventID=event_id)
+        check_visible(request, receipt.record, node)
         hid = event_hash_id(receipt.record.event)
         headers = {"x-rantai-event-hash-id": hid, "x-rantai-record-id": rid.hex()}
         if wants_msgpack(request):
@@ -321,7 +323,7 @@ def epcis_router(node: Any) -> APIRouter:
 
         def load(height: int, index: int) -> Any:
             receipt = ledger.receipt_at(height, index)
-            if receipt is None:
+            if receipt is None or not visible(request, receipt.record):  # "parties": only the reader's events
                 return None
             return receipt.record.event, receipt.header.timestamp * 1000, receipt
 

@@ -38,6 +38,7 @@ __all__ = [
     "authority",
     "parse",
     "sign",
+    "sign_request",
     "signature_base",
     "signature_params",
     "verify",
@@ -123,6 +124,13 @@ def sign(signer: Signer, method: str, authority: str, path: str, query: str, cre
     signature = signer.private_key.sign(signature_base(method, authority, path, query, params))
     return {"Signature-Input": f"{LABEL}={params}",
             "Signature": f"{LABEL}=:{base64.b64encode(signature).decode('ascii')}:"}
+
+
+def sign_request(signer: Signer, method: str, host: str, scheme: str, target: str, created: int) -> dict[str, str]:
+    """``sign`` for a request as an HTTP client holds it: its ``Host`` header, its URL's scheme and its
+    request target (``/path?query`` as sent)."""
+    path, _, query = target.partition("?")
+    return sign(signer, method, authority(host, scheme), path, "?" + query, created)
 
 
 def _members(header: str) -> dict[str, str]:

@@ -257,9 +257,11 @@ def audit_cmd(data_dirs: tuple[str, ...], genesis_path: str, compare_: bool, end
 @cli.command("status")
 @click.argument("url", default="http://127.0.0.1:7100")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="This validator's (or a member's) key: signs the read of the configuration in force.")
 @_friendly
-def status_cmd(url: str, as_json: bool) -> None:
-    """Height, view, primary, peers and their heights, mempool size."""
+def status_cmd(url: str, as_json: bool, key_path: str | None) -> None:
+    """Height, view, primary, peers and their heights, mempool size; with --key, the validators in force."""
     r = httpx.get(url.rstrip("/") + "/v1/status", timeout=5.0)
     if r.status_code != 200:
         raise RuntimeError(f"{url} answered HTTP {r.status_code}: {r.text[:200]}")
@@ -273,14 +275,22 @@ def status_cmd(url: str, as_json: bool) -> None:
     for p in s.get("peers", []):
         h = "-" if p.get("height") is None else p["height"]
         click.echo(f"peer     {p['id']}  {p['url']}  height {h}  {'up' if p.get('reachable') else 'DOWN'}")
-    _print_validators_in_force(url)
+    _print_validators_in_force(url, key_path)
 
 
-def _print_validators_in_force(url: str) -> None:
+def _print_validators_in_force(url: str, key_path: str | None = None) -> None:
     """The validator set governing the next block, from the node's own ``GET /v1/config``: after a
     governance change an operator checks here which validators this node now counts votes from.
     (This trusts the node; ``rantai members`` verifies the same against the genesis.)"""
-    r = httpx.get(url.rstrip("/") + "/v1/config", timeout=5.0)
+    from rantai.client.format.keys import load_key
+
+    from .read_policy import ValidatorReadAuth
+
+    auth = ValidatorReadAuth(load_key(key_path)) if key_path else None
+    r = httpx.get(url.rstrip("/") + "/v1/config", timeout=5.0, auth=auth)  # a read: signed (docs/api.md)
+    if r.status_code in (401, 403):
+        click.echo(f"config   not shown: {r.json().get('error')} (pass --key, this validator's key file)")
+        return
     if r.status_code != 200:  # a node from before governance: nothing more to show
         return
     c = r.json()

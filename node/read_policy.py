@@ -92,7 +92,7 @@ class ReadGuard:
                         method=scope["method"], authority=authority(_header(headers, b"host") or "", scope["scheme"]),
                         path=path, query=query, now=int(time.time()))
         gov = self.node.ledger.governance
-        found = reader_of(gov.at(gov.height + 1), signed.public_key if signed is not None else None)
+        found = reader_of(gov.at(gov.height + 1), signed.public_key if signed is not None else None, gov.latest)
         if not found.sees_all and not (scope["path"] in PARTIES_PATHS or scope["path"].startswith(PARTIES_PREFIXES)):
             raise ReadRefused("read.not-allowed", f"under the 'parties' read policy only auditors and validators read "
                               f"{scope['path']} (it holds every member's records)", reader=found.name)

@@ -48,8 +48,11 @@ class Reader:
 ANONYMOUS = Reader("anonymous", "anonymous", sees_all=True)  # only ever returned under "public"
 
 
-def reader_of(consortium: Consortium, public_key: bytes | None) -> Reader:
+def reader_of(consortium: Consortium, public_key: bytes | None, latest: Consortium | None = None) -> Reader:
     """The reader a verified signature's key (None: no signature) is under ``consortium``'s read policy.
+
+    ``latest`` (the consortium with every approved change applied, not all in force yet) admits a validator
+    whose addition is approved but not yet in force: it must catch up before the height it votes at.
 
     Raises ``ReadRefused``: ``read.unsigned`` for an anonymous read unless the policy is public;
     ``read.not-member`` for a key that is no validator's and no active member's (under ``public``
@@ -62,7 +65,7 @@ def reader_of(consortium: Consortium, public_key: bytes | None) -> Reader:
         raise ReadRefused("read.unsigned", f"this chain's read policy is {policy!r}: reads must be signed by a member "
                           "or validator key (RFC 9421, docs/api.md \"Signed reads\")", read_policy=policy)
     kid = key_id(public_key)
-    validator = consortium.validator_by_id.get(kid)
+    validator = consortium.validator_by_id.get(kid) or (latest.validator_by_id.get(kid) if latest else None)
     if validator is not None and validator.public_key == public_key:
         return Reader("validator", validator.name, sees_all=True)
     member = consortium.members.get(kid)

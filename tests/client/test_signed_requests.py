@@ -158,6 +158,12 @@ def test_readers_under_each_policy():
         assert reader_of(g, v[0].public_key).kind == "validator" and reader_of(g, v[0].public_key).sees_all
         assert reader_of(g, watch.public_key).sees_all  # the auditor role
         assert reader_of(g, kopi.public_key).sees_all is (policy == "members")
+    joiner = Signer.from_seed(bytes([88]) * 32)
+    latest = g.changed({"op": "add_validator", "name": "v4", "public_key": joiner.public_key,
+                        "url": "http://127.0.0.1:7104", "proof": bytes(64)})
+    with pytest.raises(ReadRefused):
+        reader_of(g, joiner.public_key)
+    assert reader_of(g, joiner.public_key, latest).kind == "validator"  # approved, not yet in force: catches up
     g, v, acme, kopi, watch = _genesis("public")
     assert reader_of(g, None) is ANONYMOUS and reader_of(g, Signer.from_seed(bytes(32)).public_key) is ANONYMOUS
 

@@ -11,6 +11,7 @@ from ports import free_base_port  # tests/ports.py (tests/ is on sys.path throug
 from rantai.client.devnet import Devnet
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.records import SignedRecord, sign_event
+from rantai.client.http import SignedReads
 
 from .conftest import event
 
@@ -51,7 +52,7 @@ class Api:
         self.urls = net.urls
         self.genesis = net.genesis
         self.acme = net.member_key("acme")
-        self.http = httpx.Client(timeout=60.0)
+        self.http = httpx.Client(timeout=60.0, auth=SignedReads(self.acme))  # reads are signed (docs/api.md)
 
     def records(self, n: int) -> list[SignedRecord]:
         return [sign_event(self.acme, self.genesis, event()) for _ in range(n)]

@@ -897,7 +897,7 @@ def gov_approve(ctx: click.Context, proposal: str, **kw: Any) -> None:
 
     pid = proposal.lower()
     if len(pid) != 64:
-        opts = {k: kw[k] for k in ("config_file", "genesis", "nodes", "timeout")}
+        opts = {k: kw[k] for k in ("config_file", "genesis", "nodes", "timeout", "key")}  # the key signs the read
         with _gov_client(ctx, dict(opts), signing=False) as client:
             pid = GovView.load(client).find(pid)["id"]
     try:
@@ -910,6 +910,7 @@ def gov_approve(ctx: click.Context, proposal: str, **kw: Any) -> None:
 @gov.command("list")
 @click.option("--open", "only_open", is_flag=True, help="Only proposals still waiting for approvals.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False), help=_READ_KEY_HELP)
 @_common()
 @click.pass_context
 def gov_list(ctx: click.Context, only_open: bool, as_json: bool, **kw: Any) -> None:
@@ -932,6 +933,7 @@ def gov_list(ctx: click.Context, only_open: bool, as_json: bool, **kw: Any) -> N
 @gov.command("show")
 @click.argument("proposal")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False), help=_READ_KEY_HELP)
 @_common()
 @click.pass_context
 def gov_show(ctx: click.Context, proposal: str, as_json: bool, **kw: Any) -> None:

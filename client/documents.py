@@ -331,7 +331,7 @@ class DocumentClient:
     def history(self, item: str) -> list[Verified]:
         from .http import Client
 
-        with Client(self.genesis, self.nodes, transport=self.http._transport) as c:  # noqa: SLF001
+        with Client(self.genesis, self.nodes, self.identity, transport=self.http._transport) as c:  # noqa: SLF001
             return [Verified(served_event(vr.receipt), vr.receipt, event_hash_id(vr.event)) for vr in c.history(item)]
 
     def export(self, *, item: str | None = None, start: str | None = None, end: str | None = None) -> list[Verified]:

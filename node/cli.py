@@ -378,9 +378,11 @@ def genesis_group() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write genesis.json (new file).")
 @click.option("--param", "params", multiple=True, help="Genesis parameter KEY=VALUE (repeatable).")
 @click.option("--created-at", help="The genesis created_at (default: now, UTC), e.g. to re-assemble the same bytes.")
+@click.option("--read-policy", type=click.Choice(["members", "public", "parties"]),
+              help="Who may read what (docs/governance.md, Read policy); left out of the file: members.")
 @_friendly
 def genesis_assemble_cmd(requests: tuple[str, ...], chain_id: str, approvals: str, out: str,
-                         params: tuple[str, ...], created_at: str | None) -> None:
+                         params: tuple[str, ...], created_at: str | None, read_policy: str | None) -> None:
     """Coordinator: check every join request's proof and write the genesis; print its hash.
 
     Send the genesis file to every organisation; each checks it (rantai genesis check) and compares
@@ -397,7 +399,7 @@ def genesis_assemble_cmd(requests: tuple[str, ...], chain_id: str, approvals: st
         n_approvals = approvals
     reqs = [load_request(p) for p in requests]
     genesis = assemble(chain_id, reqs, approvals=n_approvals, params=_params(params),
-                       created_at=created_at or _utc_now())
+                       created_at=created_at or _utc_now(), read_policy=read_policy)
     _create_exclusive(out, genesis.to_json())
     click.echo(f"wrote {out} from {len(reqs)} join requests, every proof of possession checked")
     for line in summary(genesis):

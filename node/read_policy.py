@@ -71,14 +71,19 @@ class ReadGuard:
             node.read_refusals = Counter()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in READS or is_open(scope["path"]):
+        # A WebSocket is a read too (its handshake is a GET): a subscription's stream carries records.
+        websocket = scope["type"] == "websocket"
+        if not (websocket or (scope["type"] == "http" and scope["method"] in READS)) or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         try:
             found = self.admit(scope)
         except ReadRefused as exc:
             self.node.read_refusals[exc.rule] += 1
-            await refusal(Request(scope), exc)(scope, receive, send)
+            if websocket:  # refused before it is accepted: the server answers the handshake 403
+                await send({"type": "websocket.close", "code": 1008, "reason": exc.rule})
+            else:
+                await refusal(Request(scope), exc)(scope, receive, send)
             return
         scope.setdefault("state", {})[_SCOPE_KEY] = found
         await self.app(scope, receive, send)
@@ -88,9 +93,9 @@ class ReadGuard:
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.split(b"?", 1)[0].decode("latin-1")  # httpx's in-process transport sends path?query
         query = "?" + bytes(scope.get("query_string") or b"").decode("latin-1")
+        host = authority(_header(headers, b"host") or "", scope.get("scheme", "http"))
         signed = verify(_header(headers, b"signature-input"), _header(headers, b"signature"),
-                        method=scope["method"], authority=authority(_header(headers, b"host") or "", scope["scheme"]),
-                        path=path, query=query, now=int(time.time()))
+                        method=scope.get("method", "GET"), authority=host, path=path, query=query, now=int(time.time()))
         gov = self.node.ledger.governance
         found = reader_of(gov.at(gov.height + 1), signed.public_key if signed is not None else None, gov.latest)
         if not found.sees_all and not (scope["path"] in PARTIES_PATHS or scope["path"].startswith(PARTIES_PREFIXES)):

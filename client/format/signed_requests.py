@@ -85,7 +85,7 @@ class SignedRead:
 def authority(host: str, scheme: str) -> str:
     """``@authority`` (RFC 9421 §2.2.3): the Host as sent, lower-cased, without the scheme's default port."""
     host = host.strip().lower()
-    default = {"http": ":80", "https": ":443"}.get(scheme.lower())
+    default = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}.get(scheme.lower())
     if default and host.endswith(default):
         host = host[: -len(default)]
     return host

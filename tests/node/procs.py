@@ -47,12 +47,13 @@ def wait_until(what: str, fn: Callable[[], bool], timeout: float = 120.0, every:
 
 
 class Api:
-    def __init__(self, net: Devnet) -> None:
+    def __init__(self, net: Devnet, reader: str = "acme") -> None:
         self.net = net
         self.urls = net.urls
         self.genesis = net.genesis
         self.acme = net.member_key("acme")
-        self.http = httpx.Client(timeout=60.0, auth=SignedReads(self.acme))  # reads are signed (docs/api.md)
+        # reads are signed (docs/api.md); ``reader``: a member the test never removes
+        self.http = httpx.Client(timeout=60.0, auth=SignedReads(net.member_key(reader)))
 
     def records(self, n: int) -> list[SignedRecord]:
         return [sign_event(self.acme, self.genesis, event()) for _ in range(n)]

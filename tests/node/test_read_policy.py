@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.epcis import event_hash_id
@@ -194,3 +195,26 @@ def test_parties_policy_filters_by_reader(tmp_path):
                 await n.stop()
 
     asyncio.run(main())
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_a_websocket_is_a_read_too(tmp_path):
+    """A subscription's WebSocket carries records: its handshake is checked like any GET (refused: 1008)."""
+    from starlette.testclient import TestClient
+
+    c = Cluster(tmp_path, "members")
+    app = create_app(c.nodes[0])
+
+    async def echo(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_text("hello")
+        await ws.close()
+
+    app.api.add_api_websocket_route("/v1/test-stream", echo)
+    with TestClient(app) as tc:  # its WebSocket requests go to ws://testserver
+        with pytest.raises(WebSocketDisconnect) as info, tc.websocket_connect("/v1/test-stream"):
+            pass
+        assert info.value.code == 1008 and info.value.reason == "read.unsigned"
+        signed = sign_request(c.acme, "GET", "testserver", "ws", "/v1/test-stream", int(time.time()))
+        with tc.websocket_connect("/v1/test-stream", headers=signed) as ws:
+            assert ws.receive_text() == "hello"

@@ -161,7 +161,7 @@ def verify_offline(net: Devnet, path: Path) -> str:
 
 def test_a_fifth_validator_joins_under_load_then_an_original_leaves(tmp_path):
     net = start_devnet(tmp_path)
-    api = Api(net)
+    api = Api(net, reader="tani")  # acme is removed here; tani never is
     gov = Gov(net)
     receipts_dir = tmp_path / "receipts"
     receipts_dir.mkdir()
@@ -308,7 +308,7 @@ def post_one(api: Api, i: int, record) -> tuple[int, dict]:
 
 def test_members_removed_rotated_and_revoked(tmp_path):
     net = start_devnet(tmp_path)
-    api = Api(net)
+    api = Api(net, reader="tani")  # acme is removed here; tani never is
     gov = Gov(net)
     load = None
     serial = iter(range(700_000, 800_000))

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint sim bench faults faults-short clean venv
+.PHONY: demo test lint sim bench faults faults-short netns clean venv
 
 venv: $(STAMP)
 
@@ -47,6 +47,11 @@ faults-short: $(STAMP)
 
 faults: $(STAMP)
 	$(BIN)/python -m tests.faults.run --kills 100 --partitions 20 $(FAULTS_FLAGS)
+
+# Four validators in four Linux network namespaces over TLS (tests/netns/; also part of `make test`,
+# where it is skipped without root or `ip netns`). About a minute.
+netns: $(STAMP)
+	$(BIN)/python -m pytest -s -m netns tests/netns
 
 bench: $(STAMP)
 	$(BIN)/rantai bench --json .rantai/bench.json

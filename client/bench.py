@@ -49,6 +49,9 @@ from .format.records import sign_event
 __all__ = ["BenchConfig", "run_bench"]
 
 MSGPACK = "application/msgpack"
+# How every client of the run verifies the nodes: True (plain HTTP), or the devnet CA's context with
+# --tls; set before the load processes fork, so they inherit it.
+VERIFY: Any = True
 
 
 # -- what is measured ------------------------------------------------------------------------
@@ -150,12 +153,13 @@ def dir_bytes(path: Path) -> int:
 class BenchNet:
     """A fresh devnet for one bench run, with its members' seeds known so records can be pre-signed in workers."""
 
-    def __init__(self, root: Path, validators: int, base_port: int, members: int, profile: bool) -> None:
+    def __init__(self, root: Path, validators: int, base_port: int, members: int, profile: bool,
+                 tls: bool = False) -> None:
         if root.exists():
             shutil.rmtree(root)
         self.members = [f"member-{i}" for i in range(members)]
         self.devnet = Devnet(root, validators=validators, base_port=base_port, members=self.members,
-                             params={"max_block_records": 2048})
+                             params={"max_block_records": 2048}, tls=tls)
         self.profile_path = root / "v0.prof" if profile else None
 
     def start(self) -> None:
@@ -187,14 +191,14 @@ class BenchNet:
 
     def view(self, url: str) -> int | None:
         try:
-            r = httpx.get(url + "/v1/status", headers={"accept": MSGPACK}, timeout=10)
+            r = httpx.get(url + "/v1/status", headers={"accept": MSGPACK}, timeout=10, verify=VERIFY)
             return int(decode(r.content)["view"])
         except (httpx.HTTPError, KeyError, ValueError, TypeError):
             return None
 
     def head(self, url: str) -> int:
         """The node's height, from ``/v1/status`` (never signed: the bench's own reads carry no key)."""
-        r = httpx.get(url + "/v1/status", headers={"accept": MSGPACK}, timeout=10)
+        r = httpx.get(url + "/v1/status", headers={"accept": MSGPACK}, timeout=10, verify=VERIFY)
         return int(decode(r.content)["height"])
 
 
@@ -211,7 +215,7 @@ async def batched_load(urls: Sequence[str], records: Sequence[bytes], clients: i
     timeline: list[tuple[float, int]] = []  # (commit time, records)
     errors: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    http = [httpx.AsyncClient(base_url=u, timeout=120, limits=limits) for u in urls]
+    http = [httpx.AsyncClient(base_url=u, timeout=120, limits=limits, verify=VERIFY) for u in urls]
     start = time.perf_counter()
 
     async def client(ci: int) -> None:
@@ -294,7 +298,7 @@ def _closed_loop_worker(idx: int, urls: list[str], records: list[bytes], infligh
         # One connection per outstanding request, each in a client of its own: httpcore's pool
         # checks every connection it holds on every request (about a fifth of this process's CPU
         # with 16 connections in one pool), and the load generator shares the cores it measures.
-        https = [httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=1))
+        https = [httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=1), verify=VERIFY)
                  for _ in range(inflight)]
         try:
             ready_q.put(idx)
@@ -378,7 +382,7 @@ def _abuse_worker(urls: list[str], records: list[bytes], shape: str, stop_evt: A
     sent = {"bytes": 0}
 
     async def main() -> None:
-        transport = httpx.AsyncHTTPTransport(local_address=ABUSE_ADDRESS)
+        transport = httpx.AsyncHTTPTransport(local_address=ABUSE_ADDRESS, verify=VERIFY)
         async with httpx.AsyncClient(transport=transport, timeout=60,
                                      limits=httpx.Limits(max_connections=ABUSE_CONCURRENT)) as http:
             async def one(k: int, body: bytes) -> None:
@@ -428,11 +432,12 @@ class BenchConfig:
                  shape: str = "batched", inflight: int = 16, payload: int = 300, max_seconds: float = 20.0,
                  dir: str = ".rantai/bench", base_port: int = 7300, profile: bool = False, members: int = 4,
                  audit: bool = True, abuse: int = 0, abuse_shape: str = "concurrent", abuse_as: str = "member",
-                 log=print) -> None:
+                 tls: bool = False, log=print) -> None:
         self.validators, self.records, self.clients, self.batch = validators, records, clients, batch
         self.shape, self.inflight, self.payload, self.max_seconds = shape, inflight, payload, max_seconds
         self.dir, self.base_port, self.profile, self.members, self.audit = Path(dir), base_port, profile, members, audit
         self.abuse, self.abuse_shape, self.abuse_as = abuse, abuse_shape, abuse_as
+        self.tls = tls
         self.log = log
 
 
@@ -460,13 +465,15 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     log(f"verify ceiling: measuring Ed25519 verifications/s on {machine['cpus']} cores …")
     ceiling = verify_ceiling()
     per_validator = ceiling["verifies_per_s"] / cfg.validators
-    net = BenchNet(cfg.dir, cfg.validators, cfg.base_port, cfg.members, cfg.profile)
+    global VERIFY
+    net = BenchNet(cfg.dir, cfg.validators, cfg.base_port, cfg.members, cfg.profile, tls=cfg.tls)
     count = cfg.records if cfg.shape == "batched" else min(cfg.records, 50_000)
-    result: dict[str, Any] = {"shape": cfg.shape, "validators": cfg.validators, "machine": machine,
+    result: dict[str, Any] = {"shape": cfg.shape, "validators": cfg.validators, "tls": cfg.tls, "machine": machine,
                               "verify_ceiling": {"verifies_per_s_all_cores": round(ceiling["verifies_per_s"]),
                                                  "records_per_s": round(per_validator)}}
     try:
         net.start()
+        VERIFY = net.devnet.verify
         genesis: Genesis = net.devnet.genesis
         log(f"pre-signing {count} records from {cfg.members} members …")
         records, sign_rate = presign(net.member_seeds(), genesis.hash, count, cfg.payload,
@@ -578,8 +585,10 @@ import click  # noqa: E402  (kept beside the command it serves)
               help="the abuser's records as 20 concurrent requests, or as one body")
 @click.option("--abuse-as", type=click.Choice(["member", "stranger"]), default="member", show_default=True,
               help="the submitter the abuser's records claim: a member's id, or a key that is no member")
+@click.option("--tls", is_flag=True, help="HTTPS everywhere (clients and peers, mTLS between validators), "
+              "with a throw-away CA: to measure what TLS costs against a run without")
 def bench_command(validators, records, clients, batch, shape, inflight, payload, max_seconds, dir_, base_port,
-                  profile, no_audit, json_path, abuse, abuse_shape, abuse_as) -> None:
+                  profile, no_audit, json_path, abuse, abuse_shape, abuse_as, tls) -> None:
     """Measure committed records/s, submit→commit latency and the verify ceiling, in one run.
 
     Starts a fresh local network (never reused), pre-signs records, loads it, and prints JSON.
@@ -589,7 +598,7 @@ def bench_command(validators, records, clients, batch, shape, inflight, payload,
     cfg = BenchConfig(validators=validators, records=records, clients=clients, batch=batch, shape=shape,
                       inflight=inflight, payload=payload, max_seconds=max_seconds, dir=dir_, base_port=base_port,
                       profile=profile, audit=not no_audit, abuse=abuse, abuse_shape=abuse_shape, abuse_as=abuse_as,
-                      log=lambda m: click.echo(m, err=True))
+                      tls=tls, log=lambda m: click.echo(m, err=True))
     result = run_bench(cfg)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

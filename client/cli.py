@@ -144,12 +144,24 @@ class RantaiGroup(click.Group):
 
 @click.group(cls=RantaiGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rantai", prog_name="rantai")
-def cli() -> None:
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="CA (or a node's own certificate) to trust for "
+              "https:// nodes (RANTAI_CA_FILE).")
+@click.option("--pin", "pins", multiple=True, metavar="SHA256",
+              help="Accept only nodes whose certificate has this SHA-256 fingerprint, repeatable (RANTAI_PINS).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="Client certificate, if a node asks (RANTAI_CERT).")
+@click.option("--cert-key", type=click.Path(dir_okay=False), help="Its private key (RANTAI_CERT_KEY).")
+def cli(ca_file: str | None, pins: tuple[str, ...], cert: str | None, cert_key: str | None) -> None:
     """rantai: submit supply-chain (EPCIS) records to a rantai ledger and verify them without trusting any node.
 
     Node URLs, identity and genesis come from flags, the environment (RANTAI_NODES, RANTAI_KEY,
-    RANTAI_GENESIS) or ./rantai.toml / ~/.config/rantai/config.toml.
+    RANTAI_GENESIS) or ./rantai.toml / ~/.config/rantai/config.toml; HTTPS trust from --ca-file/--pin
+    (RANTAI_CA_FILE, RANTAI_PINS) or the same file.
     """
+    # Flags before the command win over the environment and the file: they become the environment.
+    for name, value in (("RANTAI_CA_FILE", ca_file), ("RANTAI_CERT", cert), ("RANTAI_CERT_KEY", cert_key),
+                        ("RANTAI_PINS", ",".join(pins))):
+        if value:
+            os.environ[name] = value
 
 
 def register(command: click.Command, name: str | None = None) -> click.Command:
@@ -179,9 +191,18 @@ def _config(config_file: str | None, genesis: str | None, nodes: tuple[str, ...]
     return load_config(nodes=nodes or None, key=key, genesis=genesis, timeout=timeout, config_file=config_file)
 
 
-def _transport(ctx: click.Context) -> Any:
+def _transport(ctx: click.Context, cfg: Config | None = None) -> Any:
+    """The httpx transport every command's requests go through: a test's, else one with the configured TLS trust."""
     obj = ctx.find_root().obj
-    return obj.get("transport") if isinstance(obj, dict) else None
+    given = obj.get("transport") if isinstance(obj, dict) else None
+    if given is not None:
+        return given
+    tls = (cfg or load_config()).tls_context()
+    if tls is None:
+        return None
+    import httpx
+
+    return httpx.HTTPTransport(verify=tls)
 
 
 _READ_KEY_HELP = "Your member (or validator) key file: signs reads, which most networks require (RANTAI_KEY)."
@@ -199,7 +220,7 @@ def _client(ctx: click.Context, cfg: Config, identity: Any = None) -> Any:
         identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
 
     return Client(cfg.load_genesis(), cfg.nodes or None, identity, cfg.timeout, on_failure=warn,
-                  transport=_transport(ctx))
+                  transport=_transport(ctx, cfg))
 
 
 def _dump(obj: Any) -> None:
@@ -587,7 +608,7 @@ def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, compar
 
     cfg = _config(config_file, genesis, key=key)
     g = cfg.load_genesis()
-    transport = _transport(ctx)
+    transport = _transport(ctx, cfg)
     reader = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True)) \
         if cfg.key is not None else None
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
@@ -670,14 +691,16 @@ for _name, _summary in (
 @click.option("--validators", default=4, show_default=True)
 @click.option("--dir", "dir_", default=".rantai/devnet", show_default=True, type=click.Path(file_okay=False))
 @click.option("--base-port", default=7100, show_default=True)
-def devnet_cmd(validators: int, dir_: str, base_port: int) -> None:
+@click.option("--tls", is_flag=True, help="HTTPS with mTLS between validators, from a throw-away CA in DIR/tls "
+              "(when the devnet is created).")
+def devnet_cmd(validators: int, dir_: str, base_port: int, tls: bool) -> None:
     """Start a local network of validator processes on 127.0.0.1 (created on first use, reused after)."""
     import signal
     import time
 
     from .devnet import Devnet
 
-    net = Devnet(dir_, validators=validators, base_port=base_port)
+    net = Devnet(dir_, validators=validators, base_port=base_port, tls=tls)
     created = net.init()
     click.echo(("created" if created else "reusing") + f" devnet in {dir_}")
 
@@ -692,6 +715,8 @@ def devnet_cmd(validators: int, dir_: str, base_port: int) -> None:
         for i, url in enumerate(net.urls):
             click.echo(f"v{i}: {url}")
         click.echo(f"members' keys: {net.dir / 'members'}   logs: {net.dir / 'logs'}")
+        if net.ca_file is not None:
+            click.echo(f"HTTPS: trust {net.ca_file} (rantai --ca-file {net.ca_file} ..., or RANTAI_CA_FILE)")
         click.echo("press Ctrl-C to stop")
         while True:
             for i, proc in list(net.procs.items()):

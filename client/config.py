@@ -11,7 +11,13 @@ identity (key file)    ``RANTAI_KEY``                  ``key = "acme.pem"``
 genesis file           ``RANTAI_GENESIS``              ``genesis = "genesis.json"``
 key passphrase         ``RANTAI_PASSPHRASE``           (never in the file)
 request timeout (s)    ``RANTAI_TIMEOUT``              ``timeout = 10``
+CA for https:// nodes  ``RANTAI_CA_FILE``              ``ca_file = "ca.crt"``
+pinned node certs      ``RANTAI_PINS`` (comma/space)   ``pins = ["sha256 hex", …]``
+client certificate     ``RANTAI_CERT``                 ``cert = "me.crt"``
+its key                ``RANTAI_CERT_KEY``             ``cert_key = "me.key"``
 =====================  ==============================  =====================================
+
+``rantai --ca-file/--pin/--cert/--cert-key`` (before the command) set the same as flags.
 
 The TOML file is the one named by ``--config`` or ``RANTAI_CONFIG``, else ``./rantai.toml``, else
 ``$XDG_CONFIG_HOME/rantai/config.toml`` (``~/.config/rantai/config.toml``). Relative paths in it
@@ -40,6 +46,10 @@ class Config:
     genesis: Path | None = None
     passphrase: str | None = None
     timeout: float = 10.0
+    ca_file: Path | None = None
+    pins: list[str] = field(default_factory=list)
+    cert: Path | None = None
+    cert_key: Path | None = None
     file: Path | None = None  # the TOML file that was read, if any
     sources: dict[str, str] = field(default_factory=dict)  # setting -> "flag" | "env" | file path
 
@@ -49,6 +59,14 @@ class Config:
         if self.genesis is None:
             raise ConfigError("config: no genesis file (use --genesis, RANTAI_GENESIS or `genesis =` in rantai.toml)")
         return Genesis.load(self.genesis)
+
+    def tls_context(self) -> Any:
+        """The ``ssl.SSLContext`` for https:// nodes (rantai.client.tls), or ``None`` when nothing is set."""
+        if self.ca_file is None and not self.pins and self.cert is None:
+            return None
+        from .tls import context
+
+        return context(self.ca_file, self.cert, self.cert_key, self.pins)
 
     def load_identity(self, prompt: Any = None) -> Any:
         """The Signer from ``key``; asks ``prompt()`` for a passphrase when the key is encrypted and none is set."""
@@ -86,15 +104,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
-    unknown = set(doc) - {"nodes", "key", "genesis", "timeout"}
+    known = {"nodes", "key", "genesis", "timeout", "ca_file", "pins", "cert", "cert_key"}
+    unknown = set(doc) - known
     if unknown:
-        raise ConfigError(f"config: {path}: unknown setting(s) {sorted(unknown)} (known: genesis, key, nodes, timeout)")
+        raise ConfigError(f"config: {path}: unknown setting(s) {sorted(unknown)} (known: {', '.join(sorted(known))})")
     nodes = doc.get("nodes", [])
     if isinstance(nodes, str):
         nodes = _split_nodes(nodes)
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
         raise ConfigError(f"config: {path}: nodes must be a list of URLs")
-    for k in ("key", "genesis"):
+    pins = doc.get("pins", [])
+    if not isinstance(pins, list) or not all(isinstance(p, str) for p in pins):
+        raise ConfigError(f"config: {path}: pins must be a list of SHA-256 fingerprints")
+    for k in ("key", "genesis", "ca_file", "cert", "cert_key"):
         if k in doc and not isinstance(doc[k], str):
             raise ConfigError(f"config: {path}: {k} must be a path (a string)")
     if "timeout" in doc and (not isinstance(doc["timeout"], (int, float)) or doc["timeout"] <= 0):
@@ -142,7 +164,9 @@ def load_config(
                 raise ConfigError(f"config: node URL {u!r} must start with http:// or https://")
         cfg.nodes = [u.rstrip("/") for u in urls]
         cfg.sources["nodes"] = src
-    for name, flag, env_name in (("key", key, "RANTAI_KEY"), ("genesis", genesis, "RANTAI_GENESIS")):
+    for name, flag, env_name in (("key", key, "RANTAI_KEY"), ("genesis", genesis, "RANTAI_GENESIS"),
+                                 ("ca_file", None, "RANTAI_CA_FILE"), ("cert", None, "RANTAI_CERT"),
+                                 ("cert_key", None, "RANTAI_CERT_KEY")):
         value, src = pick(name, flag, env_name)
         if value is not None:
             p = Path(value).expanduser()
@@ -157,5 +181,9 @@ def load_config(
         except ValueError as exc:
             raise ConfigError(f"config: timeout {value!r} is not a number of seconds") from exc
         cfg.sources["timeout"] = src
+    value, src = pick("pins", None, "RANTAI_PINS")
+    if value is not None:
+        cfg.pins = _split_nodes(value) if isinstance(value, str) else list(value)
+        cfg.sources["pins"] = src
     cfg.passphrase = env.get("RANTAI_PASSPHRASE") or None
     return cfg

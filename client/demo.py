@@ -293,7 +293,7 @@ def run_demo(
         g = net.genesis_path
         rantai = _rantai_command()
         key = f"--key {net.member_key_path(ADMINS[0])}"
-        up = "" if keep else ("\n(trace, audit, members, gov and the API docs need the network up: "
+        up = "" if keep else ("\n(trace, audit, members, gov, the API docs and the explorer need the network up: "
                               f"`{rantai} demo --keep`)")
         console.print(Panel.fit(
             f"{rantai} trace '{bag}' --genesis {g} --node {urls[0]} {key}   [dim]# reads are signed[/]\n"
@@ -301,7 +301,8 @@ def run_demo(
             f"{rantai} members --genesis {g} --node {urls[0]} {key}   [dim]# who may record now, verified[/]\n"
             f"{rantai} gov list --genesis {g} --node {urls[0]} {key}\n"
             f"{rantai} audit --genesis {g} --node {urls[0]} {key}\n"
-            f"API docs in a browser: {urls[0]}/docs" + up,
+            f"API docs in a browser: {urls[0]}/docs\n"
+            f"the bag's journey in a browser, verified there: {urls[0]}/explorer/#/item/{bag}" + up,
             title="explore further"))
     finally:
         if not keep:

@@ -12,12 +12,15 @@ harness needs ``rantai[node]`` installed only to start the processes.
     net.stop()
 
 Each node runs ``python -m rantai.node.cli run --config vN.toml`` with its log in ``logs/vN.log``.
+With ``tls=True`` the network speaks HTTPS with mTLS between validators: a throw-away CA and one
+certificate per validator in ``tls/`` (client/devcerts.py); clients trust ``net.ca_file``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -48,7 +51,8 @@ class ValidatorProcessConfig:
     def load(cls, path: Path) -> "ValidatorProcessConfig":
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
         listen = doc.get("listen", {})
-        return cls(path, doc["id"], doc.get("name", ""), f"http://{listen['host']}:{listen['port']}",
+        scheme = "https" if "tls" in doc else "http"
+        return cls(path, doc["id"], doc.get("name", ""), f"{scheme}://{listen['host']}:{listen['port']}",
                    (path.parent / doc["data_dir"]).resolve())
 
 
@@ -65,6 +69,7 @@ class Devnet:
         log_level: str = "warning",
         read_policy: str | None = None,
         company_prefixes: dict[str, list[str]] | None = None,
+        tls: bool = False,
     ) -> None:
         self.dir = Path(dir)
         self.validators = validators
@@ -76,6 +81,20 @@ class Devnet:
         self.read_policy = read_policy  # None: init-network's default ("members")
         self.company_prefixes = dict(company_prefixes or {})
         self.procs: dict[int, subprocess.Popen] = {}
+        self.tls = tls
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA to trust for this devnet's https:// URLs (``None``: plain HTTP)."""
+        ca = self.dir / "tls" / "ca.crt"
+        return ca if ca.exists() else None
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx (or ``Client(verify=...)``) needs to reach this devnet's nodes."""
+        from .tls import context
+
+        return True if self.ca_file is None else context(self.ca_file)
 
     # -- files -----------------------------------------------------------------------------
     @property
@@ -95,6 +114,13 @@ class Devnet:
             cmd += ["--read-policy", self.read_policy]
         for name, prefixes in self.company_prefixes.items():
             cmd += ["--company-prefix", f"{name}={','.join(prefixes)}"]
+        if self.tls:
+            from .devcerts import CertificateAuthority
+
+            ca = CertificateAuthority(self.dir / "tls")
+            for i in range(self.validators):
+                ca.issue(self.dir / "tls", f"v{i}")
+            cmd += ["--tls-dir", str(self.dir / "tls")]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"rantai-node init-network failed ({done.returncode}): "
@@ -194,7 +220,7 @@ class Devnet:
         configs = self.configs()
         pending = set(indices if indices is not None else range(len(configs)))
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, verify=self.verify) as client:
             while pending:
                 for i in sorted(pending):
                     proc = self.procs.get(i)

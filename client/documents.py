@@ -410,7 +410,7 @@ def _doc_client(ctx: click.Context, cfg: Any, identity: Any = None) -> DocumentC
     if identity is None and cfg.key is not None:  # signs the reads (docs/api.md, "Signed reads")
         identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
     return DocumentClient(cfg.load_genesis(), cfg.nodes or None, identity, timeout=cfg.timeout,
-                          transport=c._transport(ctx))  # noqa: SLF001
+                          transport=c._transport(ctx, cfg))  # noqa: SLF001
 
 
 def _import_command() -> click.Command:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -60,6 +61,7 @@ from .format.receipts import Receipt
 from .format.records import SignedRecord, sign_event
 from .format.signed_requests import sign_request
 from .format.validity import check_head, replay_changes
+from .tls import verify_option
 
 __all__ = [
     "AsyncClient",
@@ -728,6 +730,9 @@ class Client(_Core):
         wait_timeout: how long ``submit(wait=True)`` waits for the commit, by default.
         on_failure: called with (node, error) whenever a node is down or its answer fails verification.
         transport: an httpx transport (tests pass ``httpx.MockTransport`` or ``httpx.ASGITransport``).
+        verify: for https:// nodes: a CA file (or a node's self-signed certificate) to trust, an
+            ``ssl.SSLContext`` from ``rantai.client.tls.context`` (CA, pinned certificates, a client
+            certificate), or ``True`` for the default CAs.
     """
 
     def __init__(
@@ -740,9 +745,10 @@ class Client(_Core):
         wait_timeout: float = DEFAULT_WAIT,
         on_failure: Callable[[str, RantaiError], None] | None = None,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | str | os.PathLike[str] | bool = True,
     ) -> None:
         super().__init__(genesis, nodes, identity, timeout, wait_timeout, on_failure)
-        self._http = httpx.Client(timeout=_httpx_timeout(timeout), transport=transport,
+        self._http = httpx.Client(timeout=_httpx_timeout(timeout), transport=transport, verify=verify_option(verify),
                                   auth=SignedReads(lambda: self.identity))
 
     def __enter__(self) -> "Client":
@@ -866,10 +872,11 @@ class AsyncClient(_Core):
         wait_timeout: float = DEFAULT_WAIT,
         on_failure: Callable[[str, RantaiError], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | str | os.PathLike[str] | bool = True,
     ) -> None:
         super().__init__(genesis, nodes, identity, timeout, wait_timeout, on_failure)
         self._http = httpx.AsyncClient(timeout=_httpx_timeout(timeout), transport=transport,
-                                       auth=SignedReads(lambda: self.identity))
+                                       verify=verify_option(verify), auth=SignedReads(lambda: self.identity))
 
     async def __aenter__(self) -> "AsyncClient":
         return self

@@ -83,6 +83,13 @@ def quorum_size(n: int) -> int:
     return n - max_faulty(n)
 
 
+def primary_index(view: int, n: int) -> int:
+    """The position, in a validator set's order, of the validator that leads ``view``: plain rotation,
+    so every replica, catch-up and the auditor derive the same primary from the view alone (the one
+    definition; docs/consensus.md, docs/format.md §3)."""
+    return view % n
+
+
 def _is_u64(x: object) -> bool:
     return type(x) is int and 0 <= x < _U64_LIMIT
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .certificate import max_faulty
+from .certificate import max_faulty, primary_index
 from .config import ReplicaConfig
 from .crypto import Signer, Verifier
 from .effects import Commit, Effect, FetchState, Persist, Proposal, Slot
@@ -405,7 +405,7 @@ class Consensus:
 
     def primary(self, view: int) -> str:
         ids = self.epochs[self.epoch].validators
-        return ids[view % len(ids)][0]
+        return ids[primary_index(view, len(ids))][0]
 
     @property
     def retired(self) -> bool:

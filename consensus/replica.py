@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 
 from . import wire
-from .certificate import CommitCertificate, max_faulty, quorum_size
+from .certificate import CommitCertificate, max_faulty, primary_index, quorum_size
 from .config import ReplicaConfig
 from .crypto import Signer, Verifier
 from .effects import (
@@ -328,7 +328,7 @@ class Replica:
         }
 
     def primary(self, view: int) -> str:
-        return self.ids[view % self.n]
+        return self.ids[primary_index(view, self.n)]
 
     def set_end(self, end_height: int) -> None:
         """Reconfiguration barrier: this validator set governs heights below ``end_height`` only. The

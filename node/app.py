@@ -44,6 +44,7 @@ from .answers import (
 )
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
+from .explorer import explorer_router
 from .read_policy import ReadGuard, check_visible, metrics_lines, visible
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
@@ -358,7 +359,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = f"{request.method} {request.url.path}: {exc.detail}"
         if request.url.path.startswith("/epcis"):
-            kind = {404: "NoSuchResourceException", 405: "MethodNotAllowedException"}.get(
+            kind = {404: "NoSuchResourceException", 405: "MethodNotAllowedException",
+                    406: "NotAcceptableException"}.get(
                 exc.status_code, "ValidationException" if exc.status_code < 500 else "ImplementationException")
             return epcis_problem(exc.status_code, kind, message, headers=dict(exc.headers or {}))
         return respond(request, {"error": _http_rule(exc.status_code), "message": message}, exc.status_code,
@@ -589,6 +591,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
+    app.include_router(explorer_router())  # /explorer: the page that verifies in the browser (node/explorer/)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
 
 
@@ -613,6 +616,9 @@ def prometheus_text(node: Node, admission_counters: Mapping[str, int]) -> str:
     catch_up = status["catch_up"]
     gauge("catch_up_running", int(bool(catch_up.get("running"))), "1 while catching up from peers.")
     gauge("catch_up_target", catch_up.get("target", 0), "The height the current or last catch-up aims at.")
+    gauge("catch_up_height", catch_up.get("height", 0), "The height the current or last catch-up reached.")
+    gauge("catch_up_records_per_second", catch_up.get("records_per_s", 0.0),
+          "Records verified and stored per second by the current or last catch-up.")
     gauge("fatal", int(status.get("fatal") is not None), "1 once an invariant broke (the validator stopped).")
     gauge("peers", len(status["peers"]), "Validators this node talks to.")
     lines += ["# HELP rantai_events_total Events this node counted, by name (docs/operations.md).",

@@ -21,6 +21,7 @@ from rantai.client.format.genesis import Genesis
 from rantai.client.format.keys import Signer, generate, load_key, save_key
 
 from .config import NodeConfig
+from .tls import TlsConfig
 
 __all__ = ["DEFAULT_ROLES", "init_network", "parse_member", "write_node_config"]
 
@@ -39,6 +40,7 @@ def write_node_config(
     overwrite: bool = True,
     joining: bool = False,
     name: str | None = None,
+    tls: TlsConfig | None = None,
 ) -> NodeConfig:
     """Write the TOML config of the validator whose key is ``key_path``, and return it.
 
@@ -69,6 +71,7 @@ def write_node_config(
         port=port,
         peers=dict(peers or {}),
         verify_workers=verify_workers,
+        tls=tls,
     )
     cfg.save(out)
     return cfg
@@ -102,6 +105,7 @@ def init_network(
     approvals: int | str | None = None,
     read_policy: str = "members",
     company_prefixes: dict[str, list[str]] | None = None,
+    tls_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Keys (PEM 0600), ``genesis.json`` and one ``vN.toml`` per validator under ``out``. Returns the genesis path.
 
@@ -110,6 +114,8 @@ def init_network(
     an auditor. ``approvals`` is the governance threshold (a number, or ``"majority"``, the default).
     ``read_policy`` is written into the genesis even when it is the default, so the file says who may read;
     ``company_prefixes`` gives members' GS1 Company Prefixes by name (docs/governance.md, "Read policy").
+    With ``tls_dir`` (holding ``ca.crt`` and ``vN.crt``/``vN.key`` for each validator, made beforehand),
+    validators are reached at https:// URLs and require their peers' client certificates (mTLS).
     """
     out = Path(out)
     genesis_path = out / "genesis.json"
@@ -130,9 +136,16 @@ def init_network(
         key = generate()
         save_key(key, out / "members" / f"{name}.pem")
         mkeys.append((name, org, roles, key))
+    scheme = "http" if tls_dir is None else "https"
+    tls_folder = None if tls_dir is None else Path(tls_dir).resolve()
+    if tls_folder is not None:
+        missing = [str(p) for i in range(validators) for p in (tls_folder / f"v{i}.crt", tls_folder / f"v{i}.key")
+                   if not p.exists()] + ([] if (tls_folder / "ca.crt").exists() else [str(tls_folder / "ca.crt")])
+        if missing:
+            raise ConfigError(f"init-network: TLS files missing: {', '.join(missing)}")
     genesis = Genesis.build(
         chain_id,
-        [(k.public_key, f"v{i}", f"http://{host}:{base_port + i}") for i, k in enumerate(vkeys)],
+        [(k.public_key, f"v{i}", f"{scheme}://{host}:{base_port + i}") for i, k in enumerate(vkeys)],
         [(k.public_key, name, org, roles) for name, org, roles, k in mkeys],
         params=params,
         approvals=approvals,
@@ -153,5 +166,8 @@ def init_network(
             # All validators of a devnet share this machine's cores: verifying on each node's own
             # loop avoids GIL hand-offs that threads would add (see node/validation.py).
             verify_workers=verify_workers,
+            tls=None if tls_folder is None else TlsConfig(
+                cert=tls_folder / f"v{i}.crt", key=tls_folder / f"v{i}.key", ca=tls_folder / "ca.crt",
+                require_client_cert=True),
         )
     return genesis_path

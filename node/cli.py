@@ -78,14 +78,17 @@ def cli() -> None:
                    "(best when validators share cores).")
 @click.option("--approvals", default=None, metavar="N|majority",
               help="Admin approvals a configuration change needs (default: a majority of the admins).")
+@click.option("--tls-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="HTTPS between validators with mTLS: a folder holding ca.crt and vN.crt/vN.key for each "
+                   "validator (rantai devnet --tls makes them).")
 @click.option("--read-policy", default="members", show_default=True,
               type=click.Choice(["members", "public", "parties"]), help="Who may read what (docs/governance.md).")
 @click.option("--company-prefix", "company_prefixes", multiple=True, metavar="MEMBER=PREFIX[,PREFIX]",
               help="A member's GS1 Company Prefixes, for the parties read policy (repeatable).")
 @_friendly
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
-                     params: tuple[str, ...], verify_workers: int, approvals: str | None, read_policy: str,
-                     company_prefixes: tuple[str, ...]) -> None:
+                     params: tuple[str, ...], verify_workers: int, approvals: str | None,
+                     tls_dir: str | None, read_policy: str, company_prefixes: tuple[str, ...]) -> None:
     """DEVNET/TEST ONLY: every key, genesis.json and each validator's config, made on this one machine.
 
     Whoever runs this holds every organisation's private keys. A real consortium runs the key
@@ -105,10 +108,11 @@ def init_network_cmd(validators: int, members: str, out: str, base_port: int, ho
         prefixes.setdefault(who.strip(), []).extend(p.strip() for p in listed.split(",") if p.strip())
     path = init_network(out, validators=validators, members=names, base_port=base_port, host=host,
                         chain_id=chain_id, params=_params(params), verify_workers=verify_workers,
-                        approvals=threshold, read_policy=read_policy, company_prefixes=prefixes)
+                        approvals=threshold, tls_dir=tls_dir, read_policy=read_policy,
+                        company_prefixes=prefixes)
     click.echo(f"genesis: {path}")
     for i in range(validators):
-        click.echo(f"v{i}: {Path(out) / f'v{i}.toml'}  http://{host}:{base_port + i}")
+        click.echo(f"v{i}: {Path(out) / f'v{i}.toml'}  {'https' if tls_dir else 'http'}://{host}:{base_port + i}")
     for name in names:
         name = parse_member(name)[0]
         click.echo(f"member {name}: {Path(out) / 'members' / f'{name}.pem'}")
@@ -130,6 +134,9 @@ def run_cmd(config_path: str, log_level: str) -> None:
     node = Node.from_config(cfg)
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {node.name} %(levelname)s %(name)s: %(message)s")
+    tls = _node_tls(cfg)
+    if tls is not None:
+        node.peer_tls = tls.client  # peers verified with the CA/pins; this node's certificate offered (mTLS)
     try:
         node.open_store()  # checked (and repaired, or refused) before the server starts: node/storecheck.py
     except StoreDamaged as exc:
@@ -139,9 +146,14 @@ def run_cmd(config_path: str, log_level: str) -> None:
     # What start-up allocated lives as long as the process: keep the cyclic GC from re-walking it.
     gc.collect()
     gc.freeze()
+    app, server_tls = _serve_tls(cfg, node, tls, app)
     server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
-                                           access_log=False, lifespan="on", timeout_graceful_shutdown=5))
+                                           access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                                           **server_tls))
     server.before_shutdown = [node.begin_shutdown]
+    if tls is not None:
+        server.on_hangup = [tls.request_reload]
+        tls.start()
     node.on_fatal = lambda exc: server.handle_exit(signal.SIGTERM, None)  # stop serving: this validator is unsafe
     profile_path = os.environ.get("RANTAI_PROFILE")  # set by `rantai bench --profile` for one validator
     if profile_path:
@@ -163,6 +175,31 @@ def run_cmd(config_path: str, log_level: str) -> None:
         raise RuntimeError(f"node {node.name} did not start (is port {cfg.port} free?)")
 
 
+def _node_tls(cfg: NodeConfig) -> Any:
+    """The node's TLS state (node/tls.py) when its config has a [tls] table; ``None`` for plain HTTP."""
+    from .tls import NodeTls
+
+    return None if cfg.tls is None else NodeTls(cfg.tls)
+
+
+def _serve_tls(cfg: NodeConfig, node: Any, tls: Any, app: Any) -> tuple[Any, dict[str, Any]]:
+    """The app (behind the peer-endpoint guard) and what uvicorn needs for HTTPS (the reloadable context, the
+    protocol noting client certificates); without TLS, the loud warning of a node on a non-loopback address."""
+    from .tls import plain_http_warning
+
+    if tls is None:
+        warning = plain_http_warning(cfg.host, cfg.port)
+        if warning is not None:
+            logging.getLogger("rantai.node.tls").warning(warning)
+        node.status_extra["tls"] = lambda: {"enabled": False, "warning": warning}
+        return app, {}
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    node.status_extra["tls"] = tls.status
+    return tls.guard(app), {"ssl_context_factory": lambda config, default: tls.server,
+                            "http": tls.protocol_class(AutoHTTPProtocol)}
+
+
 def _server_class() -> type:
     import contextlib
 
@@ -172,6 +209,7 @@ def _server_class() -> type:
         """uvicorn's server, but SIGINT/SIGTERM end a clean shutdown with exit code 0 (uvicorn re-raises them)."""
 
         before_shutdown: list = []
+        on_hangup: list = []  # SIGHUP: reload the TLS certificate (node/tls.py)
 
         async def shutdown(self, sockets=None):
             # Peers' streams are requests that never end by themselves: end them first, or the
@@ -183,6 +221,7 @@ def _server_class() -> type:
         @contextlib.contextmanager
         def capture_signals(self):
             previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: [hook() for hook in self.on_hangup])
             try:
                 yield
             finally:
@@ -257,12 +296,15 @@ def audit_cmd(data_dirs: tuple[str, ...], genesis_path: str, compare_: bool, end
 @cli.command("status")
 @click.argument("url", default="http://127.0.0.1:7100")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), envvar="RANTAI_CA_FILE",
+              help="CA (or the node's own certificate) to verify an https:// node with (RANTAI_CA_FILE).")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False),
               help="This validator's (or a member's) key: signs the read of the configuration in force.")
 @_friendly
-def status_cmd(url: str, as_json: bool, key_path: str | None) -> None:
-    """Height, view, primary, peers and their heights, mempool size; with --key, the validators in force."""
-    r = httpx.get(url.rstrip("/") + "/v1/status", timeout=5.0)
+def status_cmd(url: str, as_json: bool, ca_file: str | None, key_path: str | None) -> None:
+    """Height, view, primary, peers and their heights, mempool size, TLS; with --key, the validators in force."""
+    verify: Any = True if ca_file is None else _ca_context(ca_file)
+    r = httpx.get(url.rstrip("/") + "/v1/status", timeout=5.0, verify=verify)
     if r.status_code != 200:
         raise RuntimeError(f"{url} answered HTTP {r.status_code}: {r.text[:200]}")
     s = r.json()
@@ -275,10 +317,32 @@ def status_cmd(url: str, as_json: bool, key_path: str | None) -> None:
     for p in s.get("peers", []):
         h = "-" if p.get("height") is None else p["height"]
         click.echo(f"peer     {p['id']}  {p['url']}  height {h}  {'up' if p.get('reachable') else 'DOWN'}")
-    _print_validators_in_force(url, key_path)
+    _print_tls(s.get("tls"))
+    _print_validators_in_force(url, verify, key_path)
 
 
-def _print_validators_in_force(url: str, key_path: str | None = None) -> None:
+def _ca_context(ca_file: str) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _print_tls(t: dict[str, Any] | None) -> None:
+    if not t:
+        return
+    if not t.get("enabled"):
+        click.echo(f"tls      off{'   ' + t['warning'] if t.get('warning') else ' (loopback)'}")
+        return
+    c = t.get("certificate") or {}
+    refused = ", ".join(f"{k} {v}" for k, v in (t.get("refused") or {}).items() if v) or "none"
+    click.echo(f"tls      on   certificate {c.get('subject')} sha256 {c.get('sha256')}  expires {c.get('not_after')} "
+               f"({c.get('days_left')} days)  reloads {t.get('reloads')}  client certs "
+               f"{'required on peer endpoints' if t.get('require_client_cert') else 'not required'}")
+    failed = f"   LAST RELOAD FAILED: {t['last_error']}" if t.get("last_error") else ""
+    click.echo(f"tls      refused: {refused}{failed}")
+
+
+def _print_validators_in_force(url: str, verify: Any = True, key_path: str | None = None) -> None:
     """The validator set governing the next block, from the node's own ``GET /v1/config``: after a
     governance change an operator checks here which validators this node now counts votes from.
     (This trusts the node; ``rantai members`` verifies the same against the genesis.)"""
@@ -287,7 +351,7 @@ def _print_validators_in_force(url: str, key_path: str | None = None) -> None:
     from .read_policy import ValidatorReadAuth
 
     auth = ValidatorReadAuth(load_key(key_path)) if key_path else None
-    r = httpx.get(url.rstrip("/") + "/v1/config", timeout=5.0, auth=auth)  # a read: signed (docs/api.md)
+    r = httpx.get(url.rstrip("/") + "/v1/config", timeout=5.0, verify=verify, auth=auth)  # a signed read
     if r.status_code in (401, 403):
         click.echo(f"config   not shown: {r.json().get('error')} (pass --key, this validator's key file)")
         return
@@ -423,9 +487,15 @@ def genesis_assemble_cmd(requests: tuple[str, ...], chain_id: str, approvals: st
                    "height its addition is in force. Without this flag such a key is refused.")
 @click.option("--name", help="This validator's name in its logs (default: its genesis name, or its key id "
                              "with --joining); use the name the add_validator proposal gives it.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="Serve HTTPS with this certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="The CA that issues the peers' certificates.")
+@click.option("--require-client-cert", is_flag=True, help="Peer endpoints require a client certificate (mTLS).")
+@click.option("--pin", "pins", multiple=True, metavar="SHA256", help="Pin a peer's certificate (repeatable).")
 @_friendly
 def config_cmd(genesis_path: str, key_path: str, data_dir: str, listen: str, out: str, verify_workers: int,
-               peers: tuple[str, ...], joining: bool, name: str | None) -> None:
+               peers: tuple[str, ...], joining: bool, name: str | None, tls_cert: str | None, tls_key: str | None,
+               tls_ca: str | None, require_client_cert: bool, pins: tuple[str, ...]) -> None:
     """Write the TOML config of this machine's validator (which one: its key says) for rantai-node run.
 
     The key must be a validator of the genesis, unless --joining: a validator added later by
@@ -445,6 +515,15 @@ def config_cmd(genesis_path: str, key_path: str, data_dir: str, listen: str, out
         if not sep or not purl.startswith(("http://", "https://")):
             raise click.BadParameter(f"{item!r}: ID=URL expected", param_hint="--peer")
         peer_urls[pid] = purl.rstrip("/")
+    tls = None
+    if tls_cert or tls_key or tls_ca or require_client_cert or pins:
+        if not (tls_cert and tls_key):
+            raise click.UsageError("TLS needs both --tls-cert and --tls-key")
+        from .tls import TlsConfig
+
+        tls = TlsConfig.from_obj({"cert": str(Path(tls_cert).resolve()), "key": str(Path(tls_key).resolve()),
+                                  **({"ca": str(Path(tls_ca).resolve())} if tls_ca else {}),
+                                  "require_client_cert": require_client_cert, "pinned_peers": list(pins)})
     genesis = Genesis.load(genesis_path)
     # A validator governance adds later is not in the genesis: any well-formed id may be overridden.
     bad = sorted(p for p in peer_urls if len(p) != 16 or not set(p) <= set("0123456789abcdef"))
@@ -452,7 +531,7 @@ def config_cmd(genesis_path: str, key_path: str, data_dir: str, listen: str, out
         raise click.BadParameter(f"{', '.join(bad)}: validator ids are 16 lower-case hex digits", param_hint="--peer")
     cfg = write_node_config(out, genesis=genesis, genesis_path=genesis_path, key_path=key_path, data_dir=data_dir,
                             host=host.strip("[]"), port=int(port_text), verify_workers=verify_workers,
-                            peers=peer_urls, overwrite=False, joining=joining, name=name)
+                            peers=peer_urls, overwrite=False, joining=joining, name=name, tls=tls)
     known = genesis.validator_by_id.get(cfg.id)
     if known is not None:
         click.echo(f"wrote {out}: validator {cfg.name} ({cfg.id}) of {genesis.chain_id}, listening on "

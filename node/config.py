@@ -20,6 +20,12 @@ Example (paths are relative to the config file's folder)::
 
     [admission]               # optional: per-client limits (node/admission.py, docs/operations.md)
     member_records_per_s = 2000
+
+    [tls]                     # optional: HTTPS for the API and peer links (node/tls.py, docs/operations.md "TLS")
+    cert = "tls/v0.crt"
+    key = "tls/v0.key"
+    ca = "tls/ca.crt"         # verifies the peers' certificates
+    require_client_cert = true
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import tomli_w
 from rantai.client.format.errors import ConfigError
 
 from .admission import AdmissionConfig
+from .tls import TlsConfig
 
 __all__ = ["ConfigError", "NodeConfig"]
 
@@ -52,6 +59,7 @@ class NodeConfig:
     tick_ms: int = 10
     verify_workers: int = 2
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    tls: TlsConfig | None = None  # None: plain HTTP (loopback devnets)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "NodeConfig":
@@ -101,6 +109,7 @@ class NodeConfig:
             tick_ms=tick_ms,
             verify_workers=verify_workers,
             admission=AdmissionConfig.from_obj(doc.get("admission")),
+            tls=TlsConfig.from_obj(doc.get("tls"), base),
         )
 
     def to_obj(self, base: Path | None = None) -> dict[str, Any]:
@@ -124,6 +133,8 @@ class NodeConfig:
         }
         if self.admission != AdmissionConfig():
             doc["admission"] = self.admission.to_obj()
+        if self.tls is not None:
+            doc["tls"] = self.tls.to_obj(rel)
         if self.peers:
             doc["peers"] = [{"id": k, "url": v} for k, v in self.peers.items()]
         return doc
@@ -136,4 +147,4 @@ class NodeConfig:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'http' if self.tls is None else 'https'}://{self.host}:{self.port}"

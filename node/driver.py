@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,7 @@ class Node:
         mempool_max: int = 50_000,
         name: str = "",
         verify_workers: int = 2,
+        peer_tls: ssl.SSLContext | None = None,
     ) -> None:
         # A key the genesis does not list may be a validator the consortium added later: the chain
         # says, once the store is open (``start``); until it is one, the node observes.
@@ -117,6 +119,8 @@ class Node:
         self.admission: Any = None  # the API's admission control (node/admission.py), set by create_app
         self.on_fatal: Callable[[BaseException], None] | None = None
         self.closing: asyncio.Future | None = None  # done once the node begins to shut down (ends peer streams)
+        self.peer_tls = peer_tls  # verifies peers and presents this node's certificate (node/tls.py); None: defaults
+        self.status_extra: dict[str, Callable[[], Any]] = {}  # more sections of ``status`` (e.g. "tls", from cli run)
 
     @classmethod
     def from_config(cls, cfg: NodeConfig, **kw: Any) -> "Node":
@@ -203,6 +207,7 @@ class Node:
         self.peer_urls = {pid: url for c in gov.configs for pid, url in self._urls(c.validators).items()}
         self._configs_seen, self._version_seen = len(gov.configs), gov.configs[-1].version
         self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg,
+                                       verify=self.peer_tls if self.peer_tls is not None else True,
                                        auth=ValidatorReadAuth(self.signer))
         self.transport.start()
         self.forwarder = Forwarder(self.id, self.mempool, self.transport, self._count)
@@ -210,7 +215,7 @@ class Node:
         self._wake = asyncio.Event()
         self._stopping = False
         self._blocks: dict[bytes, Block] = {}  # digest -> parsed block (proposed or validated)
-        self._deferred: dict[int, tuple[Block, Any]] = {}
+        self._deferred: dict[int, tuple[Block, Any, Any]] = {}
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._validate_q: asyncio.Queue[Validate] = asyncio.Queue()
         self._store_lock = asyncio.Lock()
@@ -437,21 +442,30 @@ class Node:
 
     async def _store(self, block: Block, certificate: Any) -> bool:
         """Store ``block`` if it is the next height (defer it if ahead, skip it if stored). True if stored."""
+        return await self._store_run([(block, certificate, None)]) > 0
+
+    async def _store_run(self, run: Sequence[tuple[Block, Any, Any]]) -> int:
+        """Store consecutive verified blocks ``(block, certificate, index entries or None)`` in one
+        synced write (``Ledger.apply_run``), skipping those stored already; a run that starts above
+        the next height is deferred. The number of blocks of ``run`` stored."""
         async with self._store_lock:
             height = self.storage.height
-            if block.height <= height:
-                return False
-            if block.height > height + 1:
-                self._deferred[block.height] = (block, certificate)
-                return False
-            await self._on_disk(self.ledger.apply, block, certificate)
-            self._after_store(block)
+            run = [x for x in run if x[0].height > height]
+            if not run:
+                return 0
+            if run[0][0].height > height + 1:
+                for x in run:
+                    self._deferred[x[0].height] = x
+                return 0
+            await self._on_disk(self.ledger.apply_run, run)
+            for x in run:
+                self._after_store(x[0])
             while (nxt := self._deferred.pop(self.storage.height + 1, None)) is not None:
-                await self._on_disk(self.ledger.apply, *nxt)
+                await self._on_disk(self.ledger.apply_run, [nxt])
                 self._after_store(nxt[0])
             for h in [h for h in self._deferred if h <= self.storage.height]:
                 del self._deferred[h]
-            return True
+            return len(run)
 
     def _urls(self, validators: Any) -> dict[str, str]:
         """Peer id -> URL for ``validators`` (this node excluded; the config's ``peers`` override)."""
@@ -650,6 +664,7 @@ class Node:
             "catch_up": self.catching_up.state,
             "fatal": None if self.fatal is None else f"{type(self.fatal).__name__}: {self.fatal}",
             "counters": {**self.counters, **{f"replica.{k}": v for k, v in rs.get("dropped", {}).items()}},
+            **{name: section() for name, section in self.status_extra.items()},
         }
 
 

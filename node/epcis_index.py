@@ -6,6 +6,8 @@ Layout (docs/storage.md, "EPCIS indexes"); ``loc`` is ``u64 height ‖ u32 index
     b"e" + digest[32]                        -> record id[32] ‖ loc   event hash ID (first record wins)
     b"E" + sha256(eventID)[32] + loc         -> record id[32]         the event's own eventID (many allowed)
     b"q" + field[1] + vkey[16] + loc         -> b"" | u64 µs          query postings, one list per value
+    b"V" + field[1] + value (UTF-8)          -> b""                   each bizStep, disposition, readPoint,
+                                                                      bizLocation once (GET /epcis/bizSteps ...)
 
 ``vkey`` is the first 16 bytes of SHA-256 of the *normalised* value (identifiers in canonical GS1
 Digital Link form, CBV terms as web URIs: the forms of the event hash), or for the time fields
@@ -28,16 +30,19 @@ import hashlib
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from rantai.client.format.epcis.event_hash import (
+    CBV,
+    _KNOWN,
     _Ctx,
     _value,
     correction_digest,
     event_hash_id,
     hash_id_of_digest,
+    normalise_number,
     uniqueness_digest,
 )
 from rantai.client.format.epcis.event_hash import timestamp_us as parse_time_us
@@ -48,7 +53,7 @@ __all__ = [
     "record_digest", "parse_hash_id",
 ]
 
-HASH, EVENT_ID, POSTING = b"e", b"E", b"q"
+HASH, EVENT_ID, POSTING, VALUES = b"e", b"E", b"q", b"V"
 _LOC = struct.Struct(">QI")
 _U64 = struct.Struct(">Q")
 LEVELS = (16, 20, 24, 28, 32)  # bucket widths, log2 seconds
@@ -61,7 +66,10 @@ F_EPC, F_PARENT, F_INPUT, F_OUTPUT = b"e", b"p", b"i", b"o"
 F_EPC_CLASS, F_PARENT_CLASS, F_INPUT_CLASS, F_OUTPUT_CLASS = b"E", b"P", b"I", b"O"
 F_EVENT_TIME, F_RECORD_TIME = b"T", b"R"  # R: per record, written by format rantai-node/1 only
 F_BLOCK_TIME = b"B"  # recordTime, once per block: loc = u64 height
-INDEX_VERSION = b"2"  # b"m" b"epcis-index": 2 = recordTime per block (older stores are upgraded on open)
+F_ATTR = b"g"  # every other parameter: vkey of attr(name, value) (eventID, classes, bizTransactions, ...)
+# b"m" b"epcis-index": 2 = recordTime per block; 3 = F_ATTR postings and values read with the event's own
+# @context (older stores are re-indexed on open)
+INDEX_VERSION = b"3"
 _CLASS_OF = {F_EPC: F_EPC_CLASS, F_PARENT: F_PARENT_CLASS, F_INPUT: F_INPUT_CLASS, F_OUTPUT: F_OUTPUT_CLASS}
 
 
@@ -145,14 +153,39 @@ def lookup_event_id(db: Any, event_id: str, limit: int = 100) -> list[tuple[byte
 _DEFAULT_CTX = _Ctx([])
 
 
-def norm_id(value: Any) -> str:
+def event_context(event: Mapping[str, Any]) -> _Ctx:
+    """The prefixes an event's values are read with: the EPCIS defaults and the event's own ``@context``
+    (the hash ID's reading, so a custom CURIE is indexed under the full IRI it stands for)."""
+    own = event.get("@context")
+    return _DEFAULT_CTX if own is None else _Ctx([own])
+
+
+def norm_id(value: Any, ctx: _Ctx = _DEFAULT_CTX) -> str:
     """An identifier in the hash's canonical form (EPC URI and Digital Link agree)."""
-    return _value(value, _DEFAULT_CTX) if isinstance(value, str) else ""
+    return _value(value, ctx) if isinstance(value, str) else ""
 
 
-def norm_term(value: Any, vocab: str) -> str:
+def norm_term(value: Any, vocab: str | None, ctx: _Ctx = _DEFAULT_CTX) -> str:
     """A CBV term (bare, URN or web URI) as its web URI."""
-    return _value(value, _DEFAULT_CTX, vocab) if isinstance(value, str) else ""
+    return _value(value, ctx, vocab) if isinstance(value, str) else ""
+
+
+def norm_reason(value: Any, ctx: _Ctx = _DEFAULT_CTX) -> str:
+    """An error reason: CBV 2.0 names them ``https://ref.gs1.org/cbv/ER-<term>`` (bare: ``incorrect_data``)."""
+    if not isinstance(value, str):
+        return ""
+    v = value.strip()
+    return CBV + "ER-" + v if v and ":" not in v else norm_id(v, ctx)
+
+
+def forms(value: Any, ctx: _Ctx, vocab: str | None = None) -> list[str]:
+    """The forms a value is found by: its reading with the event's prefixes, and also as written with the
+    EPCIS defaults when the event defines a prefix of its own (a query has no ``@context`` to expand a CURIE)."""
+    a = norm_term(value, vocab, ctx)
+    if ctx is _DEFAULT_CTX:
+        return [a] if a else []
+    b = norm_term(value, vocab, _DEFAULT_CTX)
+    return [x for x in dict.fromkeys((a, b)) if x]
 
 
 def epc_class(normalised: str) -> str | None:
@@ -164,6 +197,19 @@ def epc_class(normalised: str) -> str | None:
     return None
 
 
+def key_kind(normalised: str) -> str:
+    """The kind of a normalised identifier that ``urn:epc:idpat:`` patterns select on: a Digital Link's
+    primary key AI (``01``, ``00``, ``414`` ...), an EPC URI's scheme (``gid``), else ``""``."""
+    if normalised.startswith(_DL_ROOT):
+        return normalised[len(_DL_ROOT):].split("/", 1)[0]
+    if normalised.startswith("urn:epc:id:"):
+        return normalised[len("urn:epc:id:"):].split(":", 1)[0]
+    return ""
+
+
+_DL_ROOT = "https://id.gs1.org/"
+
+
 @lru_cache(maxsize=65_536)
 def _vkey(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()[:16]
@@ -173,37 +219,180 @@ def _tkey(level: int, bucket: int) -> bytes:
     return bytes([level]) + b"\x00" * 7 + _U64.pack(bucket)
 
 
+def attr(name: str, value: str = "") -> str:
+    """The text an ``F_ATTR`` posting is keyed by: a name (``transformationID``, ``bizTransaction:<type>``,
+    ``has`` for presence marks ...) and a normalised value."""
+    return name + "\x00" + value
+
+
 _EPC_FIELDS: tuple[tuple[str, bytes], ...] = (
     ("epcList", F_EPC), ("childEPCs", F_EPC), ("inputEPCList", F_INPUT), ("outputEPCList", F_OUTPUT),
 )
+#: quantity list -> the attribute name of its classes (MATCH_epcClass / _inputEPCClass / _outputEPCClass)
+QUANTITY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("quantityList", "epcClass"), ("childQuantityList", "epcClass"),
+    ("inputQuantityList", "inputEPCClass"), ("outputQuantityList", "outputEPCClass"),
+)
+#: sensor attributes compared by equality (EQ_<name>), and which vocabulary their bare terms belong to
+SENSOR_EQ: dict[str, str | None] = {
+    "type": "measurementType", "deviceID": None, "dataProcessingMethod": None, "microorganism": None,
+    "chemicalSubstance": None, "bizRules": None, "stringValue": None, "hexBinaryValue": None, "uriValue": None,
+    "booleanValue": None,
+}
+#: sensor report attributes compared as numbers (EQ_/GT_/GE_/LT_/LE_<name>[_<uom>])
+SENSOR_NUMBERS = ("value", "minValue", "maxValue", "meanValue", "sDev", "percValue", "percRank")
+SENSOR_TIMES = ("startTime", "endTime")
+#: top-level fields of the standard (anything else at event level is an extension field)
+STANDARD_FIELDS = _KNOWN
+
+
+def scalar_text(v: Any, ctx: _Ctx = _DEFAULT_CTX) -> str | None:
+    """The canonical text of a scalar field value (EQ_ on extension fields), None for objects and lists."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return normalise_number(v)
+    if isinstance(v, str):
+        return _value(v, ctx)
+    return None
+
+
+def sensor_value_text(name: str, v: Any, ctx: _Ctx) -> str | None:
+    if name == "hexBinaryValue":
+        return v.strip().upper() if isinstance(v, str) else None
+    if name in ("stringValue",):
+        return v if isinstance(v, str) else None
+    if name == "booleanValue":
+        return ("true" if v else "false") if isinstance(v, bool) else None
+    return norm_term(v, SENSOR_EQ[name], ctx) or None
+
+
+def extension_values(obj: Mapping[str, Any], ctx: _Ctx, skip: frozenset[str] = frozenset()
+                     ) -> Iterator[tuple[str, bool, Any]]:
+    """(field ``{namespace}local``, nested, value) for every extension element of ``obj``: its own
+    keys (nested False) and, inside their object values at any depth, theirs (nested True). A list value
+    gives one item per element."""
+
+    def walk(o: Mapping[str, Any], nested: bool) -> Iterator[tuple[str, bool, Any]]:
+        for k, v in o.items():
+            if k in skip and not nested or not isinstance(k, str) or k.startswith("@") or k in _NOT_EXT:
+                continue
+            name = ctx.key(k)
+            for item in v if isinstance(v, list) else [v]:
+                yield name, nested, item
+                if isinstance(item, dict):
+                    yield from walk(item, True)
+
+    yield from walk(obj, False)
+
+
+_NOT_EXT = frozenset({"rdfs:comment", "comment", "#text"})
 
 
 def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
-    """(field, normalised value) pairs of one event, without repeats."""
+    """(field, normalised value) pairs of one event, without repeats: everything an exact query parameter
+    can select on. Range parameters select on a ``has`` presence mark and check the value exactly."""
     out: dict[tuple[bytes, str], None] = {}
+    ctx = event_context(event)
 
     def add(f: bytes, v: str) -> None:
         if v:
             out[(f, v)] = None
 
+    def attrs(name: str, value: Any, vocab: str | None = None) -> None:
+        for x in forms(value, ctx, vocab):
+            out[(F_ATTR, attr(name, x))] = None
+
+    def has(mark: str) -> None:
+        out[(F_ATTR, attr("has", mark))] = None
+
     add(F_TYPE, str(event.get("type", "")))
     add(F_ACTION, str(event.get("action", "")) if isinstance(event.get("action"), str) else "")
-    add(F_STEP, norm_term(event.get("bizStep"), "bizStep"))
-    add(F_DISP, norm_term(event.get("disposition"), "disposition"))
+    for x in forms(event.get("bizStep"), ctx, "bizStep"):
+        add(F_STEP, x)
+    for x in forms(event.get("disposition"), ctx, "disposition"):
+        add(F_DISP, x)
     for key, f in (("readPoint", F_READPOINT), ("bizLocation", F_BIZLOC)):
         loc = event.get(key)
         if isinstance(loc, dict):
-            add(f, norm_id(loc.get("id")))
-    ids: list[tuple[bytes, str]] = [(F_PARENT, norm_id(event.get("parentID")))]
+            for x in forms(loc.get("id"), ctx):
+                add(f, x)
+    ids: list[tuple[bytes, str]] = [(F_PARENT, x) for x in forms(event.get("parentID"), ctx)]
     for key, f in _EPC_FIELDS:
-        for v in event.get(key) or ():
-            ids.append((f, norm_id(v)))
+        for v in _list(event.get(key)):
+            ids.extend((f, x) for x in forms(v, ctx))
     for f, v in ids:
         add(f, v)
-        c = epc_class(v) if v else None
+        c = epc_class(v)
         if c:
             add(_CLASS_OF[f], c)
+    for key, name in QUANTITY_FIELDS:
+        for q in _list(event.get(key)):
+            if not isinstance(q, dict):
+                continue
+            for v in forms(q.get("epcClass"), ctx):
+                out[(F_ATTR, attr(name, v))] = None
+                c = epc_class(v)
+                if c:
+                    out[(F_ATTR, attr(name + "~", c))] = None
+            if isinstance(q.get("quantity"), (int, float)):
+                has("quantity")
+    attrs("transformationID", event.get("transformationID"))
+    for key, item_key, vocab in (("bizTransactionList", "bizTransaction", "bizTransactionType"),
+                                 ("sourceList", "source", "sourceDestType"),
+                                 ("destinationList", "destination", "sourceDestType")):
+        for item in _list(event.get(key)):
+            if isinstance(item, dict):
+                for t in forms(item.get("type"), ctx, vocab):
+                    attrs(f"{item_key}:{t}", item.get(item_key))
+    pd = event.get("persistentDisposition")
+    if isinstance(pd, dict):
+        for k in ("set", "unset"):
+            for v in _list(pd.get(k)):
+                attrs("persistentDisposition_" + k, v, k)
+    err = event.get("errorDeclaration")
+    if isinstance(err, dict):
+        has("errorDeclaration")
+        for x in dict.fromkeys((norm_reason(err.get("reason"), ctx), norm_reason(err.get("reason")))):
+            if x:
+                out[(F_ATTR, attr("errorReason", x))] = None
+        for v in _list(err.get("correctiveEventIDs")):
+            if isinstance(v, str) and v.strip():
+                out[(F_ATTR, attr("correctiveEventID", v.strip()))] = None
+    for el in _list(event.get("sensorElementList")):
+        if not isinstance(el, dict):
+            continue
+        md = el.get("sensorMetadata")
+        parts = [md] if isinstance(md, dict) else []
+        parts += [r for r in _list(el.get("sensorReport")) if isinstance(r, dict)]
+        for part in parts:
+            for name in SENSOR_EQ:
+                if name in part:
+                    text = sensor_value_text(name, part[name], ctx)
+                    if text:
+                        out[(F_ATTR, attr("sensor:" + name, text))] = None
+            for name in SENSOR_NUMBERS:
+                if isinstance(part.get(name), (int, float)) and not isinstance(part.get(name), bool):
+                    has(f"sensor:{name}:")
+                    if isinstance(part.get("uom"), str):
+                        has(f"sensor:{name}:{part['uom']}")
+            for name in SENSOR_TIMES:
+                if isinstance(part.get(name), str):
+                    has("sensor:" + name)
+    for where, obj, skip in (("ext", event, STANDARD_FIELDS), ("ilmd", event.get("ilmd"), frozenset())):
+        if not isinstance(obj, dict):
+            continue
+        for name, nested, v in extension_values(obj, ctx, skip):
+            family = f"{where}:inner:" if nested else f"{where}:"
+            has(family + name)
+            text = scalar_text(v, ctx)
+            if text is not None:
+                out[(F_ATTR, attr(family + name, text))] = None
     return list(out)
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [] if v is None else [v]
 
 
 def _time_entries(field_tag: bytes, us: int, loc: bytes) -> list[tuple[bytes, bytes]]:
@@ -228,6 +417,7 @@ def index_entries(db: Any, height: int, timestamp_ms: int,
     puts: list[tuple[bytes, bytes]] = []
     fresh: list[tuple[bytes, bytes]] = []
     seen: set[bytes] = set()
+    seen_values: set[bytes] = set()
     for index, r in enumerate(records):
         if r.is_change:  # a governance entry: no EPCIS event to index
             continue
@@ -241,34 +431,90 @@ def index_entries(db: Any, height: int, timestamp_ms: int,
         own = event.get("eventID")
         if isinstance(own, str) and own:
             puts.append((EVENT_ID + hashlib.sha256(own.encode("utf-8")).digest() + loc, r.id))
-        for f, v in event_postings(event):
-            puts.append((POSTING + f + _vkey(v) + loc, b""))
-        et = parse_time_us(event.get("eventTime"))
-        if et is not None:
-            puts.extend(_time_entries(F_EVENT_TIME, et, loc))
+        postings = event_postings(event)
+        puts.extend(_event_entries(event, loc, postings))
+        for k in value_keys(event, postings):
+            if k not in seen_values and db.get(k) is None:
+                seen_values.add(k)
+                puts.append((k, b""))
     if records:
         puts.extend(_time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)))
     return puts, fresh
 
 
-def upgrade(db: Any, headers: Iterable[tuple[int, int]]) -> bool:
+def upgrade(db: Any, headers: Iterable[tuple[int, int]],
+            blocks: Callable[[], Iterable[tuple[int, bytes, bytes]]] | None = None) -> bool:
     """Bring an older store's EPCIS index to ``INDEX_VERSION``; False when there was nothing to do.
 
-    ``headers`` yields (height, timestamp ms) of every stored non-empty block. Version 1 posted
-    recordTime per record (field ``R``): those postings are deleted and the per-block ones written,
-    in one synced batch with the version, so a crash leaves the old index, upgraded again on open.
+    ``headers`` yields (height, timestamp ms) of every stored non-empty block, ``blocks()`` (height, block
+    bytes, certificate) of every stored block. Version 1 posted recordTime per record (field ``R``); version
+    2 had no ``F_ATTR`` postings and read values without the event's ``@context``: every query posting is
+    deleted and written again from the blocks, in one synced batch with the version, so a crash leaves the
+    old index, upgraded again on open.
     """
+    from rantai.client.format.blocks import Block
+
     key = b"m" + b"epcis-index"
     if db.get(key) == INDEX_VERSION:
         return False
     with db.write_batch(sync=True, transaction=True) as wb:
-        for k in db.iterator(prefix=POSTING + F_RECORD_TIME, include_value=False):
-            wb.delete(k)
+        for prefix in (POSTING, VALUES):
+            for k in db.iterator(prefix=prefix, include_value=False):
+                wb.delete(k)
+        values: set[bytes] = set()
         for height, timestamp_ms in headers:
             for k, v in _time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)):
                 wb.put(k, v)
+        for height, raw, _ in (blocks() if blocks is not None else ()):
+            for index, r in enumerate(Block.from_bytes(raw).records):
+                if not r.is_change:
+                    postings = event_postings(r.event)
+                    for k, v in _event_entries(r.event, _LOC.pack(height, index), postings):
+                        wb.put(k, v)
+                    values.update(value_keys(r.event, postings))
+        for k in values:
+            wb.put(k, b"")
         wb.put(key, INDEX_VERSION)
     return True
+
+
+#: the fields whose values GET /epcis/bizSteps, /dispositions, /readPoints, /bizLocations list
+VALUE_FIELDS = {"bizSteps": F_STEP, "dispositions": F_DISP, "readPoints": F_READPOINT, "bizLocations": F_BIZLOC}
+
+
+_VALUE_TAGS = frozenset(VALUE_FIELDS.values())
+
+
+def value_keys(event: Mapping[str, Any], postings: list[tuple[bytes, str]] | None = None) -> list[bytes]:
+    """The ``V`` keys of an event's listed values (normalised, as the postings hold them)."""
+    return [VALUES + f + v.encode("utf-8") for f, v in (postings or event_postings(event)) if f in _VALUE_TAGS]
+
+
+def list_values(db: Any, f: bytes, after: str | None, limit: int) -> tuple[list[str], bool]:
+    """Up to ``limit`` distinct values of field ``f`` after ``after`` (sorted by UTF-8), and whether more exist."""
+    prefix = VALUES + f
+    it = db.iterator(prefix=prefix, include_value=False)
+    if after is not None:
+        it.seek(prefix + after.encode("utf-8") + b"\x00")
+    out: list[str] = []
+    try:
+        for k in it:
+            if len(out) >= limit:
+                return out, True
+            out.append(k[len(prefix):].decode("utf-8"))
+    finally:
+        it.close()
+    return out, False
+
+
+def _event_entries(event: Mapping[str, Any], loc: bytes,
+                   postings: list[tuple[bytes, str]] | None = None) -> list[tuple[bytes, bytes]]:
+    """The query postings of one event at ``loc`` (values and its eventTime buckets)."""
+    puts = [(POSTING + f + _vkey(v) + loc, b"") for f, v in (postings or event_postings(event))]
+    et = parse_time_us(event.get("eventTime"))
+    if et is not None:
+        puts.extend(_time_entries(F_EVENT_TIME, et, loc))
+    return puts
 
 
 # -- no event twice: admission and proposals (node/validation.py calls these) ---------------------------

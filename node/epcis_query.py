@@ -8,15 +8,18 @@ page costs what it returns, not what the chain holds.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rantai.client.format.epcis.event_hash import normalise_identifier
+from rantai.client.format.epcis.event_hash import event_hash_id, normalise_number
 from rantai.client.format.epcis.event_hash import timestamp_us as parse_time_us
 
 from .epcis_index import (
+    EVENT_ID,
     F_ACTION,
+    F_ATTR,
     F_BIZLOC,
     F_BLOCK_TIME,
     F_DISP,
@@ -30,25 +33,42 @@ from .epcis_index import (
     F_TYPE,
     LEVELS,
     POSTING,
+    SENSOR_EQ,
+    SENSOR_NUMBERS,
+    STANDARD_FIELDS,
     _CLASS_OF,
+    _DEFAULT_CTX,
     _FINEST,
     _LOC,
     _MAX_SECONDS,
     _U64,
     _tkey,
     _vkey,
-    epc_class,
+    attr,
+    event_context,
     event_postings,
+    extension_values,
+    forms,
+    key_kind,
     norm_id,
+    norm_reason,
     norm_term,
+    parse_hash_id,
+    scalar_text,
+    sensor_value_text,
 )
 
-__all__ = ["DEFAULT_PER_PAGE", "EVENT_TYPES", "KNOWN_PARAMS", "MAX_PER_PAGE", "EventQuery", "QueryParameterError",
-           "plan", "run_query", "time_buckets"]
+__all__ = ["DEFAULT_PER_PAGE", "EVENT_TYPES", "KNOWN_PARAMS", "MAX_ORDERED", "MAX_PER_PAGE", "EventQuery",
+           "QueryParameterError", "QueryTooLarge", "count_matches", "plan", "query_time", "run_ordered", "run_query",
+           "served_event_id", "time_buckets"]
 
 
 class QueryParameterError(ValueError):
     """A query the EPCIS binding refuses (unknown parameter, bad value): 400 QueryParameterException."""
+
+
+class QueryTooLarge(ValueError):
+    """More matches than ``maxEventCount`` (or than an ordered query can sort): 413 QueryTooLargeException."""
 
 
 # -- queries -------------------------------------------------------------------------------------------
@@ -61,13 +81,164 @@ MATCH_PARAMS: dict[str, tuple[bytes, ...]] = {
     "MATCH_epc": (F_EPC,), "MATCH_parentID": (F_PARENT,), "MATCH_inputEPC": (F_INPUT,),
     "MATCH_outputEPC": (F_OUTPUT,), "MATCH_anyEPC": (F_EPC, F_PARENT, F_INPUT, F_OUTPUT),
 }
+#: MATCH_ parameters over quantity classes -> the F_ATTR names of the classes they look at
+CLASS_PARAMS: dict[str, tuple[str, ...]] = {
+    "MATCH_epcClass": ("epcClass",), "MATCH_inputEPCClass": ("inputEPCClass",),
+    "MATCH_outputEPCClass": ("outputEPCClass",),
+    "MATCH_anyEPCClass": ("epcClass", "inputEPCClass", "outputEPCClass"),
+}
+#: EQ_ parameters over F_ATTR postings: parameter -> (attribute name, vocabulary of bare terms)
+ATTR_PARAMS: dict[str, tuple[str, str | None]] = {
+    "EQ_transformationID": ("transformationID", None),
+    "EQ_persistentDisposition_set": ("persistentDisposition_set", "set"),
+    "EQ_persistentDisposition_unset": ("persistentDisposition_unset", "unset"),
+    "EQ_errorReason": ("errorReason", "reason"),
+    "EQ_correctiveEventID": ("correctiveEventID", "raw"),
+    **{f"EQ_{n}": (f"sensor:{n}", "sensor") for n in SENSOR_EQ if n != "booleanValue"},
+}
 TIME_PARAMS = ("GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime")
+#: times checked exactly on the events a presence mark selects
+OTHER_TIMES = {"GE_errorDeclarationTime": "errorDeclaration", "LT_errorDeclarationTime": "errorDeclaration",
+               "GE_startTime": "sensor:startTime", "LT_startTime": "sensor:startTime",
+               "GE_endTime": "sensor:endTime", "LT_endTime": "sensor:endTime"}
 PAGE_PARAMS = ("perPage", "nextPageToken")
-KNOWN_PARAMS = frozenset(LIST_PARAMS) | frozenset(MATCH_PARAMS) | frozenset(TIME_PARAMS) | frozenset(PAGE_PARAMS)
+ORDER_PARAMS = ("orderBy", "orderDirection", "eventCountLimit", "maxEventCount")
+FLAG_PARAMS = ("EXISTS_errorDeclaration", "EQ_booleanValue")
+KNOWN_PARAMS = (frozenset(LIST_PARAMS) | frozenset(MATCH_PARAMS) | frozenset(CLASS_PARAMS) | frozenset(ATTR_PARAMS)
+                | frozenset(TIME_PARAMS) | frozenset(OTHER_TIMES) | frozenset(PAGE_PARAMS) | frozenset(ORDER_PARAMS)
+                | frozenset(FLAG_PARAMS) | {"EQ_eventID"})
+#: parameter families with a name inside: EQ_bizTransaction_<type>, EQ_source_<type>, EQ_destination_<type>;
+#: <OP>_quantity, <OP>_<sensor number>[_<uom>]; <OP>_[INNER_][ILMD_]<field IRI>, EXISTS_[INNER_][ILMD_]<field IRI>
+FAMILY_PREFIXES = ("EQ_bizTransaction_", "EQ_source_", "EQ_destination_")
+COMPARISONS = ("EQ", "GT", "GE", "LT", "LE")
 EVENT_TYPES = ("ObjectEvent", "AggregationEvent", "TransactionEvent", "TransformationEvent", "AssociationEvent")
 _VOCAB = {"EQ_bizStep": "bizStep", "EQ_disposition": "disposition"}
 MAX_PER_PAGE = 1000
 DEFAULT_PER_PAGE = 30
+MAX_ORDERED = 10_000  # orderBy sorts every match at the page's height: at most this many
+_ZONED = re.compile(r".*T.*(?:[Zz]|[+-]\d\d:\d\d)\Z")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+
+
+def query_time(name: str, value: str) -> int:
+    """A query timestamp in µs: RFC 3339 with a time zone (``Z`` or ``±hh:mm``); without one it is refused,
+    not guessed (the repository cannot know which zone the caller meant)."""
+    us = parse_time_us(value)
+    if us is None:
+        raise QueryParameterError(f"{name}: {value!r} is not an RFC 3339 timestamp")
+    if not _ZONED.match(value):
+        raise QueryParameterError(f"{name}: {value!r} has no time zone; write it with Z or ±hh:mm "
+                                  "(e.g. 2024-05-01T08:30:00+07:00)")
+    return us
+
+
+def _number(name: str, value: str) -> float:
+    if not _NUMBER.match(value):
+        raise QueryParameterError(f"{name}: a number expected, not {value!r}")
+    return float(value)
+
+
+def _bool(name: str, value: str) -> bool:
+    if value not in ("true", "false"):
+        raise QueryParameterError(f"{name}: true or false expected")
+    return value == "true"
+
+
+def _field_iri(name: str, text: str) -> list[str]:
+    """The ``{namespace}local`` forms an extension field name in a parameter may stand for: a full IRI
+    (``https://ns.example.com/epcis/grade``, split after its last ``/`` or ``#`` as the hash does), the
+    standard's ``namespace#local`` (``https://ns.example.com/epcis/#grade``), or a CURIE with an EPCIS
+    context prefix (``cbvmda:lotNumber``)."""
+    if not text:
+        raise QueryParameterError(f"{name}: no field name")
+    out = [_DEFAULT_CTX.key(text)]
+    cut = text.rfind("#")
+    if cut > 0:
+        out.append("{" + text[:cut] + "}" + text[cut + 1:])
+    if not any(o.startswith("{") for o in out):
+        raise QueryParameterError(f"{name}: {text!r} is not a field IRI (namespace#name or a full IRI)")
+    return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A ``urn:epc:idpat:`` pattern as a test on normalised identifiers (GS1 Digital Link or EPC URI)."""
+
+    kind: str  # key_kind of the identifiers it can match (AI or URN scheme)
+    exact: str | None = None  # the one identifier it names (no '*')
+    key_prefix: str | None = None  # Digital Link: the primary key value starts with this
+    cp: str | None = None  # Digital Link: the company prefix at cp_offset
+    cp_offset: int = 0
+    qualifier: str | None = None  # instances: the key qualifier an instance of the scheme carries
+    urn_head: tuple[str, ...] = ()  # EPC URI schemes: the leading components
+
+    def matches(self, v: str, instance: bool) -> bool:
+        if self.exact is not None:
+            return v == self.exact
+        if key_kind(v) != self.kind:
+            return False
+        if v.startswith("urn:epc:id:"):
+            parts = v.split(":", 4)[-1].split(".")
+            return tuple(parts[:len(self.urn_head)]) == self.urn_head
+        rest = v[len("https://id.gs1.org/") + len(self.kind) + 1:].split("/")
+        if instance and self.qualifier and (len(rest) < 3 or rest[1] != self.qualifier):
+            return False
+        key = rest[0]
+        if self.key_prefix is not None and not key.startswith(self.key_prefix):
+            return False
+        return self.cp is None or key[self.cp_offset:self.cp_offset + len(self.cp)] == self.cp
+
+
+# scheme -> (components, Digital Link AI, company prefix offset in the key, serial inside the key, qualifier)
+_SCHEMES: dict[str, tuple[int, str | None, int, bool, str | None]] = {
+    "sgtin": (3, "01", 1, False, "21"), "sscc": (2, "00", 1, False, None), "sgln": (3, "414", 0, False, None),
+    "grai": (3, "8003", 1, True, None), "giai": (2, "8004", 0, False, None), "gsrn": (2, "8018", 0, False, None),
+    "gsrnp": (2, "8017", 0, False, None), "gdti": (3, "253", 0, True, None), "sgcn": (3, "255", 0, True, None),
+    "cpi": (3, "8010", 0, False, "8011"), "ginc": (2, "401", 0, False, None), "gsin": (2, "402", 0, False, None),
+    "pgln": (2, "417", 0, False, None), "upui": (3, "01", 1, False, "235"),
+    "gid": (3, None, 0, False, None), "usdod": (2, None, 0, False, None), "bic": (1, None, 0, False, None),
+    "imovn": (1, None, 0, False, None),
+}
+
+
+def parse_pattern(name: str, v: str) -> Pattern:
+    body = v[len("urn:epc:idpat:"):]
+    scheme, sep, comps_text = body.partition(":")
+    if not sep or scheme not in _SCHEMES:
+        raise QueryParameterError(f"{name}: {v!r}: an EPC pattern of a known scheme expected "
+                                  f"({', '.join(sorted(_SCHEMES))})")
+    n, ai, cp_offset, serial_in_key, qualifier = _SCHEMES[scheme]
+    comps = comps_text.split(".")
+    stars = [c == "*" for c in comps]
+    k = stars.index(True) if True in stars else len(comps)
+    if len(comps) != n or any(not s for s in stars[k:]) or any(not c or "*" in c for c in comps[:k]):
+        raise QueryParameterError(f"{name}: {v!r}: a pattern of {n} components, '*' only at the end, expected")
+    if k == n:  # no wildcard: the identifier itself
+        return Pattern(kind="", exact=norm_id(f"urn:epc:id:{scheme}:{comps_text}"))
+    if ai is None:
+        return Pattern(kind=scheme, urn_head=tuple(comps[:k]))
+    if k == 0:
+        return Pattern(kind=ai, qualifier=qualifier)
+    if not comps[0].isdigit():
+        raise QueryParameterError(f"{name}: {v!r}: the company prefix is digits")
+    if k == 1:
+        return Pattern(kind=ai, cp=comps[0], cp_offset=cp_offset, qualifier=qualifier)
+    if k != n - 1:
+        raise QueryParameterError(f"{name}: {v!r}: only company-prefix or last-component wildcards are supported")
+    sample = norm_id(f"urn:epc:id:{scheme}:{'.'.join(comps[:k])}.0")
+    if not sample.startswith(f"https://id.gs1.org/{ai}/"):
+        raise QueryParameterError(f"{name}: {v!r}: not a valid {scheme} pattern")
+    key = sample[len(f"https://id.gs1.org/{ai}/"):].split("/")[0]
+    return Pattern(kind=ai, key_prefix=key[:-1] if serial_in_key else key, qualifier=qualifier)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One value of a MATCH_ parameter: an identifier (``pattern`` None), or a pattern."""
+
+    value: str
+    pattern: Pattern | None = None
+    gtin_class: bool = False  # urn:epc:idpat:sgtin:CP.IR.* (indexed as class postings)
 
 
 @dataclass
@@ -75,8 +246,17 @@ class EventQuery:
     """A parsed SimpleEventQuery: every constraint ANDed, the values of one parameter ORed."""
 
     lists: dict[str, list[str]] = field(default_factory=dict)  # param -> normalised values
-    matches: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # param -> (value, is class pattern)
+    matches: dict[str, list[Match]] = field(default_factory=dict)  # MATCH_ (EPCs and classes)
+    attrs: dict[str, list[str]] = field(default_factory=dict)  # F_ATTR param key -> attr() texts, ORed
     times: dict[str, int] = field(default_factory=dict)  # param -> µs
+    event_ids: list[str] = field(default_factory=list)
+    flags: dict[str, bool] = field(default_factory=dict)  # EXISTS_errorDeclaration
+    exists: list[tuple[str, list[str]]] = field(default_factory=list)  # (param, has-marks ORed)
+    compares: list[tuple[str, str, list[str], Any]] = field(default_factory=list)  # (param, op, targets, operand)
+    order_by: str | None = None  # eventTime, recordTime or an extension field {ns}local
+    order_desc: bool = True
+    event_count_limit: int | None = None
+    max_event_count: int | None = None
     per_page: int = DEFAULT_PER_PAGE
 
     @classmethod
@@ -84,98 +264,309 @@ class EventQuery:
         q = cls()
         seen: dict[str, list[str]] = {}
         for name, value in params:
-            if name not in KNOWN_PARAMS:
-                raise QueryParameterError(f"unknown query parameter {name!r}")
             seen.setdefault(name, []).extend(v for v in value.split("|"))
         for name, values in seen.items():
             values = [v.strip() for v in values]
-            if name in PAGE_PARAMS:
+            if name in PAGE_PARAMS or name in ORDER_PARAMS or name in FLAG_PARAMS or name in TIME_PARAMS \
+                    or name in OTHER_TIMES:
                 if len(values) != 1:
                     raise QueryParameterError(f"{name}: one value expected")
-                if name == "perPage":
-                    try:
-                        q.per_page = int(values[0])
-                    except ValueError:
-                        raise QueryParameterError("perPage: an integer expected") from None
-                    if not 1 <= q.per_page <= MAX_PER_PAGE:
-                        raise QueryParameterError(f"perPage: 1..{MAX_PER_PAGE} expected")
+            if name == "nextPageToken":
                 continue
+            if name.startswith("EXISTS_") and values == [""]:
+                values = ["true"]  # EXISTS_ parameters are void: present means true
             if any(not v for v in values):
                 raise QueryParameterError(f"{name}: empty value")
-            if name in TIME_PARAMS:
-                if len(values) != 1:
-                    raise QueryParameterError(f"{name}: one timestamp expected")
-                us = parse_time_us(values[0])
-                if us is None:
-                    raise QueryParameterError(f"{name}: {values[0]!r} is not an RFC 3339 timestamp with time zone")
-                q.times[name] = us
-            elif name == "eventType":
-                bad = [v for v in values if v not in EVENT_TYPES]
-                if bad:
-                    raise QueryParameterError(f"eventType: unknown event type {bad[0]!r}")
-                q.lists[name] = values
-            elif name == "EQ_action":
-                bad = [v for v in values if v not in ("ADD", "OBSERVE", "DELETE")]
-                if bad:
-                    raise QueryParameterError(f"EQ_action: {bad[0]!r} is not ADD, OBSERVE or DELETE")
-                q.lists[name] = values
-            elif name in _VOCAB:
-                q.lists[name] = [norm_term(v, _VOCAB[name]) for v in values]
-            elif name in LIST_PARAMS:
-                q.lists[name] = [norm_id(v) for v in values]
-            else:
-                q.matches[name] = [_match_value(v) for v in values]
+            q._parse_one(name, values)
+        if q.event_count_limit is not None and q.max_event_count is not None:
+            raise QueryParameterError("eventCountLimit and maxEventCount: at most one of them")
+        if q.event_count_limit is not None and q.order_by is None:
+            raise QueryParameterError("eventCountLimit: only with orderBy")
         return q
+
+    def _parse_one(self, name: str, values: list[str]) -> None:
+        v0 = values[0]
+        if name == "perPage":
+            try:
+                self.per_page = int(v0)
+            except ValueError:
+                raise QueryParameterError("perPage: an integer expected") from None
+            if not 1 <= self.per_page <= MAX_PER_PAGE:
+                raise QueryParameterError(f"perPage: 1..{MAX_PER_PAGE} expected")
+        elif name in ("eventCountLimit", "maxEventCount"):
+            if not v0.isdigit() or int(v0) < 1:
+                raise QueryParameterError(f"{name}: a positive integer expected")
+            setattr(self, "event_count_limit" if name == "eventCountLimit" else "max_event_count", int(v0))
+        elif name == "orderBy":
+            if v0 in ("eventTime", "recordTime"):
+                self.order_by = v0
+            else:
+                self.order_by = _field_iri(name, v0)[-1]
+        elif name == "orderDirection":
+            if v0 not in ("ASC", "DESC"):
+                raise QueryParameterError("orderDirection: ASC or DESC expected")
+            self.order_desc = v0 == "DESC"
+        elif name in TIME_PARAMS or name in OTHER_TIMES:
+            self.times[name] = query_time(name, v0)
+        elif name == "EXISTS_errorDeclaration":
+            if _bool(name, v0):
+                self.flags[name] = True
+        elif name == "EQ_booleanValue":
+            self.attrs[name] = [attr("sensor:booleanValue", "true" if _bool(name, v0) else "false")]
+        elif name == "eventType":
+            bad = [v for v in values if v not in EVENT_TYPES]
+            if bad:
+                raise QueryParameterError(f"eventType: unknown event type {bad[0]!r}")
+            self.lists[name] = values
+        elif name == "EQ_action":
+            bad = [v for v in values if v not in ("ADD", "OBSERVE", "DELETE")]
+            if bad:
+                raise QueryParameterError(f"EQ_action: {bad[0]!r} is not ADD, OBSERVE or DELETE")
+            self.lists[name] = values
+        elif name in _VOCAB:
+            self.lists[name] = [norm_term(v, _VOCAB[name]) for v in values]
+        elif name in LIST_PARAMS:
+            self.lists[name] = [norm_id(v) for v in values]
+        elif name in MATCH_PARAMS or name in CLASS_PARAMS:
+            self.matches[name] = [_match_value(name, v) for v in values]
+        elif name == "EQ_eventID":
+            self.event_ids = values
+        elif name in ATTR_PARAMS:
+            a, how = ATTR_PARAMS[name]
+            self.attrs[name] = [attr(a, _attr_value(how, a, v)) for v in values]
+        elif name.startswith(FAMILY_PREFIXES):
+            kind, _, typ = name[3:].partition("_")
+            if not typ:
+                raise QueryParameterError(f"{name}: a type after {kind}_ expected")
+            vocab = "bizTransactionType" if kind == "bizTransaction" else "sourceDestType"
+            self.attrs[name] = [attr(f"{kind}:{norm_term(typ, vocab)}", norm_id(v)) for v in values]
+        else:
+            self._parse_family(name, values)
+
+    def _parse_family(self, name: str, values: list[str]) -> None:
+        op, _, rest = name.partition("_")
+        if op not in COMPARISONS and op != "EXISTS" or not rest:
+            raise QueryParameterError(f"unknown query parameter {name!r}")
+        if op == "EXISTS":
+            marks = [attr("has", m) for m in self._fields_of(name, rest)]
+            if values != ["true"]:
+                if values == ["false"]:
+                    return
+                raise QueryParameterError(f"{name}: true expected (or no value)")
+            self.exists.append((name, marks))
+            return
+        if len(values) != 1 and op != "EQ":
+            raise QueryParameterError(f"{name}: one value expected")
+        if rest == "quantity":
+            self.compares.append((name, op, ["quantity"], _number(name, values[0])))
+            return
+        head, _, uom = rest.partition("_")
+        if head in SENSOR_NUMBERS and not rest.startswith(("http", "urn")):
+            if len(values) != 1:
+                raise QueryParameterError(f"{name}: one value expected")
+            self.compares.append((name, op, [f"sensor:{head}:{uom}"], _number(name, values[0])))
+            return
+        targets = self._fields_of(name, rest)
+        if op == "EQ":
+            self.attrs[name] = [attr(t, x) for t in targets for v in values for x in _eq_forms(v)]
+            return
+        v = values[0]
+        if _NUMBER.match(v):
+            operand: Any = float(v)
+        elif parse_time_us(v) is not None:
+            operand = ("time", query_time(name, v))
+        else:
+            raise QueryParameterError(f"{name}: a number or a timestamp expected, not {v!r}")
+        self.compares.append((name, op, targets, operand))
+
+    @staticmethod
+    def _fields_of(name: str, rest: str) -> list[str]:
+        """``[INNER_][ILMD_]<field>`` -> the has/attr names (``ext:{ns}x``, ``ilmd:inner:{ns}x`` ...)."""
+        inner = rest.startswith("INNER_")
+        if inner:
+            rest = rest[len("INNER_"):]
+        where = "ext"
+        if rest.startswith("ILMD_"):
+            where, rest = "ilmd", rest[len("ILMD_"):]
+        family = f"{where}:inner:" if inner else f"{where}:"
+        return [family + f for f in _field_iri(name, rest)]
 
     def fingerprint(self) -> bytes:
         """Binds a page token to its query (a token is refused with other parameters)."""
-        text = repr((sorted(self.lists.items()), sorted(self.matches.items()), sorted(self.times.items()),
+        text = repr((sorted(self.lists.items()), sorted(self.matches.items()), sorted(self.attrs.items()),
+                     sorted(self.times.items()), self.event_ids, sorted(self.flags.items()), self.exists,
+                     self.compares, self.order_by, self.order_desc, self.event_count_limit, self.max_event_count,
                      self.per_page))
         return hashlib.sha256(text.encode()).digest()[:8]
 
     # -- exact check of one event ----------------------------------------------------------------
     def accepts(self, event: Mapping[str, Any], record_time_us: int) -> bool:
         for name, values in self.lists.items():
-            if _event_list_value(event, name) not in values:
+            if not set(_event_list_values(event, name)) & set(values):
                 return False
-        for name, patterns in self.matches.items():
-            fields = MATCH_PARAMS[name]
-            have = [v for f, v in event_postings(event) if f in fields]
-            classes = {epc_class(v) for v in have}
-            if not any((v in classes) if is_class else (v in have) for v, is_class in patterns):
+        postings: set[tuple[bytes, str]] | None = None
+        if self.matches or self.attrs or self.exists or self.compares or self.flags:
+            postings = set(event_postings(event))
+        for name, matches in self.matches.items():
+            if not any(_matched(name, m, postings) for m in matches):  # type: ignore[arg-type]
                 return False
+        for texts in self.attrs.values():
+            if not any((F_ATTR, t) in postings for t in texts):  # type: ignore[operator]
+                return False
+        if self.flags.get("EXISTS_errorDeclaration") and not isinstance(event.get("errorDeclaration"), dict):
+            return False
+        for _, marks in self.exists:
+            if not any((F_ATTR, m) in postings for m in marks):  # type: ignore[operator]
+                return False
+        if self.event_ids and served_event_id(event) not in self.event_ids \
+                and not _same_hash_id(served_event_id(event), self.event_ids):
+            return False
         for name, us in self.times.items():
-            t = record_time_us if name.endswith("recordTime") else parse_time_us(event.get("eventTime"))
-            if t is None:
+            for t in _event_times(event, name, record_time_us):
+                if not (name.startswith("GE_") and t < us or name.startswith("LT_") and t >= us):
+                    break
+            else:
                 return False
-            if name.startswith("GE_") and t < us or name.startswith("LT_") and t >= us:
+        for _, op, targets, operand in self.compares:
+            if not any(_compare(op, x, operand) for x in _operands(event, targets, operand)):
                 return False
         return True
 
 
-def _match_value(v: str) -> tuple[str, bool]:
-    """A MATCH_ value: an identifier, or a class pattern (``urn:epc:idpat:sgtin:CP.IR.*``)."""
+def _attr_value(how: str | None, name: str, v: str) -> str:
+    if how == "raw":
+        return v
+    if how == "reason":
+        return norm_reason(v)
+    if how == "sensor":
+        n = name.split(":", 1)[1]
+        return sensor_value_text(n, v, _DEFAULT_CTX) or v
+    return norm_term(v, how)
+
+
+def _eq_forms(v: str) -> list[str]:
+    """What an EQ_ value on an extension field is compared as: its text, and its number when it is one."""
+    out = [scalar_text(v) or v]
+    if _NUMBER.match(v):
+        out.append(normalise_number(float(v)))
+    return list(dict.fromkeys(out))
+
+
+def served_event_id(event: Mapping[str, Any]) -> str:
+    """The eventID the repository serves: the event's own, else its hash ID (see present_event)."""
+    own = event.get("eventID")
+    return own if isinstance(own, str) and own else event_hash_id(event)
+
+
+def _same_hash_id(served: str, wanted: list[str]) -> bool:
+    d = parse_hash_id(served)
+    return d is not None and any(parse_hash_id(w) == d for w in wanted)
+
+
+def _matched(name: str, m: Match, postings: set[tuple[bytes, str]]) -> bool:
+    if name in CLASS_PARAMS:
+        have = [t[len(a) + 1:] for f, t in postings if f == F_ATTR for a in CLASS_PARAMS[name]
+                if t.startswith(a + "\x00")]
+        instance = False
+    else:
+        have = [v for f, v in postings if f in MATCH_PARAMS[name]]
+        instance = True
+    if m.pattern is None:
+        return m.value in have
+    return any(m.pattern.matches(v, instance) for v in have)
+
+
+def _match_value(name: str, v: str) -> Match:
+    """A MATCH_ value: an identifier, or a pattern (``urn:epc:idpat:sgtin:CP.IR.*``, ``...:sscc:CP.*`` ...)."""
     if v.startswith("urn:epc:idpat:"):
-        if not v.endswith(".*") or v.count("*") != 1:
-            raise QueryParameterError(f"{v!r}: only class patterns ending in '.*' are supported")
-        n = normalise_identifier(v[:-2] + ".*")
-        if n == v or not n.startswith("https://id.gs1.org/01/"):
-            raise QueryParameterError(f"{v!r}: an SGTIN class pattern (urn:epc:idpat:sgtin:CP.IR.*) expected")
-        return n, True
+        p = parse_pattern(name, v)
+        if p.exact is not None:
+            return Match(p.exact)
+        if p.kind == "01" and p.key_prefix is not None and p.qualifier == "21":
+            return Match(f"https://id.gs1.org/01/{p.key_prefix}", pattern=p, gtin_class=True)
+        return Match(v, pattern=p)
     if "*" in v:
-        raise QueryParameterError(f"{v!r}: wildcards only in urn:epc:idpat: patterns")
-    return norm_id(v), False
+        raise QueryParameterError(f"{name}: {v!r}: wildcards only in urn:epc:idpat: patterns")
+    return Match(norm_id(v))
 
 
-def _event_list_value(event: Mapping[str, Any], name: str) -> str:
+def _event_list_values(event: Mapping[str, Any], name: str) -> list[str]:
     if name == "eventType":
-        return str(event.get("type", ""))
+        return [str(event.get("type", ""))]
     if name == "EQ_action":
-        return str(event.get("action", ""))
+        return [str(event.get("action", ""))]
+    ctx = event_context(event)
     if name in _VOCAB:
-        return norm_term(event.get(_VOCAB[name]), _VOCAB[name])
+        return forms(event.get(_VOCAB[name]), ctx, _VOCAB[name])
     loc = event.get("readPoint" if name == "EQ_readPoint" else "bizLocation")
-    return norm_id(loc.get("id")) if isinstance(loc, dict) else ""
+    return forms(loc.get("id"), ctx) if isinstance(loc, dict) else []
+
+
+def _event_times(event: Mapping[str, Any], name: str, record_time_us: int) -> list[int]:
+    """The times a time parameter looks at (any one in range is enough), µs."""
+    if name.endswith("recordTime"):
+        return [record_time_us]
+    if name.endswith("eventTime"):
+        t = parse_time_us(event.get("eventTime"))
+        return [] if t is None else [t]
+    if name.endswith("errorDeclarationTime"):
+        err = event.get("errorDeclaration")
+        t = parse_time_us(err.get("declarationTime")) if isinstance(err, dict) else None
+        return [] if t is None else [t]
+    key = "startTime" if name.endswith("startTime") else "endTime"
+    out = []
+    for el in event.get("sensorElementList") or ():
+        if isinstance(el, dict):
+            for part in [el.get("sensorMetadata"), *(el.get("sensorReport") or ())]:
+                if isinstance(part, dict):
+                    t = parse_time_us(part.get(key))
+                    if t is not None:
+                        out.append(t)
+    return out
+
+
+def _operands(event: Mapping[str, Any], targets: list[str], operand: Any) -> Iterator[Any]:
+    """The event's values a comparison looks at: quantities, sensor numbers, extension field values."""
+    for target in targets:
+        if target == "quantity":
+            for key in ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"):
+                for qe in event.get(key) or ():
+                    if isinstance(qe, dict):
+                        yield qe.get("quantity")
+        elif target.startswith("sensor:"):
+            _, attr_name, uom = target.split(":", 2)
+            for el in event.get("sensorElementList") or ():
+                if not isinstance(el, dict):
+                    continue
+                for part in [el.get("sensorMetadata"), *(el.get("sensorReport") or ())]:
+                    if isinstance(part, dict) and (not uom or part.get("uom") == uom):
+                        yield part.get(attr_name)
+        else:
+            where, _, rest = target.partition(":")
+            nested = rest.startswith("inner:")
+            wanted = rest[len("inner:"):] if nested else rest
+            obj = event if where == "ext" else event.get("ilmd")
+            if isinstance(obj, dict):
+                skip = STANDARD_FIELDS if where == "ext" else frozenset()
+                for name, is_nested, v in extension_values(obj, event_context(event), skip):
+                    if name == wanted and is_nested == nested:
+                        yield v
+
+
+def _compare(op: str, x: Any, operand: Any) -> bool:
+    if isinstance(operand, tuple):  # a time
+        if not isinstance(x, str):
+            return False
+        t = parse_time_us(x)
+        if t is None:
+            return False
+        a: float = t
+        b: float = operand[1]
+    else:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            return False
+        a, b = float(x), operand
+    return {"EQ": a == b, "GT": a > b, "GE": a >= b, "LT": a < b, "LE": a <= b}[op]
 
 
 # -- cursors: sorted locs, seekable ---------------------------------------------------------------------
@@ -293,19 +684,85 @@ class _WholeBlocks:
         return self.heights.reads
 
 
+class _Static:
+    """A cursor over a few locs known in advance (an eventID that is a hash ID: the hash index's hits)."""
+
+    def __init__(self, locs: Iterable[bytes]) -> None:
+        self.locs = sorted(set(locs))
+        self.reads = 0
+
+    def seek(self, target: bytes) -> bytes | None:
+        self.reads += 1
+        return next((x for x in self.locs if x >= target), None)
+
+    def close(self) -> None:
+        pass
+
+
+def _attr_cursor(db: Any, texts: Iterable[str]) -> _Union:
+    return _Union([_Postings(db, POSTING + F_ATTR + _vkey(t)) for t in dict.fromkeys(texts)])
+
+
+def _match_cursor(db: Any, name: str, matches: list[Match]) -> _Union | None:
+    """The locs a MATCH_ parameter can accept; None when one of its values is a pattern other than an
+    SGTIN class (``CP.IR.*``): those are checked on every candidate the other cursors give."""
+    parts: list[Any] = []
+    for m in dict.fromkeys(matches):
+        if m.pattern is not None and not m.gtin_class:
+            return None
+        if name in CLASS_PARAMS:
+            for a in CLASS_PARAMS[name]:
+                texts = [attr(a, m.value), attr(a + "~", m.value)] if m.gtin_class else [attr(a, m.value)]
+                parts.append(_attr_cursor(db, texts))
+            continue
+        for f in MATCH_PARAMS[name]:
+            tag = _CLASS_OF[f] if m.gtin_class else f
+            parts.append(_Postings(db, POSTING + tag + _vkey(m.value)))
+    return _Union(parts)
+
+
+def _event_id_cursor(db: Any, values: list[str]) -> _Union:
+    parts: list[Any] = []
+    hits = []
+    for v in dict.fromkeys(values):
+        parts.append(_Postings(db, EVENT_ID + hashlib.sha256(v.encode("utf-8")).digest()))
+        digest = parse_hash_id(v)
+        if digest is not None:  # the hash ID is the served eventID of an event that declares none
+            from .epcis_index import correction_digest, lookup_hash
+
+            for d in (digest, correction_digest(digest)):
+                hit = lookup_hash(db, d)
+                if hit is not None:
+                    hits.append(_LOC.pack(hit[1], hit[2]))
+    parts.append(_Static(hits))
+    return _Union(parts)
+
+
 def plan(db: Any, q: EventQuery) -> list[Any]:
-    """One cursor per constraint (the most selective first is not needed: leapfrog skips)."""
+    """One cursor per constraint (the most selective first is not needed: leapfrog skips). Each cursor
+    yields every loc its constraint can accept (a superset for ranges and patterns, which select on a
+    presence mark); ``EventQuery.accepts`` decides each candidate exactly."""
     cursors: list[Any] = []
     for name, values in q.lists.items():
         tag = LIST_PARAMS[name]
         cursors.append(_Union([_Postings(db, POSTING + tag + _vkey(v)) for v in dict.fromkeys(values)]))
-    for name, patterns in q.matches.items():
-        parts = []
-        for v, is_class in dict.fromkeys(patterns):
-            for f in MATCH_PARAMS[name]:
-                tag = _CLASS_OF[f] if is_class else f
-                parts.append(_Postings(db, POSTING + tag + _vkey(v)))
-        cursors.append(_Union(parts))
+    for name, matches in q.matches.items():
+        cursor = _match_cursor(db, name, matches)
+        if cursor is not None:
+            cursors.append(cursor)
+    for texts in q.attrs.values():
+        cursors.append(_attr_cursor(db, texts))
+    if q.event_ids:
+        cursors.append(_event_id_cursor(db, q.event_ids))
+    if q.flags.get("EXISTS_errorDeclaration"):
+        cursors.append(_attr_cursor(db, [attr("has", "errorDeclaration")]))
+    for _, marks in q.exists:
+        cursors.append(_attr_cursor(db, marks))
+    for _, _, targets, _ in q.compares:
+        cursors.append(_attr_cursor(db, [attr("has", t) for t in targets]))
+    for name, mark in OTHER_TIMES.items():
+        if name in q.times:
+            cursors.append(_attr_cursor(db, [attr("has", mark)]))
     lo, hi = q.times.get("GE_eventTime"), q.times.get("LT_eventTime")
     if lo is not None or hi is not None:
         cursors.append(_time_cursor(db, F_EVENT_TIME, lo, hi))
@@ -373,3 +830,73 @@ def run_query(db: Any, q: EventQuery, *, start: tuple[int, int], max_height: int
     return out, resume, reads
 
 
+def _matches(db: Any, q: EventQuery, start: tuple[int, int], max_height: int, load: Any) -> Iterator[Any]:
+    """(height, index, event, record_time_us, payload) of every match from ``start``, in chain order."""
+    cursors = plan(db, q)
+    try:
+        for loc in leapfrog(cursors, _LOC.pack(*start)):
+            h, i = _LOC.unpack(loc)
+            if h > max_height:
+                return
+            got = load(h, i)
+            if got is None:
+                continue
+            event, record_time_us, payload = got
+            if q.accepts(event, record_time_us):
+                yield h, i, event, record_time_us, payload
+    finally:
+        for c in cursors:
+            c.close()
+
+
+def count_matches(db: Any, q: EventQuery, *, max_height: int, load: Any, limit: int) -> int:
+    """How many events match, counting no further than ``limit`` (maxEventCount's check)."""
+    n = 0
+    for _ in _matches(db, q, (0, 0), max_height, load):
+        n += 1
+        if n >= limit:
+            break
+    return n
+
+
+def _order_key(q: EventQuery, event: Mapping[str, Any], record_time_us: int) -> tuple[int, Any] | None:
+    """The value an event is ordered by (numbers, then times, then strings), None when it has none."""
+    if q.order_by == "eventTime":
+        t = parse_time_us(event.get("eventTime"))
+        return None if t is None else (1, t)
+    if q.order_by == "recordTime":
+        return (1, record_time_us)
+    for name, nested, v in extension_values(event, event_context(event), STANDARD_FIELDS):
+        if name == q.order_by and not nested:
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, (int, float)):
+                return (0, float(v))
+            if isinstance(v, str):
+                t = parse_time_us(v) if _ZONED.match(v) else None
+                return (1, t) if t is not None else (2, v)
+    return None
+
+
+def run_ordered(db: Any, q: EventQuery, *, offset: int, max_height: int,
+                load: Any) -> tuple[list[tuple[int, int, Any]], int | None]:
+    """A page of an ``orderBy`` query: every match at heights <= ``max_height`` sorted (ties and events
+    lacking the field in chain order, the latter last), cut at ``eventCountLimit``, from ``offset``.
+    Returns (matches, the offset of the next page or None); ``QueryTooLarge`` past ``MAX_ORDERED``."""
+    present: list[tuple[Any, int, int, Any]] = []
+    missing: list[tuple[int, int, Any]] = []
+    for n, (h, i, event, rt, payload) in enumerate(_matches(db, q, (0, 0), max_height, load)):
+        if n >= MAX_ORDERED:
+            raise QueryTooLarge(f"orderBy: more than {MAX_ORDERED} events match; narrow the query")
+        k = _order_key(q, event, rt)
+        if k is None:
+            missing.append((h, i, payload))
+        else:
+            present.append((k, h, i, payload))
+    present.sort(key=lambda x: x[0], reverse=q.order_desc)  # stable: ties stay in chain order
+    ordered = [(h, i, p) for _, h, i, p in present] + missing
+    if q.event_count_limit is not None:
+        ordered = ordered[:q.event_count_limit]
+    page = ordered[offset:offset + q.per_page]
+    nxt = offset + q.per_page
+    return page, (nxt if nxt < len(ordered) else None)

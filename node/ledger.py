@@ -1,7 +1,8 @@
 """The ledger: stores committed blocks with their indexes, and serves blocks, receipts and item history.
 
 ``apply`` turns a block and its commit certificate into one synced storage batch (block,
-certificate, record index, item index, head). Receipts are built on demand from the stored block:
+certificate, record index, item index, head); ``apply_run`` does the same for a run of blocks.
+Receipts are built on demand from the stored block:
 the inclusion path comes from the Merkle tree over the block's record ids (``client.merkle``), so
 a receipt needs nothing but the block and its certificate. Recently used trees are cached.
 """
@@ -12,7 +13,7 @@ import itertools
 import logging
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rantai.client.format import merkle
@@ -28,14 +29,42 @@ from rantai.consensus.certificate import CommitCertificate
 from rantai.consensus.crypto import sha256
 
 from .epcis_index import index_entries, upgrade
-from .storage import Storage, StorageError
+from .storage import BlockWrite, Storage, StorageError
 
-__all__ = ["GOV", "Ledger"]
+__all__ = ["GOV", "NO_INDEX", "BlockEntries", "Ledger", "block_entries"]
 
 log = logging.getLogger("rantai.node")
 
 GOV = b"g"  # u64 height || u32 index -> a governance change entry's bytes (replayed at start-up)
 _LOC = struct.Struct(">QI")
+
+# A block's index entries: (item history entries, EPCIS index entries, newly hashed events).
+BlockEntries = tuple[list[tuple[str, int]], list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]
+
+
+def block_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[SignedRecord]) -> BlockEntries:
+    """The index entries of block ``height``: item history (item id, record index), the EPCIS
+    indexes (``epcis_index.index_entries``) and the (event digest, record id) pairs newly hashed.
+
+    ``db`` is asked whether an event hash ID is indexed already; catch-up's worker processes have
+    no database and pass ``NO_INDEX``: the blocks they index are checked against the chain's
+    ``duplicate event`` rule before they are stored, so none of their hash IDs is indexed yet.
+    """
+    items = [(item, i) for i, r in enumerate(records) if not r.is_change for item in event_identifiers(r.event)]
+    epcis, hashed = index_entries(db, height, timestamp_ms, records)
+    return items, epcis, hashed
+
+
+class _NoIndex:
+    """An empty index, for ``block_entries`` where there is no database (see there)."""
+
+    @staticmethod
+    def get(key: bytes) -> None:
+        return None
+
+
+NO_INDEX = _NoIndex()
+
 
 def replay_governance(storage: Storage, genesis: Genesis, to: int) -> Governance:
     """The governance state after block ``to``, replayed from the change entries stored apart (``g``
@@ -78,7 +107,8 @@ class Ledger:
         self.storage = storage
         self._cache: OrderedDict[int, _StoredBlock] = OrderedDict()
         self._cache_blocks = cache_blocks
-        upgrade(storage.db, self._headers())  # an older store's EPCIS index (node/epcis_index.py)
+        # an older store's EPCIS index (node/epcis_index.py)
+        upgrade(storage.db, self._headers(), lambda: storage.blocks(1, storage.height))
         self.governance = replay_governance(storage, genesis, storage.height)
 
     def _headers(self) -> Iterator[tuple[int, int]]:
@@ -107,34 +137,36 @@ class Ledger:
         return parent
 
     # -- writing ---------------------------------------------------------------------------
-    def apply(self, block: Block, certificate: CommitCertificate) -> None:
-        """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch.
+    def apply(self, block: Block, certificate: CommitCertificate, entries: BlockEntries | None = None) -> None:
+        """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch."""
+        self.apply_run([(block, certificate, entries)])
 
-        Its governance changes (already checked when the block was validated) are applied to the
-        committed state only once the block is stored, on a fork swapped in after the write.
+    def apply_run(self, run: Sequence[tuple[Block, CommitCertificate, BlockEntries | None]]) -> None:
+        """Store consecutive blocks (the first at head + 1) with their certificates and indexes: two
+        synced batches for the whole run (``Storage.commit_blocks``).
+
+        ``entries`` are the block's index entries when the caller computed them already (catch-up's
+        worker processes, ``block_entries``); None: computed here. Governance changes (checked when
+        the blocks were validated) are applied to the committed state only once the run is stored,
+        on a fork swapped in after the write.
         """
-        items = [(item, i) for i, r in enumerate(block.records) if not r.is_change
-                 for item in event_identifiers(r.event)]
-        epcis, hashed = index_entries(self.storage.db, block.height, block.header.timestamp, block.records)
-        changes = block.change_entries()
+        writes = []
         gov = None
-        if changes:  # a fork only then: copying the proposals for every block would grow with governance
-            gov = self.governance.fork()
-            gov.apply(block.height, changes)
-            epcis = epcis + [(GOV + _LOC.pack(block.height, i), r.raw) for i, r in changes]
-        self.storage.commit_block(
-            block.height,
-            block.hash,
-            block.raw,
-            encode(certificate.to_obj()),
-            block.record_ids(),
-            items,
-            epcis,
-            hashed,
-        )
+        for block, certificate, entries in run:
+            items, epcis, hashed = entries if entries is not None else block_entries(
+                self.storage.db, block.height, block.header.timestamp, block.records)
+            changes = block.change_entries()
+            if changes:  # a fork only then: copying the proposals for every block would grow with governance
+                gov = gov or self.governance.fork()
+                gov.apply(block.height, changes)
+                epcis = epcis + [(GOV + _LOC.pack(block.height, i), r.raw) for i, r in changes]
+            writes.append(BlockWrite(block.height, block.hash, block.raw, encode(certificate.to_obj()),
+                                     block.record_ids(), items, epcis, hashed))
+        self.storage.commit_blocks(writes)
         if gov is not None:
             self.governance = gov
-        self.governance.height = block.height
+        if run:
+            self.governance.height = run[-1][0].height
 
     # -- reading ---------------------------------------------------------------------------
     def _stored(self, height: int) -> _StoredBlock | None:

@@ -11,6 +11,7 @@ docs/api.md, "Signed reads", is the contract.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Generator, Mapping
@@ -43,8 +44,11 @@ OPEN_PATHS = frozenset({"/healthz", "/v1/status", "/metrics", "/docs", "/docs/oa
 OPEN_PREFIXES = ("/v1/peer/", "/docs/", "/explorer", "/static/")
 # Under "parties", what a member without the auditor role may ask for: endpoints that filter by reader
 # (records, events, items, EPCIS queries) and what every reader needs to verify a receipt.
-PARTIES_PATHS = frozenset({"/v1/head", "/v1/genesis", "/v1/config", "/v1/changes", "/epcis/events"})
-PARTIES_PREFIXES = ("/v1/records/", "/v1/events/", "/v1/items/", "/epcis/capture/")
+PARTIES_PATHS = frozenset({"/v1/head", "/v1/genesis", "/v1/config", "/v1/changes", "/epcis/events", "/epcis",
+                           "/epcis/", "/epcis/eventTypes"})
+PARTIES_PREFIXES = ("/v1/records/", "/v1/events/", "/v1/items/", "/epcis/capture/", "/epcis/events/")
+# /epcis/{resource}/{value}/events answers a filtered query; the value lists (/epcis/epcs …) are not filtered
+_FILTERED_QUERY = re.compile(r"/epcis/[A-Za-z]+/.+/events\Z")
 READS = frozenset({"GET", "HEAD"})
 ACCEPT_SIGNATURE = f'{LABEL}=({" ".join(f"{chr(34)}{c}{chr(34)}" for c in COMPONENTS)});alg="{ALG}"'
 _SCOPE_KEY = "rantai.reader"
@@ -98,7 +102,9 @@ class ReadGuard:
                         method=scope.get("method", "GET"), authority=host, path=path, query=query, now=int(time.time()))
         gov = self.node.ledger.governance
         found = reader_of(gov.at(gov.height + 1), signed.public_key if signed is not None else None, gov.latest)
-        if not found.sees_all and not (scope["path"] in PARTIES_PATHS or scope["path"].startswith(PARTIES_PREFIXES)):
+        p = scope["path"]
+        filtered = p in PARTIES_PATHS or p.startswith(PARTIES_PREFIXES) or _FILTERED_QUERY.match(p) is not None
+        if not found.sees_all and not filtered:
             raise ReadRefused("read.not-allowed", f"under the 'parties' read policy only auditors and validators read "
                               f"{scope['path']} (it holds every member's records)", reader=found.name)
         return found

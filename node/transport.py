@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -37,6 +38,7 @@ STREAM_MEDIA = "application/x-rantai-frames"
 # What a frame of each lane holds: exactly the body a POST to that path would carry.
 LANES = {"/v1/peer/messages": "messages", "/v1/peer/records": "records"}
 FRAME_HEADER = struct.Struct(">I")  # each frame: u32 big-endian length, then that many bytes
+STALL_TIMEOUT_S = 15.0  # a stream that takes no queued message for this long is given up (``_open``)
 CHUNK_BYTES = 1024 * 1024  # frames written in one chunk of the request body, at most (one frame may exceed it)
 
 
@@ -56,6 +58,8 @@ class _Lane:
     sent: int = 0
     dropped: int = 0
     last_error: str = ""
+    phase: str = "idle"  # idle | opening (no body byte taken yet) | streaming | backoff: for status pages
+    pulled: float = 0.0  # when the stream's body last asked for more (monotonic)
 
 
 def frames(buffer: bytearray, limit: int) -> list[bytes]:
@@ -86,6 +90,7 @@ class PeerTransport:
         max_age_s: float = 5.0,
         backoff_s: tuple[float, float] = (0.05, 1.0),
         auth: httpx.Auth | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.queue_max = queue_max
         self.max_age_s = max_age_s
@@ -95,6 +100,7 @@ class PeerTransport:
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._transport = transport
         self._auth = auth  # signs this validator's reads of its peers (node/read_policy.py)
+        self._verify = verify  # for https:// peers: node/tls.py's context (CA, pins, this node's certificate)
         self._started = False
         self._closed = False
         for pid, url in peers.items():
@@ -104,11 +110,20 @@ class PeerTransport:
         """A validator the consortium added (docs/governance.md): its lanes open now if this transport runs."""
         if pid in self._clients or pid == self.sender:
             return
+        client = self._client(pid, url)
+        self._clients[pid] = client
+        for kind in self.lanes:
+            self.lanes[kind][pid] = lane = _Lane(pid, url, kind, client)
+            if self._started and not self._closed:
+                lane.task = asyncio.create_task(self._stream(lane), name=f"peer-{lane.id}-{lane.kind}")
+
+    def _client(self, pid: str, url: str) -> httpx.AsyncClient:
         transport = self._transport
         t = transport.get(pid) if isinstance(transport, Mapping) else transport
-        client = httpx.AsyncClient(
+        return httpx.AsyncClient(
             base_url=url,
             transport=t,
+            verify=self._verify,
             # No read timeout: a stream's answer comes only when it ends. A write that the peer
             # does not take for 10 s breaks the stream (it is reopened).
             timeout=httpx.Timeout(10.0, connect=2.0, read=None),
@@ -116,11 +131,6 @@ class PeerTransport:
             headers={"x-rantai-sender": self.sender} if self.sender else None,
             auth=self._auth,
         )
-        self._clients[pid] = client
-        for kind in self.lanes:
-            self.lanes[kind][pid] = lane = _Lane(pid, url, kind, client)
-            if self._started and not self._closed:
-                lane.task = asyncio.create_task(self._stream(lane), name=f"peer-{lane.id}-{lane.kind}")
 
     def _all(self) -> list[_Lane]:
         return [lane for by_peer in self.lanes.values() for lane in by_peer.values()]
@@ -143,8 +153,12 @@ class PeerTransport:
                     await lane.task
                 except (asyncio.CancelledError, Exception):
                     pass
-        for client in self._clients.values():
-            await client.aclose()
+        clients = {id(c): c for c in [*self._clients.values(), *(lane.client for lane in self._all())]}
+        for client in clients.values():
+            try:
+                await asyncio.wait_for(client.aclose(), 5.0)
+            except (asyncio.TimeoutError, httpx.HTTPError, OSError):
+                pass
 
     # -- queueing --------------------------------------------------------------------------
     def send(self, peer_id: str, path: str, body: bytes) -> None:
@@ -172,8 +186,9 @@ class PeerTransport:
                 await lane.wake.wait()
                 continue
             sent_before = lane.sent
+            lane.phase = "opening"
             try:
-                r = await lane.client.post(STREAM_PATH, content=self._body(lane), headers=headers)
+                r = await self._open(lane, headers)
             except (httpx.HTTPError, OSError) as exc:
                 lane.reachable = False
                 lane.failures += 1
@@ -187,13 +202,50 @@ class PeerTransport:
                 return
             if lane.sent > sent_before:  # it worked for a while: reopen promptly
                 backoff = self.backoff_s[0]
+            lane.phase = "backoff"
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_s[1])
+
+    async def _open(self, lane: _Lane, headers: dict[str, str]) -> httpx.Response:
+        """``POST /v1/peer/stream``, given up when messages wait and the body has not been asked for
+        more for ``STALL_TIMEOUT_S`` (not started, or not taking more).
+
+        The client has no read timeout (a stream's answer comes only when it ends), and httpcore,
+        when a write of the request body fails, suppresses the error and waits for the answer: a
+        connection the far side had half-closed (a peer stopping gracefully, seen through a proxy
+        or a middlebox that forwards the FIN but not the reset) left the lane waiting forever,
+        ``reachable``, its queue growing and the peer cut off. Found by tests/faults' SIGTERM steps.
+        """
+        lane.pulled = time.monotonic()
+        post = asyncio.ensure_future(lane.client.post(STREAM_PATH, content=self._body(lane), headers=headers))
+        try:
+            while True:
+                done, _ = await asyncio.wait({post}, timeout=STALL_TIMEOUT_S / 4)
+                if done:
+                    return post.result()
+                # stalled: a message has waited that long, and the body was not asked for more since it came
+                if lane.queue and time.monotonic() - max(lane.pulled, lane.queue[0][0]) > STALL_TIMEOUT_S:
+                    log.warning("peer %s: the %s stream stalled (%s; no message taken for %.0f s): reopening it",
+                                lane.id, lane.kind, lane.phase, STALL_TIMEOUT_S)
+                    post.cancel()
+                    await asyncio.wait({post}, timeout=2.0)
+                    if not post.done():  # the request does not even end: leave it, and its connection pool
+                        log.warning("peer %s: the stalled %s stream did not end when cancelled; the lane "
+                                    "gets a new client", lane.id, lane.kind)
+                        lane.client = self._client(lane.id, lane.url)
+                    raise httpx.WriteTimeout(f"peer stream stalled ({lane.phase}): no message taken for "
+                                             f"{STALL_TIMEOUT_S:.0f} s")
+        except asyncio.CancelledError:
+            post.cancel()
+            await asyncio.gather(post, return_exceptions=True)
+            raise
 
     async def _body(self, lane: _Lane) -> AsyncIterator[bytes]:
         """The stream's body: whatever is queued, as frames, one chunk per wake-up."""
         pack = FRAME_HEADER.pack
+        lane.phase = "streaming"
         while not self._closed:
+            lane.pulled = time.monotonic()
             if not lane.queue:
                 lane.wake.clear()
                 await lane.wake.wait()
@@ -224,5 +276,8 @@ class PeerTransport:
             bulk = self.lanes["records"][pid]
             out.append({"id": pid, "url": votes.url, "reachable": votes.reachable or bulk.reachable,
                         "queued": len(votes.queue) + len(bulk.queue), "sent": votes.sent + bulk.sent,
-                        "dropped": votes.dropped + bulk.dropped})
+                        "dropped": votes.dropped + bulk.dropped,
+                        "lanes": {lane.kind: {"phase": lane.phase, "queued": len(lane.queue), "sent": lane.sent,
+                                              "failures": lane.failures, "last_error": lane.last_error[:200]}
+                                  for lane in (votes, bulk)}})
         return out

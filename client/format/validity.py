@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rantai.consensus.certificate import CertificateError, CommitCertificate, verify_certificate
+from rantai.consensus.certificate import CertificateError, CommitCertificate, primary_index, verify_certificate
 
 from . import merkle
 from .blocks import Block, BlockHeader
@@ -220,7 +220,7 @@ class ChainMemory(Protocol):
 
 def primary_of(consortium: Consortium, view: int) -> str:
     """The id of the validator that leads ``view``: validators[view mod n], in the consortium's order."""
-    return consortium.validators[view % len(consortium.validators)].id
+    return consortium.validators[primary_index(view, len(consortium.validators))].id
 
 
 def check_block(

@@ -230,7 +230,9 @@ def test_time_buckets_cover_exactly(lo, hi):
 def test_unknown_and_bad_parameters():
     for params in ([("foo", "1")], [("EQ_action", "MOVE")], [("eventType", "QuantityEvent")],
                    [("GE_eventTime", "yesterday")], [("perPage", "0")], [("perPage", "x")],
-                   [("MATCH_epc", "urn:epc:idpat:sgtin:0614141.*.*")], [("MATCH_epc", "a*")], [("EQ_bizStep", "")]):
+                   [("MATCH_epc", "urn:epc:idpat:sgtin:0614141.*.7")], [("MATCH_epc", "a*")],
+                   [("GE_eventTime", "2024-01-01T00:00:00")], [("eventCountLimit", "3")], [("orderDirection", "UP")],
+                   [("EQ_bizStep", "")]):
         with pytest.raises(qx.QueryParameterError):
             qx.EventQuery.parse(params)
 

@@ -195,14 +195,14 @@ class FaultNet:
             self.crashed()
 
     # -- faults ------------------------------------------------------------------------------------
-    def kill_step(self, *, down_s: tuple[float, float] = (0.5, 3.0), term: bool = True) -> str:
+    def kill_step(self, *, down_s: tuple[float, float] = (0.5, 3.0), term: bool = True, kind: str | None = None) -> str:
         """Kill one validator (at most one is down at a time, f = 1), keep it down a moment, restart it.
 
         Kinds: ``kill9`` (random node), ``kill9-primary``, and ``term-primary`` (SIGTERM, the
         restart-into-stuck-view sequence of tests/node/test_rejoin.py: records go in elsewhere while
         it is down, and after the restart one is submitted through it and must commit).
         """
-        kind = self.rng.choice(["kill9", "kill9", "kill9-primary"] + (["term-primary"] if term else []))
+        kind = kind or self.rng.choice(["kill9", "kill9", "kill9-primary"] + (["term-primary"] if term else []))
         victim = self.primary() if kind != "kill9" else None
         if victim is None:
             victim = self.rng.choice(self.live())

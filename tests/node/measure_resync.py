@@ -1,17 +1,27 @@
 """Resync speed (docs/performance.md, "Resync"): build a chain on a devnet, wipe one validator, time its catch-up.
 
-    python tests/node/measure_resync.py [--records 20000] [--dir /tmp/resync] [--keep]
+    python tests/node/measure_resync.py [--records 20000] [--batch 256 --clients 8] [--dir /tmp/resync] [--keep]
+                                        [--py-spy out.txt]
 
 Not a test (nothing asserts on speed): it prints JSON with the chain's size and the wiped node's
 resync time, records/s and blocks/s. The chain is built once and kept in ``--dir`` with ``--keep``,
-so "before" and "after" runs of different code can resync the very same chain.
+so "before" and "after" runs of different code can resync the very same chain (run the older code with
+``PYTHONPATH`` pointing at a tree of its ``rantai/{consensus,client,node}``). ``--batch`` and ``--clients``
+shape the blocks: 256 x 8 gives ~550-record blocks, 2 x 4 a chain of thousands of small blocks, where the
+per-block costs (synced writes, certificate checks) count. ``--py-spy`` records the wiped node's stacks
+(all threads, CPU only) in py-spy's collapsed format while it catches up. The JSON also has the CPU
+time of the wiped node and its worker processes (from its start), which contention inflates far less
+than it slows the rates.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -36,10 +46,10 @@ def height(url: str) -> int:
     return decode(httpx.get(url + "/v1/head", headers=MP, timeout=5.0).content)["height"]
 
 
-def build(net: Devnet, n: int) -> None:
+def build(net: Devnet, n: int, batch: int, clients: int) -> None:
     signer, genesis = net.member_key("acme"), net.genesis
     raws = [sign_event(signer, genesis, shipment_event(i, 300)).raw for i in range(n)]
-    batches = [raws[i:i + 256] for i in range(0, n, 256)]
+    batches = [raws[i:i + batch] for i in range(0, n, batch)]
     urls = net.urls
 
     def post(k: int) -> None:
@@ -48,8 +58,24 @@ def build(net: Devnet, n: int) -> None:
                        content=encode({"records": batches[k]}), headers=MP)
             assert r.status_code in (200, 202), r.text[:200]
 
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(clients) as pool:
         list(pool.map(post, range(len(batches))))
+
+
+def session_cpu(sid: int, seen: dict[int, float]) -> None:
+    """CPU seconds (user + system) of each process in session ``sid`` (the wiped node and its worker
+    processes), the highest value seen per pid kept in ``seen`` (workers exit before the end)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            pid = int(d.name)
+            seen[pid] = max(seen.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / tick)
 
 
 def main() -> None:
@@ -57,6 +83,9 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=20_000)
     ap.add_argument("--dir", default="/tmp/rantai-resync")
     ap.add_argument("--keep", action="store_true", help="keep (and reuse) the devnet directory")
+    ap.add_argument("--batch", type=int, default=256, help="records per submission when building the chain")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent submitters when building the chain")
+    ap.add_argument("--py-spy", dest="py_spy", help="record the wiped node's stacks (py-spy, collapsed) here")
     args = ap.parse_args()
     root = Path(args.dir)
     fresh = not (root / "genesis.json").exists()
@@ -71,7 +100,7 @@ def main() -> None:
     try:
         if fresh:
             t = time.monotonic()
-            build(net, args.records)
+            build(net, args.records, args.batch, args.clients)
             print(f"built {args.records} records in {time.monotonic() - t:.1f} s", file=sys.stderr)
         deadline = time.monotonic() + 120
         while len({height(u) for u in urls}) != 1 and time.monotonic() < deadline:
@@ -98,12 +127,19 @@ def main() -> None:
                         pass
 
         t0 = time.monotonic()
-        net.start_node(WIPED)
+        proc = net.start_node(WIPED)
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--threads",
+                                    "--format", "raw", "--rate", "250", "-o", args.py_spy, "-p", str(proc.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         th = threading.Thread(target=trickle, daemon=True)
         th.start()
         first = None
         samples = []
+        cpu: dict[int, float] = {}
         while True:
+            session_cpu(proc.pid, cpu)
             try:
                 h = height(urls[WIPED])
             except httpx.HTTPError:
@@ -119,6 +155,9 @@ def main() -> None:
             time.sleep(0.1)
         t1 = time.monotonic()
         stop_trickle.set()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         status = httpx.get(urls[WIPED] + "/v1/status", timeout=5.0).json()
         out = {
             "records": records, "blocks": top, "seconds_from_start": round(t1 - t0, 2),
@@ -126,6 +165,11 @@ def main() -> None:
             "records_per_s": round(records / (t1 - (first or t0)), 1),
             "blocks_per_s": round(top / (t1 - (first or t0)), 1),
             "records_per_s_incl_start": round(records / (t1 - t0), 1),
+            # CPU of the wiped node and its worker processes from its start (start-up included), per record:
+            # steadier than the rates on a shared machine
+            "cpu_s": round(sum(cpu.values()), 2), "cpu_s_node": round(cpu.get(proc.pid, 0.0), 2),
+            "cpu_us_per_record": round(sum(cpu.values()) / max(records, 1) * 1e6, 1),
+            "load_avg": os.getloadavg()[0],
             "catch_up": status.get("catch_up"),
         }
         print(json.dumps(out, indent=2))

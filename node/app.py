@@ -45,7 +45,8 @@ from .answers import (
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
 from .explorer import explorer_router
-from .read_policy import ReadGuard, check_visible, metrics_lines, visible
+from .history import history_router
+from .read_policy import ReadGuard, check_visible, metrics_lines
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -535,13 +536,6 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
             return respond(request, {"to": to, "changes": [r.to_obj() for r in receipts]})
         return respond(request, {"to": to, "changes": [json.loads(r.to_json()) for r in receipts]})
 
-    @app.get("/v1/items/{item_id:path}/history", summary="Every committed event naming a GS1 identifier")
-    async def get_history(request: Request, item_id: str) -> Response:
-        receipts = [r for r in node.ledger.history(item_id) if visible(request, r.record)]
-        if wants_msgpack(request):
-            return respond(request, {"item": item_id, "receipts": [r.to_obj() for r in receipts]})
-        return respond(request, {"item": item_id, "receipts": [json.loads(r.to_json()) for r in receipts]})
-
     # -- node ------------------------------------------------------------------------------------
     @app.get("/v1/status", summary="Height, view, primary, mempool and peers")
     async def get_status(request: Request) -> Response:
@@ -591,6 +585,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
+    app.include_router(history_router(node))  # /v1/items/{item}/history, paged (node/history.py)
     app.include_router(explorer_router())  # /explorer: the page that verifies in the browser (node/explorer/)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
 

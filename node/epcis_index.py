@@ -317,26 +317,10 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
         if isinstance(loc, dict):
             for x in forms(loc.get("id"), ctx):
                 add(f, x)
-    ids: list[tuple[bytes, str]] = [(F_PARENT, x) for x in forms(event.get("parentID"), ctx)]
-    for key, f in _EPC_FIELDS:
-        for v in _list(event.get(key)):
-            ids.extend((f, x) for x in forms(v, ctx))
-    for f, v in ids:
-        add(f, v)
-        c = epc_class(v)
-        if c:
-            add(_CLASS_OF[f], c)
-    for key, name in QUANTITY_FIELDS:
-        for q in _list(event.get(key)):
-            if not isinstance(q, dict):
-                continue
-            for v in forms(q.get("epcClass"), ctx):
-                out[(F_ATTR, attr(name, v))] = None
-                c = epc_class(v)
-                if c:
-                    out[(F_ATTR, attr(name + "~", c))] = None
-            if isinstance(q.get("quantity"), (int, float)):
-                has("quantity")
+    out.update(dict.fromkeys(identifier_postings(event, ctx)))
+    for key, _ in QUANTITY_FIELDS:
+        if any(isinstance(q, dict) and isinstance(q.get("quantity"), (int, float)) for q in _list(event.get(key))):
+            has("quantity")
     attrs("transformationID", event.get("transformationID"))
     for key, item_key, vocab in (("bizTransactionList", "bizTransaction", "bizTransactionType"),
                                  ("sourceList", "source", "sourceDestType"),
@@ -388,6 +372,31 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
             text = scalar_text(v, ctx)
             if text is not None:
                 out[(F_ATTR, attr(family + name, text))] = None
+    return list(out)
+
+
+def identifier_postings(event: Mapping[str, Any], ctx: _Ctx | None = None) -> list[tuple[bytes, str]]:
+    """The EPC and quantity-class postings of an event (what MATCH_ parameters select on), alone: the
+    exact check of a MATCH_ query needs only these."""
+    ctx = event_context(event) if ctx is None else ctx
+    out: dict[tuple[bytes, str], None] = {}
+    ids: list[tuple[bytes, str]] = [(F_PARENT, x) for x in forms(event.get("parentID"), ctx)]
+    for key, f in _EPC_FIELDS:
+        for v in _list(event.get(key)):
+            ids.extend((f, x) for x in forms(v, ctx))
+    for f, v in ids:
+        out[(f, v)] = None
+        c = epc_class(v)
+        if c:
+            out[(_CLASS_OF[f], c)] = None
+    for key, name in QUANTITY_FIELDS:
+        for q in _list(event.get(key)):
+            if isinstance(q, dict):
+                for v in forms(q.get("epcClass"), ctx):
+                    out[(F_ATTR, attr(name, v))] = None
+                    c = epc_class(v)
+                    if c:
+                        out[(F_ATTR, attr(name + "~", c))] = None
     return list(out)
 
 

@@ -49,6 +49,7 @@ from .epcis_index import (
     event_postings,
     extension_values,
     forms,
+    identifier_postings,
     key_kind,
     norm_id,
     norm_reason,
@@ -405,8 +406,10 @@ class EventQuery:
             if not set(_event_list_values(event, name)) & set(values):
                 return False
         postings: set[tuple[bytes, str]] | None = None
-        if self.matches or self.attrs or self.exists or self.compares or self.flags:
+        if self.attrs or self.exists:
             postings = set(event_postings(event))
+        elif self.matches:
+            postings = set(identifier_postings(event))
         for name, matches in self.matches.items():
             if not any(_matched(name, m, postings) for m in matches):  # type: ignore[arg-type]
                 return False

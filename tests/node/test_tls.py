@@ -17,7 +17,7 @@ from rantai.client.devcerts import CertificateAuthority
 from rantai.client.devnet import Devnet
 from rantai.client.format.errors import ConfigError
 from rantai.client.format.pins import fingerprint, parse_pins
-from rantai.client.http import Client, NoNodeAvailable
+from rantai.client.http import Client, NoNodeAvailable, SignedReads
 from rantai.client.tls import context
 from rantai.node.config import NodeConfig
 from rantai.node.tls import NodeTls, TlsConfig, plain_http_warning
@@ -123,7 +123,7 @@ def test_validators_over_https_with_mtls_refusals_and_rotation_without_restart(t
             receipt = client.submit(event(), wait=True)
             assert receipt.height >= 1
 
-        http = httpx.Client(verify=net.verify, timeout=10.0)
+        http = httpx.Client(verify=net.verify, timeout=10.0, auth=SignedReads(acme))  # reads are signed
         st = http.get(net.urls[0] + "/v1/status").json()
         assert st["tls"]["enabled"] and st["tls"]["require_client_cert"]
         assert all(p["url"].startswith("https://") for p in st["peers"])

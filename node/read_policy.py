@@ -35,7 +35,7 @@ from rantai.client.format.signed_requests import (
 )
 from rantai.consensus.crypto import Signer
 
-__all__ = ["ReadGuard", "ValidatorReadAuth", "check_visible", "metrics_lines", "reader", "visible"]
+__all__ = ["ReadGuard", "ValidatorReadAuth", "ReadRefusalCollector", "check_visible", "reader", "visible"]
 
 # Never signed, under every policy: liveness, operations, the API's own description, the explorer's
 # static files, and the peer endpoints (validators authenticate those by their signed messages).
@@ -144,12 +144,25 @@ def check_visible(request: Request, record: SignedRecord, node: Any) -> None:
                           reader=getattr(reader(request), "name", None))
 
 
-def metrics_lines(counts: Mapping[str, int]) -> list[str]:
-    """``rantai_read_refused_total{rule=...}``: refused reads by rule, every rule listed (0 until one happens)."""
-    lines = ["# HELP rantai_read_refused_total Reads refused by the read policy or its signature checks, by rule.",
-             "# TYPE rantai_read_refused_total counter"]
-    lines += [f'rantai_read_refused_total{{rule="{rule}"}} {counts.get(rule, 0)}' for rule in READ_RULES]
-    return lines
+class ReadRefusalCollector:
+    """``rantai_read_refused_total{rule=...}`` for the node's prometheus registry (node/metrics.py): refused
+    reads by rule, every rule listed (0 until one happens)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily("rantai_read_refused", "Reads refused by the read policy or its signature "
+                                     "checks, by rule (docs/api.md \"Signed reads\").", labels=["rule"])
+        counts = getattr(self.node, "read_refusals", None) or {}
+        for rule in READ_RULES:
+            family.add_metric([rule], counts.get(rule, 0))
+        yield family
 
 
 class ValidatorReadAuth(httpx.Auth):

@@ -78,7 +78,7 @@ def refused(r: httpx.Response) -> tuple[int, str]:
 
 
 def metric(text: str, rule: str) -> int:
-    m = re.search(rf'^rantai_read_refused_total{{rule="{re.escape(rule)}"}} (\d+)$', text, re.M)
+    m = re.search(rf'^rantai_read_refused_total{{rule="{re.escape(rule)}"}} (\d+)(?:\.0)?$', text, re.M)
     assert m, text
     return int(m.group(1))
 

@@ -151,7 +151,7 @@ def test_validators_over_https_with_mtls_refusals_and_rotation_without_restart(t
         with Client(net.genesis_path, net.urls[:1], verify=context(pins=["ab" * 32])) as pinned:
             with pytest.raises(NoNodeAvailable, match="certificate pin"):
                 pinned.head()
-        with Client(net.genesis_path, net.urls[:1],
+        with Client(net.genesis_path, net.urls[:1], acme,  # reads are signed (docs/api.md)
                     verify=context(net.ca_file, pins=[_file_fingerprint(tls_dir / "v0.crt")])) as pinned:
             assert pinned.head().height >= 1
 

@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 
+from rantai.consensus.crypto import Signer
+
 from .format.audit import AuditReport, Auditor, BlockSource, ProgressFn
 from .format.encoding import decode
 from .format.errors import InvalidBlock, NodeError, RantaiError
 from .format.genesis import Genesis
 from .format.stream import BlockStreamReader
+from .http import SignedReads
 
 __all__ = ["NodeSource", "audit", "open_source"]
 
@@ -25,13 +28,13 @@ class NodeSource:
     """Streams blocks from a node: ``GET /v1/blocks?from=A&to=B`` (≤ 1000 per request), msgpack items."""
 
     def __init__(self, url: str, *, timeout: float = 60.0, chunk: int = 1000,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, key: Signer | None = None) -> None:
         self.name = url.rstrip("/")
         self.chunk = chunk
         self.served_head: dict[str, Any] | None = None
         self.stream_error: InvalidBlock | None = None
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0), transport=transport,
-                                  headers={"accept": "application/msgpack"})
+                                  headers={"accept": "application/msgpack"}, auth=SignedReads(key))
 
     def _fail(self, message: str) -> NodeError:
         return NodeError(f"node {self.name}: {message}", node=self.name)
@@ -43,7 +46,7 @@ class NodeSource:
         except httpx.HTTPError as exc:
             raise self._fail(f"unreachable ({type(exc).__name__}: {exc})") from exc
         if resp.status_code != 200:
-            raise self._fail(f"GET /v1/head answered HTTP {resp.status_code}")
+            raise self._fail(f"GET /v1/head answered HTTP {resp.status_code}{_refusal(resp)}")
         try:
             obj = decode(resp.content)
         except RantaiError as exc:
@@ -63,7 +66,8 @@ class NodeSource:
                 with self._http.stream("GET", f"{self.name}/v1/blocks", params={"from": h, "to": to}) as resp:
                     if resp.status_code != 200:
                         resp.read()
-                        raise self._fail(f"GET /v1/blocks?from={h}&to={to} answered HTTP {resp.status_code}")
+                        raise self._fail(f"GET /v1/blocks?from={h}&to={to} answered HTTP {resp.status_code}"
+                                         f"{_refusal(resp)}")
                     for data in resp.iter_bytes():
                         for block, certificate in reader.feed(data):
                             yield h, block, certificate
@@ -86,12 +90,26 @@ class NodeSource:
 
 
 
-def open_source(url: str, *, transport: httpx.BaseTransport | None = None) -> BlockSource:
+def _refusal(resp: httpx.Response) -> str:
+    """A refused read's rule, in words an auditor can act on (docs/api.md, "Signed reads")."""
+    try:
+        body = decode(resp.content) if resp.headers.get("content-type", "").startswith("application/msgpack") \
+            else resp.json()
+    except (RantaiError, ValueError):
+        return ""
+    rule = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(rule, str) or not rule.startswith("read."):
+        return ""
+    return (f": {rule}: {body.get('message', '')} (auditing a node needs the key of an auditor or a validator "
+            "(--key), or a public read policy)")
+
+
+def open_source(url: str, *, transport: httpx.BaseTransport | None = None, key: Signer | None = None) -> BlockSource:
     """A node by its URL (a data directory is ``rantai-node audit --data-dir``'s job)."""
     if not url.startswith(("http://", "https://")):
         raise NodeError(f"{url}: not a node URL (to audit a stopped node's data directory, run "
                         f"`rantai-node audit --data-dir {url}`)")
-    return NodeSource(url, transport=transport)
+    return NodeSource(url, transport=transport, key=key)
 
 
 def audit(genesis: Genesis, source: BlockSource | str, *, end: int | None = None, workers: int | None = None,

@@ -197,8 +197,9 @@ class BenchNet:
             return None
 
     def head(self, url: str) -> int:
-        r = httpx.get(url + "/v1/head", headers={"accept": MSGPACK}, timeout=10, verify=VERIFY)
-        return decode(r.content)["height"]
+        """The node's height, from ``/v1/status`` (never signed: the bench's own reads carry no key)."""
+        r = httpx.get(url + "/v1/status", headers={"accept": MSGPACK}, timeout=10, verify=VERIFY)
+        return int(decode(r.content)["height"])
 
 
 # -- batched load ----------------------------------------------------------------------------

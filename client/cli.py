@@ -206,11 +206,19 @@ def _transport(ctx: click.Context, cfg: Config | None = None) -> Any:
     return httpx.HTTPTransport(verify=tls)
 
 
+_READ_KEY_HELP = "Your member (or validator) key file: signs reads, which most networks require (RANTAI_KEY)."
+
+
 def _client(ctx: click.Context, cfg: Config, identity: Any = None) -> Any:
+    """A verifying client; it signs its reads with ``identity``, or with the configured key when one is set
+    (``--key``, RANTAI_KEY, rantai.toml), so reads work on a network whose read policy is not public."""
     from .http import Client
 
     def warn(node: str, exc: RantaiError) -> None:
         click.echo(f"warning: {exc}", err=True)
+
+    if identity is None and cfg.key is not None:
+        identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
 
     return Client(cfg.load_genesis(), cfg.nodes or None, identity, cfg.timeout, on_failure=warn,
                   transport=_transport(ctx, cfg))
@@ -455,12 +463,13 @@ def submit(ctx: click.Context, file: str | None, ship: tuple[str, ...], receive:
 @click.argument("record_id")
 @click.option("--receipt", "receipt_out", type=click.Path(dir_okay=False), help="Write the receipt JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt file form.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False), help=_READ_KEY_HELP)
 @_common()
 @click.pass_context
-def get(ctx: click.Context, record_id: str, receipt_out: str | None, as_json: bool, config_file: str | None,
-        genesis: str | None, nodes: tuple[str, ...], timeout: float | None) -> None:
+def get(ctx: click.Context, record_id: str, receipt_out: str | None, as_json: bool, key: str | None,
+        config_file: str | None, genesis: str | None, nodes: tuple[str, ...], timeout: float | None) -> None:
     """Fetch a record by id (64 hex digits) and verify its receipt."""
-    cfg = _config(config_file, genesis, nodes, None, timeout)
+    cfg = _config(config_file, genesis, nodes, key, timeout)
     with _client(ctx, cfg) as client:
         vr = client.get(record_id)
         g = client.genesis
@@ -481,14 +490,15 @@ def get(ctx: click.Context, record_id: str, receipt_out: str | None, as_json: bo
 @click.argument("item")
 @click.option("--cross-check", is_flag=True, help="Ask f+1 nodes and merge, so no single node can leave records out.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False), help=_READ_KEY_HELP)
 @_common()
 @click.pass_context
-def trace(ctx: click.Context, item: str, cross_check: bool, as_json: bool, config_file: str | None,
+def trace(ctx: click.Context, item: str, cross_check: bool, as_json: bool, key: str | None, config_file: str | None,
           genesis: str | None, nodes: tuple[str, ...], timeout: float | None) -> None:
     """The journey of ITEM (a GS1 identifier) as a timeline of verified records."""
     from .trace import render, timeline, to_json
 
-    cfg = _config(config_file, genesis, nodes, None, timeout)
+    cfg = _config(config_file, genesis, nodes, key, timeout)
     with _client(ctx, cfg) as client:
         steps = timeline(client.history(item, cross_check=cross_check), item, client.genesis)
     if as_json:
@@ -600,11 +610,14 @@ def _print_compare(rep: Any) -> None:
 @click.option("--max-failures", type=int, default=50, show_default=True, help="Stop after this many failures.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False),
+              help="Key that signs the block reads: an auditor's or a validator's under the parties read policy, "
+                   "any member's under members; none under public (RANTAI_KEY).")
 @_common(needs_nodes=False)
 @click.pass_context
 def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, compare_: bool,
           end: int | None, workers: int | None, schema: bool, max_failures: int, progress: bool | None, as_json: bool,
-          config_file: str | None, genesis: str | None) -> None:
+          key: str | None, config_file: str | None, genesis: str | None) -> None:
     """Re-verify the whole chain from height 1 (hash links, roots, certificates, signatures, duplicates).
 
     \b
@@ -616,15 +629,17 @@ def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, compar
     from . import audit as audit_mod
     from .format import audit as engine
 
-    cfg = _config(config_file, genesis)
+    cfg = _config(config_file, genesis, key=key)
     g = cfg.load_genesis()
     transport = _transport(ctx, cfg)
+    reader = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True)) \
+        if cfg.key is not None else None
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
     if compare_:
         specs = list(sources) + ([node] if node else [])
         if len(specs) < 2:
             raise click.UsageError("--compare needs at least two node URLs")
-        srcs = [audit_mod.open_source(s, transport=transport) for s in specs]
+        srcs = [audit_mod.open_source(s, transport=transport, key=reader) for s in specs]
         try:
             crep = engine.compare(g, srcs, end=end)
         finally:
@@ -643,7 +658,7 @@ def audit(ctx: click.Context, sources: tuple[str, ...], node: str | None, compar
         nodes = load_config(config_file=config_file).nodes or [v.url for v in g.validators]
         spec = nodes[0]
     with engine.Auditor(g, workers=workers, schema=schema, max_failures=max_failures) as auditor:
-        src = audit_mod.open_source(spec, transport=transport)
+        src = audit_mod.open_source(spec, transport=transport, key=reader)
         bar = _progress_bar(show)
         try:
             if bar is None:
@@ -879,6 +894,12 @@ _PROPOSE_FLAGS: dict[str, tuple[str, tuple[Any, ...]]] = {
                        (click.option("--approvals", required=True, metavar="N|majority"),)),
     "set-params": ("Change ledger limits (max_block_records, max_block_bytes, max_record_bytes, max_clock_skew_ms).",
                    (click.argument("params", nargs=-1, required=True, metavar="KEY=VALUE..."),)),
+    "set-read-policy": ("Change who may read what: members, public or parties (docs/governance.md, Read policy).",
+                        (click.option("--read-policy", "read_policy", required=True,
+                                      type=click.Choice(["members", "public", "parties"])),)),
+    "set-company-prefixes": ("Declare the GS1 Company Prefixes a member owns (replaces its list; none clears it).",
+                             (click.option("--member", required=True),
+                              click.argument("company_prefixes", nargs=-1, metavar="PREFIX..."))),
 }
 
 
@@ -924,7 +945,7 @@ def gov_approve(ctx: click.Context, proposal: str, **kw: Any) -> None:
 
     pid = proposal.lower()
     if len(pid) != 64:
-        opts = {k: kw[k] for k in ("config_file", "genesis", "nodes", "timeout")}
+        opts = {k: kw[k] for k in ("config_file", "genesis", "nodes", "timeout", "key")}  # the key signs the read
         with _gov_client(ctx, dict(opts), signing=False) as client:
             pid = GovView.load(client).find(pid)["id"]
     try:
@@ -937,6 +958,7 @@ def gov_approve(ctx: click.Context, proposal: str, **kw: Any) -> None:
 @gov.command("list")
 @click.option("--open", "only_open", is_flag=True, help="Only proposals still waiting for approvals.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False), help=_READ_KEY_HELP)
 @_common()
 @click.pass_context
 def gov_list(ctx: click.Context, only_open: bool, as_json: bool, **kw: Any) -> None:
@@ -959,6 +981,7 @@ def gov_list(ctx: click.Context, only_open: bool, as_json: bool, **kw: Any) -> N
 @gov.command("show")
 @click.argument("proposal")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False), help=_READ_KEY_HELP)
 @_common()
 @click.pass_context
 def gov_show(ctx: click.Context, proposal: str, as_json: bool, **kw: Any) -> None:
@@ -1015,6 +1038,7 @@ def gov_prove(key_path: str, name: str, as_json: bool, config_file: str | None, 
 @cli.command("members")
 @click.option("--at", "height", type=int, help="The consortium governing this height (default: the next block).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--key", "-k", type=click.Path(dir_okay=False), help=_READ_KEY_HELP)
 @_common()
 @click.pass_context
 def members_cmd(ctx: click.Context, height: int | None, as_json: bool, **kw: Any) -> None:

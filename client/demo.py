@@ -278,7 +278,8 @@ def run_demo(
         for step in steps:
             record(step, keys[step.member])
         results["join"] = _join(console, genesis, urls, dir, keys, orgs, run, start, bag, pallet, record)
-        with Client(genesis, urls) as client:
+        reader = keys[ADMINS[0]]  # reads are signed too: this network's read policy is "members"
+        with Client(genesis, urls, identity=reader) as client:
             records = lineage(client, bag, [pallet], sacks)
             _refresh(client)
             # Names of members who joined later too (the verified changes know them; the genesis does not).
@@ -291,14 +292,15 @@ def run_demo(
         results.update(bag=bag, pallet=pallet, traced=len(records))
         g = net.genesis_path
         rantai = _rantai_command()
+        key = f"--key {net.member_key_path(ADMINS[0])}"
         up = "" if keep else ("\n(trace, audit, members, gov, the API docs and the explorer need the network up: "
                               f"`{rantai} demo --keep`)")
         console.print(Panel.fit(
-            f"{rantai} trace '{bag}' --genesis {g} --node {urls[0]}\n"
+            f"{rantai} trace '{bag}' --genesis {g} --node {urls[0]} {key}   [dim]# reads are signed[/]\n"
             f"{rantai} verify {results['steps'][-1]['receipt']} --genesis {g}   [dim]# offline, even for the café[/]\n"
-            f"{rantai} members --genesis {g} --node {urls[0]}   [dim]# who may record now, verified[/]\n"
-            f"{rantai} gov list --genesis {g} --node {urls[0]}\n"
-            f"{rantai} audit --genesis {g} --node {urls[0]}\n"
+            f"{rantai} members --genesis {g} --node {urls[0]} {key}   [dim]# who may record now, verified[/]\n"
+            f"{rantai} gov list --genesis {g} --node {urls[0]} {key}\n"
+            f"{rantai} audit --genesis {g} --node {urls[0]} {key}\n"
             f"API docs in a browser: {urls[0]}/docs\n"
             f"the bag's journey in a browser, verified there: {urls[0]}/explorer/#/item/{bag}" + up,
             title="explore further"))
@@ -322,7 +324,7 @@ def _join(console: Console, genesis: Any, urls: list[str], dir: Path, keys: dict
     from .format.records import sign_event
 
     proposer, approver = ADMINS[0], ADMINS[1]
-    with Client(genesis, urls) as client:
+    with Client(genesis, urls, identity=keys[proposer]) as client:
         gc.refresh_changes(client)
         cafe, cafe_org = _cafe_name(client)
     orgs[cafe] = cafe_org
@@ -347,7 +349,7 @@ def _join(console: Console, genesis: Any, urls: list[str], dir: Path, keys: dict
 
     steps, sale = last_mile(cafe, bag, pallet, start)
     early = sign_event(cafe_key, genesis, sale.event)
-    with Client(genesis, urls) as client:
+    with Client(genesis, urls, identity=keys[proposer]) as client:
         try:
             client.submit_record(early, wait=True)
             refused = ""
@@ -369,7 +371,7 @@ def _join(console: Console, genesis: Any, urls: list[str], dir: Path, keys: dict
         record(step, keys[step.member])
     filler = 0
     while True:  # normally already there: the importer's two records filled the window
-        with Client(genesis, urls) as client:
+        with Client(genesis, urls, identity=keys[proposer]) as client:
             head = client.head().height
         if head + 1 >= effective:
             break

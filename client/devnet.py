@@ -67,6 +67,8 @@ class Devnet:
         params: dict[str, int] | None = None,
         python: str = sys.executable,
         log_level: str = "warning",
+        read_policy: str | None = None,
+        company_prefixes: dict[str, list[str]] | None = None,
         tls: bool = False,
     ) -> None:
         self.dir = Path(dir)
@@ -76,6 +78,8 @@ class Devnet:
         self.params = params
         self.python = python
         self.log_level = log_level
+        self.read_policy = read_policy  # None: init-network's default ("members")
+        self.company_prefixes = dict(company_prefixes or {})
         self.procs: dict[int, subprocess.Popen] = {}
         self.tls = tls
 
@@ -106,6 +110,10 @@ class Devnet:
                "--base-port", str(self.base_port), "--verify-workers", "0"]
         for k, v in (self.params or {}).items():
             cmd += ["--param", f"{k}={v}"]
+        if self.read_policy is not None:
+            cmd += ["--read-policy", self.read_policy]
+        for name, prefixes in self.company_prefixes.items():
+            cmd += ["--company-prefix", f"{name}={','.join(prefixes)}"]
         if self.tls:
             from .devcerts import CertificateAuthority
 
@@ -137,8 +145,11 @@ class Devnet:
     def urls(self) -> list[str]:
         return [c.url for c in self.configs()]
 
+    def member_key_path(self, name: str) -> Path:
+        return self.dir / "members" / f"{name}.pem"
+
     def member_key(self, name: str) -> Signer:
-        return load_key(self.dir / "members" / f"{name}.pem")
+        return load_key(self.member_key_path(name))
 
     # -- processes -------------------------------------------------------------------------
     def start(self, indices: Iterable[int] | None = None) -> "Devnet":

@@ -39,6 +39,7 @@ from .format.genesis import Genesis
 from .format.keys import Signer
 from .format.receipts import Receipt
 from .format.records import SignedRecord, sign_event
+from .http import SignedReads
 
 __all__ = ["DocumentClient", "Outcome", "load_events", "prepare_events", "sign_document", "export_document",
            "served_event", "validate_xsd", "import_command", "export_command"]
@@ -252,7 +253,8 @@ class DocumentClient:
         self.genesis = genesis
         self.nodes = [u.rstrip("/") for u in (nodes or [v.url for v in genesis.validators])]
         self.identity = identity
-        self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), transport=transport)
+        self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), transport=transport,
+                                 auth=SignedReads(lambda: self.identity))  # reads signed: docs/api.md
         self._preferred = 0
 
     def close(self) -> None:
@@ -422,7 +424,7 @@ class DocumentClient:
     def history(self, item: str) -> list[Verified]:
         from .http import Client
 
-        with Client(self.genesis, self.nodes, transport=self.http._transport) as c:  # noqa: SLF001
+        with Client(self.genesis, self.nodes, self.identity, transport=self.http._transport) as c:  # noqa: SLF001
             return [Verified(served_event(vr.receipt), vr.receipt, event_hash_id(vr.event)) for vr in c.history(item)]
 
     def export(self, *, item: str | None = None, start: str | None = None, end: str | None = None) -> list[Verified]:
@@ -498,6 +500,8 @@ def _cli() -> Any:
 
 def _doc_client(ctx: click.Context, cfg: Any, identity: Any = None) -> DocumentClient:
     c = _cli()
+    if identity is None and cfg.key is not None:  # signs the reads (docs/api.md, "Signed reads")
+        identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
     return DocumentClient(cfg.load_genesis(), cfg.nodes or None, identity, timeout=cfg.timeout,
                           transport=c._transport(ctx, cfg))  # noqa: SLF001
 
@@ -607,16 +611,17 @@ def _export_command() -> click.Command:
     @click.option("--with-proofs", "proofs_dir", type=click.Path(file_okay=False),
                   help="Also write the genesis and one verified receipt per event into this directory.")
     @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the document here (default: stdout).")
+    @click.option("--key", "-k", type=click.Path(dir_okay=False), help=c._READ_KEY_HELP)  # noqa: SLF001
     @c._common()  # noqa: SLF001
     @click.pass_context
     def export(ctx: click.Context, item: str | None, start: str | None, end: str | None, proofs_dir: str | None,
-               output: str | None, config_file: str | None, genesis: str | None, nodes: tuple[str, ...],
-               timeout: float | None) -> None:
+               output: str | None, key: str | None, config_file: str | None, genesis: str | None,
+               nodes: tuple[str, ...], timeout: float | None) -> None:
         """Write the ledger's events as an EPCISDocument (JSON-LD), every event verified against the genesis."""
         for name, v in (("--from", start), ("--to", end)):
             if v is not None and parse_time_us(v) is None:
                 raise click.BadParameter(f"{v!r} is not an RFC 3339 time", param_hint=name)
-        cfg = c._config(config_file, genesis, nodes, None, timeout)  # noqa: SLF001
+        cfg = c._config(config_file, genesis, nodes, key, timeout)  # noqa: SLF001
         with _doc_client(ctx, cfg) as client:
             verified = client.export(item=item, start=start, end=end)
         doc = export_document([v.event for v in verified])

@@ -102,7 +102,7 @@ def build_change(op: str, opts: Mapping[str, Any], chain: bytes) -> dict[str, An
     change: dict[str, Any] = {"op": o}
     if o in ("add_member", "add_validator"):
         change["name"] = opts["name"]
-    if o in ("set_roles", "suspend_member", "reinstate_member", "remove_member", "rotate_key"):
+    if o in ("set_roles", "suspend_member", "reinstate_member", "remove_member", "rotate_key", "set_company_prefixes"):
         change["member"] = opts["member"]
     if o in ("remove_validator", "rekey_validator", "set_validator_url"):
         change["validator"] = opts["validator"]
@@ -130,6 +130,10 @@ def build_change(op: str, opts: Mapping[str, Any], chain: bytes) -> dict[str, An
             raise InvalidRecord(f"change shape: {', '.join(fixed)} cannot change on a running chain (changeable: "
                                 f"{', '.join(sorted(CHANGEABLE_PARAMS))})", rule="change shape")
         change["params"] = params
+    if o == "set_read_policy":
+        change["read_policy"] = opts["read_policy"]
+    if o == "set_company_prefixes":
+        change["company_prefixes"] = list(opts.get("company_prefixes") or ())
     try:
         check_change(change)
     except RantaiError as exc:  # the same one line the node would answer
@@ -159,6 +163,10 @@ def describe_change(change: Mapping[str, Any]) -> str:
         return f"require {c['approvals']} admin approvals per change"
     if op == "set_params":
         return "set " + ", ".join(f"{k}={v}" for k, v in sorted(c["params"].items()))
+    if op == "set_read_policy":
+        return f"set the read policy to {c['read_policy']}"
+    if op == "set_company_prefixes":
+        return f"set {c['member']}'s GS1 Company Prefixes to {', '.join(c['company_prefixes']) or 'none'}"
     return str(op)
 
 

@@ -48,6 +48,7 @@ from .epcis_api import epcis_problem, epcis_router
 from .explorer import explorer_router
 from .history import history_router
 from .metrics import CONTENT_TYPE_LATEST, NodeMetrics
+from .read_policy import ReadGuard, ReadRefusalCollector, check_visible
 from .subscriptions import Subscriptions
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
@@ -344,6 +345,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         admission = Admission(admission)
     node.admission = admission  # status and tests read its counters
     metrics = NodeMetrics(node, admission.counters)  # one registry per app: tests run several in a process
+    metrics.registry.register(ReadRefusalCollector(node))  # rantai_read_refused_total{rule} (read_policy.py)
     node.metrics = metrics
     subscriptions = Subscriptions(node)  # named queries, webhook and WebSocket delivery (node/subscriptions.py)
 
@@ -362,6 +364,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     app = FastAPI(title="rantai node", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="A rantai validator's API (docs/api.md).")
     install_docs(app)  # /docs from packaged Swagger UI files, /openapi.json with bodies (node/api_docs.py)
+    app.add_middleware(ReadGuard, node=node)  # every read: signed, and allowed by the read policy (read_policy.py)
     params = node.genesis.params
     max_block_bytes = params["max_block_bytes"]
     max_count = params["max_block_records"]
@@ -500,6 +503,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         receipt = node.ledger.receipt(rid)
         if receipt is None:
             raise ApiError(404, "not found", f"record {record_id} is not committed here", id=record_id)
+        check_visible(request, receipt.record, node)
         if wants_msgpack(request):
             return respond(request, receipt.to_obj())
         return Response(receipt.to_json(), media_type=JSON)

@@ -103,6 +103,8 @@ def init_network(
     params: dict[str, int] | None = None,
     verify_workers: int = 0,
     approvals: int | str | None = None,
+    read_policy: str = "members",
+    company_prefixes: dict[str, list[str]] | None = None,
     tls_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Keys (PEM 0600), ``genesis.json`` and one ``vN.toml`` per validator under ``out``. Returns the genesis path.
@@ -110,6 +112,8 @@ def init_network(
     ``members`` are names (``acme``), ``name=Organisation`` (``acme=Acme Coffee Ltd``), either with
     ``:role+role`` after it (``acme=Acme:submitter+admin``); without roles a member is a submitter and
     an auditor. ``approvals`` is the governance threshold (a number, or ``"majority"``, the default).
+    ``read_policy`` is written into the genesis even when it is the default, so the file says who may read;
+    ``company_prefixes`` gives members' GS1 Company Prefixes by name (docs/governance.md, "Read policy").
     With ``tls_dir`` (holding ``ca.crt`` and ``vN.crt``/``vN.key`` for each validator, made beforehand),
     validators are reached at https:// URLs and require their peers' client certificates (mTLS).
     """
@@ -146,6 +150,8 @@ def init_network(
         params=params,
         approvals=approvals,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        read_policy=read_policy,
+        company_prefixes=company_prefixes,
     )
     genesis_path.write_text(genesis.to_json(), encoding="utf-8")
     for i in range(len(vkeys)):

@@ -81,10 +81,14 @@ def cli() -> None:
 @click.option("--tls-dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="HTTPS between validators with mTLS: a folder holding ca.crt and vN.crt/vN.key for each "
                    "validator (rantai devnet --tls makes them).")
+@click.option("--read-policy", default="members", show_default=True,
+              type=click.Choice(["members", "public", "parties"]), help="Who may read what (docs/governance.md).")
+@click.option("--company-prefix", "company_prefixes", multiple=True, metavar="MEMBER=PREFIX[,PREFIX]",
+              help="A member's GS1 Company Prefixes, for the parties read policy (repeatable).")
 @_friendly
 def init_network_cmd(validators: int, members: str, out: str, base_port: int, host: str, chain_id: str,
                      params: tuple[str, ...], verify_workers: int, approvals: str | None,
-                     tls_dir: str | None) -> None:
+                     tls_dir: str | None, read_policy: str, company_prefixes: tuple[str, ...]) -> None:
     """DEVNET/TEST ONLY: every key, genesis.json and each validator's config, made on this one machine.
 
     Whoever runs this holds every organisation's private keys. A real consortium runs the key
@@ -96,9 +100,16 @@ def init_network_cmd(validators: int, members: str, out: str, base_port: int, ho
     threshold: int | str | None = None
     if approvals is not None:
         threshold = "majority" if approvals == "majority" else int(approvals)
+    prefixes: dict[str, list[str]] = {}
+    for spec in company_prefixes:
+        who, eq, listed = spec.partition("=")
+        if not eq:
+            raise click.BadParameter(f"{spec!r}: MEMBER=PREFIX[,PREFIX] expected", param_hint="--company-prefix")
+        prefixes.setdefault(who.strip(), []).extend(p.strip() for p in listed.split(",") if p.strip())
     path = init_network(out, validators=validators, members=names, base_port=base_port, host=host,
                         chain_id=chain_id, params=_params(params), verify_workers=verify_workers,
-                        approvals=threshold, tls_dir=tls_dir)
+                        approvals=threshold, tls_dir=tls_dir, read_policy=read_policy,
+                        company_prefixes=prefixes)
     click.echo(f"genesis: {path}")
     for i in range(validators):
         click.echo(f"v{i}: {Path(out) / f'v{i}.toml'}  {'https' if tls_dir else 'http'}://{host}:{base_port + i}")
@@ -291,9 +302,11 @@ def audit_cmd(data_dirs: tuple[str, ...], genesis_path: str, compare_: bool, end
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), envvar="RANTAI_CA_FILE",
               help="CA (or the node's own certificate) to verify an https:// node with (RANTAI_CA_FILE).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="This validator's (or a member's) key: signs the read of the configuration in force.")
 @_friendly
-def status_cmd(url: str, as_json: bool, ca_file: str | None) -> None:
-    """Height, view, primary, peers and their heights, mempool size, TLS."""
+def status_cmd(url: str, as_json: bool, ca_file: str | None, key_path: str | None) -> None:
+    """Height, view, primary, peers and their heights, mempool size, TLS; with --key, the validators in force."""
     verify: Any = True if ca_file is None else _ca_context(ca_file)
     r = httpx.get(url.rstrip("/") + "/v1/status", timeout=5.0, verify=verify)
     if r.status_code != 200:
@@ -309,7 +322,7 @@ def status_cmd(url: str, as_json: bool, ca_file: str | None) -> None:
         h = "-" if p.get("height") is None else p["height"]
         click.echo(f"peer     {p['id']}  {p['url']}  height {h}  {'up' if p.get('reachable') else 'DOWN'}")
     _print_tls(s.get("tls"))
-    _print_validators_in_force(url, verify)
+    _print_validators_in_force(url, verify, key_path)
 
 
 @cli.command("doctor")
@@ -474,11 +487,19 @@ def _print_tls(t: dict[str, Any] | None) -> None:
     click.echo(f"tls      refused: {refused}{failed}")
 
 
-def _print_validators_in_force(url: str, verify: Any = True) -> None:
+def _print_validators_in_force(url: str, verify: Any = True, key_path: str | None = None) -> None:
     """The validator set governing the next block, from the node's own ``GET /v1/config``: after a
     governance change an operator checks here which validators this node now counts votes from.
     (This trusts the node; ``rantai members`` verifies the same against the genesis.)"""
-    r = httpx.get(url.rstrip("/") + "/v1/config", timeout=5.0, verify=verify)
+    from rantai.client.format.keys import load_key
+
+    from .read_policy import ValidatorReadAuth
+
+    auth = ValidatorReadAuth(load_key(key_path)) if key_path else None
+    r = httpx.get(url.rstrip("/") + "/v1/config", timeout=5.0, verify=verify, auth=auth)  # a signed read
+    if r.status_code in (401, 403):
+        click.echo(f"config   not shown: {r.json().get('error')} (pass --key, this validator's key file)")
+        return
     if r.status_code != 200:  # a node from before governance: nothing more to show
         return
     c = r.json()
@@ -566,9 +587,11 @@ def genesis_group() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write genesis.json (new file).")
 @click.option("--param", "params", multiple=True, help="Genesis parameter KEY=VALUE (repeatable).")
 @click.option("--created-at", help="The genesis created_at (default: now, UTC), e.g. to re-assemble the same bytes.")
+@click.option("--read-policy", type=click.Choice(["members", "public", "parties"]),
+              help="Who may read what (docs/governance.md, Read policy); left out of the file: members.")
 @_friendly
 def genesis_assemble_cmd(requests: tuple[str, ...], chain_id: str, approvals: str, out: str,
-                         params: tuple[str, ...], created_at: str | None) -> None:
+                         params: tuple[str, ...], created_at: str | None, read_policy: str | None) -> None:
     """Coordinator: check every join request's proof and write the genesis; print its hash.
 
     Send the genesis file to every organisation; each checks it (rantai genesis check) and compares
@@ -585,7 +608,7 @@ def genesis_assemble_cmd(requests: tuple[str, ...], chain_id: str, approvals: st
         n_approvals = approvals
     reqs = [load_request(p) for p in requests]
     genesis = assemble(chain_id, reqs, approvals=n_approvals, params=_params(params),
-                       created_at=created_at or _utc_now())
+                       created_at=created_at or _utc_now(), read_policy=read_policy)
     _create_exclusive(out, genesis.to_json())
     click.echo(f"wrote {out} from {len(reqs)} join requests, every proof of possession checked")
     for line in summary(genesis):

@@ -58,6 +58,7 @@ from .forwarding import Forwarder
 from .ledger import Ledger
 from .logs import Watch
 from .mempool import Mempool
+from .read_policy import ValidatorReadAuth
 from .storage import Storage
 from .storecheck import check_store
 from .transport import PeerTransport
@@ -208,7 +209,8 @@ class Node:
         self.peer_urls = {pid: url for c in gov.configs for pid, url in self._urls(c.validators).items()}
         self._configs_seen, self._version_seen = len(gov.configs), gov.configs[-1].version
         self.transport = PeerTransport(self.peer_urls, sender=self.id, transport=self._transport_arg,
-                                       verify=self.peer_tls if self.peer_tls is not None else True)
+                                       verify=self.peer_tls if self.peer_tls is not None else True,
+                                       auth=ValidatorReadAuth(self.signer))
         self.transport.start()
         self.forwarder = Forwarder(self.id, self.mempool, self.transport, self._count)
         self._events: list[tuple[Any, ...]] = []

@@ -57,6 +57,7 @@ from .epcis_query import (
     run_query,
 )
 from .paging import PageTokenError, PinnedPages, decode_token, encode_token
+from .read_policy import check_visible, visible
 from .validation import error_body, status_of
 
 __all__ = ["epcis_problem", "epcis_router", "present_event", "SIGNATURE_KEY", "EPCIS_CONTEXT", "RANTAI_NS"]
@@ -293,6 +294,7 @@ def epcis_router(node: Any) -> APIRouter:
         receipt = node.ledger.receipt_at(height, index)
         if receipt is None:
             raise ApiError(404, "not found", f"event {event_id}: record {rid.hex()} not readable", eventID=event_id)
+        check_visible(request, receipt.record, node)
         hid = event_hash_id(receipt.record.event)
         headers = {"x-rantai-event-hash-id": hid, "x-rantai-record-id": rid.hex()}
         if wants_msgpack(request):
@@ -475,6 +477,11 @@ def epcis_router(node: Any) -> APIRouter:
             q = EventQuery.parse(params)
         except QueryParameterError as exc:
             return _problem(400, "QueryParameterException", str(exc))
+
+        def load(height: int, index: int) -> Any:  # under "parties": only the reader's events (read_policy.py)
+            got = _load(height, index)
+            return got if got is None or visible(request, got[2].record) else None
+
         fp = q.fingerprint()
         token = request.query_params.get("nextPageToken")
         if token:
@@ -490,7 +497,7 @@ def epcis_router(node: Any) -> APIRouter:
         else:
             max_height, start = node.storage.height, (0, 0)
             if q.max_event_count is not None:
-                n = count_matches(node.storage.db, q, max_height=max_height, load=_load, limit=q.max_event_count + 1)
+                n = count_matches(node.storage.db, q, max_height=max_height, load=load, limit=q.max_event_count + 1)
                 if n > q.max_event_count:
                     return _problem(413, "QueryTooLargeException",
                                     f"maxEventCount: more than {q.max_event_count} events match")
@@ -499,13 +506,13 @@ def epcis_router(node: Any) -> APIRouter:
         if q.order_by is not None:
             try:
                 page, nxt = run_ordered(node.storage.db, q, offset=start[0] if token else 0, max_height=max_height,
-                                        load=_load)
+                                        load=load)
             except QueryTooLarge as exc:
                 return _problem(413, "QueryTooLargeException", str(exc))
             found = [receipt for _, _, receipt in page]
             resume = None if nxt is None else (nxt, _ORDERED)
         else:
-            hits, resume, _reads = run_query(node.storage.db, q, start=start, max_height=max_height, load=_load)
+            hits, resume, _reads = run_query(node.storage.db, q, start=start, max_height=max_height, load=load)
             found = [receipt for _, _, receipt in hits]
         doc = _document(request, found, proofs, max_height)
         headers = {"x-rantai-height": str(max_height),
@@ -552,6 +559,9 @@ def epcis_router(node: Any) -> APIRouter:
         receipts = [r for h, i in sorted(locs) if (r := node.ledger.receipt_at(h, i)) is not None]
         if not receipts:
             return _problem(404, "NoSuchResourceException", f"no committed event has the eventID {event_id}")
+        if not any(visible(request, r.record) for r in receipts):
+            check_visible(request, receipts[0].record, node)  # under "parties": 403 read.not-allowed
+        receipts = [r for r in receipts if visible(request, r.record)]
         headers = {"x-rantai-height": str(node.storage.height),
                    "GS1-EPC-Format": getattr(request.state, "epc_format", "Never_Translates")}
         return _json(_document(request, receipts, proofs, node.storage.height), 200, JSONLD, headers)

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from .answers import ApiError, respond, wants_msgpack
 from .paging import PageTokenError, PinnedPages, encode_token
+from .read_policy import reader, visible
 
 __all__ = ["MAX_PAGE", "history_router", "history_fingerprint"]
 
@@ -65,7 +66,12 @@ def history_router(node: Any) -> APIRouter:
         locs = locs[:limit]
         msgpack = wants_msgpack(request)
         receipts: list[Any] = []
+        mine = reader(request)
         for height, index in locs:
+            if mine is not None and not mine.sees_all:  # "parties": only the reader's records (node/read_policy.py)
+                seen = ledger.receipt_at(height, index)
+                if seen is not None and not visible(request, seen.record):
+                    continue
             if msgpack:
                 receipts.append(ledger.receipt_obj_at(height, index))
             else:

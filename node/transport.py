@@ -89,6 +89,7 @@ class PeerTransport:
         queue_max: int = 4096,
         max_age_s: float = 5.0,
         backoff_s: tuple[float, float] = (0.05, 1.0),
+        auth: httpx.Auth | None = None,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.queue_max = queue_max
@@ -98,6 +99,7 @@ class PeerTransport:
         self.lanes: dict[str, dict[str, _Lane]] = {kind: {} for kind in LANES.values()}
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._transport = transport
+        self._auth = auth  # signs this validator's reads of its peers (node/read_policy.py)
         self._verify = verify  # for https:// peers: node/tls.py's context (CA, pins, this node's certificate)
         self._started = False
         self._closed = False
@@ -127,6 +129,7 @@ class PeerTransport:
             timeout=httpx.Timeout(10.0, connect=2.0, read=None),
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             headers={"x-rantai-sender": self.sender} if self.sender else None,
+            auth=self._auth,
         )
 
     def _all(self) -> list[_Lane]:

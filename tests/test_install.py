@@ -77,7 +77,8 @@ def test_client_install_has_no_node_dependencies_and_verifies_and_audits(tmp_pat
         assert res.returncode == 1 and "error: certificate votes: " in res.stderr, res.stdout + res.stderr
         Receipt.from_json(path.read_text()).verify(genesis)  # the same file, in this environment
 
-        res = run("audit", "--node", net.urls[0], "--genesis", g, "--workers", "0", "--json")
+        res = run("audit", "--node", net.urls[0], "--genesis", g, "--workers", "0", "--json",
+                  "--key", str(net.member_key_path("acme")))  # an auditor's key signs the block reads
         assert res.returncode == 0, res.stdout + res.stderr
         report = json.loads(res.stdout)
         assert report["ok"] and report["records"] >= 1, report

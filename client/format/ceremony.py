@@ -309,8 +309,10 @@ def assemble(
     approvals: int | str = "majority",
     params: Mapping[str, int] | None = None,
     created_at: str | None = None,
+    read_policy: str | None = None,
 ) -> Genesis:
     """The genesis of ``requests``: each proof checked, names, keys and validator URLs unique.
+    ``read_policy`` (docs/governance.md "Read policy") is written only when given: absent means ``members``.
 
     Entries are sorted by name, so the same requests (and arguments) give the same genesis bytes
     whatever order they were handed in: anyone holding them can re-assemble and compare hashes.
@@ -353,6 +355,7 @@ def assemble(
         params=dict(params or {}),
         created_at=created_at,
         approvals=approvals,
+        read_policy=read_policy,
     )
 
 
@@ -433,4 +436,5 @@ def summary(genesis: Genesis) -> list[str]:
     lines.append(f"governance   changes need {approvals}")
     changed = {k: v for k, v in g.params.items() if DEFAULT_PARAMS.get(k) != v}
     lines.append("params       " + (", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "defaults"))
+    lines.append(f"read policy  {g.read_policy}")
     return lines

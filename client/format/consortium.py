@@ -14,7 +14,7 @@ unreachable governance threshold, never two members with one name or one key.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,7 +23,8 @@ from rantai.consensus.crypto import Verifier, key_id
 
 from .errors import InvalidRecord
 
-__all__ = ["DEFAULT_PARAMS", "CHANGEABLE_PARAMS", "MIN_VALIDATORS", "ROLES", "Consortium", "Member", "Validator"]
+__all__ = ["DEFAULT_PARAMS", "CHANGEABLE_PARAMS", "MIN_VALIDATORS", "READ_POLICIES", "ROLES", "Consortium", "Member",
+           "Validator", "company_prefix_problem", "prefix_clash"]
 
 ROLES = frozenset({"submitter", "auditor", "admin"})
 MIN_VALIDATORS = 4  # n = 3f+1 with f >= 1: below this, one fault stops or forks the chain
@@ -43,6 +44,35 @@ DEFAULT_PARAMS: dict[str, int] = {
 CHANGEABLE_PARAMS = frozenset({"max_block_records", "max_block_bytes", "max_record_bytes", "max_clock_skew_ms"})
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+# Who may read what (docs/governance.md, "Read policy"): "members" unless the genesis or governance says otherwise.
+READ_POLICIES = ("members", "public", "parties")
+DEFAULT_READ_POLICY = "members"
+MAX_COMPANY_PREFIXES = 64  # per member: a large brand owner holds a handful; the limit keeps entries small
+_COMPANY_PREFIX = re.compile(r"[0-9]{4,12}\Z")  # a GS1 Company Prefix: 4 to 12 digits (GS1 General Specifications)
+
+
+def company_prefix_problem(prefixes: object) -> str | None:
+    """Why ``prefixes`` is not a member's list of GS1 Company Prefixes (None when it is one): distinct
+    strings of 4 to 12 digits, at most ``MAX_COMPANY_PREFIXES``."""
+    if type(prefixes) is not list or len(prefixes) > MAX_COMPANY_PREFIXES:
+        return f"a list of at most {MAX_COMPANY_PREFIXES} GS1 Company Prefixes expected"
+    if not all(type(p) is str and _COMPANY_PREFIX.match(p) for p in prefixes):
+        return "each GS1 Company Prefix is a string of 4 to 12 digits"
+    if len(set(prefixes)) != len(prefixes):
+        return "a GS1 Company Prefix appears twice"
+    return None
+
+
+def prefix_clash(members: Iterable["Member"]) -> str | None:
+    """Two members' GS1 Company Prefixes where one begins the other (or they are equal), in words; None when
+    every identifier has at most one owner. GS1 allocates prefixes that way (no prefix begins another), and
+    a Digital Link key carries no separator, so an identifier must never match two members."""
+    owned = sorted((p, m.name) for m in members for p in m.company_prefixes)
+    for (p, a), (q, b) in zip(owned, owned[1:], strict=False):
+        if q.startswith(p):
+            return f"GS1 Company Prefix {q} ({b}) begins with {p} ({a}): an identifier would belong to both"
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,10 +97,16 @@ class Member:
     roles: frozenset[str]
     verifier: Verifier = field(repr=False, compare=False)
     active: bool = True  # False while suspended: its records are refused, its approvals do not count
+    # Under the "parties" read policy the member reads events naming an identifier under one of these
+    # (docs/governance.md, "Read policy"), and the records of every key it has held (``former_ids``).
+    company_prefixes: tuple[str, ...] = ()
+    former_ids: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, public_key: bytes, name: str, organisation: str, roles: frozenset[str] | set[str]) -> "Member":
-        return cls(key_id(public_key), name, organisation, public_key, frozenset(roles), Verifier(public_key))
+    def of(cls, public_key: bytes, name: str, organisation: str, roles: frozenset[str] | set[str],
+           company_prefixes: Iterable[str] = ()) -> "Member":
+        return cls(key_id(public_key), name, organisation, public_key, frozenset(roles), Verifier(public_key),
+                   company_prefixes=tuple(company_prefixes))
 
 
 def refused(message: str) -> InvalidRecord:
@@ -93,6 +129,7 @@ class Consortium:
         since: int = 0,
         version: int = 0,
         retired: frozenset[str] = frozenset(),
+        read_policy: str = DEFAULT_READ_POLICY,
     ) -> None:
         self.hash = chain  # the genesis hash: the chain's name in every signature
         self.chain_id = chain_id
@@ -103,6 +140,7 @@ class Consortium:
         self.since = since
         self.version = version  # how many changes are applied since genesis
         self.retired = retired  # key ids of removed members and of rotated-away keys: refused with their reason
+        self.read_policy = read_policy  # one of READ_POLICIES: who may read what (client/format/read_access.py)
         self.validator_by_id = {v.id: v for v in validators}
         self.validator_verifiers = {v.id: v.verifier for v in validators}
 
@@ -149,16 +187,18 @@ class Consortium:
             "validators": [{"id": v.id, "name": v.name, "public_key": v.public_key.hex(), "url": v.url}
                            for v in self.validators],
             "members": [{"id": m.id, "name": m.name, "organisation": m.organisation, "public_key": m.public_key.hex(),
-                         "roles": sorted(m.roles), "active": m.active}
+                         "roles": sorted(m.roles), "active": m.active, "company_prefixes": list(m.company_prefixes)}
                         for m in sorted(self.members.values(), key=lambda m: m.name)],
             "params": dict(sorted(self.params.items())),
+            "read_policy": self.read_policy,
         }
 
     # -- changes -------------------------------------------------------------------------
     def _copy(self, **kw: Any) -> "Consortium":
         args: dict[str, Any] = {"chain": self.hash, "chain_id": self.chain_id, "validators": self.validators,
                                 "members": self.members, "params": self.params, "approvals": self.approvals,
-                                "since": self.since, "version": self.version + 1, "retired": self.retired}
+                                "since": self.since, "version": self.version + 1, "retired": self.retired,
+                                "read_policy": self.read_policy}
         args.update(kw)
         return Consortium(**args)
 
@@ -195,7 +235,8 @@ class Consortium:
             self._key_is_new(change["public_key"])
             m = Member.of(change["public_key"], change["name"], change["organisation"], set(change["roles"]))
             members[m.id] = m
-        elif op in ("set_roles", "suspend_member", "reinstate_member", "remove_member", "rotate_key"):
+        elif op in ("set_roles", "suspend_member", "reinstate_member", "remove_member", "rotate_key",
+                    "set_company_prefixes"):
             m = self._member(change["member"])
             if op == "set_roles":
                 members[m.id] = replace(m, roles=frozenset(change["roles"]))
@@ -210,12 +251,19 @@ class Consortium:
             elif op == "remove_member":
                 del members[m.id]
                 retired.add(m.id)
+            elif op == "set_company_prefixes":
+                if list(m.company_prefixes) == change["company_prefixes"]:
+                    raise refused(f"member {m.name} already has these GS1 Company Prefixes")
+                members[m.id] = replace(m, company_prefixes=tuple(change["company_prefixes"]))
+                clash = prefix_clash(members.values())
+                if clash:
+                    raise refused(clash)
             else:  # rotate_key: same member, new key (and so a new id); the old key signs nothing more
                 self._key_is_new(change["public_key"])
                 del members[m.id]
                 retired.add(m.id)
-                new = Member.of(change["public_key"], m.name, m.organisation, m.roles)
-                members[new.id] = replace(new, active=m.active)
+                new = Member.of(change["public_key"], m.name, m.organisation, m.roles, m.company_prefixes)
+                members[new.id] = replace(new, active=m.active, former_ids=m.former_ids | {m.id})
         elif op == "add_validator":
             if self.validator_by_name(change["name"]) is not None:
                 raise refused(f"a validator named {change['name']!r} exists")
@@ -235,14 +283,18 @@ class Consortium:
             pass
         elif op == "set_params":
             pass
+        elif op == "set_read_policy":
+            if change["read_policy"] == self.read_policy:
+                raise refused(f"the read policy is already {self.read_policy!r}")
         else:  # pragma: no cover - check_change admits only the ops above
             raise refused(f"unknown op {op!r}")
         approvals = self.approvals
         if op == "set_governance":  # "majority" is stored as None, as in the genesis (``approvals_needed``)
             approvals = None if change["approvals"] == "majority" else change["approvals"]
         params = {**self.params, **change["params"]} if op == "set_params" else self.params
+        read_policy = change["read_policy"] if op == "set_read_policy" else self.read_policy
         after = self._copy(validators=tuple(validators), members=members, approvals=approvals, params=params,
-                           retired=frozenset(retired))
+                           retired=frozenset(retired), read_policy=read_policy)
         after._check_usable(removes_validator=op == "remove_validator")
         return after
 

@@ -14,7 +14,18 @@ from typing import Any
 
 from rantai.consensus.crypto import PUBLIC_KEY_SIZE, key_id, sha256
 
-from .consortium import DEFAULT_PARAMS, NAME, ROLES, Consortium, Member, Validator
+from .consortium import (
+    DEFAULT_PARAMS,
+    DEFAULT_READ_POLICY,
+    NAME,
+    READ_POLICIES,
+    ROLES,
+    Consortium,
+    Member,
+    Validator,
+    company_prefix_problem,
+    prefix_clash,
+)
 from .encoding import encode
 from .errors import InvalidEncoding, InvalidGenesis
 
@@ -46,7 +57,7 @@ class Genesis(Consortium):
     def __init__(self, doc: dict[str, Any]) -> None:
         if not isinstance(doc, dict):
             raise _fail("top level must be a JSON object")
-        unknown = set(doc) - {"chain_id", "created_at", "validators", "members", "params", "governance"}
+        unknown = set(doc) - {"chain_id", "created_at", "validators", "members", "params", "governance", "read_policy"}
         if unknown:
             raise _fail(f"unknown field(s) {sorted(unknown)}")
         chain_id = doc.get("chain_id")
@@ -69,8 +80,12 @@ class Genesis(Consortium):
                 raise _fail(f"params.{k}: unknown parameter (known: {', '.join(sorted(DEFAULT_PARAMS))})")
             if type(v) is not int or v <= 0:
                 raise _fail(f"params.{k}: a positive integer expected")
+        read_policy = doc.get("read_policy", DEFAULT_READ_POLICY)
+        if read_policy not in READ_POLICIES:
+            raise _fail(f"read_policy: one of {', '.join(READ_POLICIES)} expected")
         super().__init__(chain=sha256(self.canonical), chain_id=chain_id, validators=validators, members=members,
-                         params={**DEFAULT_PARAMS, **params}, approvals=self._approvals(doc.get("governance")))
+                         params={**DEFAULT_PARAMS, **params}, approvals=self._approvals(doc.get("governance")),
+                         read_policy=read_policy)
 
     @staticmethod
     def _approvals(governance: Any) -> int | None:
@@ -123,11 +138,18 @@ class Genesis(Consortium):
             org = e.get("organisation", name)
             if not isinstance(org, str):
                 raise _fail(f"{where}.organisation: a string expected")
-            out.append(Member.of(key, name, org, set(roles)))  # e["id"] was checked to be key_id(key)
+            prefixes = e.get("company_prefixes", [])
+            problem = company_prefix_problem(prefixes)
+            if problem:
+                raise _fail(f"{where}.company_prefixes: {problem}")
+            out.append(Member.of(key, name, org, set(roles), prefixes))  # e["id"] was checked to be key_id(key)
         if len({m.id for m in out}) != len(out):
             raise _fail("members: the same key appears twice")
         if len({m.name for m in out}) != len(out):
             raise _fail("members: two members share a name")
+        clash = prefix_clash(out)
+        if clash:
+            raise _fail(f"members: {clash}")
         return out
 
     @classmethod
@@ -139,8 +161,11 @@ class Genesis(Consortium):
         params: dict[str, int] | None = None,
         created_at: str | None = None,
         approvals: int | str | None = None,
+        read_policy: str | None = None,
+        company_prefixes: dict[str, list[str]] | None = None,
     ) -> "Genesis":
-        """A genesis from (public key, name, url) validators and (public key, name, organisation, roles) members."""
+        """A genesis from (public key, name, url) validators and (public key, name, organisation, roles) members;
+        ``company_prefixes`` by member name, ``read_policy`` written only when given (absent means "members")."""
         doc: dict[str, Any] = {"chain_id": chain_id}
         if created_at:
             doc["created_at"] = created_at
@@ -151,9 +176,14 @@ class Genesis(Consortium):
             {"id": key_id(pk), "name": name, "organisation": org, "public_key": pk.hex(), "roles": list(roles)}
             for pk, name, org, roles in members
         ]
+        for m in doc["members"]:
+            if (company_prefixes or {}).get(m["name"]):
+                m["company_prefixes"] = list((company_prefixes or {})[m["name"]])
         doc["params"] = dict(params or {})
         if approvals is not None:
             doc["governance"] = {"approvals": approvals}
+        if read_policy is not None:
+            doc["read_policy"] = read_policy
         return cls(doc)
 
     # -- files ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any
 
 from rantai.consensus.crypto import HASH_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Verifier
 
-from .consortium import CHANGEABLE_PARAMS, NAME, ROLES, Consortium
+from .consortium import CHANGEABLE_PARAMS, NAME, READ_POLICIES, ROLES, Consortium, company_prefix_problem
 from .encoding import hexify
 from .errors import InvalidRecord
 from .records import SignedRecord
@@ -52,6 +52,8 @@ OPS: dict[str, dict[str, str]] = {
     "set_validator_url": {"validator": "name", "url": "url"},
     "set_governance": {"approvals": "approvals"},
     "set_params": {"params": "params"},
+    "set_read_policy": {"read_policy": "read_policy"},
+    "set_company_prefixes": {"member": "name", "company_prefixes": "company_prefixes"},
     "approve": {"proposal": "hash"},
 }
 
@@ -79,6 +81,10 @@ def _check_field(kind: str, name: str, value: Any) -> None:
               and len(set(value)) == len(value))
     elif kind == "approvals":
         ok = value == "majority" if type(value) is str else (type(value) is int and 1 <= value <= 1000)
+    elif kind == "read_policy":
+        ok = type(value) is str and value in READ_POLICIES
+    elif kind == "company_prefixes":
+        ok = company_prefix_problem(value) is None
     elif kind == "params":
         ok = (type(value) is dict and bool(value) and set(value) <= CHANGEABLE_PARAMS
               and all(type(v) is int and 0 < v < 2**63 for v in value.values()))

@@ -31,6 +31,20 @@ export const DEFAULT_PARAMS = {
   max_clock_skew_ms: 15000,
 };
 export const CHANGEABLE_PARAMS = ["max_block_bytes", "max_block_records", "max_clock_skew_ms", "max_record_bytes"];
+// Who may read what (docs/governance.md "Read policy"): never a validity rule, but part of the consortium.
+const READ_POLICIES = ["members", "public", "parties"];
+const PREFIX = /^[0-9]{4,12}$/;
+const prefixesOk = (v) => Array.isArray(v) && v.length <= 64 && v.every((p) => isStr(p) && PREFIX.test(p)) && new Set(v).size === v.length;
+/** Two members' GS1 Company Prefixes where one begins the other, in words (client/format/consortium.py: prefix_clash). */
+function prefixClash(members) {
+  const owned = [];
+  for (const m of members) for (const p of m.companyPrefixes || []) owned.push([p, m.name]);
+  owned.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : 1));
+  for (let i = 1; i < owned.length; i++) {
+    if (owned[i][0].startsWith(owned[i - 1][0])) return `GS1 Company Prefix ${owned[i][0]} (${owned[i][1]}) begins with ${owned[i - 1][0]} (${owned[i - 1][1]})`;
+  }
+  return null;
+}
 
 // -- the consortium (format.md §3, §11.1) ---------------------------------------------------------
 export class Consortium {
@@ -60,7 +74,7 @@ export class Consortium {
 }
 
 async function member(publicKey, name, organisation, roles) {
-  return { id: await keyId(publicKey), name, organisation, publicKey, roles: new Set(roles), active: true };
+  return { id: await keyId(publicKey), name, organisation, publicKey, roles: new Set(roles), active: true, companyPrefixes: [] };
 }
 async function validator(publicKey, name, url) {
   return { id: await keyId(publicKey), name, publicKey, url: url.replace(/\/+$/, "") };
@@ -73,7 +87,7 @@ export async function parseGenesis(source) {
   try { doc = parseJson(source); } catch (e) { throw bad(`not valid JSON: ${e.message}`); }
   if (!isMap(doc)) throw bad("top level must be a JSON object");
   for (const k of doc.keys()) {
-    if (!["chain_id", "created_at", "validators", "members", "params", "governance"].includes(k)) throw bad(`unknown field ${k}`);
+    if (!["chain_id", "created_at", "validators", "members", "params", "governance", "read_policy"].includes(k)) throw bad(`unknown field ${k}`);
   }
   const chainId = doc.get("chain_id");
   if (!isStr(chainId) || !NAME.test(chainId)) throw bad("chain_id: a name expected");
@@ -108,11 +122,18 @@ export async function parseGenesis(source) {
     const org = e.has("organisation") ? e.get("organisation") : name;
     if (!isStr(org)) throw bad(`members[${i}].organisation: a string expected`);
     const m = await member(pk, name, org, roles);
+    const prefixes = e.has("company_prefixes") ? e.get("company_prefixes") : [];
+    if (!prefixesOk(prefixes)) throw bad(`members[${i}].company_prefixes: distinct GS1 Company Prefixes of 4 to 12 digits expected`);
+    m.companyPrefixes = [...prefixes];
     if (members.has(m.id)) throw bad("members: the same key appears twice");
     if ([...members.values()].some((x) => x.name === name)) throw bad("members: two members share a name");
     members.set(m.id, m);
   }
   if (validators.some((v) => members.has(v.id))) throw bad("a key is both a member's and a validator's");
+  const clash = prefixClash(members.values());
+  if (clash) throw bad(`members: ${clash}`);
+  const readPolicy = doc.has("read_policy") ? doc.get("read_policy") : "members";
+  if (!READ_POLICIES.includes(readPolicy)) throw bad(`read_policy: one of ${READ_POLICIES.join(", ")} expected`);
   const params = { ...DEFAULT_PARAMS };
   const ps = doc.has("params") ? doc.get("params") : new Map();
   if (!isMap(ps)) throw bad("params must be an object");
@@ -133,7 +154,7 @@ export async function parseGenesis(source) {
   }
   return new Consortium({
     hash: await sha256(canonical), chainId, validators, members, params, approvals, since: 0, version: 0,
-    retired: new Set(), doc,
+    retired: new Set(), doc, readPolicy,
   });
 }
 
@@ -510,6 +531,8 @@ const OPS = {
   set_validator_url: { validator: "name", url: "url" },
   set_governance: { approvals: "approvals" },
   set_params: { params: "params" },
+  set_read_policy: { read_policy: "read_policy" },
+  set_company_prefixes: { member: "name", company_prefixes: "company_prefixes" },
   approve: { proposal: "hash" },
 };
 
@@ -523,6 +546,8 @@ function fieldOk(kind, v) {
     case "url": return isStr(v) && /^https?:\/\//.test(v) && [...v].length <= 256;
     case "roles": return Array.isArray(v) && v.length > 0 && v.every((r) => isStr(r) && ROLES.has(r)) && new Set(v).size === v.length;
     case "approvals": return isStr(v) ? v === "majority" : typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 1000;
+    case "read_policy": return isStr(v) && READ_POLICIES.includes(v);
+    case "company_prefixes": return prefixesOk(v);
     case "params": return isMap(v) && v.size > 0 && [...v].every(([k, x]) => CHANGEABLE_PARAMS.includes(k) && isInt(x) && BigInt(x) > 0n && BigInt(x) < I63);
     default: return false;
   }
@@ -552,17 +577,23 @@ async function changed(c, change) {
     await keyIsNew(change.get("public_key"));
     const m = await member(change.get("public_key"), change.get("name"), change.get("organisation"), change.get("roles"));
     members.set(m.id, m);
-  } else if (["set_roles", "suspend_member", "reinstate_member", "remove_member", "rotate_key"].includes(op)) {
+  } else if (["set_roles", "suspend_member", "reinstate_member", "remove_member", "rotate_key", "set_company_prefixes"].includes(op)) {
     const m = mem(change.get("member"));
     if (op === "set_roles") members.set(m.id, { ...m, roles: new Set(change.get("roles")) });
     else if (op === "suspend_member") { if (!m.active) throw refused(`${m.name} is already suspended`); members.set(m.id, { ...m, active: false }); }
     else if (op === "reinstate_member") { if (m.active) throw refused(`${m.name} is not suspended`); members.set(m.id, { ...m, active: true }); }
     else if (op === "remove_member") { members.delete(m.id); retired.add(m.id); }
-    else {
+    else if (op === "set_company_prefixes") {
+      const want = change.get("company_prefixes");
+      if (want.length === m.companyPrefixes.length && want.every((p, i) => p === m.companyPrefixes[i])) throw refused(`member ${m.name} already has these GS1 Company Prefixes`);
+      members.set(m.id, { ...m, companyPrefixes: [...want] });
+      const clash = prefixClash(members.values());
+      if (clash) throw refused(clash);
+    } else {
       await keyIsNew(change.get("public_key"));
       members.delete(m.id); retired.add(m.id);
       const n = await member(change.get("public_key"), m.name, m.organisation, m.roles);
-      members.set(n.id, { ...n, active: m.active });
+      members.set(n.id, { ...n, active: m.active, companyPrefixes: m.companyPrefixes });
     }
   } else if (op === "add_validator") {
     if (c.validatorByName(change.get("name"))) throw refused(`a validator named ${change.get("name")} exists`);
@@ -573,6 +604,8 @@ async function changed(c, change) {
     if (op === "remove_validator") validators.splice(at, 1);
     else if (op === "rekey_validator") { await keyIsNew(change.get("public_key")); validators[at] = await validator(change.get("public_key"), v.name, v.url); }
     else validators[at] = await validator(v.publicKey, v.name, change.get("url"));
+  } else if (op === "set_read_policy") {
+    if (change.get("read_policy") === c.readPolicy) throw refused(`the read policy is already ${c.readPolicy}`);
   } else if (op !== "set_governance" && op !== "set_params") {
     throw refused(`unknown op ${op}`);
   }
@@ -580,7 +613,8 @@ async function changed(c, change) {
   if (op === "set_governance") approvals = change.get("approvals") === "majority" ? null : change.get("approvals");
   let params = c.params;
   if (op === "set_params") { params = { ...c.params }; for (const [k, x] of change.get("params")) params[k] = Number(x); }
-  const after = c.copy({ validators, members, approvals, params, retired });
+  const readPolicy = op === "set_read_policy" ? change.get("read_policy") : c.readPolicy;
+  const after = c.copy({ validators, members, approvals, params, retired, readPolicy });
   if (op === "remove_validator" && after.validators.length < 4) throw refused(`it would leave ${after.validators.length} validators; at least 4 are needed`);
   const admins = after.admins().length;
   if (admins === 0) throw refused("it would leave no active admin");

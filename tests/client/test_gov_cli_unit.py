@@ -22,7 +22,7 @@ def test_every_op_has_a_command_and_builds_a_well_formed_change(tmp_path):
     save_key(new, tmp_path / "new.pem")
     flags = {"name": "cafe", "org": "Kafe", "roles": "submitter,auditor", "member": "acme", "validator": "v1",
              "url": "http://127.0.0.1:7109", "key_file": str(tmp_path / "new.pem"), "approvals": "majority",
-             "params": ("max_block_records=1000",)}
+             "params": ("max_block_records=1000",), "read_policy": "parties", "company_prefixes": ("0614141",)}
     assert set(CLI_OPS.values()) == set(OPS) - {"approve"}
     for op in CLI_OPS:
         change = build_change(op, flags, CHAIN)

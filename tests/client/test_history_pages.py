@@ -59,7 +59,7 @@ def test_25000_events_traced_through_pages(devnet):
     assert len(set(submitted)) == N
     t1 = time.perf_counter()
 
-    with Client(genesis, urls, timeout=120.0) as client:
+    with Client(genesis, urls, devnet.member_key("acme"), timeout=120.0) as client:  # reads are signed
         hist = client.history(LOCATION)
         t2 = time.perf_counter()
         assert len(hist) == N  # more than the 10,000 the unpaged answer stopped at

@@ -96,11 +96,11 @@ def test_round_trip_audit_and_tamper(devnet, tmp_path):
     res = CliRunner(env=env).invoke(cli, ["trace", ITEM, "--json"], catch_exceptions=False)
     steps = json.loads(res.output)["steps"]
     assert [s["event"]["bizStep"] for s in steps] == ["shipping", "receiving", "storing", "receiving"]
-    with Client(genesis, urls) as client:
+    with Client(genesis, urls, acme) as client:
         head = client.head()
 
     top = head.height
-    srcs = [NodeSource(u) for u in urls]
+    srcs = [NodeSource(u, key=acme) for u in urls]  # acme audits: submitter and auditor
     wait_for("all nodes at the same height", lambda: min(s.head_height() for s in srcs) >= top)
     rep = audit(genesis, srcs[0], end=top)
     assert rep.ok, rep.failures
@@ -126,7 +126,7 @@ def test_round_trip_audit_and_tamper(devnet, tmp_path):
     shutil.copytree(data, pristine)
 
     # with node 3 down, the client fails over
-    with Client(genesis, [urls[3]] + urls[:3], None, timeout=5.0) as client:
+    with Client(genesis, [urls[3]] + urls[:3], acme, timeout=5.0) as client:
         assert client.get(receipt.record_id).node == urls[0]
         assert client.failures and client.failures[0][0] == urls[3]
 

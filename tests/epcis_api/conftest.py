@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rantai.client.http import SignedReads
 from rantai.node.app import create_app
 from rantai.node.driver import Node
 
@@ -35,7 +36,8 @@ class Cluster:
             await n.stop()
 
     def client(self, i: int = 0) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=self.transports[self.nodes[i].id], base_url="http://node", timeout=60)
+        return httpx.AsyncClient(transport=self.transports[self.nodes[i].id], base_url="http://node", timeout=60,
+                                 auth=SignedReads(self.net.acme))  # reads are signed (docs/api.md)
 
     def transport(self, i: int = 0) -> httpx.ASGITransport:
         return self.transports[self.nodes[i].id]

@@ -24,7 +24,7 @@ from rantai.client.documents import prepare_events, served_event
 from rantai.client.format.encoding import decode
 from rantai.client.format.epcis import event_hash_id
 from rantai.client.format.receipts import Receipt
-from rantai.client.http import verify_receipt
+from rantai.client.http import SignedReads, verify_receipt
 
 from .helpers import EXAMPLES, example_files, official_validator
 
@@ -89,7 +89,7 @@ def test_official_examples_import_query_export(tmp_path):
         assert "duplicate " in text.stdout and "already recorded as" in text.stdout, text.output
 
         genesis = net.genesis
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=30, auth=SignedReads(net.member_key("acme"))) as http:  # reads are signed
             def heights() -> list[int]:
                 return [http.get(u + "/v1/head", headers={"accept": "application/json"}).json()["height"]
                         for u in net.urls]

@@ -89,8 +89,8 @@ def test_history_pages_are_pinned_and_identical_on_every_node(tmp_path):
                 r = await cl.get("/v1/items/urn:epc:id:sgtin:0614141.107346.999999/history")
                 assert r.json()["receipts"] == [] and r.json()["complete"] is True
                 # the client follows every page, alone and cross-checked
-                async with AsyncClient(c.net.genesis, [f"http://n{i}" for i in range(4)],
-                                       transport=_Router(c)) as client:
+                async with AsyncClient(c.net.genesis, [f"http://n{i}" for i in range(4)], c.net.acme,
+                                       transport=_Router(c)) as client:  # reads are signed (docs/api.md)
                     got = await client.history(LOCATION, page_size=4)
                     assert len(got) == 12 and [g.height for g in got] == sorted(g.height for g in got)
                     crossed = await client.history(LOCATION, cross_check=True, page_size=5)

@@ -87,7 +87,7 @@ def test_xml_csv_receipts_and_duplicates(tmp_path):
         assert res.exit_code == 0, res.output
         dups = json.loads(res.stdout)
         assert {o["status"] for o in dups} == {"duplicate"} and all(o.get("receipt") for o in dups)
-        with Client(genesis, net.urls) as client:
+        with Client(genesis, net.urls, net.member_key("acme")) as client:  # reads are signed (docs/api.md)
             for o in dups:
                 receipt = Receipt.from_json(Path(o["receipt"]).read_text())
                 verify_receipt(receipt, genesis)

@@ -37,6 +37,7 @@ from rantai.client.audit import audit
 from rantai.client.devnet import Devnet
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.records import sign_event
+from rantai.client.http import SignedReads
 
 from .proxy import LinkProxy
 
@@ -116,7 +117,7 @@ class FaultNet:
             path.write_text(tomli_w.dumps(doc), encoding="utf-8")
         self.genesis = self.net.genesis
         self.acme = self.net.member_key("acme")
-        self.http = httpx.Client(timeout=60.0)
+        self.http = httpx.Client(timeout=60.0, auth=SignedReads(self.acme))  # reads are signed (docs/api.md)
         self.ledger = Ledger()
         self.load = Load(self)
         self.down: set[int] = set()

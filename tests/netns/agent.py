@@ -110,7 +110,8 @@ def handle(msg: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         # HOOK for member-signed reads (issue 13 item 2, the readpolicy branch): once reads require a
         # signature, this builds the Client with ``identity=load_key(msg["reader_key"])`` so reads are
         # signed, and the test adds: an anonymous read and a non-member's read refused with their rules.
-        with Client(msg["genesis"], msg["urls"], timeout=5.0, verify=_verify(msg)) as client:
+        reader = load_key(msg["key"]) if msg.get("key") else None  # signed reads (docs/api.md "Signed reads")
+        with Client(msg["genesis"], msg["urls"], reader, timeout=5.0, verify=_verify(msg)) as client:
             head = client.head()
             return {"height": head.height}
     raise ValueError(f"unknown op {op!r}")

@@ -313,7 +313,7 @@ def test_four_validators_in_four_namespaces_over_tls(hosts, tmp_path):
         report["after_rotation"] = count() - rotated_at
 
         # Reads: the hook where member-signed reads are added (agent.py "read").
-        assert agent("read", genesis=str(genesis_path), urls=urls, ca=ca)["height"] >= 1
+        assert agent("read", genesis=str(genesis_path), urls=urls, ca=ca, key=str(acme_key))["height"] >= 1
 
         final = agent("load_stop")
         report["load"] = final

@@ -11,6 +11,7 @@ from ports import free_base_port  # tests/ports.py (tests/ is on sys.path throug
 from rantai.client.devnet import Devnet
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.records import SignedRecord, sign_event
+from rantai.client.http import SignedReads
 
 from .conftest import event
 
@@ -46,12 +47,13 @@ def wait_until(what: str, fn: Callable[[], bool], timeout: float = 120.0, every:
 
 
 class Api:
-    def __init__(self, net: Devnet) -> None:
+    def __init__(self, net: Devnet, reader: str = "acme") -> None:
         self.net = net
         self.urls = net.urls
         self.genesis = net.genesis
         self.acme = net.member_key("acme")
-        self.http = httpx.Client(timeout=60.0)
+        # reads are signed (docs/api.md); ``reader``: a member the test never removes
+        self.http = httpx.Client(timeout=60.0, auth=SignedReads(net.member_key(reader)))
 
     def records(self, n: int) -> list[SignedRecord]:
         return [sign_event(self.acme, self.genesis, event()) for _ in range(n)]

@@ -11,6 +11,7 @@ import pytest
 
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.records import SignedRecord, sign_event
+from rantai.client.http import SignedReads
 from rantai.consensus import wire
 from rantai.consensus.messages import Prepare, vote_body
 from rantai.node.app import create_app
@@ -31,7 +32,8 @@ def test_rejections_and_node_keeps_serving(tmp_path):
         app = create_app(node, manage_lifecycle=False)
         await node.start()
         try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as c:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n",
+                                         auth=SignedReads(net.acme)) as c:
                 async def post(body, headers=MP, path="/v1/records"):
                     return await c.post(path, content=body, headers=headers)
 

@@ -151,7 +151,8 @@ def test_key_ceremony_to_a_verified_record(tmp_path: Path) -> None:
         theirs = Genesis.load(tmp_path / "logistik" / "genesis.json")
         verify_receipt(receipt, theirs)
         assert receipt.header.height >= 1 and receipt.header.chain == theirs.hash
-        with Client(theirs) as reader:
+        # Reading from a node is for members (the default read policy): Kopi Co reads it back for Logistik.
+        with Client(theirs, None, load_key(tmp_path / "kopi" / "kopi-co.pem")) as reader:
             found = reader.get(receipt.record_id)
         assert found.receipt.record.id == receipt.record_id
         assert theirs.members[found.receipt.record.submitter].name == "kopi-co"

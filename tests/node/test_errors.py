@@ -21,6 +21,7 @@ import pytest
 
 from rantai.client.format.encoding import encode
 from rantai.client.format.records import SignedRecord
+from rantai.client.http import SignedReads
 from rantai.node import answers
 from rantai.node.admission import AdmissionConfig
 from rantai.node.app import create_app
@@ -43,7 +44,8 @@ def in_process(tmp_path, net, body, **limits):
         await node.start()
         try:
             transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 4000))
-            async with httpx.AsyncClient(transport=transport, base_url="http://n", timeout=30) as c:
+            async with httpx.AsyncClient(transport=transport, base_url="http://n", timeout=30,
+                                         auth=SignedReads(net.acme)) as c:
                 await body(node, c)
         finally:
             await node.stop()

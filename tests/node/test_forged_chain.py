@@ -32,6 +32,7 @@ from rantai.client.format.encoding import decode, encode
 from rantai.client.format.receipts import Receipt
 from rantai.client.format.records import RECORD_KIND, SignedRecord
 from rantai.client.format.validity import Parent
+from rantai.client.http import SignedReads
 from rantai.consensus.certificate import COMMIT_KIND, CommitCertificate, commit_body
 from rantai.consensus.crypto import sha256
 from rantai.node.app import create_app
@@ -345,7 +346,8 @@ def test_post_records_refuses_every_type_confused_record_with_400_and_its_rule(t
         node = await started_node(tmp_path)
         app = create_app(node, manage_lifecycle=False)
         try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as cl:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node",
+                                         auth=SignedReads(NET.acme)) as cl:
                 for what, (rule, raw) in TYPE_CONFUSED.items():
                     r = await cl.post("/v1/records", content=encode({"records": [raw]}),
                                       headers={"content-type": MSGPACK, "accept": MSGPACK})

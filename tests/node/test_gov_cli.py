@@ -45,6 +45,8 @@ def rantai(net, *args, key: str | None = None, code: int = 0):
     argv = [*args, "--genesis", str(devnet.genesis_path)]
     if args[:2] != ("gov", "prove"):
         argv += ["--node", devnet.urls[0]]
+    if key is None and args[:2] != ("gov", "prove"):
+        key = "acme"  # reads are signed (docs/api.md "Signed reads"): any member may read under "members"
     if key is not None:
         argv += ["--key", str(d / f"{key}.pem") if key == "cafe" else str(devnet.dir / "members" / f"{key}.pem")]
     res = CliRunner().invoke(cli, argv)
@@ -150,6 +152,9 @@ def test_members_says_when_a_node_disagrees(net, monkeypatch):
 
 def test_node_status_shows_the_validators_in_force(net):
     devnet, _ = net
-    res = CliRunner().invoke(node_cli, ["status", devnet.urls[0]])
+    res = CliRunner().invoke(node_cli, ["status", devnet.urls[0]])  # no key: what every operator may see
+    assert res.exit_code == 0, res.output
+    assert res.output.count("validator v") == 0 and "config   not shown: read.unsigned" in res.output
+    res = CliRunner().invoke(node_cli, ["status", devnet.urls[0], "--key", str(devnet.dir / "keys" / "v0.pem")])
     assert res.exit_code == 0, res.output
     assert res.output.count("validator v") == 4 and "2 admin approval(s) per change" in res.output

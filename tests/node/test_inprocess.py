@@ -11,6 +11,7 @@ import pytest
 
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.receipts import Receipt
+from rantai.client.http import SignedReads
 from rantai.node.app import create_app
 from rantai.node.driver import Node
 
@@ -42,7 +43,8 @@ class Cluster:
 
     def client(self, i):
         node = self.nodes[i]
-        return httpx.AsyncClient(transport=self.transports[node.id], base_url="http://node")
+        return httpx.AsyncClient(transport=self.transports[node.id], base_url="http://node",
+                                 auth=SignedReads(self.net.acme))  # reads are signed (docs/api.md)
 
     async def wait_height(self, h, nodes=None, timeout=30):
         nodes = nodes or self.nodes

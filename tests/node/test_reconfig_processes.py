@@ -161,7 +161,7 @@ def verify_offline(net: Devnet, path: Path) -> str:
 
 def test_a_fifth_validator_joins_under_load_then_an_original_leaves(tmp_path):
     net = start_devnet(tmp_path)
-    api = Api(net)
+    api = Api(net, reader="tani")  # acme is removed here; tani never is
     gov = Gov(net)
     receipts_dir = tmp_path / "receipts"
     receipts_dir.mkdir()
@@ -254,7 +254,7 @@ def test_a_fifth_validator_joins_under_load_then_an_original_leaves(tmp_path):
         assert [b for b, _ in chain(api, 0, h0)] == blocks[:h0]
         for i in [0, *staying]:
             out = run(rantai, "audit", "--node", net.urls[i], "--genesis", net.genesis_path, "--workers", "0",
-                      "--no-progress")
+                      "--no-progress", "--key", str(net.dir / "members" / "tani.pem"))
             assert "OK: every rule holds" in out, out
         on_chain = {rid for raw in blocks for rid in Block.from_bytes(raw).record_ids()}
         missing = [rid.hex() for rid in load.acked if rid not in on_chain]
@@ -308,7 +308,7 @@ def post_one(api: Api, i: int, record) -> tuple[int, dict]:
 
 def test_members_removed_rotated_and_revoked(tmp_path):
     net = start_devnet(tmp_path)
-    api = Api(net)
+    api = Api(net, reader="tani")  # acme is removed here; tani never is
     gov = Gov(net)
     load = None
     serial = iter(range(700_000, 800_000))
@@ -335,7 +335,8 @@ def test_members_removed_rotated_and_revoked(tmp_path):
             assert status == 403 and res["error"] == "member removed", (i, status, res)
         out = verify_offline(net, old_path)
         assert "submitted by acme" in out, out
-        with Client(net.genesis_path, net.urls) as reader:  # fetched after the removal: still valid
+        with Client(net.genesis_path, net.urls, load_key(net.dir / "members" / "tani.pem")) as reader:
+            # fetched after the removal (by a member still in, since acme may no longer read): still valid
             again = reader.get(old.record_id)
         assert again.receipt.changes == () and again.height < removal["effective"]  # no change below it
         again_path = tmp_path / "acme-again.receipt.json"
@@ -391,7 +392,7 @@ def test_members_removed_rotated_and_revoked(tmp_path):
         for i in range(1, 4):
             assert [b for b, _ in chain(api, i, top)] == blocks
         out = run(rantai, "audit", "--node", net.urls[0], "--genesis", net.genesis_path, "--workers", "0",
-                  "--no-progress")
+                  "--no-progress", "--key", str(net.dir / "members" / "tani.pem"))
         assert "OK: every rule holds" in out, out
         on_chain = {rid for raw in blocks for rid in Block.from_bytes(raw).record_ids()}
         assert all(rid in on_chain for rid in load.acked)

@@ -17,7 +17,7 @@ from rantai.client.devcerts import CertificateAuthority
 from rantai.client.devnet import Devnet
 from rantai.client.format.errors import ConfigError
 from rantai.client.format.pins import fingerprint, parse_pins
-from rantai.client.http import Client, NoNodeAvailable
+from rantai.client.http import Client, NoNodeAvailable, SignedReads
 from rantai.client.tls import context
 from rantai.node.config import NodeConfig
 from rantai.node.tls import NodeTls, TlsConfig, plain_http_warning
@@ -123,7 +123,7 @@ def test_validators_over_https_with_mtls_refusals_and_rotation_without_restart(t
             receipt = client.submit(event(), wait=True)
             assert receipt.height >= 1
 
-        http = httpx.Client(verify=net.verify, timeout=10.0)
+        http = httpx.Client(verify=net.verify, timeout=10.0, auth=SignedReads(acme))  # reads are signed
         st = http.get(net.urls[0] + "/v1/status").json()
         assert st["tls"]["enabled"] and st["tls"]["require_client_cert"]
         assert all(p["url"].startswith("https://") for p in st["peers"])
@@ -151,7 +151,7 @@ def test_validators_over_https_with_mtls_refusals_and_rotation_without_restart(t
         with Client(net.genesis_path, net.urls[:1], verify=context(pins=["ab" * 32])) as pinned:
             with pytest.raises(NoNodeAvailable, match="certificate pin"):
                 pinned.head()
-        with Client(net.genesis_path, net.urls[:1],
+        with Client(net.genesis_path, net.urls[:1], acme,  # reads are signed (docs/api.md)
                     verify=context(net.ca_file, pins=[_file_fingerprint(tls_dir / "v0.crt")])) as pinned:
             assert pinned.head().height >= 1
 

@@ -823,6 +823,16 @@ def governance_chain_cases() -> list[dict[str, Any]]:
     ok("valid-two-changes-one-block", "two proposals in one block and both approved in the next (in force from 5); "
        "acme, an admin from 5, proposes a validator rekey there", s, 4, 5)
 
+    s = Seq()
+    s.add(s.change(TANI, {"op": "set_read_policy", "read_policy": "parties"}),
+          s.change(KOPI, {"op": "set_company_prefixes", "member": "acme", "company_prefixes": ["0614141", "8991234"]}))
+    p1, p2 = (x.id for x in s.blocks[-1].records)
+    s.add(s.change(PASAR, approve(p1)), s.change(PASAR, approve(p2)))
+    s.until(5)
+    s.add(s.change(TANI, {"op": "set_company_prefixes", "member": "acme", "company_prefixes": []}))
+    ok("valid-read-policy", "the read policy set to parties and acme's GS1 Company Prefixes to 0614141 and 8991234 "
+       "(approved at 2, in force from 5); at 5 tani proposes clearing them (an empty list)", s, 4, 5)
+
     # -- change shape ----------------------------------------------------------------------------
     shapes = [
         ("unknown-op", {"op": "make_me_king"}, "an unknown op"),
@@ -848,6 +858,13 @@ def governance_chain_cases() -> list[dict[str, Any]]:
         ("params-window", {"op": "set_params", "params": {"window": 4}}, "window is fixed at genesis"),
         ("params-empty", {"op": "set_params", "params": {}}, "no params"),
         ("params-zero", {"op": "set_params", "params": {"max_record_bytes": 0}}, "a param of 0"),
+        ("read-policy-unknown", {"op": "set_read_policy", "read_policy": "secret"}, "an unknown read policy"),
+        ("prefix-short", {"op": "set_company_prefixes", "member": "acme", "company_prefixes": ["061"]},
+         "a GS1 Company Prefix of 3 digits (4 to 12)"),
+        ("prefix-letters", {"op": "set_company_prefixes", "member": "acme", "company_prefixes": ["06141A1"]},
+         "a GS1 Company Prefix with a letter"),
+        ("prefix-repeated", {"op": "set_company_prefixes", "member": "acme",
+                             "company_prefixes": ["0614141", "0614141"]}, "a GS1 Company Prefix twice"),
         ("proposal-31-bytes", {"op": "approve", "proposal": bytes(31)}, "an approval naming 31 bytes"),
         ("proposal-as-hex", {"op": "approve", "proposal": bytes(32).hex()}, "an approval naming hex text"),
     ]
@@ -975,6 +992,13 @@ def governance_chain_cases() -> list[dict[str, Any]]:
     bad("refused-already-suspended", "change refused", "acme's suspension approved (not yet in force): suspending "
         "again is refused (proposals apply to the latest consortium)", s,
         s.change(TANI, {"op": "suspend_member", "member": "acme"}))
+    bad("refused-same-read-policy", "change refused", "set_read_policy members on a chain whose policy is members",
+        Seq(), Seq().change(TANI, {"op": "set_read_policy", "read_policy": "members"}))
+    s = Seq()
+    approved(s, {"op": "set_company_prefixes", "member": "acme", "company_prefixes": ["0614141"]})
+    bad("refused-prefix-clash", "change refused", "acme's prefix 0614141 approved (not yet in force): watchdog's "
+        "061414 would begin it, so an identifier could belong to both", s,
+        s.change(TANI, {"op": "set_company_prefixes", "member": "watchdog", "company_prefixes": ["061414"]}))
     bad("refused-record-above-block", "change refused", "set_params max_record_bytes 8192 above max_block_bytes 4096",
         Seq(), Seq().change(TANI, {"op": "set_params", "params": {"max_record_bytes": 8192}}))
     s = Seq()

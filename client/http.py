@@ -59,7 +59,7 @@ from .format.genesis import Genesis
 from .format.governance import Governance
 from .format.receipts import Receipt
 from .format.records import SignedRecord, sign_event
-from .format.signed_requests import sign_request
+from .format.signed_requests import is_signed_request, sign_request
 from .format.validity import check_head, replay_changes
 from .tls import verify_option
 
@@ -137,16 +137,17 @@ class SubmitTimeout(NodeError):
 
 
 class SignedReads(httpx.Auth):
-    """Signs every read (GET/HEAD) with a member's or validator's key (RFC 9421, docs/api.md "Signed reads"),
-    so a node whose read policy is not public answers it. ``key`` is a ``Signer`` or a callable giving the
-    one to use now (None: the request goes unsigned). Writes are signed record by record, not here."""
+    """Signs every read (GET/HEAD, and the named-query and subscription requests: ``is_signed_request``) with a
+    member's or validator's key (RFC 9421, docs/api.md "Signed reads"), so a node whose read policy is not
+    public answers it. ``key`` is a ``Signer`` or a callable giving the one to use now (None: the request goes
+    unsigned). Writes are signed record by record, not here."""
 
     def __init__(self, key: Signer | Callable[[], Signer | None] | None) -> None:
         self.key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         signer = self.key() if callable(self.key) else self.key
-        if signer is not None and request.method in ("GET", "HEAD"):
+        if signer is not None and is_signed_request(request.method, request.url.path):
             request.headers.update(sign_request(signer, request.method, request.headers["host"], request.url.scheme,
                                                 request.url.raw_path.decode("ascii"), int(time.time())))
         yield request

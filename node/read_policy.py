@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.websockets import WebSocket
 
 from rantai.client.format.read_access import Reader, may_read, reader_of
 from rantai.client.format.records import SignedRecord
@@ -30,6 +31,7 @@ from rantai.client.format.signed_requests import (
     READ_RULES,
     ReadRefused,
     authority,
+    is_signed_request,
     sign_request,
     verify,
 )
@@ -45,13 +47,17 @@ OPEN_PREFIXES = ("/v1/peer/", "/docs/", "/explorer", "/static/")
 # Under "parties", what a member without the auditor role may ask for: endpoints that filter by reader
 # (records, events, items, EPCIS queries) and what every reader needs to verify a receipt.
 PARTIES_PATHS = frozenset({"/v1/head", "/v1/genesis", "/v1/config", "/v1/changes", "/epcis/events", "/epcis",
-                           "/epcis/", "/epcis/eventTypes"})
-PARTIES_PREFIXES = ("/v1/records/", "/v1/events/", "/v1/items/", "/epcis/capture/", "/epcis/events/")
+                           "/epcis/", "/epcis/eventTypes", "/epcis/queries"})
+# Named queries and subscriptions filter too: their answers run /epcis/events with the same reader, and every
+# delivery passes ``may_deliver`` (node/subscriptions.py).
+PARTIES_PREFIXES = ("/v1/records/", "/v1/events/", "/v1/items/", "/epcis/capture/", "/epcis/events/",
+                    "/epcis/queries/")
+
 # /epcis/{resource}/{value}/events answers a filtered query; the value lists (/epcis/epcs …) are not filtered
 _FILTERED_QUERY = re.compile(r"/epcis/[A-Za-z]+/.+/events\Z")
-READS = frozenset({"GET", "HEAD"})
 ACCEPT_SIGNATURE = f'{LABEL}=({" ".join(f"{chr(34)}{c}{chr(34)}" for c in COMPONENTS)});alg="{ALG}"'
 _SCOPE_KEY = "rantai.reader"
+_KEY_SCOPE_KEY = "rantai.reader_key"
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -77,7 +83,8 @@ class ReadGuard:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # A WebSocket is a read too (its handshake is a GET): a subscription's stream carries records.
         websocket = scope["type"] == "websocket"
-        if not (websocket or (scope["type"] == "http" and scope["method"] in READS)) or is_open(scope["path"]):
+        guarded = websocket or (scope["type"] == "http" and is_signed_request(scope["method"], scope["path"]))
+        if not guarded or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         try:
@@ -89,10 +96,11 @@ class ReadGuard:
             else:
                 await refusal(Request(scope), exc)(scope, receive, send)
             return
-        scope.setdefault("state", {})[_SCOPE_KEY] = found
+        state = scope.setdefault("state", {})
+        state[_SCOPE_KEY], state[_KEY_SCOPE_KEY] = found
         await self.app(scope, receive, send)
 
-    def admit(self, scope: Mapping[str, Any]) -> Reader:
+    def admit(self, scope: Mapping[str, Any]) -> tuple[Reader, bytes | None]:
         headers = scope["headers"]
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.split(b"?", 1)[0].decode("latin-1")  # httpx's in-process transport sends path?query
@@ -107,7 +115,7 @@ class ReadGuard:
         if not found.sees_all and not filtered:
             raise ReadRefused("read.not-allowed", f"under the 'parties' read policy only auditors and validators read "
                               f"{scope['path']} (it holds every member's records)", reader=found.name)
-        return found
+        return found, (signed.public_key if signed is not None else None)
 
 
 def refusal(request: Request, exc: ReadRefused) -> Response:
@@ -127,6 +135,24 @@ def reader(request: Request) -> Reader | None:
     """The reader the guard admitted for this request (None on a path it does not guard)."""
     found: Reader | None = request.scope.get("state", {}).get(_SCOPE_KEY)
     return found
+
+
+def reader_key(request: Request | WebSocket) -> bytes | None:
+    """The verified public key the guard admitted this request with (None: anonymous or unguarded)."""
+    key: bytes | None = request.scope.get("state", {}).get(_KEY_SCOPE_KEY)
+    return key
+
+
+def may_deliver(node: Any, public_key: bytes | None, record: SignedRecord) -> bool:
+    """Whether a subscription created with ``public_key`` may be sent ``record`` now: the same rules as a read,
+    judged by the consortium in force at delivery, so a member removed (or a policy tightened) after it
+    subscribed stops receiving."""
+    gov = node.ledger.governance
+    try:
+        found = reader_of(gov.at(gov.height + 1), public_key, gov.latest)
+    except ReadRefused:
+        return False
+    return may_read(found, record)
 
 
 def visible(request: Request, record: SignedRecord) -> bool:
@@ -172,7 +198,7 @@ class ValidatorReadAuth(httpx.Auth):
         self.signer = signer
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if request.method in READS:
+        if is_signed_request(request.method, request.url.path):
             request.headers.update(sign_request(self.signer, request.method, request.headers["host"],
                                                request.url.scheme, request.url.raw_path.decode("ascii"),
                                                int(time.time())))

@@ -62,6 +62,7 @@ from .epcis_api import (
     present_event,
 )
 from .epcis_query import EventQuery, QueryParameterError, query_time, run_query
+from .read_policy import may_deliver, reader_key
 from .validation import status_of
 
 __all__ = ["Schedule", "Subscription", "Subscriptions", "may_see", "query_pairs", "reader_of",
@@ -101,25 +102,20 @@ class ControlError(ValueError):
 # -- the read-policy hooks (node/read_policy.py plugs in here) ----------------------------------------------
 
 def reader_of(request: Request | WebSocket) -> str | None:
-    """Who is asking (the verified reader's key id), stored with what they create; None: anonymous.
-
-    The read policy (signed reads) decides who a request comes from; until it is merged every reader
-    is anonymous, which is what the node's default (public) read policy means. What is returned is stored
-    with the subscription and handed to ``may_see`` for every event, possibly long after: a key (not a
-    resolved member) lets ``may_see`` judge each event by the consortium in force at its height, so a
-    member removed later stops receiving. The subscription POST and the WebSocket handshake both pass here.
-    """
-    return None
+    """Who is asking: the public key (hex) the read guard (node/read_policy.py) verified on this request, or
+    None for an anonymous one (admitted only under the ``public`` read policy). It is stored with what they
+    create and handed to ``may_see`` for every event, possibly long after: a key, not a resolved member, so
+    each delivery is judged by the consortium in force then. The subscription POST and the WebSocket handshake
+    both pass here (both are guarded like reads)."""
+    key = reader_key(request)
+    return key.hex() if key is not None else None
 
 
 def may_see(node: Any, reader: str | None, receipt: Receipt) -> bool:
-    """May ``reader`` (the subscription's creator, ``reader_of``) be sent this committed event?
-
-    The one place every subscription delivery (webhook and WebSocket) asks before an event leaves the
-    node: a subscription must deliver only what its creator may read. Allows everything until the
-    read policy (node/read_policy.py) answers here.
-    """
-    return True
+    """May ``reader`` (the subscription's creator, ``reader_of``) be sent this committed event? The one place
+    every subscription delivery (webhook and WebSocket) asks before an event leaves the node: a subscription
+    delivers only what its creator may read now (``may_deliver``)."""
+    return may_deliver(node, bytes.fromhex(reader) if reader is not None else None, receipt.record)
 
 
 # -- query definitions ---------------------------------------------------------------------------------------

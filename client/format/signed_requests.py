@@ -36,6 +36,7 @@ __all__ = [
     "ReadRefused",
     "SignedRead",
     "authority",
+    "is_signed_request",
     "parse",
     "sign",
     "sign_request",
@@ -80,6 +81,17 @@ class SignedRead:
 
     public_key: bytes
     created: int
+
+
+# Writes that open a channel of reads (a named query, a subscription that will deliver records) are signed
+# and judged like reads; the signature does not cover their body (docs/api.md, "Signed reads").
+READ_CHANNEL_PREFIX = "/epcis/queries"
+
+
+def is_signed_request(method: str, path: str) -> bool:
+    """Whether a request is a read the read policy judges (so clients sign it): every GET and HEAD, and any
+    method on the named queries and subscriptions. Node and client both ask here."""
+    return method in ("GET", "HEAD") or path == READ_CHANNEL_PREFIX or path.startswith(READ_CHANNEL_PREFIX + "/")
 
 
 def authority(host: str, scheme: str) -> str:

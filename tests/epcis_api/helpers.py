@@ -20,7 +20,7 @@ class Net:
     acme: Signer  # a member with the submitter role
 
 
-def make_net(n: int = 4, params: dict | None = None, base_port: int = 7100) -> Net:
+def make_net(n: int = 4, params: dict | None = None, base_port: int = 7100, read_policy: str | None = None) -> Net:
     validators = [Signer.from_seed(bytes([i + 61]) * 32) for i in range(n)]
     acme = Signer.from_seed(bytes([161]) * 32)
     genesis = Genesis.build(
@@ -28,6 +28,7 @@ def make_net(n: int = 4, params: dict | None = None, base_port: int = 7100) -> N
         [(v.public_key, f"v{i}", f"http://127.0.0.1:{base_port + i}") for i, v in enumerate(validators)],
         [(acme.public_key, "acme", "acme", ["submitter"])],
         params=params,
+        read_policy=read_policy,
     )
     return Net(genesis, validators, acme)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,6 +24,8 @@ from ports import free_base_port
 from rantai.client.devnet import Devnet
 from rantai.client.format.encoding import encode
 from rantai.client.format.records import sign_event
+from rantai.client.format.signed_requests import sign_request
+from rantai.client.http import SignedReads
 
 from .helpers import Receiver, ev, wait_for
 
@@ -35,9 +39,9 @@ def test_webhook_exactly_once_across_kill_and_restart_and_websocket(tmp_path):
                  params={"batch_timeout_ms": 5, "view_change_timeout_ms": 1000, "checkpoint_interval": 4,
                          "window": 4})
     net.start()
-    http = httpx.Client(timeout=30.0)
-    receiver = Receiver(net.genesis, token="partner-secret-7c1e")
     acme = net.member_key("acme")
+    http = httpx.Client(timeout=30.0, auth=SignedReads(acme))  # the devnet's reads are for members (signed)
+    receiver = Receiver(net.genesis, token="partner-secret-7c1e")
     serial = iter(range(10**6))
     wanted: list[str] = []
     ws_got: list[str] = []
@@ -64,7 +68,9 @@ def test_webhook_exactly_once_across_kill_and_restart_and_websocket(tmp_path):
         sub_url = urls[0] + r.headers["location"]
 
         ws_url = urls[1].replace("http://", "ws://") + "/epcis/queries/shipments/events?stream=true"
-        ws = stack.enter_context(websockets_sync.connect(ws_url, open_timeout=10))
+        u = urlsplit(ws_url)  # the handshake is a read: signed like any other (docs/api.md, "Signed reads")
+        signed = sign_request(acme, "GET", u.netloc, "http", f"{u.path}?{u.query}", int(time.time()))
+        ws = stack.enter_context(websockets_sync.connect(ws_url, open_timeout=10, additional_headers=signed))
 
         def read_ws() -> None:
             try:

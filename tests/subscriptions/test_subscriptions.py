@@ -42,14 +42,16 @@ MP = {"content-type": "application/msgpack"}
 class LocalNode:
     """One validator (a chain of its own) with its API; ``restart`` reopens the same data directory."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.net = make_net(1, params={"batch_timeout_ms": 5})
+    def __init__(self, tmp_path: Path, read_policy: str | None = "public") -> None:
+        # Public reads by default (these tests are about delivery); the members policy has its own tests.
+        self.net = make_net(1, params={"batch_timeout_ms": 5}, read_policy=read_policy)
         self.dir = tmp_path / "v0"
         self.client: TestClient | None = None
         self.serial = 0
 
     def start(self) -> TestClient:
         node = Node(genesis=self.net.genesis, signer=self.net.validators[0], data_dir=self.dir)
+        self.node = node
         self.client = TestClient(create_app(node))
         self.client.__enter__()
         return self.client
@@ -356,3 +358,35 @@ def test_schedule_semantics():
                 {"hour": True}]:
         with pytest.raises(ControlError):
             Schedule.parse(bad)
+
+
+# -- the read policy ----------------------------------------------------------------------------------------
+
+def test_members_policy_signs_queries_and_judges_deliveries_by_the_creator(tmp_path):
+    """Under the default ``members`` policy, creating a named query or a subscription is a signed read (an
+    anonymous one is 401 ``read.unsigned``), and what is delivered is judged by the creator's key now."""
+    from rantai.client.format.keys import Signer
+    from rantai.client.http import SignedReads
+    from rantai.node.read_policy import may_deliver
+
+    local = LocalNode(tmp_path, read_policy=None)
+    c = local.start()
+    try:
+        query = {"name": "ship", "query": {"EQ_bizStep": "shipping"}}
+        r = c.post("/epcis/queries", json=query)
+        assert r.status_code == 401 and r.json()["error"] == "read.unsigned", r.text
+        c.auth = SignedReads(local.net.acme)
+        r = c.post("/epcis/queries", json=query)
+        assert r.status_code == 201, r.text
+        stranger = Signer.from_seed(bytes([7]) * 32)
+        c.auth = SignedReads(stranger)
+        r = c.post("/epcis/queries/ship/subscriptions", json={"dest": "http://127.0.0.1:9/x", "stream": True})
+        assert r.status_code == 403 and r.json()["error"] == "read.not-member", r.text
+        ids = local.submit(1)
+        receipt = local.node.ledger.receipt(bytes.fromhex(ids[0]))
+        assert receipt is not None
+        assert may_deliver(local.node, local.net.acme.public_key, receipt.record)
+        assert not may_deliver(local.node, None, receipt.record)
+        assert not may_deliver(local.node, stranger.public_key, receipt.record)
+    finally:
+        local.stop()

@@ -101,3 +101,54 @@ def test_a_client_gone_mid_body_is_a_refusal_not_an_internal_error(tmp_path, cap
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
     start = [m for m in sent if m["type"] == "http.response.start"]
     assert start and start[0]["status"] == 400, sent
+
+
+def test_head_is_get_without_the_body(tmp_path):
+    # Finding 2: HEAD on every GET route answered 405 (FastAPI routes GET only): `curl -I`, HEAD health checks.
+    from .test_errors import in_process
+
+    async def body(node, c):
+        for path in ("/v1/head", "/healthz", "/epcis/events", "/v1/genesis", "/epcis"):
+            r = await c.head(path)
+            assert r.status_code == 200, (path, r.status_code, r.text)
+        r = await c.head("/v1/nope")
+        assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+
+    in_process(tmp_path, make_net(), body)
+
+
+def test_the_http_parsers_refusals_have_the_error_shape():
+    # Finding 3: a request the HTTP parser cannot read (non-ASCII bytes in the request line, an unknown
+    # method such as FOO, a malformed header) got uvicorn's own text/plain "Invalid HTTP request received.".
+    import json
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from rantai.node.parser_errors import shaped_protocol
+
+    class Transport:
+        def __init__(self) -> None:
+            self.data, self.closed = b"", False
+
+        def write(self, data: bytes) -> None:
+            self.data += data
+
+        def close(self) -> None:
+            self.closed = True
+
+    for base in (HttpToolsProtocol, H11Protocol):
+        cls = shaped_protocol(base)
+        proto = cls.__new__(cls)
+        proto.transport = Transport()
+        proto.send_400_response("Invalid HTTP request received.")
+        conn = h11.Connection(h11.CLIENT)
+        conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+        conn.send(h11.EndOfMessage())
+        conn.receive_data(proto.transport.data)
+        head, data = conn.next_event(), conn.next_event()
+        assert head.status_code == 400 and dict(head.headers)[b"content-type"] == b"application/json"
+        obj = json.loads(data.data)
+        assert obj["error"] == "bad request" and "Invalid HTTP request" in obj["message"]
+        assert proto.transport.closed

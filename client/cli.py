@@ -32,6 +32,7 @@ from .config import Config, ConfigError, load_config
 if TYPE_CHECKING:
     from .format.receipts import Receipt
 from .format.errors import (
+    DuplicateEvent,
     InvalidGenesis,
     InvalidKey,
     InvalidRecord,
@@ -187,8 +188,8 @@ def _common(needs_nodes: bool = True) -> Callable[[Callable[..., Any]], Callable
 
 
 def _config(config_file: str | None, genesis: str | None, nodes: tuple[str, ...] = (), key: str | None = None,
-            timeout: float | None = None) -> Config:
-    return load_config(nodes=nodes or None, key=key, genesis=genesis, timeout=timeout, config_file=config_file)
+            timeout: float | None = None, tz: str | None = None) -> Config:
+    return load_config(nodes=nodes or None, key=key, genesis=genesis, timeout=timeout, tz=tz, config_file=config_file)
 
 
 def _transport(ctx: click.Context, cfg: Config | None = None) -> Any:
@@ -302,18 +303,25 @@ def _write_new(path: str, text: str) -> None:
 
 def shipment_event(epcs: list[str], *, step: str = "shipping", source: str | None = None,
                    destination: str | None = None, when: str | None = None, from_party: str | None = None,
-                   to_party: str | None = None, po: str | None = None) -> dict[str, Any]:
-    """The event for ``--ship``/``--receive``: ``epcis.ship``/``epcis.receive`` with locations, parties and PO."""
+                   to_party: str | None = None, po: str | None = None,
+                   tz: _dt.tzinfo = _dt.timezone.utc, tz_given: bool = False) -> dict[str, Any]:
+    """The event for ``--ship``/``--receive``: ``epcis.ship``/``epcis.receive`` with locations, parties and PO.
+
+    The time is ``when``, else now, written in ``tz`` (UTC unless ``--tz`` or the config says otherwise).
+    A ``when`` without offset is read in ``tz``; one with an offset keeps it unless a zone was given.
+    """
     from .format import epcis
 
-    at = None
+    at = _dt.datetime.now(tz)
     if when:
         try:
             at = _dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
         except ValueError as exc:
             raise click.BadParameter(f"{when!r} is not an ISO 8601 time", param_hint="--time") from exc
         if at.tzinfo is None:
-            at = at.replace(tzinfo=_dt.timezone.utc)
+            at = at.replace(tzinfo=tz)
+        elif tz_given:
+            at = at.astimezone(tz)
     build = epcis.ship if step == "shipping" else epcis.receive
     try:
         return build(epcs, from_party, to_party, at, source_location=source, destination_location=destination, po=po)
@@ -323,29 +331,18 @@ def shipment_event(epcs: list[str], *, step: str = "shipping", source: str | Non
         raise click.UsageError(str(exc)) from exc
 
 
-def _events_from_file(path: str) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"submit: cannot read {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidRecord(f"submit: {path} is not JSON: {exc}") from exc
-    if isinstance(doc, dict) and "epcisBody" in doc:
-        from .format.epcis import validate_document
+def _events_from_file(path: str, cfg: Config) -> list[dict[str, Any]]:
+    """The events of FILE, read as ``rantai import`` reads files (``documents.load_events``: an EPCIS document,
+    a JSON list of events or one event, EPCIS XML, a CSV in the template); any bad event refuses the file."""
+    from .documents import load_events
 
-        validate_document(doc)
-        body = doc["epcisBody"]
-        events = body.get("eventList") if isinstance(body, dict) else None
-        if not events and isinstance(body, dict) and isinstance(body.get("event"), dict):
-            events = [body["event"]]
-        if not isinstance(events, list) or not events:
-            raise InvalidRecord(f"submit: {path}: the EPCIS document holds no event")
-        return events
-    if isinstance(doc, list):
-        return doc
-    if isinstance(doc, dict):
-        return [doc]
-    raise InvalidRecord(f"submit: {path}: an EPCIS event, a list of events or an EPCIS document expected")
+    prepared = load_events(path, tz=cfg.tzinfo())
+    for p in prepared:
+        if p.event is None:
+            raise InvalidRecord(f"{path}: {p.error}" if p.line is not None else str(p.error))
+    if not prepared:
+        raise InvalidRecord(f"submit: {path}: holds no event")
+    return [p.event for p in prepared if p.event is not None]
 
 
 def _receipt_summary(receipt: "Receipt", genesis: Any) -> dict[str, Any]:
@@ -369,7 +366,10 @@ def _receipt_summary(receipt: "Receipt", genesis: Any) -> dict[str, Any]:
 @click.option("--from-party", metavar="PGLN", help="The party that ships (owning party, GS1 PGLN URI).")
 @click.option("--to-party", metavar="PGLN", help="The party that receives.")
 @click.option("--po", metavar="REF", help="The buyer's purchase order (URI, or a reference qualified by --to-party).")
-@click.option("--time", "when", metavar="ISO8601", help="Event time (default: now, UTC).")
+@click.option("--time", "when", metavar="ISO8601",
+              help="Event time (default: now); without an offset it is read in --tz.")
+@click.option("--tz", metavar="ZONE",
+              help="Time zone of the event: UTC (default), +hh:mm or an IANA name (RANTAI_TZ, `tz =`).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit and its receipt.")
 @click.option("--wait-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the commit.")
 @click.option("--receipt", "receipt_out", type=click.Path(),
@@ -381,48 +381,71 @@ def _receipt_summary(receipt: "Receipt", genesis: Any) -> dict[str, Any]:
 @click.pass_context
 def submit(ctx: click.Context, file: str | None, ship: tuple[str, ...], receive: tuple[str, ...], source: str | None,
            destination: str | None, from_party: str | None, to_party: str | None, po: str | None,
-           when: str | None, wait: bool, wait_timeout: float, receipt_out: str | None,
+           when: str | None, tz: str | None, wait: bool, wait_timeout: float, receipt_out: str | None,
            batch: int, as_json: bool, key: str | None, config_file: str | None, genesis: str | None,
            nodes: tuple[str, ...], timeout: float | None) -> None:
     """Sign and submit an EPCIS event (FILE: an event, a list, or an EPCIS document), or a simple shipment by flags."""
     if sum(bool(x) for x in (file, ship, receive)) != 1:
         raise click.UsageError("give exactly one of FILE, --ship EPC… or --receive EPC…")
+    cfg = _config(config_file, genesis, nodes, key, timeout, tz)
     if file:
-        events = _events_from_file(file)
+        events = _events_from_file(file, cfg)
     else:
         events = [shipment_event(list(ship or receive), step="shipping" if ship else "receiving", source=source,
-                                 destination=destination, when=when, from_party=from_party, to_party=to_party, po=po)]
-    cfg = _config(config_file, genesis, nodes, key, timeout)
+                                 destination=destination, when=when, from_party=from_party, to_party=to_party, po=po,
+                                 tz=cfg.tzinfo(), tz_given="tz" in cfg.sources)]
     identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
     with _client(ctx, cfg, identity) as client:
         client.wait_timeout = wait_timeout
         if len(events) == 1:
-            results = [client.submit(events[0], wait=wait)]
+            try:
+                results: list[Any] = [client.submit(events[0], wait=wait)]
+            except DuplicateEvent as exc:
+                results = [exc]
         else:
-            results = client.submit_many(events, batch=batch, wait=wait)
+            results = client.submit_many(events, batch=batch, wait=wait, raise_on_error=False)
+        # As `rantai import`: an event already on the ledger is a duplicate, not a failure; its receipt is
+        # the existing record's. Any other refusal is raised once the rest is reported.
+        duplicates = {i: r.details.get("existing") for i, r in enumerate(results) if isinstance(r, DuplicateEvent)}
+        receipts = {i: client.get(rid).receipt for i, rid in duplicates.items() if wait and isinstance(rid, str)}
         g = client.genesis
+    failed = next(((i, r) for i, r in enumerate(results) if isinstance(r, RantaiError) and i not in duplicates), None)
     out: list[dict[str, Any]] = []
-    for r in results:
-        if not wait:
-            out.append({"record_id": r.id.hex(), "status": "accepted"})
-            continue
-        out.append({**_receipt_summary(r, g), "status": "committed"})
-        if receipt_out:
+    for i, r in enumerate(results):
+        if i in duplicates:
+            o = {"status": "duplicate", "existing": duplicates[i], "event_hash_id": r.details.get("event_hash_id")}
+            receipt = receipts.get(i)
+        elif isinstance(r, RantaiError):
+            o, receipt = {"status": "rejected", "error": r.rule, "message": str(r)}, None
+        elif not wait:
+            o, receipt = {"record_id": r.id.hex(), "status": "accepted"}, None
+        else:
+            o, receipt = {**_receipt_summary(r, g), "status": "committed"}, r
+        if receipt_out and receipt is not None:
             target = Path(receipt_out)
             if len(results) > 1:
                 target.mkdir(parents=True, exist_ok=True)
-                target = target / f"{r.record.id.hex()}.json"
-            target.write_text(r.to_json(), encoding="utf-8")
-            out[-1]["receipt"] = str(target)
+                target = target / f"{receipt.record.id.hex()}.json"
+            target.write_text(receipt.to_json(), encoding="utf-8")
+            o["receipt"] = str(target)
+        out.append(o)
     if as_json:
         _dump(out if len(out) > 1 else out[0])
-        return
-    for o in out:
-        if o["status"] == "accepted":
-            click.echo(f"accepted {o['record_id']} (not waiting for the commit; `rantai get` finds it later)")
-        else:
-            line = f"committed {o['record_id']} at height {o['height']} (certified by {o['votes']} validators)"
-            click.echo(line + (f"; receipt: {o['receipt']}" if "receipt" in o else ""))
+    else:
+        for o in out:
+            if o["status"] == "accepted":
+                click.echo(f"accepted {o['record_id']} (not waiting for the commit; `rantai get` finds it later)")
+            elif o["status"] == "duplicate":
+                line = f"duplicate {o['event_hash_id']} already recorded as {o['existing']}"
+                click.echo(line + (f"; receipt: {o['receipt']}" if "receipt" in o else ""))
+            elif o["status"] == "committed":
+                line = f"committed {o['record_id']} at height {o['height']} (certified by {o['votes']} validators)"
+                click.echo(line + (f"; receipt: {o['receipt']}" if "receipt" in o else ""))
+    if failed is not None:
+        i, err = failed
+        from .http import _prefixed
+
+        raise _prefixed(err, f"event {i}") if len(results) > 1 else err
 
 
 # -- get / trace ------------------------------------------------------------------------------------

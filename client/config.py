@@ -11,6 +11,8 @@ identity (key file)    ``RANTAI_KEY``                  ``key = "acme.pem"``
 genesis file           ``RANTAI_GENESIS``              ``genesis = "genesis.json"``
 key passphrase         ``RANTAI_PASSPHRASE``           (never in the file)
 request timeout (s)    ``RANTAI_TIMEOUT``              ``timeout = 10``
+events' time zone      ``RANTAI_TZ``                   ``tz = "+07:00"`` (or ``"Asia/Jakarta"``;
+                                                       default UTC)
 CA for https:// nodes  ``RANTAI_CA_FILE``              ``ca_file = "ca.crt"``
 pinned node certs      ``RANTAI_PINS`` (comma/space)   ``pins = ["sha256 hex", …]``
 client certificate     ``RANTAI_CERT``                 ``cert = "me.crt"``
@@ -26,6 +28,7 @@ are relative to the file. With no node URL anywhere, the validators' URLs in the
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import re
 import tomllib
@@ -36,7 +39,29 @@ from typing import Any
 
 from .format.errors import ConfigError
 
-__all__ = ["Config", "ConfigError", "config_files", "load_config"]
+__all__ = ["Config", "ConfigError", "config_files", "load_config", "parse_tz"]
+
+_OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
+
+
+def parse_tz(text: str) -> _dt.tzinfo:
+    """A time zone as a user writes it: ``UTC``/``Z``, an offset ``±hh:mm``, or an IANA name (``Asia/Jakarta``)."""
+    t = text.strip()
+    if t.upper() in ("UTC", "Z"):
+        return _dt.timezone.utc
+    m = _OFFSET.fullmatch(t)
+    if m:
+        minutes = int(m[2]) * 60 + int(m[3])
+        if int(m[3]) >= 60 or minutes > 14 * 60:
+            raise ConfigError(f"config: time zone {text!r}: offsets run from -14:00 to +14:00")
+        return _dt.timezone(_dt.timedelta(minutes=-minutes if m[1] == "-" else minutes))
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(t)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ConfigError(f"config: time zone {text!r}: UTC, an offset like +07:00, or an IANA name like "
+                          "Asia/Jakarta expected") from exc
 
 
 @dataclass
@@ -46,6 +71,7 @@ class Config:
     genesis: Path | None = None
     passphrase: str | None = None
     timeout: float = 10.0
+    tz: str = "UTC"  # the time zone of events the CLI stamps or reads without an offset (parse_tz)
     ca_file: Path | None = None
     pins: list[str] = field(default_factory=list)
     cert: Path | None = None
@@ -59,6 +85,9 @@ class Config:
         if self.genesis is None:
             raise ConfigError("config: no genesis file (use --genesis, RANTAI_GENESIS or `genesis =` in rantai.toml)")
         return Genesis.load(self.genesis)
+
+    def tzinfo(self) -> _dt.tzinfo:
+        return parse_tz(self.tz)
 
     def tls_context(self) -> Any:
         """The ``ssl.SSLContext`` for https:// nodes (rantai.client.tls), or ``None`` when nothing is set."""
@@ -104,10 +133,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
-    known = {"nodes", "key", "genesis", "timeout", "ca_file", "pins", "cert", "cert_key"}
+    known = {"nodes", "key", "genesis", "timeout", "tz", "ca_file", "pins", "cert", "cert_key"}
     unknown = set(doc) - known
     if unknown:
         raise ConfigError(f"config: {path}: unknown setting(s) {sorted(unknown)} (known: {', '.join(sorted(known))})")
+    if "tz" in doc and (not isinstance(doc["tz"], str) or not parse_tz(doc["tz"])):
+        raise ConfigError(f"config: {path}: tz must be a time zone (a string)")
     nodes = doc.get("nodes", [])
     if isinstance(nodes, str):
         nodes = _split_nodes(nodes)
@@ -130,6 +161,7 @@ def load_config(
     key: str | os.PathLike[str] | None = None,
     genesis: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
+    tz: str | None = None,
     config_file: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
@@ -181,6 +213,11 @@ def load_config(
         except ValueError as exc:
             raise ConfigError(f"config: timeout {value!r} is not a number of seconds") from exc
         cfg.sources["timeout"] = src
+    value, src = pick("tz", tz, "RANTAI_TZ")
+    if value is not None:
+        parse_tz(value)  # refused here, with the setting's name, rather than at the first event
+        cfg.tz = value
+        cfg.sources["tz"] = src
     value, src = pick("pins", None, "RANTAI_PINS")
     if value is not None:
         cfg.pins = _split_nodes(value) if isinstance(value, str) else list(value)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,14 @@ from .format.encoding import decode, encode
 from .format.epcis import document_events, event_hash_id, validate_event
 from .format.epcis.builders import EPCIS_CONTEXT
 from .format.epcis.event_hash import timestamp_us as parse_time_us
-from .format.errors import InvalidRecord, NodeError, RantaiError, VerificationError
+from .format.errors import ConfigError, InvalidRecord, NodeError, RantaiError, VerificationError
 from .format.genesis import Genesis
 from .format.keys import Signer
 from .format.receipts import Receipt
 from .format.records import SignedRecord, sign_event
 
-__all__ = ["DocumentClient", "Outcome", "prepare_events", "sign_document", "export_document", "served_event",
-           "import_command", "export_command"]
+__all__ = ["DocumentClient", "Outcome", "load_events", "prepare_events", "sign_document", "export_document",
+           "served_event", "validate_xsd", "import_command", "export_command"]
 
 MSGPACK = "application/msgpack"
 SIGNATURE_KEY = "rantai:signature"
@@ -77,12 +77,23 @@ class Prepared:
     event: dict[str, Any] | None
     hash_id: str | None
     error: str | None = None
+    line: int | None = None  # the CSV line it came from
 
 
 def prepare_events(doc: Any) -> list[Prepared]:
-    """Every event of ``doc`` ready to sign (context embedded, validated), or the reason it cannot be."""
-    events = document_events(doc)
-    ctx = doc.get("@context") if isinstance(doc, dict) else None
+    """Every event of ``doc`` ready to sign (context embedded, validated), or the reason it cannot be.
+
+    ``doc`` is an EPCISDocument (or EPCISQueryDocument), a JSON list of events, or one event: what
+    ``rantai submit`` and ``rantai import`` both take.
+    """
+    if isinstance(doc, list):
+        events, ctx = doc, None
+    elif isinstance(doc, dict) and "epcisBody" not in doc and doc.get("type") not in ("EPCISDocument",
+                                                                                      "EPCISQueryDocument"):
+        events, ctx = [doc], None
+    else:
+        events = document_events(doc)
+        ctx = doc.get("@context") if isinstance(doc, dict) else None
     out = []
     for i, ev in enumerate(events):
         if not isinstance(ev, dict):
@@ -96,6 +107,69 @@ def prepare_events(doc: Any) -> list[Prepared]:
         full = embed_context(ev, ctx)
         out.append(Prepared(i, full, event_hash_id(full)))
     return out
+
+
+def validate_xsd(data: bytes, xsd_dir: Path) -> None:
+    """Check an XML document against the EPCIS XSDs in ``xsd_dir`` (``EPCglobal-epcis-2_0.xsd`` and what it
+    imports; GS1 publishes them, rantai does not ship them). ``InvalidRecord`` names the line and the XSD's
+    complaint. Nothing is fetched: imports resolve inside ``xsd_dir``."""
+    from lxml import etree
+
+    from .format.epcis.xml import parse_xml
+
+    main = xsd_dir / "EPCglobal-epcis-2_0.xsd"
+    if not main.is_file():
+        raise ConfigError(f"xsd: {main} not found (--xsd names the folder holding GS1's EPCIS 2.0 XSD files)")
+    parser = etree.XMLParser(no_network=True, resolve_entities=False)
+    try:
+        schema = etree.XMLSchema(etree.parse(str(main), parser))
+    except (etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
+        raise ConfigError(f"xsd: {main}: {exc}") from None
+    root = parse_xml(data)
+    if not schema.validate(root):
+        err = schema.error_log.last_error
+        raise InvalidRecord(f"xsd: line {err.line}: {err.message}", rule="xsd", line=err.line)
+
+
+def load_events(path: str | Path, *, tz: Any = None, xsd_dir: str | Path | None = None) -> list[Prepared]:
+    """The events of a file as ``import`` and ``submit`` read it: an EPCIS XML document (``.xml``, or
+    content starting with ``<``), a CSV in the template (``.csv``; rows without offset read in ``tz``,
+    default UTC), or JSON (an EPCISDocument, a list of events, or one event). Each event is prepared
+    (validated, hash ID computed) or carries the reason it cannot be; a file that cannot be read at all
+    raises ``InvalidRecord`` (``ConfigError`` when it cannot be opened)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read it ({exc.strerror})") from None
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        from datetime import timezone as _tz
+
+        from .csv_events import csv_events
+
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRecord(f"{p}: not UTF-8 text ({exc}); save the spreadsheet as CSV UTF-8") from None
+        out = []
+        for i, row in enumerate(csv_events(text, tz or _tz.utc)):
+            if row.event is None:
+                out.append(Prepared(i, None, None, str(row.error), line=row.line))
+            else:
+                out.append(Prepared(i, row.event, event_hash_id(row.event), line=row.line))
+        return out
+    if suffix == ".xml" or data.lstrip()[:1] == b"<":
+        from .format.epcis.xml import xml_document
+
+        if xsd_dir is not None:
+            validate_xsd(data, Path(xsd_dir))
+        return prepare_events(xml_document(data))
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRecord(f"{p}: not JSON ({exc}); import reads EPCIS JSON(-LD), XML (.xml) and CSV (.csv)") from None
+    return prepare_events(doc)
 
 
 def sign_document(doc: dict[str, Any], signer: Signer, genesis: Genesis) -> dict[str, Any]:
@@ -149,9 +223,12 @@ class Outcome:
     existing: str | None = None
     reason: str | None = None
     source: str | None = None
+    line: int | None = None  # the CSV line of the event
+    receipt: Receipt | None = field(default=None, repr=False)  # verified, for recorded events and duplicates
 
     def to_obj(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "receipt" and getattr(self, f.name) is not None}
 
 
 @dataclass
@@ -240,7 +317,7 @@ class DocumentClient:
                 if receipt.record.id != rec.id:
                     raise VerificationError(f"submit: a receipt for another record than {rec.id.hex()}")
                 self._verify(receipt)
-                o.status, o.height = "recorded", receipt.height
+                o.status, o.height, o.receipt = "recorded", receipt.height, receipt
             elif status == "accepted":
                 o.status = "accepted"
             elif status == "duplicate":  # this very record: committed earlier or pending
@@ -254,16 +331,30 @@ class DocumentClient:
             out.append(o)
         return out
 
+    def record_receipt(self, record_id: str) -> Receipt:
+        """The verified receipt of a committed record (by its id in hex)."""
+        r = self._request("GET", f"/v1/records/{record_id}", headers={"accept": MSGPACK},
+                          ok=lambda r: r.status_code == 200)
+        receipt = Receipt.from_obj(decode(r.content))
+        if receipt.record.id.hex() != record_id:
+            raise VerificationError(f"asked for record {record_id}, got {receipt.record.id.hex()}")
+        self._verify(receipt)
+        return receipt
+
     def import_events(self, prepared: Sequence[Prepared], *, batch: int = 100, wait_s: float = 60.0,
-                      progress: Callable[[int], None] | None = None) -> list[Outcome]:
-        """Sign and submit every prepared event in batches; one outcome per event, in order."""
+                      progress: Callable[[int], None] | None = None, receipts: bool = False) -> list[Outcome]:
+        """Sign and submit every prepared event in batches; one outcome per event, in order.
+
+        With ``receipts``, a duplicate's outcome carries the verified receipt of the record that already
+        holds the event (recorded events always carry theirs), so every event of the input has one.
+        """
         if self.identity is None:
             raise InvalidRecord("import: no identity (signing key) given; importing needs one")
         outcomes: list[Outcome | None] = [None] * len(prepared)
         todo: list[tuple[int, SignedRecord]] = []
         for k, p in enumerate(prepared):
             if p.event is None:
-                outcomes[k] = Outcome(p.index, "rejected", reason=p.error)
+                outcomes[k] = Outcome(p.index, "rejected", reason=p.error, line=p.line)
                 if progress:
                     progress(1)
                 continue
@@ -271,7 +362,7 @@ class DocumentClient:
                 record = sign_event(self.identity, self.genesis, p.event)
                 record.verify(self.genesis)
             except (RantaiError, ValueError) as exc:
-                outcomes[k] = Outcome(p.index, "rejected", p.hash_id, reason=str(exc))
+                outcomes[k] = Outcome(p.index, "rejected", p.hash_id, reason=str(exc), line=p.line)
                 if progress:
                     progress(1)
                 continue
@@ -280,7 +371,9 @@ class DocumentClient:
             chunk = todo[s:s + batch]
             outcomes_of_chunk = self.submit_records([r for _, r in chunk], wait_s=wait_s)  # one per record
             for (k, _), o in zip(chunk, outcomes_of_chunk, strict=True):
-                o.index = prepared[k].index
+                o.index, o.line = prepared[k].index, prepared[k].line
+                if receipts and o.status == "duplicate" and o.existing and o.receipt is None:
+                    o.receipt = self.record_receipt(o.existing)
                 outcomes[k] = o
             if progress:
                 progress(len(chunk))
@@ -417,28 +510,37 @@ def _import_command() -> click.Command:
     @click.option("--batch", type=int, default=100, show_default=True, help="Records per request.")
     @click.option("--wait-timeout", type=float, default=60.0, show_default=True,
                   help="Seconds to wait for each batch to commit.")
+    @click.option("--receipts", "receipts_dir", type=click.Path(file_okay=False),
+                  help="Write the genesis, a verified receipt per recorded (or duplicate) event and an index here.")
+    @click.option("--tz", metavar="ZONE",
+                  help="Time zone of CSV times written without offset: UTC (default), +hh:mm or an IANA name.")
+    @click.option("--xsd", "xsd_dir", type=click.Path(exists=True, file_okay=False),
+                  help="Also validate XML files against GS1's EPCIS XSDs in this folder.")
     @click.option("--json", "as_json", is_flag=True, help="Print every outcome as JSON.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
     @click.option("--key", "-k", type=click.Path(dir_okay=False), help="Identity key file (RANTAI_KEY).")
     @c._common()  # noqa: SLF001
     @click.pass_context
-    def import_(ctx: click.Context, files: tuple[str, ...], batch: int, wait_timeout: float, as_json: bool, quiet: bool,
+    def import_(ctx: click.Context, files: tuple[str, ...], batch: int, wait_timeout: float,
+                receipts_dir: str | None, tz: str | None, xsd_dir: str | None, as_json: bool, quiet: bool,
                 key: str | None, config_file: str | None, genesis: str | None, nodes: tuple[str, ...],
                 timeout: float | None) -> None:
-        """Sign and submit every event of EPCIS documents (JSON/JSON-LD), in batches; re-running records nothing twice.
+        """Sign and submit every event of EPCIS documents (JSON/JSON-LD, XML), event lists, or CSV files in the
+        template (docs/epcis.md), in batches; re-running records nothing twice.
 
         Each event is reported: recorded (with its block height), duplicate (its event hash ID is on the
-        ledger already: the existing record is named), or rejected (with the reason).
+        ledger already: the existing record is named), or rejected (with the reason; for CSV the line, the
+        column and the rule). The other events are recorded all the same.
         """
-        cfg = c._config(config_file, genesis, nodes, key, timeout)  # noqa: SLF001
+        cfg = c._config(config_file, genesis, nodes, key, timeout, tz)  # noqa: SLF001
         identity = cfg.load_identity(prompt=lambda: click.prompt("key passphrase", hide_input=True, err=True))
         work: list[tuple[str, list[Prepared]]] = []
         for f in files:
             try:
-                doc = json.loads(Path(f).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise InvalidRecord(f"import: cannot read {f}: {exc}") from exc
-            work.append((f, prepare_events(doc)))
+                work.append((f, load_events(f, tz=cfg.tzinfo(), xsd_dir=xsd_dir)))
+            except RantaiError as exc:
+                kind = ConfigError if isinstance(exc, ConfigError) else InvalidRecord
+                raise kind(f"import: {f}: {exc}", rule=exc.rule) from exc
         total = sum(len(p) for _, p in work)
         results: list[tuple[str, Outcome]] = []
         bar = None if (quiet or as_json) else c._progress_bar(True)  # noqa: SLF001
@@ -446,7 +548,8 @@ def _import_command() -> click.Command:
         with _doc_client(ctx, cfg, identity) as client:
             if bar is None:
                 for f, prepared in work:
-                    results += [(f, o) for o in client.import_events(prepared, batch=batch, wait_s=wait_timeout)]
+                    results += [(f, o) for o in client.import_events(prepared, batch=batch, wait_s=wait_timeout,
+                                                                     receipts=receipts_dir is not None)]
             else:
                 with bar:
                     task = bar.add_task("importing", total=total, rate="-")
@@ -458,7 +561,8 @@ def _import_command() -> click.Command:
 
                     for f, prepared in work:
                         results += [(f, o) for o in client.import_events(prepared, batch=batch, wait_s=wait_timeout,
-                                                                         progress=tick)]
+                                                                         progress=tick,
+                                                                         receipts=receipts_dir is not None)]
         counts: dict[str, int] = {}
         for _, o in results:
             counts[o.status] = counts.get(o.status, 0) + 1
@@ -466,7 +570,7 @@ def _import_command() -> click.Command:
             c._dump({"events": [{"file": f, **o.to_obj()} for f, o in results], "counts": counts})  # noqa: SLF001
         else:
             for f, o in results:
-                where = f"{f}[{o.index}]"
+                where = f"{f} line {o.line}" if o.line is not None else f"{f}[{o.index}]"
                 if o.status == "recorded":
                     click.echo(f"recorded   {where} {o.eventID} record {o.record} at height {o.height}")
                 elif o.status == "duplicate":
@@ -474,9 +578,17 @@ def _import_command() -> click.Command:
                 elif o.status == "accepted":
                     click.echo(f"accepted   {where} {o.eventID} record {o.record} "
                                f"(not committed within {wait_timeout:g} s)")
+                elif o.line is not None and (o.reason or "").startswith(f"line {o.line}"):
+                    click.echo(f"rejected   {f} {o.reason}")  # the reason names line, column and rule
                 else:
                     click.echo(f"rejected   {where} {o.reason}")
             click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no events")
+        if receipts_dir:
+            proven = [Verified(served_event(o.receipt), o.receipt, o.eventID or event_hash_id(o.receipt.record.event))
+                      for _, o in results if o.receipt is not None]
+            write_proofs(Path(receipts_dir), proven, Path(cfg.genesis).read_bytes() if cfg.genesis else
+                         cfg.load_genesis().to_json().encode())
+            click.echo(f"{len(proven)} receipt(s) in {receipts_dir}", err=True)
         if counts.get("rejected"):
             ctx.exit(c.EXIT_REJECTED)
         if counts.get("accepted"):

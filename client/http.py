@@ -197,10 +197,12 @@ class VerifiedHeader:
     node: str
 
 
-def verify_receipt(receipt: Receipt, genesis: Genesis, governance: Governance | None = None) -> None:
-    """``Receipt.verify`` with every failure as a ``RantaiError`` (merkle's own errors mapped to errors.py)."""
+def verify_receipt(receipt: Receipt, genesis: Genesis, governance: Governance | None = None,
+                   certified: set[bytes] | None = None) -> None:
+    """``Receipt.verify`` with every failure as a ``RantaiError`` (merkle's own errors mapped to errors.py);
+    ``certified``: (header, certificate) pairs already checked, as ``validity.check_receipt`` says."""
     try:
-        receipt.verify(genesis, governance)
+        receipt.verify(genesis, governance, certified)
     except merkle.RootMismatch as exc:
         err = RootMismatch(f"receipt: Merkle path of record {receipt.record.id.hex()} does not lead to the "
                            f"records root of block {receipt.header.height}", exc.expected, exc.calculated)
@@ -248,6 +250,13 @@ class _Call:
 
 
 @dataclass
+class _HistoryPage:
+    records: list["VerifiedRecord"]
+    height: int
+    next: str | None
+
+
+@dataclass
 class _Sleep:
     seconds: float
 
@@ -285,7 +294,8 @@ def _error_from_body(obj: Any, status: int) -> RantaiError:
         message: str = obj["message"] if isinstance(obj.get("message"), str) else rule
         cls = _ERRORS_BY_RULE.get(rule)
         if cls is not None and cls not in (VerificationError, NodeError) and not issubclass(cls, VerificationError):
-            return cls(message)
+            # the node's details (e.g. a duplicate event's ``existing`` record) stay with the error
+            return cls(message, **{k: v for k, v in obj.items() if k not in ("error", "message", "rule")})
         return RemoteError(rule, message)
     return RemoteError("http", f"HTTP {status}")
 
@@ -314,6 +324,7 @@ class _Core:
         self.failures: deque[tuple[str, RantaiError]] = deque(maxlen=256)
         self.known_height = 0
         self._hashes: dict[int, bytes] = {}
+        self._certified: set[bytes] = set()  # (header, certificate) pairs verified (validity.check_receipt)
         self._preferred = 0
         # The configuration changes verified so far (docs/governance.md): they decide who may sign
         # and which validators certify at each height; receipts carry them for offline checks.
@@ -415,7 +426,10 @@ class _Core:
         if receipt.height > self.changes_to + 1:  # the consortium at that height is not known yet
             raise _NeedChanges(receipt.height)
         receipt = receipt.with_changes(self.changes)
-        verify_receipt(receipt, self.genesis, self.governance)
+        if len(self._certified) > 100_000:
+            self._certified.clear()
+        # a history page holds up to 1000 receipts of few blocks: each block's certificate is checked once
+        verify_receipt(receipt, self.genesis, self.governance, self._certified)
         self._observe(receipt.header)
         return receipt
 
@@ -483,51 +497,102 @@ class _Core:
 
         return (yield _Call("GET", "/v1/head", parse, "head"))
 
-    def history_flow(self, item_id: str, cross_check: bool = False) -> _Flow:
+    def _history_call(self, item_id: str, params: dict[str, Any], last: tuple[int, int], pinned: int | None,
+                      only: int | None) -> _Call:
+        """One page of ``GET /v1/items/{item}/history``, verified: the pinned height's certificate, every
+        receipt (at or below that height, naming the item, after ``last`` in chain order), and the paging fields."""
         from .trace import identifiers
 
-        def parse(node: str, resp: httpx.Response) -> list[VerifiedRecord]:
+        def parse(node: str, resp: httpx.Response) -> _HistoryPage:
             self._check_status(resp, (200,))
             obj = self._decode_body(resp)
-            if not isinstance(obj, dict) or obj.get("item") != item_id or not isinstance(obj.get("receipts"), list):
-                raise VerificationError(f"history: a map with item {item_id!r} and receipts expected")
+            if (not isinstance(obj, dict) or obj.get("item") != item_id or not isinstance(obj.get("receipts"), list)
+                    or type(obj.get("height")) is not int or type(obj.get("complete")) is not bool
+                    or not isinstance(obj.get("next"), (str, type(None))) or obj["complete"] != (obj["next"] is None)):
+                raise VerificationError(f"history: a map with item {item_id!r}, height, receipts, complete and next "
+                                        "expected")
+            height = obj["height"]
+            if pinned is not None and height != pinned:
+                raise VerificationError(f"history: asked as of height {pinned}, answered as of {height}")
+            if height > 0:  # the height the pages are pinned to is a certified block, not a claim
+                head = obj.get("head")
+                if type(head) is not dict:
+                    raise VerificationError("history: the header and certificate of the pinned height expected")
+                if height > self.changes_to + 1:
+                    raise _NeedChanges(height)
+                _, _, header, _ = check_head(head, self.governance.at(height))
+                if header is not None:
+                    self._observe(header)
             out: list[VerifiedRecord] = []
-            last = (0, -1)
+            pos = last
             for i, r in enumerate(obj["receipts"]):
                 receipt = self._receipt(node, r, None)
+                if receipt.header.height > height:
+                    raise VerificationError(f"history: record {receipt.record.id.hex()} is at height "
+                                            f"{receipt.header.height}, above the answer's height {height}")
                 if item_id not in identifiers(receipt.record.event):
                     raise VerificationError(f"history: record {receipt.record.id.hex()} does not name {item_id}")
-                pos = (receipt.header.height, receipt.index)
-                if pos <= last:
+                here = (receipt.header.height, receipt.index)
+                if here <= pos:
                     raise VerificationError(f"history: receipt {i} is out of chain order or repeated")
-                last = pos
+                pos = here
                 out.append(VerifiedRecord(receipt, node))
-            return out
+            if obj["next"] is not None and not out:
+                raise VerificationError("history: an empty page that says more follow")
+            return _HistoryPage(out, height, obj["next"])
 
-        path = f"/v1/items/{quote(item_id, safe='')}/history"
+        return _Call("GET", f"/v1/items/{quote(item_id, safe='')}/history", parse, f"history of {item_id}",
+                     params=params, only=only)
+
+    def history_pages_flow(self, item_id: str, *, only: int | None = None, pin: int | None = None,
+                           page_size: int | None = None) -> _Flow:
+        """Every page of an item's history as of one height: (verified records in chain order, that height).
+
+        Later pages may come from another node (``only`` None): a page token means the same on every
+        validator at or past its height, and each page is verified on its own.
+        """
+        size = {} if page_size is None else {"limit": page_size}
+        params: dict[str, Any] = {**size, **({} if pin is None else {"height": pin})}
+        records: list[VerifiedRecord] = []
+        last, pinned = (0, -1), pin
+        while True:
+            page = yield self._history_call(item_id, params, last, pinned, only)
+            records.extend(page.records)
+            if page.next is None:
+                return records, page.height
+            last, pinned = (records[-1].height, records[-1].index), page.height
+            params = {**size, "page": page.next}
+
+    def history_flow(self, item_id: str, cross_check: bool = False, page_size: int | None = None) -> _Flow:
         if not cross_check:
             try:
-                return (yield _Call("GET", path, parse, f"history of {item_id}"))
+                records, _ = yield from self.history_pages_flow(item_id, page_size=page_size)
             except NotFound:
                 return []
+            return records
         # Completeness: a node can leave records out, and nothing in a receipt shows it. The union of
-        # f+1 verified answers from distinct nodes includes at least one honest node's history.
+        # f+1 verified answers from distinct nodes includes at least one honest node's history. Every
+        # node after the first is asked as of the first one's (certified) height, all pages from itself.
         need = self.genesis.f + 1
         merged: dict[bytes, VerifiedRecord] = {}
         answered = 0
+        pin: int | None = None
         problems: list[tuple[str, BaseException]] = []
         first = self._preferred  # read once: every answer moves the preference, and each node is asked once
         for k in range(len(self.nodes)):
             if answered >= need:
                 break
             try:
-                got = yield _Call("GET", path, parse, f"history of {item_id}", only=first + k)
+                got, height = yield from self.history_pages_flow(item_id, only=first + k, pin=pin,
+                                                                 page_size=page_size)
             except NotFound:
-                got = []
-            except NoNodeAvailable as exc:
-                problems.extend(exc.failures)
+                got, height = [], pin
+            except RantaiError as exc:  # this node could not give its whole answer: ask the next one
+                problems.extend(exc.failures if isinstance(exc, NoNodeAvailable)
+                                else [(self.nodes[(first + k) % len(self.nodes)], exc)])
                 continue
             answered += 1
+            pin = height if pin is None else pin
             for vr in got:
                 merged.setdefault(vr.id, vr)
         if answered < need:
@@ -822,13 +887,17 @@ class Client(_Core):
         """The record with this id and its verified receipt. Raises ``NotFound`` when no node has it."""
         return self._run(self.get_flow(record_id))
 
-    def history(self, item_id: str, *, cross_check: bool = False) -> list[VerifiedRecord]:
+    def history(self, item_id: str, *, cross_check: bool = False,
+                page_size: int | None = None) -> list[VerifiedRecord]:
         """Every committed record naming the GS1 identifier ``item_id``, in chain order, each verified.
 
+        The node answers in pages (at most 1000 records, ``page_size`` fewer) pinned to the first
+        page's height; every page is fetched, so the list is the whole history as of that height.
         One node can omit records without breaking any proof; ``cross_check=True`` asks f+1 distinct
-        nodes and returns the union, which holds every record at least one honest node has.
+        nodes (each as of the same height) and returns the union, which holds every record at least
+        one honest node has.
         """
-        return self._run(self.history_flow(item_id, cross_check))
+        return self._run(self.history_flow(item_id, cross_check, page_size))
 
     def head(self) -> VerifiedHeader:
         """The latest certified block header a node reports, never older than one already verified."""
@@ -928,8 +997,9 @@ class AsyncClient(_Core):
     async def get(self, record_id: bytes | str) -> VerifiedRecord:
         return await self._run(self.get_flow(record_id))
 
-    async def history(self, item_id: str, *, cross_check: bool = False) -> list[VerifiedRecord]:
-        return await self._run(self.history_flow(item_id, cross_check))
+    async def history(self, item_id: str, *, cross_check: bool = False,
+                      page_size: int | None = None) -> list[VerifiedRecord]:
+        return await self._run(self.history_flow(item_id, cross_check, page_size))
 
     async def head(self) -> VerifiedHeader:
         return await self._run(self.head_flow())

@@ -45,6 +45,7 @@ from .answers import (
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
 from .explorer import explorer_router
+from .history import history_router
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -536,13 +537,6 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
             return respond(request, {"to": to, "changes": [r.to_obj() for r in receipts]})
         return respond(request, {"to": to, "changes": [json.loads(r.to_json()) for r in receipts]})
 
-    @app.get("/v1/items/{item_id:path}/history", summary="Every committed event naming a GS1 identifier")
-    async def get_history(request: Request, item_id: str) -> Response:
-        receipts = node.ledger.history(item_id)
-        if wants_msgpack(request):
-            return respond(request, {"item": item_id, "receipts": [r.to_obj() for r in receipts]})
-        return respond(request, {"item": item_id, "receipts": [json.loads(r.to_json()) for r in receipts]})
-
     # -- node ------------------------------------------------------------------------------------
     @app.get("/v1/status", summary="Height, view, primary, mempool and peers")
     async def get_status(request: Request) -> Response:
@@ -592,6 +586,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
+    app.include_router(history_router(node))  # /v1/items/{item}/history, paged (node/history.py)
     app.include_router(explorer_router())  # /explorer: the page that verifies in the browser (node/explorer/)
     return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
 
@@ -630,4 +625,13 @@ def prometheus_text(node: Node, admission_counters: Mapping[str, int]) -> str:
               "# TYPE rantai_admission_refusals_total counter"]
     for name, value in sorted(admission_counters.items()):
         lines.append(f'rantai_admission_refusals_total{{limit="{_metric_name(name)}"}} {value}')
+    tls = status.get("tls")  # node/tls.py (rantai-node run adds it to status): refusals by rule, certificate expiry
+    if tls and tls.get("enabled"):
+        lines += ["# HELP rantai_tls_refusals_total Connections or peer requests refused by TLS, by rule.",
+                  "# TYPE rantai_tls_refusals_total counter"]
+        for rule, value in sorted(tls["refused"].items()):
+            lines.append(f'rantai_tls_refusals_total{{rule="{rule}"}} {value}')
+        gauge("tls_certificate_days_left", (tls.get("certificate") or {}).get("days_left", 0),
+              "Days until this node's TLS certificate expires (replace it before: docs/operations.md).")
+        gauge("tls_reloads", tls["reloads"], "Certificate reloads since start (SIGHUP or the files changing).")
     return "\n".join(lines) + "\n"

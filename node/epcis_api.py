@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
 import time
 import uuid
 from collections import OrderedDict
@@ -57,6 +56,7 @@ from .epcis_query import (
     run_ordered,
     run_query,
 )
+from .paging import PageTokenError, PinnedPages, decode_token, encode_token
 from .validation import error_body, status_of
 
 __all__ = ["epcis_problem", "epcis_router", "present_event", "SIGNATURE_KEY", "EPCIS_CONTEXT", "RANTAI_NS"]
@@ -80,7 +80,6 @@ RESOURCE_PARAMS = {"eventTypes": "eventType", "epcs": "MATCH_anyEPC", "bizSteps"
 _ORDERED = 0xFFFFFFFF  # a page token's index for an orderBy query: its "height" field is the offset
 CAPTURE_WAIT_S = 120.0
 MAX_JOBS = 1000
-_TOKEN = struct.Struct(">QQI8s")
 
 
 def iso_ms(ms: int) -> str:
@@ -272,18 +271,7 @@ def epcis_router(node: Any) -> APIRouter:
     jobs: OrderedDict[str, _Job] = OrderedDict()
     tasks: set[asyncio.Task] = set()
 
-    peer_height = {"height": 0, "at": float("-inf")}
-
-    async def highest_peer_height() -> int:
-        """The highest head the other validators report, asked at most once a second (forged page
-        tokens must not make this node query its peers once per request)."""
-
-        now = time.monotonic()
-        if now - peer_height["at"] >= 1.0:
-            peer_height["at"] = now
-            heights = [h for h in (await node.peer_heights()).values() if h is not None]
-            peer_height["height"] = max(heights, default=0)
-        return int(peer_height["height"])
+    pages = PinnedPages(node)  # node/paging.py: tokens pinned to a height, shared with item history
 
     # -- events by id ----------------------------------------------------------------------------
     @router.get("/v1/events/{event_id:path}", summary="The receipt of an event, by its hash ID or its own eventID")
@@ -491,24 +479,13 @@ def epcis_router(node: Any) -> APIRouter:
         token = request.query_params.get("nextPageToken")
         if token:
             try:
-                raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-                max_height, h, i, tfp = _TOKEN.unpack(raw)
-            except (ValueError, struct.error):
-                return _problem(400, "QueryParameterException", "nextPageToken: not a token of this repository")
-            if tfp != fp:
-                return _problem(400, "QueryParameterException", "nextPageToken: issued for other query parameters")
-            if (i == _ORDERED) != (q.order_by is not None) or (i != _ORDERED and h > max_height):
-                return _problem(400, "QueryParameterException", "nextPageToken: not a token of this repository")
-            if max_height > node.storage.height and max_height > await highest_peer_height():
-                # No validator is that high: the token was not issued by this chain (a forged or foreign
-                # one); retrying cannot help, unlike a token from a node that is ahead of this one.
-                return _problem(400, "QueryParameterException",
-                                f"nextPageToken: pins height {max_height}, above every validator's head; "
-                                "not a token of this chain")
-            if max_height > node.storage.height:
-                return _problem(503, "ImplementationException",
-                                f"this node is at height {node.storage.height}, the query is as of {max_height}; "
-                                "retry, or ask another node", height=node.storage.height)
+                max_height, (h, i) = decode_token(token, fp)
+                if (i == _ORDERED) != (q.order_by is not None) or (i != _ORDERED and h > max_height):
+                    raise PageTokenError(400, "nextPageToken: not a token of this repository")
+                await pages.check(max_height, "nextPageToken")  # node/paging.py: pinned heights, as item history
+            except PageTokenError as exc:
+                kind = "QueryParameterException" if exc.status == 400 else "ImplementationException"
+                return _problem(exc.status, kind, str(exc), **exc.details)
             start = (h, i)
         else:
             max_height, start = node.storage.height, (0, 0)
@@ -534,7 +511,7 @@ def epcis_router(node: Any) -> APIRouter:
         headers = {"x-rantai-height": str(max_height),
                    "GS1-EPC-Format": getattr(request.state, "epc_format", "Never_Translates")}
         if resume is not None:
-            nxt_token = base64.urlsafe_b64encode(_TOKEN.pack(max_height, resume[0], resume[1], fp)).decode().rstrip("=")
+            nxt_token = encode_token(max_height, resume, fp)
             keep = [(k, v) for k, v in items if k != "nextPageToken"] + [("nextPageToken", nxt_token)]
             headers["Link"] = f'<{request.url.path}?{urlencode(keep)}>; rel="next"'
             headers["GS1-Next-Page-Token"] = nxt_token

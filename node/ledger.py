@@ -1,4 +1,4 @@
-"""The ledger: stores committed blocks with their indexes, and serves blocks, receipts and item history.
+"""The ledger: stores committed blocks with their indexes, and serves blocks and receipts (history: node/history.py).
 
 ``apply`` turns a block and its commit certificate into one synced storage batch (block,
 certificate, record index, item index, head); ``apply_run`` does the same for a run of blocks.
@@ -222,14 +222,6 @@ class Ledger:
     def receipt(self, record_id: bytes) -> Receipt | None:
         loc = self.storage.locate(record_id)
         return None if loc is None else self.receipt_at(*loc)
-
-    def history(self, item_id: str, limit: int = 10_000) -> list[Receipt]:
-        out = []
-        for height, index in self.storage.item_locations(item_id, limit):
-            r = self.receipt_at(height, index)
-            if r is not None:
-                out.append(r)
-        return out
 
     def block_obj(self, height: int) -> dict[str, Any] | None:
         raw, cert = self.storage.block(height), self.storage.certificate(height)

@@ -322,11 +322,18 @@ class Storage:
         raw = self.db.get(RECORD + record_id)
         return None if raw is None else _LOC.unpack(raw)
 
-    def item_locations(self, item_id: str, limit: int = 10_000) -> list[tuple[int, int]]:
+    def item_locations(self, item_id: str, limit: int = 10_000, start: tuple[int, int] = (0, 0),
+                       max_height: int | None = None) -> list[tuple[int, int]]:
+        """Up to ``limit`` (height, index) of records naming ``item_id``, in chain order, from ``start``,
+        at heights <= ``max_height`` (a page of item history, node/paging.py)."""
         prefix = ITEM + item_key(item_id)
         out = []
-        for k in self.db.iterator(prefix=prefix, include_value=False):
-            out.append(_LOC.unpack(k[len(prefix):]))
+        for k in self.db.iterator(start=prefix + _LOC.pack(*start), stop=prefix + b"\xff" * _LOC.size,
+                                  include_value=False):
+            loc = _LOC.unpack(k[len(prefix):])
+            if max_height is not None and loc[0] > max_height:
+                break
+            out.append(loc)
             if len(out) >= limit:
                 break
         return out

@@ -187,9 +187,9 @@ class NodeTls:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_log: dict[str, float] = {}
-        # client (host, port) of each open TLS connection -> its verified certificate (DER) or None,
-        # filled by the server protocol (``protocol_class``) and read by the peer-endpoint guard.
-        self.connections: MutableMapping[tuple[str, int], bytes | None] = {}
+        # client (host, port) of each open TLS connection -> (its verified certificate (DER) or None, its
+        # transport), filled by the server protocol (``protocol_class``) and read by the peer-endpoint guard.
+        self.connections: MutableMapping[tuple[str, int], tuple[bytes | None, Any]] = {}
         if not self.reload(initial=True):
             raise ConfigError(f"tls: {self.last_error}")
 
@@ -310,8 +310,11 @@ class NodeTls:
                 obj = transport.get_extra_info("ssl_object")
                 peer = transport.get_extra_info("peername")
                 if obj is not None and isinstance(peer, (tuple, list)) and len(peer) >= 2:
+                    if len(connections) >= 4096:  # a WebSocket upgrade hands the transport on without connection_lost
+                        for key in [k for k, (_, t) in connections.items() if t.is_closing()]:
+                            del connections[key]
                     self._rantai_peer = (str(peer[0]), int(peer[1]))
-                    connections[self._rantai_peer] = obj.getpeercert(binary_form=True)
+                    connections[self._rantai_peer] = (obj.getpeercert(binary_form=True), transport)
                 super().connection_made(transport)
 
             def connection_lost(self, exc: Exception | None) -> None:
@@ -328,7 +331,7 @@ class NodeTls:
             return None
         if not client:
             return "no client address"
-        der = self.connections.get((str(client[0]), int(client[1])))
+        der = self.connections.get((str(client[0]), int(client[1])), (None, None))[0]
         if der is None:
             return ("peer endpoints require a client certificate issued by this network's CA "
                     "(tls.require_client_cert): none was presented")

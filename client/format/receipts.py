@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import MutableSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,8 @@ class Receipt:
     def height(self) -> int:
         return self.header.height
 
-    def verify(self, genesis: Genesis, governance: Governance | None = None) -> None:
+    def verify(self, genesis: Genesis, governance: Governance | None = None,
+               certified: MutableSet[bytes] | None = None) -> None:
         """Raise a ``VerificationError`` (or the record's own error) unless this receipt proves its record,
         checked against the consortium in force at its height: replayed from ``changes``, or taken from
         ``governance`` when the caller has already replayed (and verified) them."""
@@ -57,7 +59,7 @@ class Receipt:
         if governance is None and self.changes:
             governance = replay_changes(genesis, self.changes)
         consortium = governance.at(self.height) if governance is not None else genesis
-        check_receipt(self.record, self.index, self.path, self.header, self.certificate, consortium)
+        check_receipt(self.record, self.index, self.path, self.header, self.certificate, consortium, certified)
 
     def with_changes(self, changes: tuple["Receipt", ...]) -> "Receipt":
         """This receipt carrying the change entries (in chain order) that precede its block."""

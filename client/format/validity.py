@@ -17,7 +17,8 @@ in parallel, while the block rules run in height order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Mapping, MutableSet, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -351,9 +352,15 @@ def certificate_of(obj: Any, height: int) -> CommitCertificate:
 
 
 def check_receipt(record: SignedRecord, index: int, path: Sequence[bytes], header: BlockHeader,
-                  cert: CommitCertificate, consortium: Consortium) -> None:
+                  cert: CommitCertificate, consortium: Consortium,
+                  certified: MutableSet[bytes] | None = None) -> None:
     """A receipt proves its record: the record's rules (not the EPCIS schema: the chain already took
-    it), its Merkle path to the header's records root, and the header's commit certificate."""
+    it), its Merkle path to the header's records root, and the header's commit certificate.
+
+    ``certified`` (a verifier's memory, e.g. a client reading a thousand receipts of one block) holds
+    the digests of (header, certificate) pairs already checked against this consortium: the very same
+    pair is not checked again, any other one is, and is added once it passes.
+    """
     if header.chain != consortium.hash:
         raise InvalidBlock("receipt: the header belongs to another chain", rule="wrong chain")
     check_record(record, consortium, schema=False)
@@ -362,7 +369,13 @@ def check_receipt(record: SignedRecord, index: int, path: Sequence[bytes], heade
     except merkle.InvalidProof as exc:  # RootMismatch included: both break the ``inclusion proof`` rule
         exc.rule = "inclusion proof"
         raise
-    check_certificate(cert, consortium, header)
+    if certified is None:
+        check_certificate(cert, consortium, header)
+        return
+    key = hashlib.sha256(header.hash + encode(cert.to_obj())).digest()
+    if key not in certified:
+        check_certificate(cert, consortium, header)
+        certified.add(key)
 
 
 class ReceiptLike(Protocol):  # read-only members, so a frozen dataclass (``Receipt``) fits

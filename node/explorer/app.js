@@ -236,8 +236,14 @@ async function viewItem(item) {
     const ident = queue.shift();
     if (asked.has(ident)) continue;
     asked.add(ident);
-    const answer = await api.get(`/v1/items/${encodeURIComponent(ident)}/history`);
-    for (const obj of answer.get("receipts")) {
+    // the history comes in pages pinned to one height (node/history.py): follow `next` to the last one
+    const receipts = [];
+    for (let page = null, first = true; first || page; first = false) {
+      const answer = await api.get(`/v1/items/${encodeURIComponent(ident)}/history` + (page ? `?page=${encodeURIComponent(page)}` : ""));
+      receipts.push(...answer.get("receipts"));
+      page = answer.get("next") ?? null;
+    }
+    for (const obj of receipts) {
       const checked = await checkReceipt(obj);
       const r = checked.receipt;
       const key = r ? hex(r.record.id) : `unreadable-${seen.size}`;

@@ -199,24 +199,64 @@ export async function merkleRoot(leaves) {
   return level[0];
 }
 
-/** RFC 9162 §2.1.3.2: the path leads from leaf `leaf` at `index` in a tree of `size` to `root`. */
+const EMPTY_ROOT_HEX = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/** A Merkle proof's failure: `kind` "InvalidProof" (malformed: index, sizes, lengths; nothing hashed)
+ * or "RootMismatch" (it leads to another root); both break the rule `inclusion proof`. */
+const proofError = (kind, m) => Object.assign(fail("inclusion proof", m), { kind });
+const width = (level, size) => (size + (1n << level) - 1n) >> level;
+function pathLength(level, index, size) {
+  let n = 0n, w = width(level, size);
+  while (w > 1n) { if ((index ^ 1n) < w) n += 1n; index >>= 1n; w = (w + 1n) >> 1n; }
+  return n;
+}
+function checkProof(proof, expected, what) {
+  if (BigInt(proof.length) !== expected) throw proofError("InvalidProof", `${what}: proof has ${proof.length} hashes, ${expected} expected`);
+  proof.forEach((p, i) => { if (!isBytes(p) || p.length !== HASH) throw proofError("InvalidProof", `${what}: proof hash ${i} is not 32 bytes`); });
+}
+function checkHash(h, what) { if (!isBytes(h) || h.length !== HASH) throw proofError("InvalidProof", `${what} is not 32 bytes`); }
+
+/** RFC 9162 §2.1.3: the path leads from leaf `leaf` (a record id; hashed here) at `index` in a tree of
+ * `size` leaves to `root` (client/format/merkle.py verify_inclusion, the same checks in the same order). */
 export async function verifyInclusion(index, size, leaf, path, root) {
-  const bad = (m) => fail("inclusion proof", m);
-  if (!(index >= 0 && index < size)) throw bad(`index ${index} out of range for tree size ${size}`);
-  let fn = BigInt(index), sn = BigInt(size) - 1n;
-  let r = await leafHash(leaf);
-  for (const p of path) {
-    if (sn === 0n) throw bad("the path is too long");
-    if ((fn & 1n) === 1n || fn === sn) {
-      r = await nodeHash(p, r);
-      if ((fn & 1n) === 0n) while ((fn & 1n) === 0n && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
-    } else {
-      r = await nodeHash(r, p);
-    }
-    fn >>= 1n; sn >>= 1n;
+  checkHash(root, "inclusion proof: root");
+  let i = BigInt(index);
+  const n = BigInt(size);
+  if (!(i >= 0n && i < n)) throw proofError("InvalidProof", `inclusion proof: index ${index} out of range for tree size ${size}`);
+  checkProof(path, pathLength(0n, i, n), "inclusion proof");
+  let node = await leafHash(leaf), used = 0, w = n;
+  while (w > 1n) {
+    if (i & 1n) node = await nodeHash(path[used++], node);
+    else if (i + 1n < w) node = await nodeHash(node, path[used++]);
+    i >>= 1n; w = (w + 1n) >> 1n;
   }
-  if (sn !== 0n) throw bad("the path is too short");
-  if (!equalBytes(r, root)) throw bad("the path leads to another records root");
+  if (!equalBytes(node, root)) throw proofError("RootMismatch", "inclusion proof: the path leads to another root");
+}
+
+/** RFC 9162 §2.1.4: the tree of `oldSize` leaves is a prefix of the one of `newSize` (merkle.py verify_consistency). */
+export async function verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof) {
+  const o = BigInt(oldSize), n = BigInt(newSize);
+  if (!(o >= 0n && o <= n)) throw proofError("InvalidProof", `consistency proof: sizes must satisfy 0 <= old <= new`);
+  checkHash(oldRoot, "consistency proof: old root");
+  checkHash(newRoot, "consistency proof: new root");
+  if (o === 0n || o === n) {
+    checkProof(proof, 0n, "consistency proof");
+    if (o === 0n ? hex(oldRoot) !== EMPTY_ROOT_HEX : !equalBytes(oldRoot, newRoot)) throw proofError("RootMismatch", "consistency proof: roots differ");
+    return;
+  }
+  let level = 0n;
+  while (((o >> level) & 1n) === 0n) level += 1n;
+  let index = (o - 1n) >> level;
+  const seeded = index !== 0n;
+  checkProof(proof, pathLength(level, index, n) + (seeded ? 1n : 0n), "consistency proof");
+  const [seed, path] = seeded ? [proof[0], proof.slice(1)] : [oldRoot, proof];
+  let oldNode = seed, newNode = seed, used = 0, w = width(level, n);
+  while (w > 1n) {
+    if (index & 1n) { oldNode = await nodeHash(path[used], oldNode); newNode = await nodeHash(path[used], newNode); used++; }
+    else if (index + 1n < w) newNode = await nodeHash(newNode, path[used++]);
+    index >>= 1n; w = (w + 1n) >> 1n;
+  }
+  if (!equalBytes(oldNode, oldRoot)) throw proofError("RootMismatch", "consistency proof: old root");
+  if (!equalBytes(newNode, newRoot)) throw proofError("RootMismatch", "consistency proof: new root");
 }
 
 // -- headers and blocks (§6) ----------------------------------------------------------------------

@@ -137,7 +137,8 @@ class FakeNode:
     down, error500, garbage, alter-record, alter-proof, forge-cert, few-votes, wrong-record,
     stale-head, reject (refuses good records), not-found (hides records), foreign-history
     (adds a record that does not name the item), omit-history (leaves the last one out), alter-block (flips a byte
-    of served blocks).
+    of served blocks), behind (its history is one block behind), ignore-pin (answers history as of its own head,
+    whatever height is asked), flaky-pages (fails every history page after the first).
     ``commit`` is "now" (wait=commit answers with receipts) or "later" (records stay pending
     until the next GET).
     """
@@ -204,18 +205,7 @@ class FakeNode:
             return _resp(200, {"height": h, "block_hash": block.hash, "header": block.header.to_obj(),
                                "certificate": self.net.certs[h - 1].to_obj()})
         if request.method == "GET" and path.startswith("/v1/items/") and path.endswith("/history"):
-            from urllib.parse import unquote
-
-            item = unquote(path[len("/v1/items/"):-len("/history")])
-            from rantai.client.trace import identifiers
-
-            ids = [rid for rid, _ in sorted(self.net.where.items(), key=lambda kv: kv[1])
-                   if item in identifiers(self.net.receipt(rid).record.event)]
-            if self.lie == "omit-history":
-                ids = ids[:-1]
-            if self.lie == "foreign-history":
-                ids.append(next(rid for rid in self.net.where if rid not in ids))
-            return _resp(200, {"item": item, "receipts": [self._receipt_obj(rid) for rid in ids]})
+            return self._history(request, path)
         if request.method == "GET" and path == "/v1/changes":  # this chain has no configuration changes
             return _resp(200, {"to": self.net.height, "changes": []})
         if request.method == "GET" and path == "/v1/blocks":
@@ -225,6 +215,42 @@ class FakeNode:
                            for h in range(a, b + 1))
             return httpx.Response(200, content=out, headers={"content-type": MSGPACK})
         return _err(404, "not found", f"no route {path}")
+
+    def _history(self, request: httpx.Request, path: str) -> httpx.Response:
+        """The node's paged history (node/history.py): ``limit``, ``page`` (here: the next position,
+        pinned height), ``height``; each page carries the pinned block's header and certificate."""
+        from urllib.parse import unquote
+
+        from rantai.client.trace import identifiers
+
+        item = unquote(path[len("/v1/items/"):-len("/history")])
+        params = request.url.params
+        limit = int(params.get("limit", 1000))
+        height = self.net.height - (1 if self.lie == "behind" else 0)
+        if "page" in params:
+            if self.lie == "flaky-pages":
+                return httpx.Response(500, text="internal error")
+            pinned, start = (int(x) for x in params["page"].split(":"))
+        else:
+            pinned = int(params["height"]) if "height" in params and self.lie != "ignore-pin" else height
+            start = 0
+        if pinned > height:
+            return _err(503, "behind", f"at height {height}, asked as of {pinned}")
+        ids = [rid for rid, (h, _) in sorted(self.net.where.items(), key=lambda kv: kv[1])
+               if h <= pinned and item in identifiers(self.net.receipt(rid).record.event)]
+        if self.lie == "omit-history":
+            ids = ids[:-1]
+        if self.lie == "foreign-history":
+            ids.append(next(rid for rid in self.net.where if rid not in ids))
+        page = ids[start:start + limit]
+        nxt = f"{pinned}:{start + limit}" if start + limit < len(ids) else None
+        head = None
+        if pinned > 0:
+            block = self.net.blocks[pinned - 1]
+            head = {"height": pinned, "block_hash": block.hash, "header": block.header.to_obj(),
+                    "certificate": self.net.certs[pinned - 1].to_obj()}
+        return _resp(200, {"item": item, "height": pinned, "head": head, "complete": nxt is None, "next": nxt,
+                           "receipts": [self._receipt_obj(rid) for rid in page]})
 
     def _block_raw(self, h: int) -> bytes:
         raw = self.net.blocks[h - 1].raw

@@ -38,7 +38,7 @@ def env(tmp_path, monkeypatch):
     save_key(net.outsider, tmp_path / "outsider.pem")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for k in ("RANTAI_NODES", "RANTAI_KEY", "RANTAI_GENESIS", "RANTAI_CONFIG", "RANTAI_PASSPHRASE"):
+    for k in ("RANTAI_NODES", "RANTAI_KEY", "RANTAI_GENESIS", "RANTAI_CONFIG", "RANTAI_PASSPHRASE", "RANTAI_TZ"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("RANTAI_GENESIS", str(tmp_path / "genesis.json"))
     monkeypatch.setenv("RANTAI_KEY", str(tmp_path / "acme.pem"))
@@ -257,6 +257,30 @@ def test_submit_shipment_with_parties_po_and_time(env):
     assert doc["eventTime"].startswith("2024-03-01T10:00:00") and doc["bizStep"] == "shipping"
     assert any("PO-77" in t["bizTransaction"] for t in doc["bizTransactionList"])
     res = run(tx, "submit", "--ship", ITEM, "--time", "yesterday", code=EXIT_USAGE)
+
+
+def test_submit_time_is_utc_unless_tz_says_otherwise(env, monkeypatch):
+    """Issue 14: the CLI stamped +07:00 while its help said UTC; now UTC, or --tz / RANTAI_TZ / `tz =`."""
+    net, _, tx, tmp = env
+
+    def shipped(*args: str) -> dict:
+        rid = json.loads(run(tx, "submit", "--ship", ITEM, *args, "--json").output)["record_id"]
+        return json.loads(run(tx, "get", rid, "--json").output)["event"]
+
+    ev = shipped()
+    assert ev["eventTimeZoneOffset"] == "+00:00" and ev["eventTime"].endswith("+00:00")
+    ev = shipped("--tz", "+07:00", "--time", "2024-03-01T10:00:00")  # a time without offset is read in --tz
+    assert ev["eventTime"] == "2024-03-01T10:00:00.000+07:00" and ev["eventTimeZoneOffset"] == "+07:00"
+    ev = shipped("--tz", "Asia/Makassar", "--time", "2024-03-01T02:00:00Z")  # an offset given is kept as the instant
+    assert ev["eventTime"] == "2024-03-01T10:00:00.000+08:00"
+    monkeypatch.setenv("RANTAI_TZ", "-05:00")
+    assert shipped()["eventTimeZoneOffset"] == "-05:00"
+    monkeypatch.delenv("RANTAI_TZ")
+    (tmp / "rantai.toml").write_text('tz = "Asia/Jakarta"\n')
+    assert shipped()["eventTimeZoneOffset"] == "+07:00"
+    (tmp / "rantai.toml").unlink()
+    res = run(tx, "submit", "--ship", ITEM, "--tz", "Mars/Olympus", code=EXIT_CONFIG)
+    assert "time zone 'Mars/Olympus'" in one_error_line(res)
 
 
 def test_audit_progress_bar_and_summary(env):

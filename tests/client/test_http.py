@@ -284,3 +284,109 @@ def test_async_client_same_behaviour():
     receipt, got, many, hist, head, seen = asyncio.run(run())
     assert got.id == receipt.record_id and len(many) == 3 and len(hist) == 1 and head.height == 2
     assert seen and set(seen) == {net.urls[0]}
+
+
+# -- paged history (node/history.py): every page followed, pinned to one height, cross-checked ----------------
+
+def _history_chain(net: Net, n: int) -> None:
+    for i in range(n):  # one record naming ITEM and one that does not, per block
+        net.commit([net.sign(object_event(2 * i, [ITEM])), net.sign(object_event(2 * i + 1))])
+
+
+def _history_requests(nodes: list[FakeNode]) -> list[int]:
+    return [sum(1 for r in node.requests if r.endswith("/history")) for node in nodes]
+
+
+def test_history_follows_every_page_in_chain_order():
+    net = Net()
+    _history_chain(net, 7)
+    client, nodes, seen = make(net)
+    hist = client.history(ITEM, page_size=2)
+    assert [r.height for r in hist] == [1, 2, 3, 4, 5, 6, 7]
+    assert _history_requests(nodes) == [4, 0, 0, 0] and seen == []
+    assert [r.height for r in client.history(ITEM)] == [1, 2, 3, 4, 5, 6, 7]  # the default page holds them all
+
+
+def test_history_pages_continue_on_another_node():
+    """A page token means the same on every node at its height: when the first node fails mid-way,
+    the next one continues the same answer."""
+    net = Net()
+    _history_chain(net, 5)
+    client, nodes, seen = make(net, {0: "flaky-pages"})
+    assert [r.height for r in client.history(ITEM, page_size=2)] == [1, 2, 3, 4, 5]
+    assert _history_requests(nodes)[:2] == [2, 2] and seen and seen[0][0] == net.urls[0]
+
+
+def test_history_pages_stay_at_the_first_pages_height():
+    net = Net()
+    _history_chain(net, 3)
+    client, nodes, _ = make(net)
+    flow = client.history_pages_flow(ITEM, page_size=2)
+    first = client._call(next(flow))[0]  # noqa: SLF001 - drive the flow by hand to grow the chain between pages
+    _history_chain(net, 2)
+    records, height = client._run(_resume(flow, first))  # noqa: SLF001
+    assert height == 3 and [r.height for r in records] == [1, 2, 3]
+
+
+def _resume(flow, value):
+    """The rest of ``flow`` after it was sent ``value`` (errors are not thrown in: none is expected)."""
+    while True:
+        try:
+            step = flow.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value = yield step
+
+
+def test_cross_checked_history_across_pages_finds_what_one_node_omits():
+    net = Net()
+    _history_chain(net, 5)
+    client, nodes, _ = make(net, {0: "omit-history"})
+    assert len(client.history(ITEM, page_size=2)) == 4
+    full = client.history(ITEM, cross_check=True, page_size=2)
+    assert [r.height for r in full] == [1, 2, 3, 4, 5]
+
+
+def test_cross_check_asks_every_node_as_of_one_height():
+    """A node behind the first answer's height answers 503 and another is asked; one that ignores the
+    pin and answers as of another height is refused."""
+    net = Net()
+    _history_chain(net, 4)
+    client, nodes, seen = make(net, {1: "behind", 2: "ignore-pin"})
+    # node 0 answers as of height 4; node 1 is at 3 (503); node 2 answers as of its head, which is 4: accepted
+    assert [r.height for r in client.history(ITEM, cross_check=True, page_size=3)] == [1, 2, 3, 4]
+    assert _history_requests(nodes) == [2, 1, 2, 0]
+    net.commit([net.sign(object_event(100, [ITEM]))])
+    client, nodes, seen = make(net, {0: "behind", 2: "ignore-pin"})
+    # node 0 answers as of 4 (it is behind), node 1 as of 4 (pinned); node 2 would say 5: refused as a lie
+    got = client.history(ITEM, cross_check=True)
+    assert [r.height for r in got] == [1, 2, 3, 4]
+    client, nodes, seen = make(net, {0: "behind", 1: "ignore-pin", 2: "down", 3: "down"})
+    with pytest.raises(NoNodeAvailable, match="from 2 nodes") as info:
+        client.history(ITEM, cross_check=True)
+    assert "asked as of height 4, answered as of 5" in str(info.value)
+
+
+def test_history_page_with_a_forged_pinned_head_is_refused():
+    net = Net()
+    _history_chain(net, 2)
+    client, nodes, seen = make(net, {0: "forge-cert"})
+    assert [r.height for r in client.history(ITEM)] == [1, 2]
+    assert seen and seen[0][0] == net.urls[0]
+
+
+def test_a_verified_certificate_is_remembered_as_exactly_that_certificate():
+    """The client checks a block's certificate once for the many receipts of one history page; a receipt of the
+    same block with another certificate (forged, or fewer votes) is still checked, and refused."""
+    net = Net()
+    records = [net.sign(object_event(i, [ITEM])) for i in range(3)]
+    net.commit(records)
+    certified: set[bytes] = set()
+    for r in records:
+        verify_receipt(net.receipt(r.id), net.genesis, None, certified)
+    assert len(certified) == 1  # one block, one certificate
+    for lie in ("forge-cert", "few-votes"):
+        forged = Receipt.from_obj(FakeNode(net, "http://liar", lie)._receipt_obj(records[0].id))
+        with pytest.raises(InvalidCertificate):
+            verify_receipt(forged, net.genesis, None, certified)
+    assert len(certified) == 1

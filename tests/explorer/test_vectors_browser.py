@@ -45,3 +45,17 @@ def test_browser_verifier_agrees_with_every_vector(page, static_url, kind):
             wrong.append(f"{case['name']}: want {want}, got {verdict}")
     assert not wrong, "\n".join(wrong)
     assert len(got) == len(doc["cases"])
+
+
+@pytest.mark.parametrize("kind", ["inclusion", "consistency"])
+def test_browser_merkle_proofs_agree_with_every_vector(page, kind):
+    """tests/vectors/merkle/: RFC 9162 inclusion and consistency proofs, valid, malformed and leading elsewhere."""
+    files = sorted((VECTORS / "merkle" / kind).glob("*.json"))
+    assert files
+    for path in files:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        got = page.evaluate("async ([kind, doc]) => (await import('/tests/explorer/vectors.mjs')).runMerkle(kind, doc)",
+                            [kind, doc])
+        want = [c["want_error"] for c in doc["cases"]]
+        assert got == want, f"{path.name}: " + "; ".join(
+            f"{c['desc']}: want {w}, got {g}" for c, w, g in zip(doc["cases"], want, got, strict=True) if w != g)

@@ -90,7 +90,7 @@ def handle(msg: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         try:
             body: Any = r.json()
         except ValueError:
-            body = r.text[:1000]
+            body = r.text
         return {"status": r.status_code, "body": body}
     if op == "fingerprint":
         host, port = msg["url"].removeprefix("https://").rsplit(":", 1)

@@ -276,6 +276,9 @@ def test_four_validators_in_four_namespaces_over_tls(hosts, tmp_path):
 
         refused = wait_for("v2 counts both refusals", refusals, timeout=30)
         report["refused_v2"] = refused
+        metrics = agent("http", url=urls[2] + "/metrics", ca=ca)["body"]
+        for rule in ("tls.client_certificate", "peer.client_certificate"):
+            assert f'rantai_tls_refusals_total{{rule="{rule}"}} {refused[rule]}' in metrics, metrics[-800:]
 
         # Cut the primary's namespace off: its link goes down.
         primary = next(i for i, p in enumerate(configs) if status(0)["primary"] == _id(p))

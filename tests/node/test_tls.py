@@ -143,6 +143,9 @@ def test_validators_over_https_with_mtls_refusals_and_rotation_without_restart(t
                                                       and r["tls.client_certificate"] >= 1
                                                       and r["tls.handshake"] >= 1)(
             http.get(net.urls[0] + "/v1/status").json()["tls"]["refused"]), timeout=30)
+        metrics = http.get(net.urls[0] + "/metrics").text
+        assert 'rantai_tls_refusals_total{rule="peer.client_certificate"}' in metrics
+        assert "rantai_tls_certificate_days_left" in metrics
 
         # A client pinning another certificate refuses every node; pinning v0's own accepts it.
         with Client(net.genesis_path, net.urls[:1], verify=context(pins=["ab" * 32])) as pinned:

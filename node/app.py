@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -42,10 +41,13 @@ from .answers import (
     respond,
     wants_msgpack,
 )
+from .api_docs import install as install_docs
+from .backup import backup_router
 from .driver import Node, error_entry
 from .epcis_api import epcis_problem, epcis_router
 from .explorer import explorer_router
 from .history import history_router
+from .metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -284,16 +286,29 @@ class NodeApp:
     ASGI endpoint, is served only from here.
     """
 
-    def __init__(self, api: FastAPI, records: Any, stream: PeerStream) -> None:
+    def __init__(self, api: FastAPI, records: Any, stream: PeerStream, metrics: NodeMetrics | None = None) -> None:
         self.api = api
         self._records = records
         self._stream = stream
+        self.metrics = metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "HEAD":
             # RFC 9110 §9.3.2: HEAD is GET without the content (uvicorn drops the body, seeing HEAD in its own
             # scope); FastAPI routes GET only, so `curl -I` and HEAD health checks met 405.
             scope = {**scope, "method": "GET"}
+        if self.metrics is None or scope["type"] != "http" or scope["path"] == STREAM_PATH:
+            await self._serve(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        try:
+            await self._serve(scope, receive, send)
+        finally:  # by the route's template, so ids in paths do not make a series each
+            route = getattr(scope.get("route"), "path", None) or (scope["path"] if scope["path"] == "/v1/records"
+                                                                   else "other")
+            self.metrics.observe_request(scope["method"], route, time.perf_counter() - t0)
+
+    async def _serve(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             if path == "/v1/records":
@@ -331,6 +346,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     if not isinstance(admission, Admission):
         admission = Admission(admission)
     node.admission = admission  # status and tests read its counters
+    metrics = NodeMetrics(node, admission.counters)  # one registry per app: tests run several in a process
+    node.metrics = metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -342,8 +359,9 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
             if manage_lifecycle:
                 await node.stop()
 
-    app = FastAPI(title="rantai node", version="1", lifespan=lifespan,
+    app = FastAPI(title="rantai node", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="A rantai validator's API (docs/api.md).")
+    install_docs(app)  # /docs from packaged Swagger UI files, /openapi.json with bodies (node/api_docs.py)
     params = node.genesis.params
     max_block_bytes = params["max_block_bytes"]
     max_count = params["max_block_records"]
@@ -542,6 +560,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     async def get_status(request: Request) -> Response:
         status = node.status()
         status["admission"] = dict(admission.counters)  # how often each limit refused (docs/operations.md)
+        status.update(metrics.extra_status())  # version, uptime, clock, disk, view changes, records (metrics.py)
         heights = await node.peer_heights()
         for p in status["peers"]:
             h = heights.get(p["id"])
@@ -550,9 +569,11 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
                 p["reachable"] = True
         return respond(request, status)
 
-    @app.get("/metrics", summary="Prometheus text exposition: heights, view, mempool, catch-up and every counter")
-    async def metrics() -> Response:
-        return Response(prometheus_text(node, admission.counters), media_type="text/plain; version=0.0.4")
+    @app.get("/metrics", summary="Prometheus text exposition (docs/operations.md, Metrics)")
+    async def get_metrics() -> Response:
+        if node.started:
+            metrics.peer_heights = await node.peer_heights()  # for rantai_peer_lag_blocks: asked now, 0.5 s at most
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", summary="Liveness")
     async def healthz(request: Request) -> Response:
@@ -588,50 +609,5 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
     app.include_router(history_router(node))  # /v1/items/{item}/history, paged (node/history.py)
     app.include_router(explorer_router())  # /explorer: the page that verifies in the browser (node/explorer/)
-    return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission))
-
-
-def _metric_name(text: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_]", "_", text)
-
-
-def prometheus_text(node: Node, admission_counters: Mapping[str, int]) -> str:
-    """The node's state in Prometheus' text format (version 0.0.4), for an operator's scraper: gauges
-    for what is now (height, view, mempool, catch-up), and every event counter as a ``_total``."""
-    status = node.status()
-    lines: list[str] = []
-
-    def gauge(name: str, value: float, help_text: str) -> None:
-        lines.extend([f"# HELP rantai_{name} {help_text}", f"# TYPE rantai_{name} gauge", f"rantai_{name} {value}"])
-
-    gauge("height", status["height"], "Height of the last stored block.")
-    gauge("view", status["view"], "The consensus view this validator is in.")
-    gauge("view_change", int(status["mode"] != "normal"), "1 while this validator is not in normal mode.")
-    gauge("mempool_records", status["mempool"], "Records admitted and not yet committed.")
-    gauge("in_flight_records", status["in_flight"], "Records in proposals not yet committed.")
-    catch_up = status["catch_up"]
-    gauge("catch_up_running", int(bool(catch_up.get("running"))), "1 while catching up from peers.")
-    gauge("catch_up_target", catch_up.get("target", 0), "The height the current or last catch-up aims at.")
-    gauge("catch_up_height", catch_up.get("height", 0), "The height the current or last catch-up reached.")
-    gauge("catch_up_records_per_second", catch_up.get("records_per_s", 0.0),
-          "Records verified and stored per second by the current or last catch-up.")
-    gauge("fatal", int(status.get("fatal") is not None), "1 once an invariant broke (the validator stopped).")
-    gauge("peers", len(status["peers"]), "Validators this node talks to.")
-    lines += ["# HELP rantai_events_total Events this node counted, by name (docs/operations.md).",
-              "# TYPE rantai_events_total counter"]
-    for name, value in sorted(status["counters"].items()):
-        lines.append(f'rantai_events_total{{event="{_metric_name(name)}"}} {value}')
-    lines += ["# HELP rantai_admission_refusals_total Requests or records refused by admission control, by limit.",
-              "# TYPE rantai_admission_refusals_total counter"]
-    for name, value in sorted(admission_counters.items()):
-        lines.append(f'rantai_admission_refusals_total{{limit="{_metric_name(name)}"}} {value}')
-    tls = status.get("tls")  # node/tls.py (rantai-node run adds it to status): refusals by rule, certificate expiry
-    if tls and tls.get("enabled"):
-        lines += ["# HELP rantai_tls_refusals_total Connections or peer requests refused by TLS, by rule.",
-                  "# TYPE rantai_tls_refusals_total counter"]
-        for rule, value in sorted(tls["refused"].items()):
-            lines.append(f'rantai_tls_refusals_total{{rule="{rule}"}} {value}')
-        gauge("tls_certificate_days_left", (tls.get("certificate") or {}).get("days_left", 0),
-              "Days until this node's TLS certificate expires (replace it before: docs/operations.md).")
-        gauge("tls_reloads", tls["reloads"], "Certificate reloads since start (SIGHUP or the files changing).")
-    return "\n".join(lines) + "\n"
+    app.include_router(backup_router(node))  # POST /v1/admin/backup, loopback only (node/backup.py)
+    return NodeApp(app, post_records, PeerStream(node, body_limit(MSGPACK, max_block_bytes), admission), metrics)

@@ -149,14 +149,21 @@ class _Memory:
         self.storage = storage
         self.ids: dict[bytes, int] = {}
         self.events: dict[bytes, int] = {}
+        # The height of the block being checked: what the store holds at or above it is that block itself
+        # (consensus may store it while catch-up verifies it), not the chain below it.
+        self.below = 1
 
     def record_height(self, record_id: bytes) -> int | None:
         loc = self.storage.locate(record_id)
-        return loc[0] if loc is not None else self.ids.get(record_id)
+        if loc is not None and loc[0] < self.below:
+            return loc[0]
+        return self.ids.get(record_id)
 
     def event_height(self, digest: bytes) -> int | None:
         hit = lookup_hash(self.storage.db, digest)
-        return hit[1] if hit is not None else self.events.get(digest)
+        if hit is not None and hit[1] < self.below:
+            return hit[1]
+        return self.events.get(digest)
 
     def add(self, block: Block, digests: list[bytes | None]) -> None:
         h = block.height
@@ -453,6 +460,7 @@ class CatchUp:
         good: list[Verified] = []
         for (header, _, block, cert_obj), (failure, digests, entries) in zip(parsed, results, strict=True):
             height = header.height
+            memory.below = height
             try:
                 check_block(block, gov.at(height), parent, memory=memory, digests=digests, governance=gov)
                 if failure is not None:

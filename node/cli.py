@@ -109,20 +109,24 @@ def init_network_cmd(validators: int, members: str, out: str, base_port: int, ho
 
 @cli.command("run")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Node TOML config.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Overrides the config's log.level (default info).")
+@click.option("--log-format", default=None, type=click.Choice(["text", "json"]),
+              help="Overrides the config's log.format (default text; json: one object per line).")
 @_friendly
-def run_cmd(config_path: str, log_level: str) -> None:
+def run_cmd(config_path: str, log_level: str | None, log_format: str | None) -> None:
     """Run one validator until SIGINT/SIGTERM."""
     import uvicorn
 
     from .app import create_app
     from .driver import Node
+    from .logs import configure, start_event
 
     cfg = NodeConfig.load(config_path)
     node = Node.from_config(cfg)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format=f"%(asctime)s {node.name} %(levelname)s %(name)s: %(message)s")
+    log_level = log_level or cfg.log_level
+    configure(log_level, log_format or cfg.log_format, node.name)
+    start_event(cfg, node, log_level, log_format or cfg.log_format)
     tls = _node_tls(cfg)
     if tls is not None:
         node.peer_tls = tls.client  # peers verified with the CA/pins; this node's certificate offered (mTLS)
@@ -136,7 +140,7 @@ def run_cmd(config_path: str, log_level: str) -> None:
     gc.collect()
     gc.freeze()
     app, server_tls = _serve_tls(cfg, node, tls, app)
-    server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
+    server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level, log_config=None,
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=5,
                                            **server_tls))
     server.before_shutdown = [node.begin_shutdown]
@@ -307,6 +311,147 @@ def status_cmd(url: str, as_json: bool, ca_file: str | None) -> None:
         click.echo(f"peer     {p['id']}  {p['url']}  height {h}  {'up' if p.get('reachable') else 'DOWN'}")
     _print_tls(s.get("tls"))
     _print_validators_in_force(url, verify)
+
+
+@cli.command("doctor")
+@click.argument("url", default="http://127.0.0.1:7100")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for each node's answer.")
+@click.option("--json", "as_json", is_flag=True, help="The findings as JSON.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), envvar="RANTAI_CA_FILE",
+              help="CA to verify https:// validators with (RANTAI_CA_FILE).")
+def doctor_cmd(url: str, timeout: float, as_json: bool, ca_file: str | None) -> None:
+    """Why is this node not committing? Asks it and every validator in force, and names each cause found.
+
+    Exit code 0 when nothing blocks commits, 1 when a cause was found (or the node does not answer).
+    """
+    from .doctor import diagnose, gather
+
+    verify: Any = True if ca_file is None else _ca_context(ca_file)
+    with httpx.Client(timeout=timeout, verify=verify) as client:
+        findings = diagnose(gather(url, timeout=timeout, client=client))
+    if as_json:
+        click.echo(json.dumps([{"cause": f.cause, "blocking": f.blocking, "text": f.text} for f in findings],
+                              indent=2))
+    else:
+        for f in findings:
+            click.echo(f"{f.cause}: {f.text}")
+    sys.exit(1 if any(f.blocking for f in findings) else 0)
+
+
+# -- backup, restore, reset (node/backup.py; docs/operations.md "Backup and restore") --------------
+
+
+def _local(cfg: NodeConfig) -> tuple[str, Any]:
+    """The node's API as seen from its own host, and how to verify it: with a [tls] table, HTTPS checked against
+    the config's CA but not by name (the certificate names the address peers use, not loopback)."""
+    import ssl
+
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(cfg.host, cfg.host)
+    tls = getattr(cfg, "tls", None)
+    scheme = "http" if tls is None else "https"
+    url = f"{scheme}://[{host}]:{cfg.port}" if ":" in host else f"{scheme}://{host}:{cfg.port}"
+    if tls is None:
+        return url, True
+    verify = ssl.create_default_context(cafile=str(tls.ca) if getattr(tls, "ca", None) else None)
+    verify.check_hostname = False
+    return url, verify
+
+
+@cli.command("healthcheck")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")
+@click.option("--timeout", default=4.0, show_default=True, help="Seconds to wait for the answer.")
+def healthcheck_cmd(config_path: str, timeout: float) -> None:
+    """Exit 0 when the node of this config answers GET /healthz on its own address, 1 otherwise (Docker's
+    HEALTHCHECK). With a [tls] table it speaks HTTPS, checking the node's certificate against the config's CA
+    (not its name: the node is asked on loopback, and its certificate names the address peers use)."""
+    import ssl
+
+    try:
+        url, verify = _local(NodeConfig.load(config_path))
+        r = httpx.get(url + "/healthz", timeout=timeout, verify=verify)
+    except (ConfigError, httpx.HTTPError, OSError, ssl.SSLError) as exc:
+        click.echo(f"unhealthy: {exc}", err=True)
+        sys.exit(1)
+    if r.status_code != 200:
+        click.echo(f"unhealthy: HTTP {r.status_code}: {r.text[:200]}", err=True)
+        sys.exit(1)
+    click.echo("healthy")
+
+
+@cli.command("backup")
+@click.argument("dest", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")
+@click.option("--url", help="The running node's API (default: from the config's listen address).")
+@_friendly
+def backup_cmd(dest: str, config_path: str, url: str | None) -> None:
+    """Write a consistent backup of the node's store into DIR (new or empty), while it runs.
+
+    A running node writes it itself, from LevelDB snapshots (asked on loopback, POST /v1/admin/backup);
+    a stopped node's store is read directly, the same way.
+    """
+    from rantai.client.format.genesis import Genesis
+
+    from .backup import backup_store
+    from .storage import Storage
+
+    cfg = NodeConfig.load(config_path)
+    target = str(Path(dest).resolve())
+    local, verify = _local(cfg)
+    try:
+        r = httpx.post((url or local).rstrip("/") + "/v1/admin/backup", json={"dir": target}, timeout=3600.0,
+                       verify=verify)
+    except httpx.ConnectError:
+        r = None
+    if r is not None:
+        if r.status_code != 200:
+            raise RuntimeError(f"the node refused the backup: HTTP {r.status_code}: {r.text[:300]}")
+        manifest, how = r.json(), "online, written by the running node"
+    else:
+        storage = Storage(cfg.data_dir, Genesis.load(cfg.genesis_path).hash, create=False)
+        try:
+            manifest, how = backup_store(storage, target, node=cfg.name), "offline: the node is not running"
+        finally:
+            storage.close()
+    click.echo(f"backup of {cfg.name} at height {manifest['height']} ({manifest['head_hash'][:16]}…) in {target}: "
+               f"{manifest['bytes'] / 2**20:.1f} MiB in {manifest['seconds']:.1f} s ({how})")
+
+
+@cli.command("restore")
+@click.argument("src", metavar="DIR", type=click.Path(file_okay=False, exists=True))
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")
+@_friendly
+def restore_cmd(src: str, config_path: str) -> None:
+    """Copy the backup in DIR into the (stopped) node's empty data_dir; check it opens at the backup's head."""
+    from rantai.client.format.genesis import Genesis
+
+    from .backup import restore_store
+
+    cfg = NodeConfig.load(config_path)
+    manifest = restore_store(src, cfg.data_dir, Genesis.load(cfg.genesis_path).hash)
+    click.echo(f"restored {cfg.data_dir} at height {manifest['height']} from {src}; start the node: it fetches "
+               f"the blocks after {manifest['height']} from its peers (re-verify with rantai-node audit first if "
+               f"you like)")
+
+
+@cli.command("reset")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The node's TOML.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_friendly
+def reset_cmd(config_path: str, yes: bool) -> None:
+    """Delete the (stopped) node's store; at its next start it fetches the whole chain from its peers.
+
+    The key, the genesis and the config are kept.
+    """
+    from .backup import reset_store
+
+    cfg = NodeConfig.load(config_path)
+    if not yes:
+        click.echo(f"This deletes every block, index and vote of validator {cfg.name} in {cfg.data_dir}.")
+        typed = click.prompt(f"Type the validator's name ({cfg.name}) to confirm", default="", show_default=False)
+        if typed != cfg.name:
+            raise click.ClickException("not confirmed: nothing deleted")
+    n = reset_store(cfg.data_dir)
+    click.echo(f"reset {cfg.data_dir}: {n} files deleted")
 
 
 def _ca_context(ca_file: str) -> Any:

@@ -26,6 +26,10 @@ Example (paths are relative to the config file's folder)::
     key = "tls/v0.key"
     ca = "tls/ca.crt"         # verifies the peers' certificates
     require_client_cert = true
+
+    [log]                     # optional (node/logs.py, docs/operations.md "Logs")
+    level = "info"            # debug | info | warning | error
+    format = "text"           # text | json (one JSON object per line)
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import tomli_w
 from rantai.client.format.errors import ConfigError
 
 from .admission import AdmissionConfig
+from .logs import FORMATS, LEVELS
 from .tls import TlsConfig
 
 __all__ = ["ConfigError", "NodeConfig"]
@@ -59,6 +64,8 @@ class NodeConfig:
     tick_ms: int = 10
     verify_workers: int = 2
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    log_level: str = "info"
+    log_format: str = "text"
     tls: TlsConfig | None = None  # None: plain HTTP (loopback devnets)
 
     @classmethod
@@ -97,6 +104,14 @@ class NodeConfig:
         verify_workers = doc.get("verify_workers", 2)
         if type(verify_workers) is not int or not 0 <= verify_workers <= 64:
             raise ConfigError("config: verify_workers must be 0..64")
+        log_doc = doc.get("log", {})
+        if not isinstance(log_doc, dict):
+            raise ConfigError("config: [log] must be a table")
+        log_level, log_format = log_doc.get("level", "info"), log_doc.get("format", "text")
+        if log_level not in LEVELS:
+            raise ConfigError(f"config: log.level must be one of {', '.join(LEVELS)}")
+        if log_format not in FORMATS:
+            raise ConfigError(f"config: log.format must be one of {', '.join(FORMATS)}")
         return cls(
             id=need("id", str),
             name=str(doc.get("name", "")),
@@ -109,6 +124,8 @@ class NodeConfig:
             tick_ms=tick_ms,
             verify_workers=verify_workers,
             admission=AdmissionConfig.from_obj(doc.get("admission")),
+            log_level=log_level,
+            log_format=log_format,
             tls=TlsConfig.from_obj(doc.get("tls"), base),
         )
 
@@ -133,6 +150,8 @@ class NodeConfig:
         }
         if self.admission != AdmissionConfig():
             doc["admission"] = self.admission.to_obj()
+        if (self.log_level, self.log_format) != ("info", "text"):
+            doc["log"] = {"level": self.log_level, "format": self.log_format}
         if self.tls is not None:
             doc["tls"] = self.tls.to_obj(rel)
         if self.peers:

@@ -56,6 +56,7 @@ from .catchup import CatchUp
 from .config import NodeConfig
 from .forwarding import Forwarder
 from .ledger import Ledger
+from .logs import Watch
 from .mempool import Mempool
 from .storage import Storage
 from .storecheck import check_store
@@ -118,6 +119,7 @@ class Node:
         self.admission: Any = None  # the API's admission control (node/admission.py), set by create_app
         self.on_fatal: Callable[[BaseException], None] | None = None
         self.closing: asyncio.Future | None = None  # done once the node begins to shut down (ends peer streams)
+        self.metrics: Any = None  # the API's metrics (node/metrics.py), set by create_app: times the disk writes
         self.peer_tls = peer_tls  # verifies peers and presents this node's certificate (node/tls.py); None: defaults
         self.status_extra: dict[str, Callable[[], Any]] = {}  # more sections of ``status`` (e.g. "tls", from cli run)
 
@@ -220,6 +222,9 @@ class Node:
         self._catch_up: asyncio.Task | None = None
         self.catching_up = CatchUp(self)
         self.counters: dict[str, int] = {}
+        self.watch = Watch(self)  # the operator's events, logged once each (node/logs.py)
+        if self.metrics is not None:
+            self.metrics.hook_storage()
         self._tasks = [
             asyncio.create_task(self._loop(), name="rantai-driver"),
             asyncio.create_task(self._validation_worker(), name="rantai-validate"),
@@ -273,6 +278,8 @@ class Node:
         self._wake.set()
 
     async def _on_disk(self, fn: Any, *args: Any) -> Any:
+        if self.metrics is not None:
+            fn = self.metrics.timed_disk(fn)  # rantai_disk_sync_seconds; a failed write is logged (storage-error)
         return await asyncio.get_running_loop().run_in_executor(self.disk, fn, *args)
 
     # -- the loop --------------------------------------------------------------------------
@@ -288,10 +295,12 @@ class Node:
                     for ev in events:
                         effects.extend(self._on_event(ev))
                     await self._run(effects)
+                    self.watch.after("messages")
                 now = _now_ms()
                 if now >= next_tick:
                     next_tick = now + self.tick_ms
                     await self._run(self.replica.tick(now, self.mempool.ready_count > 0))
+                    self.watch.after("tick")
                     if self.replica.retired and not self._retired_logged:
                         self._retired_logged = True
                         log.warning("this validator (%s) was removed by governance: it no longer votes; it keeps "
@@ -354,6 +363,8 @@ class Node:
             elif t is FetchState:
                 if self._catch_up is None or self._catch_up.done():
                     self._catch_up = asyncio.create_task(self.catching_up.run(e))
+                    self.watch.catch_up_started(e.to_height, e.peers)
+                    self._catch_up.add_done_callback(self.watch.catch_up_ended)
             else:
                 log.warning("unknown effect %r", e)
             i += 1
@@ -607,6 +618,7 @@ class Node:
             else:
                 rid = sha256(raw) if isinstance(raw, bytes) else None
                 out.append((rid, res))
+        self.watch.records(out)  # counted for /metrics; refusals logged by rule, rate-limited
         self._wake.set()
         return out
 

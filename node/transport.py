@@ -190,6 +190,22 @@ class PeerTransport:
                 lane.reachable = False
                 lane.failures += 1
                 lane.last_error = f"{type(exc).__name__}: {exc}"
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._closed or task is None or task.cancelling():
+                    raise
+                # Nobody cancelled this lane: the HTTP stack let a cancellation of its own escape (a
+                # timeout's cancel scope around a connection that broke). Before this was caught, it
+                # ended the lane's task silently: the peer was never written to again (tests/faults).
+                self._lane_failed(lane, "CancelledError from the HTTP client")
+            except Exception as exc:  # noqa: BLE001 - whatever the HTTP stack raises, the lane must go on
+                # Seen: AttributeError ('NoneType' object has no attribute 'getpeername') from httpcore
+                # asking anyio for the socket's details of a connection that was reset just after it
+                # was accepted (a proxy or a middlebox in front of a peer that is down). It escaped the
+                # handler above and ended the lane's task, silently: the peer was never written to
+                # again while the lane looked ``reachable`` with its queue growing; with two such
+                # lanes the validators sat in view changes (the SIGTERM-restart steps of tests/faults).
+                self._lane_failed(lane, f"{type(exc).__name__}: {exc}")
             else:  # the peer ended the stream: it is shutting down, or it refused what we sent
                 lane.last_error = f"stream ended: HTTP {r.status_code}"
                 if r.status_code >= 400:
@@ -203,15 +219,21 @@ class PeerTransport:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_s[1])
 
+    def _lane_failed(self, lane: _Lane, why: str) -> None:
+        lane.reachable = False
+        lane.failures += 1
+        lane.last_error = why
+        log.warning("peer %s: the %s stream failed unexpectedly (%s); reopening it", lane.id, lane.kind, why,
+                    exc_info=True)
+
     async def _open(self, lane: _Lane, headers: dict[str, str]) -> httpx.Response:
         """``POST /v1/peer/stream``, given up when messages wait and the body has not been asked for
         more for ``STALL_TIMEOUT_S`` (not started, or not taking more).
 
-        The client has no read timeout (a stream's answer comes only when it ends), and httpcore,
-        when a write of the request body fails, suppresses the error and waits for the answer: a
-        connection the far side had half-closed (a peer stopping gracefully, seen through a proxy
-        or a middlebox that forwards the FIN but not the reset) left the lane waiting forever,
-        ``reachable``, its queue growing and the peer cut off. Found by tests/faults' SIGTERM steps.
+        A guard, not a cure: the client has no read timeout (a stream's answer comes only when it
+        ends), and httpcore, when a write of the request body fails, suppresses the error and waits
+        for the answer, so a connection half-closed at the wrong moment could hold a lane without a
+        bound. (The stall the fault suite found was another thing: ``_stream``'s AttributeError.)
         """
         lane.pulled = time.monotonic()
         post = asyncio.ensure_future(lane.client.post(STREAM_PATH, content=self._body(lane), headers=headers))

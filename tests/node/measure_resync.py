@@ -131,6 +131,7 @@ def main() -> None:
         spy = None
         if args.py_spy:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--threads",
+                                    "--subprocesses",
                                     "--format", "raw", "--rate", "250", "-o", args.py_spy, "-p", str(proc.pid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         th = threading.Thread(target=trickle, daemon=True)

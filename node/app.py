@@ -48,6 +48,7 @@ from .epcis_api import epcis_problem, epcis_router
 from .explorer import explorer_router
 from .history import history_router
 from .metrics import CONTENT_TYPE_LATEST, NodeMetrics
+from .subscriptions import Subscriptions
 from .transport import STREAM_PATH, frames
 from .validation import error_body, status_of
 
@@ -348,15 +349,18 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
     node.admission = admission  # status and tests read its counters
     metrics = NodeMetrics(node, admission.counters)  # one registry per app: tests run several in a process
     node.metrics = metrics
+    subscriptions = Subscriptions(node)  # named queries, webhook and WebSocket delivery (node/subscriptions.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
             await node.start()
+            await subscriptions.start()
         try:
             yield
         finally:
             if manage_lifecycle:
+                await subscriptions.stop()
                 await node.stop()
 
     app = FastAPI(title="rantai node", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -561,6 +565,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         status = node.status()
         status["admission"] = dict(admission.counters)  # how often each limit refused (docs/operations.md)
         status.update(metrics.extra_status())  # version, uptime, clock, disk, view changes, records (metrics.py)
+        status["subscriptions"] = subscriptions.status()  # named queries, subscriptions, deliveries
         heights = await node.peer_heights()
         for p in status["peers"]:
             h = heights.get(p["id"])
@@ -606,6 +611,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True, admission: Admissio
         accepted = sum(1 for _, r in results if isinstance(r, SignedRecord))
         return respond(request, {"accepted": accepted, "received": len(raws)}, 202)
 
+    app.include_router(subscriptions.router())  # /epcis/queries/... (node/subscriptions.py)
+    app.state.subscriptions = subscriptions  # started by the lifespan; by hand where the caller runs the node
     app.include_router(epcis_router(node))  # /v1/events, /epcis/* (node/epcis_api.py)
     app.include_router(history_router(node))  # /v1/items/{item}/history, paged (node/history.py)
     app.include_router(explorer_router())  # /explorer: the page that verifies in the browser (node/explorer/)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from itertools import accumulate
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from rantai.client.format.encoding import encode, hexify
@@ -109,14 +109,20 @@ async def read_body(request: Request, limit: int, head: Callable[[bytes], None] 
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RecordTooLarge(f"body: {declared} bytes, the limit is {limit}", limit=limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RecordTooLarge(f"body: over the {limit}-byte limit", limit=limit)
-        chunks.append(chunk)
-        if head is not None and size >= _HEAD_BYTES:
-            head(b"".join(chunks)[:_HEAD_BYTES])
-            head = None
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RecordTooLarge(f"body: over the {limit}-byte limit", limit=limit)
+            chunks.append(chunk)
+            if head is not None and size >= _HEAD_BYTES:
+                head(b"".join(chunks)[:_HEAD_BYTES])
+                head = None
+    except ClientDisconnect:
+        # The sender went away mid-body (or its length lied): its fault, not the node's, so a refusal
+        # nobody will read rather than an internal error with a traceback in the log for each one.
+        raise ApiError(400, "bad request", f"body: the client closed the connection after {size} bytes, "
+                       "before the body ended") from None
     body = b"".join(chunks)
     if head is not None:
         head(body)

@@ -295,6 +295,10 @@ class NodeApp:
         self.metrics = metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # RFC 9110 §9.3.2: HEAD is GET without the content (uvicorn drops the body, seeing HEAD in its own
+            # scope); FastAPI routes GET only, so `curl -I` and HEAD health checks met 405.
+            scope = {**scope, "method": "GET"}
         if self.metrics is None or scope["type"] != "http" or scope["path"] == STREAM_PATH:
             await self._serve(scope, receive, send)
             return

@@ -189,6 +189,9 @@ def _node_tls(cfg: NodeConfig) -> Any:
 def _serve_tls(cfg: NodeConfig, node: Any, tls: Any, app: Any) -> tuple[Any, dict[str, Any]]:
     """The app (behind the peer-endpoint guard) and what uvicorn needs for HTTPS (the reloadable context, the
     protocol noting client certificates); without TLS, the loud warning of a node on a non-loopback address."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    from .parser_errors import shaped_protocol
     from .tls import plain_http_warning
 
     if tls is None:
@@ -196,12 +199,10 @@ def _serve_tls(cfg: NodeConfig, node: Any, tls: Any, app: Any) -> tuple[Any, dic
         if warning is not None:
             logging.getLogger("rantai.node.tls").warning(warning)
         node.status_extra["tls"] = lambda: {"enabled": False, "warning": warning}
-        return app, {}
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
+        return app, {"http": shaped_protocol(AutoHTTPProtocol)}
     node.status_extra["tls"] = tls.status
     return tls.guard(app), {"ssl_context_factory": lambda config, default: tls.server,
-                            "http": tls.protocol_class(AutoHTTPProtocol)}
+                            "http": tls.protocol_class(shaped_protocol(AutoHTTPProtocol))}
 
 
 def _server_class() -> type:

@@ -240,6 +240,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             for t in ("application/ld+json", "application/json")}},
         "responses": {"201": _answer("the event committed, with its receipt", {"type": "object"}, msgpack=False),
                       **_errors(400, 401, 403, 409, 413, 415, 429, 503)}},
+    ("post", "/epcis/queries"): {
+        "description": "Create a named query (docs/epcis.md §4.9); a signed read under every policy but public.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["name", "query"],
+            "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$"},
+                           "query": {"type": "object", "description": "parameters of GET /epcis/events"}}}}}}},
+    ("post", "/epcis/queries/{query_name}/subscriptions"): {
+        "description": "Subscribe a webhook to a named query (docs/epcis.md §4.9).",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["dest"],
+            "properties": {"dest": {"type": "string", "format": "uri"}, "signatureToken": {"type": "string"},
+                           "reportIfEmpty": {"type": "boolean"}, "stream": {"type": "boolean"},
+                           "proofs": {"type": "boolean"}, "initialRecordTime": {"type": "string"},
+                           "schedule": {"type": "object"}}}}}}},
     ("post", "/v1/admin/backup"): {
         "description": "Served to loopback clients only (rantai-node backup; docs/operations.md).",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {

@@ -24,7 +24,7 @@ import httpx
 
 from rantai.client.format.keys import load_key
 from rantai.client.format.pins import fingerprint
-from rantai.client.http import Client
+from rantai.client.http import Client, SignedReads
 from rantai.client.tls import context
 
 
@@ -83,8 +83,9 @@ def handle(msg: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     op = msg["op"]
     if op == "http":
         try:
+            auth = SignedReads(load_key(msg["reader_key"])) if msg.get("reader_key") else None  # a signed read
             r = httpx.request(msg.get("method", "GET"), msg["url"], content=msg.get("body"), timeout=10.0,
-                              verify=_verify(msg))
+                              verify=_verify(msg), auth=auth)
         except httpx.HTTPError as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
         try:
@@ -107,9 +108,7 @@ def handle(msg: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         return {"committed": load.committed, "errors": load.errors, "last_error": load.last_error,
                 "running": load.thread.is_alive()}
     if op == "read":
-        # HOOK for member-signed reads (issue 13 item 2, the readpolicy branch): once reads require a
-        # signature, this builds the Client with ``identity=load_key(msg["reader_key"])`` so reads are
-        # signed, and the test adds: an anonymous read and a non-member's read refused with their rules.
+        # A member's read through the verifying client: signed (docs/api.md "Signed reads") and checked.
         reader = load_key(msg["key"]) if msg.get("key") else None  # signed reads (docs/api.md "Signed reads")
         with Client(msg["genesis"], msg["urls"], reader, timeout=5.0, verify=_verify(msg)) as client:
             head = client.head()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -312,8 +313,18 @@ def test_four_validators_in_four_namespaces_over_tls(hosts, tmp_path):
         wait_for("commits after the rotation", lambda: count() >= rotated_at + 50, timeout=180, state=snapshot)
         report["after_rotation"] = count() - rotated_at
 
-        # Reads: the hook where member-signed reads are added (agent.py "read").
+        # Reads are for members (the genesis' read policy): a member's signed read verifies; an anonymous read
+        # and a non-member's signed read are refused by rule, and counted in /metrics.
         assert agent("read", genesis=str(genesis_path), urls=urls, ca=ca, key=str(acme_key))["height"] >= 1
+        stranger = save_key(generate(), tmp_path / "stranger.pem")
+        anonymous = agent("http", url=urls[0] + "/v1/head", ca=ca)
+        assert anonymous["status"] == 401 and anonymous["body"]["error"] == "read.unsigned", anonymous
+        outsider = agent("http", url=urls[0] + "/v1/head", ca=ca, reader_key=str(stranger))
+        assert outsider["status"] == 403 and outsider["body"]["error"] == "read.not-member", outsider
+        metrics = agent("http", url=urls[0] + "/metrics", ca=ca)["body"]
+        for rule in ("read.unsigned", "read.not-member"):
+            assert re.search(rf'rantai_read_refused_total{{rule="{re.escape(rule)}"}} [1-9]', metrics), rule
+        report["refused_reads"] = ["read.unsigned", "read.not-member"]
 
         final = agent("load_stop")
         report["load"] = final

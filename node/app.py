@@ -298,7 +298,8 @@ class NodeApp:
         if scope["type"] == "http" and scope["method"] == "HEAD":
             # RFC 9110 §9.3.2: HEAD is GET without the content (uvicorn drops the body, seeing HEAD in its own
             # scope); FastAPI routes GET only, so `curl -I` and HEAD health checks met 405.
-            scope = {**scope, "method": "GET"}
+            # The request as sent stays in the scope: a signed read covers "HEAD" (node/read_policy.py).
+            scope = {**scope, "method": "GET", "rantai.sent_method": "HEAD"}
         if self.metrics is None or scope["type"] != "http" or scope["path"] == STREAM_PATH:
             await self._serve(scope, receive, send)
             return

@@ -332,15 +332,22 @@ def status_cmd(url: str, as_json: bool, ca_file: str | None, key_path: str | Non
 @click.option("--json", "as_json", is_flag=True, help="The findings as JSON.")
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), envvar="RANTAI_CA_FILE",
               help="CA to verify https:// validators with (RANTAI_CA_FILE).")
-def doctor_cmd(url: str, timeout: float, as_json: bool, ca_file: str | None) -> None:
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="This validator's (or a member's) key: signs the read of the configuration in force, so the "
+                   "findings name validators (without it, under a non-public read policy, they are named by id).")
+def doctor_cmd(url: str, timeout: float, as_json: bool, ca_file: str | None, key_path: str | None) -> None:
     """Why is this node not committing? Asks it and every validator in force, and names each cause found.
 
     Exit code 0 when nothing blocks commits, 1 when a cause was found (or the node does not answer).
     """
+    from rantai.client.format.keys import load_key
+
     from .doctor import diagnose, gather
+    from .read_policy import ValidatorReadAuth
 
     verify: Any = True if ca_file is None else _ca_context(ca_file)
-    with httpx.Client(timeout=timeout, verify=verify) as client:
+    auth = ValidatorReadAuth(load_key(key_path)) if key_path else None  # signed reads (docs/api.md)
+    with httpx.Client(timeout=timeout, verify=verify, auth=auth) as client:
         findings = diagnose(gather(url, timeout=timeout, client=client))
     if as_json:
         click.echo(json.dumps([{"cause": f.cause, "blocking": f.blocking, "text": f.text} for f in findings],

@@ -106,8 +106,9 @@ class ReadGuard:
         path = raw_path.split(b"?", 1)[0].decode("latin-1")  # httpx's in-process transport sends path?query
         query = "?" + bytes(scope.get("query_string") or b"").decode("latin-1")
         host = authority(_header(headers, b"host") or "", scope.get("scheme", "http"))
+        method = scope.get("rantai.sent_method") or scope.get("method", "GET")  # HEAD is served as GET (node/app.py)
         signed = verify(_header(headers, b"signature-input"), _header(headers, b"signature"),
-                        method=scope.get("method", "GET"), authority=host, path=path, query=query, now=int(time.time()))
+                        method=method, authority=host, path=path, query=query, now=int(time.time()))
         gov = self.node.ledger.governance
         found = reader_of(gov.at(gov.height + 1), signed.public_key if signed is not None else None, gov.latest)
         p = scope["path"]

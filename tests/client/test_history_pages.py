@@ -72,7 +72,8 @@ def test_25000_events_traced_through_pages(devnet):
         t4 = time.perf_counter()
 
     cfg = devnet.dir / "client.toml"
-    cfg.write_text(f'genesis = "{devnet.genesis_path}"\nnodes = {json.dumps(urls)}\ntimeout = 120\n')
+    cfg.write_text(f'genesis = "{devnet.genesis_path}"\nnodes = {json.dumps(urls)}\ntimeout = 120\n'
+                   f'key = "{devnet.member_key_path("acme")}"\n')  # reads are signed
     result = CliRunner().invoke(cli, ["trace", LOCATION, "--cross-check", "--json", "--config", str(cfg)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -33,7 +33,7 @@ import httpx
 import msgpack
 import tomli_w
 
-from rantai.client.audit import audit
+from rantai.client.audit import audit, open_source
 from rantai.client.devnet import Devnet
 from rantai.client.format.encoding import decode, encode
 from rantai.client.format.records import sign_event
@@ -327,7 +327,7 @@ class FaultNet:
         short = [i for i, c in enumerate(chains) if len(c) != h]
         audits = []
         for i in range(self.n):
-            rep = audit(self.genesis, self.urls[i], workers=0)
+            rep = audit(self.genesis, open_source(self.urls[i], key=self.acme), workers=0)  # signed reads
             audits.append({"node": i, "ok": rep.ok, "height": rep.height, "records": rep.records,
                            "failures": [str(f) for f in rep.failures[:5]]})
         lost: dict[int, int] = {}

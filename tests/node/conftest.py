@@ -40,7 +40,7 @@ class Net:
         return sign_event(signer or self.acme, self.genesis, event(**kw))
 
 
-def make_net(n: int = 4, params: dict | None = None, base_port: int = 7100) -> Net:
+def make_net(n: int = 4, params: dict | None = None, base_port: int = 7100, read_policy: str | None = None) -> Net:
     validators = [Signer.from_seed(bytes([i + 1]) * 32) for i in range(n)]
     acme, auditor, stranger = (Signer.from_seed(bytes([100 + i]) * 32) for i in range(3))
     genesis = Genesis.build(
@@ -51,6 +51,7 @@ def make_net(n: int = 4, params: dict | None = None, base_port: int = 7100) -> N
             (auditor.public_key, "watchdog", "watchdog", ["auditor"]),
         ],
         params=params,
+        read_policy=read_policy,
     )
     return Net(genesis, validators, acme, auditor, stranger)
 

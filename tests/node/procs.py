@@ -18,9 +18,10 @@ from .conftest import event
 MP = {"content-type": "application/msgpack", "accept": "application/msgpack"}
 
 
-def make_devnet(tmp_path, n: int = 4, **params: int) -> Devnet:
+def make_devnet(tmp_path, n: int = 4, read_policy: str | None = None, **params: int) -> Devnet:
     defaults = {"checkpoint_interval": 4, "window": 4, "view_change_timeout_ms": 1000, "batch_timeout_ms": 5}
-    net = Devnet(tmp_path / "devnet", validators=n, base_port=free_base_port(n), params={**defaults, **params})
+    net = Devnet(tmp_path / "devnet", validators=n, base_port=free_base_port(n), params={**defaults, **params},
+                 read_policy=read_policy)
     net.start()
     net.wait_ready(timeout=60)
     return net

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ports import free_base_port
@@ -47,9 +48,10 @@ def events(net: Devnet, i: int, kind: str) -> list[dict]:
     return out
 
 
-def doctor(url: str) -> tuple[int, list[dict]]:
-    done = subprocess.run([sys.executable, "-m", "rantai.node.cli", "doctor", url, "--json"], capture_output=True,
-                          text=True, timeout=60)
+def doctor(url: str, key: Path | None = None) -> tuple[int, list[dict]]:
+    """``rantai-node doctor`` as an operator runs it: with a key to sign its reads (the devnet's are for members)."""
+    done = subprocess.run([sys.executable, "-m", "rantai.node.cli", "doctor", url, "--json",
+                           *(["--key", str(key)] if key else [])], capture_output=True, text=True, timeout=60)
     return done.returncode, json.loads(done.stdout)
 
 
@@ -65,7 +67,7 @@ def test_view_change_and_catch_up_logged_and_doctor_names_two_validators_down(tm
         assert len(start) == 1 and start[0]["chain_id"] and start[0]["listen"].endswith(str(net.base_port + 1))
         status, res = api.submit(1, api.records(2))
         assert status == 200 and {e["status"] for e in res} == {"committed"}
-        code, findings = doctor(net.urls[1])
+        code, findings = doctor(net.urls[1], net.member_key_path("acme"))
         assert code == 0 and findings[0]["cause"] in ("idle", "committing"), findings
 
         # a view change: the primary of view 0 killed, a record submitted through v1
@@ -83,7 +85,7 @@ def test_view_change_and_catch_up_logged_and_doctor_names_two_validators_down(tm
         # two validators down: no quorum
         net.kill(2)
         wait_until("doctor names no quorum", lambda: "no-quorum" in causes(net.urls[1]), timeout=60)
-        code, findings = doctor(net.urls[1])
+        code, findings = doctor(net.urls[1], net.member_key_path("acme"))
         text = next(f["text"] for f in findings if f["cause"] == "no-quorum")
         assert code == 1 and "2 of 4 validators answer" in text and "v0" in text and "v2" in text, text
         net.start_node(0)
@@ -137,7 +139,7 @@ def test_doctor_names_a_node_alone_in_a_higher_view(tmp_path):
         for _ in range(6):
             status, res = api.submit(0, api.records(1))
             assert status == 200, res
-        code, findings = doctor(net.urls[3])
+        code, findings = doctor(net.urls[3], net.member_key_path("acme"))
         found = {f["cause"]: f["text"] for f in findings}
         assert code == 1 and "behind" in found and "alone-in-higher-view" not in found, findings
         assert "this node is at height 0" in found["behind"], found
@@ -148,7 +150,7 @@ def test_doctor_names_a_node_alone_in_a_higher_view(tmp_path):
         wait_until("v3 alone in a higher view",
                    lambda: api.status(3)["mode"] == "view-change" and api.status(3)["view"] >= 1, timeout=60,
                    describe=api.snapshot)
-        code, findings = doctor(net.urls[3])
+        code, findings = doctor(net.urls[3], net.member_key_path("acme"))
         found = {f["cause"]: f["text"] for f in findings}
         assert code == 1 and "alone-in-higher-view" in found, findings
         assert "work in view 0" in found["alone-in-higher-view"], found

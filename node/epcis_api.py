@@ -302,19 +302,24 @@ def epcis_router(node: Any) -> APIRouter:
         return Response(receipt.to_json(), media_type="application/json", headers=headers)
 
     # -- capture ---------------------------------------------------------------------------------
-    @router.post("/epcis/capture", summary="Capture an EPCISDocument of signed events", status_code=202)
-    async def capture(request: Request) -> Response:
-
+    def capture_gate(request: Request) -> Response | None:
+        """What both capture routes refuse before reading a body: another media type (415), and the same
+        admission control as POST /v1/records (429): they are other ways in to the same verifications."""
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in ("application/json", JSONLD):
             return _problem(415, "UnsupportedMediaTypeException", f"content-type must be {JSONLD} or application/json")
-        # The same admission control as POST /v1/records: this is another way in to the same verifications.
-        address = client_address(request.scope)
-        admission = node.admission
-        refused = admission.before_body(address)
+        refused = node.admission.before_body(client_address(request.scope))
         if refused is not None:
             return _problem(429, "CaptureLimitExceededException", str(refused),
                             headers={"retry-after": str(refused.details.get("retry_after", 1))})
+        return None
+
+    @router.post("/epcis/capture", summary="Capture an EPCISDocument of signed events", status_code=202)
+    async def capture(request: Request) -> Response:
+        if (refusal := capture_gate(request)) is not None:
+            return refusal
+        address = client_address(request.scope)
+        admission = node.admission
         params = node.genesis.params
         limit = 4 * params["max_block_bytes"] + 1024 * 1024
         try:
@@ -573,16 +578,10 @@ def epcis_router(node: Any) -> APIRouter:
 
     @router.post("/epcis/events", summary="Capture one signed event, synchronously", status_code=201)
     async def capture_event(request: Request) -> Response:
-
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in ("application/json", JSONLD):
-            return _problem(415, "UnsupportedMediaTypeException", f"content-type must be {JSONLD} or application/json")
+        if (refusal := capture_gate(request)) is not None:
+            return refusal
         address = client_address(request.scope)
         admission = node.admission
-        refused = admission.before_body(address)
-        if refused is not None:
-            return _problem(429, "CaptureLimitExceededException", str(refused),
-                            headers={"retry-after": str(refused.details.get("retry_after", 1))})
         try:
             body = await read_body(request, node.genesis.params["max_block_bytes"])
             event = load_json(body, "event")

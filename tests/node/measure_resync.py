@@ -37,6 +37,7 @@ from rantai.client.bench import shipment_event  # noqa: E402
 from rantai.client.devnet import Devnet  # noqa: E402
 from rantai.client.format.encoding import encode  # noqa: E402
 from rantai.client.format.records import sign_event  # noqa: E402
+from rantai.client.http import SignedReads  # noqa: E402
 
 MP = {"content-type": "application/msgpack", "accept": "application/msgpack"}
 WIPED = 3
@@ -107,7 +108,7 @@ def main() -> None:
         while len({height(u) for u in urls}) != 1 and time.monotonic() < deadline:
             time.sleep(0.5)
         top = height(urls[0])
-        with httpx.Client(timeout=30.0) as c:
+        with httpx.Client(timeout=30.0, auth=SignedReads(net.member_key("acme"))) as c:  # reads are signed
             records = 0
             for h in range(1, top + 1):
                 records += c.get(urls[0] + f"/v1/blocks/{h}").json()["header"]["record_count"]

@@ -569,7 +569,9 @@ import click  # noqa: E402  (kept beside the command it serves)
 @click.option("--records", default=200_000, show_default=True, help="records to commit (closed-loop: at most 50,000)")
 @click.option("--clients", default=None, type=int, help="concurrent clients [batched: 8, closed-loop: 4]")
 @click.option("--batch", default=256, show_default=True, help="records per request (batched shape)")
-@click.option("--shape", type=click.Choice(["batched", "closed-loop"]), default="batched", show_default=True)
+@click.option("--shape", type=click.Choice(["batched", "closed-loop", "record-cost"]), default="batched",
+              show_default=True,
+              help="record-cost: no network, µs of CPU per record per validation stage (client/bench_record_cost.py)")
 @click.option("--inflight", default=16, show_default=True,
               help="outstanding single-record requests per client (closed-loop)")
 @click.option("--payload", default=300, show_default=True, help="canonical bytes of each EPCIS event")
@@ -594,6 +596,13 @@ def bench_command(validators, records, clients, batch, shape, inflight, payload,
     Starts a fresh local network (never reused), pre-signs records, loads it, and prints JSON.
     With --shape closed-loop the last line is the one-line JSON of ../shared/peers benchmarks.
     """
+    # -- record-cost (issue 16, client/bench_record_cost.py): no network, --records of each kind
+    if shape == "record-cost":
+        from .bench_record_cost import record_cost
+
+        click.echo(json.dumps(record_cost(min(records, 5000)), indent=2))
+        return
+    # --
     clients = clients or (4 if shape == "closed-loop" else 8)
     cfg = BenchConfig(validators=validators, records=records, clients=clients, batch=batch, shape=shape,
                       inflight=inflight, payload=payload, max_seconds=max_seconds, dir=dir_, base_port=base_port,

@@ -26,6 +26,10 @@ CHANGE_KIND = "change"  # a governance entry (docs/governance.md); signed as thi
 RECORD_VERSION = 1
 NONCE_SIZE = 16
 _SIGNATURE_KEY = b"\xa9signature\xc4\x40"  # msgpack: str "signature", then bin8 of 64 bytes
+_SIGNATURE_ENTRY = len(_SIGNATURE_KEY) + SIGNATURE_SIZE
+# the encoded keys after it, and the values but submitted_at's: str "submitted_at", str "submitter"
+# and a 16-character str, str "version" and the integer 1
+_TAIL = 13 + 10 + 17 + 8 + 1
 _COMMON = frozenset({"version", "chain", "submitter", "nonce", "submitted_at", "signature"})
 _FIELDS = _COMMON | {"event"}
 _CHANGE_FIELDS = _COMMON | {"change"}
@@ -106,13 +110,17 @@ class SignedRecord:
         ``submitted_at, submitter, version`` tail, and the map header drops from 7 to 6 entries.
         """
         f = self.fields
-        tail = encode({"submitted_at": f["submitted_at"], "submitter": f["submitter"], "version": f["version"]})[1:]
-        entry = _SIGNATURE_KEY + f["signature"]
-        cut = len(self.raw) - len(tail) - len(entry)
+        raw = self.raw
+        # the tail's length: its three keys and values (submitter 16 characters, version 1), plus
+        # the shortest msgpack form of submitted_at, an integer in [0, 2^63) (_check_shape)
+        at = f["submitted_at"]
+        tail = _TAIL + (1 if at < 0x80 else 2 if at < 0x100 else 3 if at < 0x10000 else 5 if at < 0x100000000 else 9)
+        cut = len(raw) - tail - _SIGNATURE_ENTRY
         # from_bytes guarantees that layout; re-encode should it ever differ
-        if self.raw[0] != 0x87 or self.raw[cut : cut + len(entry)] != entry:  # pragma: no cover
+        if raw[0] != 0x87 or raw[cut : cut + _SIGNATURE_ENTRY] != _SIGNATURE_KEY + f["signature"] \
+                or raw[cut + _SIGNATURE_ENTRY : cut + _SIGNATURE_ENTRY + 13] != b"\xacsubmitted_at":  # pragma: no cover
             return encode({k: v for k, v in f.items() if k != "signature"})
-        return b"\x86" + self.raw[1:cut] + tail
+        return b"\x86" + raw[1:cut] + raw[cut + _SIGNATURE_ENTRY :]
 
     # -- checking ------------------------------------------------------------------------
     def verify(self, genesis: Consortium, *, role: str = "submitter", schema: bool = True) -> None:

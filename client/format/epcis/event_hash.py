@@ -165,16 +165,21 @@ def normalise_number(value: Any) -> str:
 
 
 def _cd(digits: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        total += int(ch) * (3 if i % 2 == 0 else 1)
+    """The GS1 check digit: weights 3, 1, 3, ... from the right (``int`` of each digit, so a
+    non-digit raises ValueError, as the callers expect)."""
+    total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
     return str((10 - total % 10) % 10)
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~'-]*").fullmatch  # what ``quote(..., safe="'")`` leaves alone
 
 
 def _seg(text: str) -> str:
     """A Digital Link path segment: the value with EPC-URI escapes undone, then
     every character outside RFC 3986 'unreserved' and the apostrophe
     percent-encoded (as the CBV 2.0 reference implementation does)."""
+    if _UNRESERVED(text) is not None:  # no escape to undo, nothing to encode (most serials): itself
+        return text
     return quote(unquote(text), safe="'")
 
 
@@ -336,17 +341,18 @@ _TERMS = {
 }
 
 
-# Rendered string values, per prefix map: identifiers, locations and vocabulary terms repeat from
-# event to event, so normalising each once makes the hash several times cheaper (bounded, thread-safe
-# enough: a lost insert only costs a recomputation).
-_VALUE_CACHES: dict[tuple[tuple[str, str], ...], dict[tuple[str, str | None], str]] = {}
+# Rendered string values and extension names, per prefix map: identifiers, locations, vocabulary
+# terms and extension keys repeat from event to event, so normalising each once makes the hash
+# several times cheaper (bounded, thread-safe enough: a lost insert only costs a recomputation).
+_Caches = tuple[dict[tuple[str, str | None], str], dict[str, str]]
+_VALUE_CACHES: dict[tuple[tuple[str, str], ...], _Caches] = {}
 _VALUE_CACHE_MAX = 65_536
 
 
 class _Ctx:
     """Prefix map of the event (its ``@context`` over the EPCIS defaults)."""
 
-    __slots__ = ("prefixes", "cache")
+    __slots__ = ("prefixes", "cache", "names")
 
     def __init__(self, contexts: Iterable[Any]) -> None:
         self.prefixes = dict(DEFAULT_PREFIXES)
@@ -354,12 +360,12 @@ class _Ctx:
             if c is not None:
                 self._add(c)
         key = () if self.prefixes == DEFAULT_PREFIXES else tuple(sorted(self.prefixes.items()))
-        cache = _VALUE_CACHES.get(key)
-        if cache is None:
+        caches = _VALUE_CACHES.get(key)
+        if caches is None:
             if len(_VALUE_CACHES) > 256:
                 _VALUE_CACHES.clear()
-            cache = _VALUE_CACHES[key] = {}
-        self.cache = cache
+            caches = _VALUE_CACHES[key] = ({}, {})
+        self.cache, self.names = caches
 
     def _add(self, c: Any) -> None:
         if isinstance(c, list):
@@ -382,7 +388,15 @@ class _Ctx:
         return term
 
     def key(self, key: str) -> str:
-        """An extension key -> ``{namespace}local``."""
+        """An extension key -> ``{namespace}local`` (cached per prefix map)."""
+        name = self.names.get(key)
+        if name is None:
+            if len(self.names) > _VALUE_CACHE_MAX:
+                self.names.clear()
+            name = self.names[key] = self._key(key)
+        return name
+
+    def _key(self, key: str) -> str:
         prefix, sep, rest = key.partition(":")
         if sep and not rest.startswith("//"):
             ns = self.prefixes.get(prefix)
@@ -441,6 +455,11 @@ _SENSOR_REPORT = ("type", "exception", "deviceID", "deviceMetadata", "rawData", 
                   "hexBinaryValue", "uriValue", "minValue", "maxValue", "meanValue", "sDev", "percRank",
                   "percValue", "uom", "coordinateReferenceSystem", "bizRules")
 _TIME_FIELDS = frozenset({"time", "startTime", "endTime"})
+_ID = ("id",)
+_SKIPS: dict[tuple[str, ...], frozenset[str]] = {
+    order: frozenset(order) for order in (_QTY, _SENSOR_METADATA, _SENSOR_REPORT, _ID)
+}
+_SENSOR_ELEMENT = frozenset({"sensorMetadata", "sensorReport"})
 _SENSOR_VOCAB = {"type": "measurementType", "exception": "exception", "component": "component"}
 
 #: The canonical property order after ``eventType``.
@@ -473,12 +492,15 @@ def _ext(key: str, v: Any, ctx: _Ctx) -> list[str]:
     return out
 
 
-def _exts(obj: Mapping[str, Any], ctx: _Ctx, skip: Iterable[str] = ()) -> str:
+_NOT_EXTENSIONS = frozenset({"@context", "rdfs:comment", "comment"})
+_NO_SKIP: frozenset[str] = frozenset()
+
+
+def _exts(obj: Mapping[str, Any], ctx: _Ctx, skip: frozenset[str] = _NO_SKIP) -> str:
     """All extension elements of ``obj`` (keys not in ``skip``), sorted."""
-    skip = set(skip)
     parts: list[str] = []
     for k, v in obj.items():
-        if k in skip or k in ("@context", "rdfs:comment", "comment") or k.startswith("@xmlns"):
+        if k in skip or k in _NOT_EXTENSIONS or k.startswith("@xmlns"):
             continue
         if k == "#text":
             text = _value(v, ctx)
@@ -492,6 +514,7 @@ def _exts(obj: Mapping[str, Any], ctx: _Ctx, skip: Iterable[str] = ()) -> str:
 
 def _fields(obj: Mapping[str, Any], order: tuple[str, ...], ctx: _Ctx,
             vocab: Mapping[str, str] | None = None) -> str:
+    """``order``'s fields of ``obj`` as pairs, then its other keys as extensions."""
     out = []
     for f in order:
         if f in obj:
@@ -502,70 +525,116 @@ def _fields(obj: Mapping[str, Any], order: tuple[str, ...], ctx: _Ctx,
                 out.append(f"{f}={v.strip().upper()}")
             else:
                 out.append(_pair(f, v, ctx, vocab.get(f) if vocab else None))
-    return "".join(out) + _exts(obj, ctx, order)
+    return "".join(out) + _exts(obj, ctx, _SKIPS[order])
 
 
 def _sorted_join(items: Iterable[str]) -> str:
     return "".join(sorted(i for i in items if i))
 
 
+def _r_time(field: str, v: Any, ctx: _Ctx) -> str:
+    return f"{field}={normalise_timestamp(v)}" if isinstance(v, str) else _pair(field, v, ctx)
+
+
+def _r_epcs(field: str, v: Any, ctx: _Ctx) -> str:
+    body = _sorted_join(_pair("epc", x, ctx) for x in (v if isinstance(v, list) else (v,)))
+    return field + body if body else ""
+
+
+def _r_certification(field: str, v: Any, ctx: _Ctx) -> str:
+    return _sorted_join(_pair(field, x, ctx) for x in _as_list(v))
+
+
+def _r_quantities(field: str, v: Any, ctx: _Ctx) -> str:
+    body = _sorted_join("quantityElement" + _fields(q, _QTY, ctx) for q in _as_list(v) if isinstance(q, dict))
+    return field + body if body else ""
+
+
+def _r_term(field: str, v: Any, ctx: _Ctx) -> str:
+    return _pair(field, v, ctx, field)
+
+
+def _r_persistent(field: str, v: Any, ctx: _Ctx) -> str:
+    if not isinstance(v, dict):
+        return ""
+    body = "".join(_sorted_join(_pair(k, x, ctx, k) for x in _as_list(v[k])) for k in ("set", "unset") if k in v)
+    return field + body if body else ""
+
+
+def _r_location(field: str, v: Any, ctx: _Ctx) -> str:
+    if isinstance(v, dict):
+        body = _fields(v, _ID, ctx)
+    else:
+        body = _pair("id", v, ctx)
+    return field + body if body else ""
+
+
+_PARTY_KEYS = {"bizTransactionList": ("bizTransaction", "bizTransactionType"),
+               "sourceList": ("source", "sourceDestType"), "destinationList": ("destination", "sourceDestType")}
+
+
+def _r_parties(field: str, v: Any, ctx: _Ctx) -> str:
+    value_key, vocab = _PARTY_KEYS[field]
+    items = []
+    for x in _as_list(v):
+        if isinstance(x, dict):
+            items.append(_pair("type", x.get("type"), ctx, vocab) + _pair(value_key, x.get(value_key), ctx))
+    body = _sorted_join(items)
+    return field + body if body else ""
+
+
+def _r_sensors(field: str, v: Any, ctx: _Ctx) -> str:
+    elements = []
+    for el in _as_list(v):
+        if not isinstance(el, dict):
+            continue
+        s = "sensorElement"
+        md = el.get("sensorMetadata")
+        if isinstance(md, dict):
+            body = _fields(md, _SENSOR_METADATA, ctx)
+            s += "sensorMetadata" + body if body else ""
+        reports = []
+        for r in _as_list(el.get("sensorReport", [])):
+            if isinstance(r, dict):
+                reports.append("sensorReport" + _fields(r, _SENSOR_REPORT, ctx, _SENSOR_VOCAB))
+        s += _sorted_join(reports)
+        s += _exts(el, ctx, _SENSOR_ELEMENT)
+        elements.append(s)
+    body = _sorted_join(elements)
+    return field + body if body else ""
+
+
+def _r_ilmd(field: str, v: Any, ctx: _Ctx) -> str:
+    body = _exts(v, ctx) if isinstance(v, dict) else ""
+    return field + body if body else ""
+
+
+#: How each field of ``PROPERTY_ORDER`` is rendered (one lookup instead of a chain of tests);
+#: the fields not named here are plain ``field=value`` pairs.
+_RENDER = {
+    "eventTime": _r_time,
+    **dict.fromkeys(("epcList", "inputEPCList", "childEPCs", "outputEPCList"), _r_epcs),
+    "certificationInfo": _r_certification,
+    **dict.fromkeys(("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"),
+                    _r_quantities),
+    "bizStep": _r_term,
+    "disposition": _r_term,
+    "persistentDisposition": _r_persistent,
+    "readPoint": _r_location,
+    "bizLocation": _r_location,
+    **dict.fromkeys(_PARTY_KEYS, _r_parties),
+    "sensorElementList": _r_sensors,
+    "ilmd": _r_ilmd,
+}
+_ORDER = tuple((f, _RENDER.get(f, _pair)) for f in PROPERTY_ORDER)
+
+
 def _render(field: str, v: Any, ctx: _Ctx) -> str:
-    if field in ("eventTime",):
-        return f"{field}={normalise_timestamp(v)}" if isinstance(v, str) else _pair(field, v, ctx)
-    if field in ("epcList", "inputEPCList", "childEPCs", "outputEPCList"):
-        body = _sorted_join(_pair("epc", x, ctx) for x in _as_list(v))
-        return field + body if body else ""
-    if field == "certificationInfo":
-        return _sorted_join(_pair(field, x, ctx) for x in _as_list(v))
-    if field.endswith("QuantityList") or field == "quantityList":
-        body = _sorted_join("quantityElement" + _fields(q, _QTY, ctx) for q in _as_list(v) if isinstance(q, dict))
-        return field + body if body else ""
-    if field in ("bizStep", "disposition"):
-        return _pair(field, v, ctx, field)
-    if field == "persistentDisposition":
-        if not isinstance(v, dict):
-            return ""
-        body = "".join(_sorted_join(_pair(k, x, ctx, k) for x in _as_list(v[k])) for k in ("set", "unset") if k in v)
-        return field + body if body else ""
-    if field in ("readPoint", "bizLocation"):
-        if isinstance(v, dict):
-            body = _fields(v, ("id",), ctx)
-        else:
-            body = _pair("id", v, ctx)
-        return field + body if body else ""
-    if field in ("bizTransactionList", "sourceList", "destinationList"):
-        value_key = {"bizTransactionList": "bizTransaction", "sourceList": "source",
-                     "destinationList": "destination"}[field]
-        vocab = "bizTransactionType" if value_key == "bizTransaction" else "sourceDestType"
-        items = []
-        for x in _as_list(v):
-            if isinstance(x, dict):
-                items.append(_pair("type", x.get("type"), ctx, vocab) + _pair(value_key, x.get(value_key), ctx))
-        body = _sorted_join(items)
-        return field + body if body else ""
-    if field == "sensorElementList":
-        elements = []
-        for el in _as_list(v):
-            if not isinstance(el, dict):
-                continue
-            s = "sensorElement"
-            md = el.get("sensorMetadata")
-            if isinstance(md, dict):
-                body = _fields(md, _SENSOR_METADATA, ctx)
-                s += "sensorMetadata" + body if body else ""
-            reports = []
-            for r in _as_list(el.get("sensorReport", [])):
-                if isinstance(r, dict):
-                    reports.append("sensorReport" + _fields(r, _SENSOR_REPORT, ctx, _SENSOR_VOCAB))
-            s += _sorted_join(reports)
-            s += _exts(el, ctx, ("sensorMetadata", "sensorReport"))
-            elements.append(s)
-        body = _sorted_join(elements)
-        return field + body if body else ""
-    if field == "ilmd":
-        body = _exts(v, ctx) if isinstance(v, dict) else ""
-        return field + body if body else ""
-    return _pair(field, v, ctx)
+    """The pre-hash substring of the event's ``field`` (one of ``PROPERTY_ORDER``)."""
+    return _RENDER.get(field, _pair)(field, v, ctx)
+
+
+_DEFAULT_CTX = _Ctx(())  # an event with no @context of its own, in no document: most of them
 
 
 def event_prehash(event: Mapping[str, Any], context: Any = None) -> str:
@@ -574,11 +643,12 @@ def event_prehash(event: Mapping[str, Any], context: Any = None) -> str:
     ``context`` is the JSON-LD ``@context`` in force around the event (e.g. the
     enclosing document's); the event's own ``@context`` is applied on top.
     """
-    ctx = _Ctx([context, event.get("@context")])
+    own = event.get("@context")
+    ctx = _DEFAULT_CTX if context is None and own is None else _Ctx([context, own])
     out = ["eventType=" + str(event.get("type", "")).strip()]
-    for field in PROPERTY_ORDER:
+    for field, render in _ORDER:
         if field in event:
-            out.append(_render(field, event[field], ctx))
+            out.append(render(field, event[field], ctx))
     out.append(_exts(event, ctx, _KNOWN))
     return "".join(out)
 

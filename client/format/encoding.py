@@ -122,9 +122,10 @@ def encode(value: Any) -> bytes:
 
 def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Any:
     """Parse canonical bytes; raise ``InvalidEncoding`` for anything else (never another exception)."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InvalidEncoding("encoding: expected bytes")
-    data = bytes(data)
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidEncoding("encoding: expected bytes")
+        data = bytes(data)
     if len(data) > max_size:
         raise InvalidEncoding(f"encoding: {len(data)} bytes is over the {max_size}-byte limit")
     if not data:
@@ -150,9 +151,44 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Any:
         raise InvalidEncoding(f"encoding: malformed msgpack ({type(exc).__name__})") from exc
     # Decoded maps keep the input's key order, so out-of-order keys show up here, and every other
     # non-canonical form (long integers, float32, duplicate keys) shows up as different bytes.
-    if not _in_canonical_order(value) or msgpack.packb(value, **_packer_options) != data:
+    t = type(value)
+    in_order = _decoded_in_order(value, 0) if t is dict or t is list else _in_canonical_order(value)
+    if not in_order or msgpack.packb(value, **_packer_options) != data:
         raise InvalidEncoding("encoding: not canonical (key order, duplicate keys or integer/float form)")
     return value
+
+
+def _decoded_in_order(value: Any, depth: int) -> bool:
+    """``_in_canonical_order`` of a map or array ``msgpack.unpackb`` returned (``decode``'s hot path).
+
+    Decoded values hold only maps, arrays, str, bytes, float, bool, nil and integers already in the
+    64-bit range, so the walk is shorter: recursive, nothing built but each map's key list. Refuses
+    what ``_in_canonical_order`` refuses, with its messages (an input with several faults may be
+    named by another of them: the walk's order differs).
+    """
+    in_order = True
+    if type(value) is dict:
+        keys = list(value)
+        for k in keys:
+            if type(k) is not str:
+                raise InvalidEncoding(f"encoding: map key {k!r} is not a string")
+        if keys != sorted(keys):
+            in_order = False
+        children: Any = value.values()
+    else:
+        children = value
+    for c in children:
+        tc = type(c)
+        if tc is str or tc is bytes or tc is int or tc is bool or c is None:
+            continue
+        if tc is float:
+            if not math.isfinite(c):
+                raise InvalidEncoding("encoding: NaN and infinity have no canonical form")
+        elif depth >= MAX_DEPTH:  # c, a map or an array, sits at depth + 1
+            raise InvalidEncoding(f"encoding: nested deeper than {MAX_DEPTH}")
+        elif not _decoded_in_order(c, depth + 1):
+            in_order = False
+    return in_order
 
 
 def hexify(value: Any) -> Any:

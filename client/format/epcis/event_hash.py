@@ -314,6 +314,7 @@ _URN_CBV = (
     ("http://ns.gs1.org/cbv/", CBV),
     ("https://ns.gs1.org/cbv/", CBV),
 )
+_URN_CBV_PREFIXES = tuple(old for old, _ in _URN_CBV)
 # field -> what a bare term expands to
 _BARE = {
     "bizStep": CBV + "BizStep-",
@@ -433,15 +434,18 @@ def _value_text(v: str, ctx: _Ctx, vocab: str | None) -> str:
         return s
     if vocab is not None and ":" not in s:
         return _BARE[vocab] + s if s in _TERMS[vocab] else s
-    for old, new in _URN_CBV:
-        if s.startswith(old):
-            return new + s[len(old):]
+    if s.startswith(_URN_CBV_PREFIXES):
+        for old, new in _URN_CBV:
+            if s.startswith(old):
+                return new + s[len(old):]
     s = ctx.expand(s)
     return normalise_identifier(s)
 
 
 def _pair(key: str, v: Any, ctx: _Ctx, vocab: str | None = None) -> str:
-    text = _value(v, ctx, vocab)
+    text = ctx.cache.get((v, vocab)) if type(v) is str else None  # _value's cache, one call fewer
+    if text is None:
+        text = _value(v, ctx, vocab)
     return f"{key}={text}" if text else ""
 
 
@@ -498,10 +502,14 @@ _NO_SKIP: frozenset[str] = frozenset()
 
 def _exts(obj: Mapping[str, Any], ctx: _Ctx, skip: frozenset[str] = _NO_SKIP) -> str:
     """All extension elements of ``obj`` (keys not in ``skip``), sorted."""
+    keys = obj.keys() - skip  # in C; the order does not matter: the parts are sorted
+    if not keys:
+        return ""
     parts: list[str] = []
-    for k, v in obj.items():
-        if k in skip or k in _NOT_EXTENSIONS or k.startswith("@xmlns"):
+    for k in keys:
+        if k in _NOT_EXTENSIONS or k.startswith("@xmlns"):
             continue
+        v = obj[k]
         if k == "#text":
             text = _value(v, ctx)
             if text:
@@ -537,8 +545,16 @@ def _r_time(field: str, v: Any, ctx: _Ctx) -> str:
 
 
 def _r_epcs(field: str, v: Any, ctx: _Ctx) -> str:
-    body = _sorted_join(_pair("epc", x, ctx) for x in (v if isinstance(v, list) else (v,)))
-    return field + body if body else ""
+    cache = ctx.cache
+    parts = []
+    for x in v if isinstance(v, list) else (v,):
+        text = cache.get((x, None)) if type(x) is str else None
+        if text is None:
+            text = _value(x, ctx)
+        if text:
+            parts.append("epc=" + text)
+    parts.sort()
+    return field + "".join(parts) if parts else ""
 
 
 def _r_certification(field: str, v: Any, ctx: _Ctx) -> str:

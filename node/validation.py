@@ -135,10 +135,11 @@ class RecordValidator:
     def _parse_verify(self, raws: Sequence[bytes]) -> list[SignedRecord | BaseException]:
         gov = self.governance()
         consortium = gov.at(gov.height + 1)  # what a record admitted now is first checked against
+        limit = consortium.params["max_record_bytes"]  # = self.max_record_bytes, looked up once per chunk
         out: list[SignedRecord | BaseException] = []
         for raw in raws:
             try:
-                record = SignedRecord.from_bytes(raw, max_size=self.max_record_bytes)
+                record = SignedRecord.from_bytes(raw, max_size=limit)
                 loc = self.storage.locate(record.id)  # here, not on the loop: LevelDB reads drop the GIL
                 if loc is not None:
                     out.append(DuplicateRecord("record: already committed", id=record.id.hex(),
@@ -191,10 +192,11 @@ class RecordValidator:
         membership or role rule, which it checks before the signature, so none is verified."""
         gov = self.governance()
         consortium = gov.at(gov.height + 1)
+        limit = consortium.params["max_record_bytes"]
         out: list[SignedRecord | BaseException] = []
         for raw in raws:
             try:
-                record = SignedRecord.from_bytes(raw, max_size=self.max_record_bytes)
+                record = SignedRecord.from_bytes(raw, max_size=limit)
                 check_record(record, consortium)
                 out.append(record)  # pragma: no cover - the peeked submitter was wrong: never for canonical bytes
             except (RantaiError, ValueError) as exc:
@@ -226,13 +228,12 @@ class RecordValidator:
             ticket = CURRENT_TICKET.get()
         results: list[SignedRecord | BaseException | None] = [None] * len(raws)
         todo: list[int] = []
+        limit = self.max_record_bytes
         for i, raw in enumerate(raws):
             if not isinstance(raw, bytes):
                 results[i] = InvalidRecord("record: a byte string expected")
-            elif len(raw) > self.max_record_bytes:
-                results[i] = RecordTooLarge(
-                    f"record: {len(raw)} bytes, the limit is {self.max_record_bytes}", limit=self.max_record_bytes
-                )
+            elif len(raw) > limit:
+                results[i] = RecordTooLarge(f"record: {len(raw)} bytes, the limit is {limit}", limit=limit)
             else:
                 todo.append(i)
         rounds = [todo]

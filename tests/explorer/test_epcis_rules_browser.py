@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from rantai.client.format.epcis import validate
+from rantai.client.format.epcis import digital_link, validate
 from rantai.client.format.epcis.validate import EventInvalid, validate_event
 from rantai.client.format.records import SignedRecord
 
@@ -56,8 +56,22 @@ def gs1_events() -> list[dict]:
 
 def own_events() -> list[dict]:
     """The demo's journey (written with client/format/epcis/builders.py) and the vectors' events
-    (test_words.fixtures)."""
-    return fixtures()
+    (test_words.fixtures), and each of them again with its EPC URIs as GS1 Digital Link URIs."""
+    events = fixtures()
+
+    def linked(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: linked(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [linked(x) for x in v]
+        if isinstance(v, str) and v.startswith("urn:epc:"):
+            try:
+                return digital_link(v)
+            except ValueError:
+                return v
+        return v
+
+    return events + [linked(e) for e in events]
 
 
 # -- mutations ------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@
 // examples, the project's events and thousands of mutations of them.
 //
 // Values are the explorer's (canonical.js): objects are Maps, integers Numbers or BigInts, floats F64.
-// Where the reference leans on Python, the behaviour is reproduced: lengths count code points, `\d`
-// in its regular expressions matches any Unicode decimal digit (\p{Nd} here), date-times are judged as
-// datetime.fromisoformat judges them, and values in messages are spelled as Python's repr() spells them.
+// Where the reference leans on Python, the behaviour is reproduced: lengths count code points,
+// date-times are judged as datetime.fromisoformat judges them, and values in messages are spelled as
+// Python's repr() spells them. Digits are ASCII digits on both sides (validate.py's patterns are re.ASCII).
 import { F64, isInt, isMap } from "./canonical.js";
 import { TERMS } from "./vocabulary.js";
 
@@ -77,14 +77,13 @@ const BAD_PCT = /%(?![0-9A-Fa-f]{2})/;
 const isUri = (s) => URI_CHARS.test(s) && (!s.includes("%") || !BAD_PCT.test(s));
 const CBV_URI_PREFIXES = ["urn:epcglobal:cbv", "http://ns.gs1.org/cbv/", "https://ns.gs1.org/cbv/"];
 const GS1_VOC_PREFIXES = ["http://gs1.org/voc/", "https://gs1.org/voc/", "http://www.gs1.org/voc/", "https://www.gs1.org/voc/"];
-const D = "\\p{Nd}"; // Python's \d in a str pattern
+const D = "[0-9]";
 const TZ_OFFSET = new RegExp(`^[+-](?:(?:0${D}|1[0-3]):[0-5]${D}|14:00)$`, "u");
 const UOM = /^[A-Z0-9]{2,3}$/;
 const HEX = /^[A-Fa-f0-9]+$/;
 
-// validate.py's _DATETIME matches Unicode digits, but fromisoformat then reads only ASCII ones:
-// so ASCII here. The calendar is fromisoformat's: year 1-9999, real month days, hour < 24, no leap
-// second, offset under 24 hours.
+// The calendar is fromisoformat's: year 1-9999, real month days, hour < 24, no leap second, an offset
+// under 24 hours (its minutes unchecked: +05:75 is 6h15).
 const DATETIME = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.\d{1,9})?(?:[Zz]|[+-](\d\d):(\d\d))$/;
 const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 function isTime(s) {

@@ -29,6 +29,7 @@ from .blocks import Block, BlockHeader
 from .consortium import Consortium
 from .encoding import encode
 from .epcis.event_hash import uniqueness_digest
+from .epcis.validate import validate_event
 from .errors import (
     InvalidBlock,
     InvalidCertificate,
@@ -178,8 +179,6 @@ def check_record(record: SignedRecord, consortium: Consortium, *, role: str | No
     if record.is_change:
         check_change(record.change)
     elif schema:
-        from .epcis import validate_event
-
         validate_event(record.event)
 
 

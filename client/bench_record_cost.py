@@ -75,8 +75,9 @@ def _stages(raws: Sequence[bytes], genesis: Genesis, rounds: int) -> dict[str, f
     limit = genesis.params["max_record_bytes"]
     records = [SignedRecord.from_bytes(r) for r in raws]
     member = genesis.members[records[0].submitter]
-    raw_chunks = [raws[i : i + size] for i in range(0, len(raws), size)]
-    record_chunks = [records[i : i + size] for i in range(0, len(records), size)]
+    whole = len(raws) - len(raws) % size  # full chunks only: every chunk holds ``size`` records
+    raw_chunks = [raws[i : i + size] for i in range(0, whole, size)]
+    record_chunks = [records[i : i + size] for i in range(0, whole, size)]
     blocks = [Block.build(chain=genesis.hash, height=1, prev_hash=genesis.hash, view=0,
                           proposer=genesis.validators[0].id, timestamp=1_780_000_000_000, records=c)
               for c in record_chunks]

@@ -27,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,8 @@ from .devnet import Devnet
 from .format.encoding import decode, encode
 from .format.genesis import Genesis
 from .format.records import sign_event
+from .leanhttp import LeanConnection, LeanHTTPError, loop_name
+from .leanhttp import run as lean_run
 
 __all__ = ["BenchConfig", "run_bench"]
 
@@ -205,6 +208,10 @@ class BenchNet:
 # -- batched load ----------------------------------------------------------------------------
 
 
+def _ssl_context() -> ssl.SSLContext | None:
+    return VERIFY if isinstance(VERIFY, ssl.SSLContext) else None
+
+
 async def batched_load(urls: Sequence[str], records: Sequence[bytes], clients: int, batch: int,
                        on_progress=None) -> dict[str, Any]:
     batches = [records[i:i + batch] for i in range(0, len(records), batch)]
@@ -214,62 +221,64 @@ async def batched_load(urls: Sequence[str], records: Sequence[bytes], clients: i
     latencies: list[float] = []
     timeline: list[tuple[float, int]] = []  # (commit time, records)
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    http = [httpx.AsyncClient(base_url=u, timeout=120, limits=limits, verify=VERIFY) for u in urls]
+    target = "/v1/records?wait=commit&timeout_ms=60000"
     start = time.perf_counter()
 
     async def client(ci: int) -> None:
+        # One keep-alive connection to each validator per client, used one request at a time.
+        conns = [LeanConnection(u, ssl_context=_ssl_context()) for u in urls]
         turn = ci
-        while True:
-            try:
-                b = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            body = encode({"records": b})
+        try:
             while True:
-                node = http[turn % len(http)]
-                turn += 1
-                t0 = time.perf_counter()
                 try:
-                    r = await node.post("/v1/records", params={"wait": "commit", "timeout_ms": "60000"},
-                                        content=body, headers={"content-type": MSGPACK, "accept": MSGPACK})
-                except httpx.HTTPError as exc:
-                    errors.append(f"{type(exc).__name__}")
-                    await asyncio.sleep(0.2)
-                    continue
-                if r.status_code == 429:
-                    await asyncio.sleep(0.05)
-                    continue
-                # Plain msgpack: the load generator is not what is measured, so it skips strict checks.
-                results = msgpack.unpackb(r.content).get("results", []) if r.status_code in (200, 202) else []
-                done = sum(1 for x in results if x.get("status") in ("committed", "duplicate"))
-                if done < len(b):
-                    # Resubmit what did not commit in time: ids are idempotent.
-                    if r.status_code not in (200, 202):
-                        errors.append(f"HTTP {r.status_code}")
-                    pending = {x.get("id") for x in results if x.get("status") not in ("committed", "duplicate")}
-                    if results and not pending:
-                        break
-                    # strict=False: after an HTTP error results is empty, and the whole batch goes again
-                    b = [rec for rec, x in zip(b, results, strict=False)
-                         if x.get("status") not in ("committed", "duplicate")] or b
-                    body = encode({"records": b})
-                    if done:
-                        t1 = time.perf_counter()
-                        latencies.extend([t1 - t0] * done)
-                        timeline.append((t1 - start, done))
-                    continue
-                t1 = time.perf_counter()
-                latencies.extend([t1 - t0] * done)
-                timeline.append((t1 - start, done))
-                if on_progress:
-                    on_progress(done)
-                break
+                    b = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                body = encode({"records": b})
+                while True:
+                    node = conns[turn % len(conns)]
+                    turn += 1
+                    t0 = time.perf_counter()
+                    try:
+                        r = await node.request("POST", target, body)
+                    except (OSError, LeanHTTPError) as exc:
+                        errors.append(f"{type(exc).__name__}")
+                        await asyncio.sleep(0.2)
+                        continue
+                    if r.status == 429:
+                        await asyncio.sleep(0.05)
+                        continue
+                    # Plain msgpack: the load generator is not what is measured, so it skips strict checks.
+                    results = msgpack.unpackb(r.content).get("results", []) if r.status in (200, 202) else []
+                    done = sum(1 for x in results if x.get("status") in ("committed", "duplicate"))
+                    if done < len(b):
+                        # Resubmit what did not commit in time: ids are idempotent.
+                        if r.status not in (200, 202):
+                            errors.append(f"HTTP {r.status}")
+                        pending = {x.get("id") for x in results if x.get("status") not in ("committed", "duplicate")}
+                        if results and not pending:
+                            break
+                        # strict=False: after an HTTP error results is empty, and the whole batch goes again
+                        b = [rec for rec, x in zip(b, results, strict=False)
+                             if x.get("status") not in ("committed", "duplicate")] or b
+                        body = encode({"records": b})
+                        if done:
+                            t1 = time.perf_counter()
+                            latencies.extend([t1 - t0] * done)
+                            timeline.append((t1 - start, done))
+                        continue
+                    t1 = time.perf_counter()
+                    latencies.extend([t1 - t0] * done)
+                    timeline.append((t1 - start, done))
+                    if on_progress:
+                        on_progress(done)
+                    break
+        finally:
+            for c in conns:
+                c.close()
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     elapsed = time.perf_counter() - start
-    for c in http:
-        await c.aclose()
     latencies.sort()
     return {"elapsed": elapsed, "latencies": latencies, "timeline": timeline, "errors": errors}
 
@@ -291,41 +300,48 @@ def windows(timeline: list[tuple[float, int]], size: int) -> list[float]:
 def _closed_loop_worker(idx: int, urls: list[str], records: list[bytes], inflight: int, max_seconds: float,
                         start_evt: Any, ready_q: Any, result_q: Any) -> None:
     lat: list[float] = []
+    errors: collections.Counter[str] = collections.Counter()
     state = {"next": 0, "done": 0}
+    cpu = {"start": 0.0, "end": 0.0}
 
     async def main() -> tuple[float, float]:
         url = urls[idx % len(urls)]
-        # One connection per outstanding request, each in a client of its own: httpcore's pool
-        # checks every connection it holds on every request (about a fifth of this process's CPU
-        # with 16 connections in one pool), and the load generator shares the cores it measures.
-        https = [httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=1), verify=VERIFY)
-                 for _ in range(inflight)]
+        # One keep-alive connection per outstanding request, each used one request at a time.
+        conns = [LeanConnection(url, ssl_context=_ssl_context(), timeout=60) for _ in range(inflight)]
         try:
             ready_q.put(idx)
             while not start_evt.is_set():
                 await asyncio.sleep(0.001)
+            cpu["start"] = time.process_time()
             t_start = time.time()
             deadline = t_start + max_seconds
-            headers = {"content-type": MSGPACK, "accept": MSGPACK}
 
-            async def loop(http: httpx.AsyncClient) -> None:
+            async def loop(conn: LeanConnection) -> None:
                 while time.time() < deadline and state["next"] < len(records):
                     rec = records[state["next"]]
                     state["next"] += 1
                     t0 = time.perf_counter()
-                    r = await http.post("/v1/records?wait=commit", content=encode({"records": [rec]}), headers=headers)
-                    if r.status_code == 200 and time.time() <= deadline:
+                    try:
+                        r = await conn.request("POST", "/v1/records?wait=commit", encode({"records": [rec]}))
+                    except (OSError, LeanHTTPError) as exc:
+                        errors[type(exc).__name__] += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    if r.status == 200 and time.time() <= deadline:
                         lat.append(time.perf_counter() - t0)
                         state["done"] += 1
+                    elif r.status != 200:
+                        errors[f"HTTP {r.status}"] += 1
 
-            await asyncio.gather(*(loop(http) for http in https))
+            await asyncio.gather(*(loop(c) for c in conns))
+            cpu["end"] = time.process_time()
             return t_start, time.time()
         finally:
-            for http in https:
-                await http.aclose()
+            for c in conns:
+                c.close()
 
-    t_start, t_end = asyncio.run(main())
-    result_q.put((idx, state["done"], t_start, t_end, lat))
+    t_start, t_end = lean_run(main())
+    result_q.put((idx, state["done"], t_start, t_end, lat, cpu["end"] - cpu["start"], dict(errors)))
 
 
 def closed_loop(urls: list[str], records: list[bytes], clients: int, inflight: int,
@@ -349,7 +365,11 @@ def closed_loop(urls: list[str], records: list[bytes], clients: int, inflight: i
     t0 = min(r[2] for r in results)
     t1 = max(r[3] for r in results)
     lat = sorted(x for r in results for x in r[4])
-    return {"ops": ops, "seconds": t1 - t0, "latencies": lat}
+    errors: collections.Counter[str] = collections.Counter()
+    for r in results:
+        errors.update(r[6])
+    return {"ops": ops, "seconds": t1 - t0, "latencies": lat, "client_cpu_s": sum(r[5] for r in results),
+            "errors": dict(errors)}
 
 
 # -- abuse (admission control, docs/performance.md) ------------------------------------------
@@ -459,6 +479,14 @@ def _audit_rate(net: BenchNet, log) -> dict[str, Any] | None:
             "records_per_s": report["records_per_second"], "ok": report["ok"]}
 
 
+def load_generator_figures(cpu_s: float, processes: int, committed: int, elapsed: float) -> dict[str, Any]:
+    """The load generator's own CPU (user + system of its processes while the load ran), beside the validators'."""
+    return {"processes": processes, "http": f"leanhttp (asyncio protocol, httptools, {loop_name()})",
+            "cpu_s": round(cpu_s, 2),
+            "cpu_ms_per_record": round(1000 * cpu_s / committed, 3) if committed else None,
+            "cores": round(cpu_s / elapsed, 2) if elapsed else None}
+
+
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     log = cfg.log
     machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform}
@@ -496,9 +524,13 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 f"or {cfg.max_seconds:.0f} s …")
             run = closed_loop(urls, records, cfg.clients, cfg.inflight, cfg.max_seconds)
             committed, elapsed, lat = run["ops"], run["seconds"], run["latencies"]
+            client_cpu, client_procs = run["client_cpu_s"], cfg.clients
+            result["client_errors"] = run["errors"]
         else:
             log(f"batched: {cfg.clients} clients, batches of {cfg.batch}, {count} records …")
-            run = asyncio.run(batched_load(urls, records, cfg.clients, cfg.batch))
+            cpu_before = time.process_time()  # the load runs in this process (the signing pool is gone)
+            run = lean_run(batched_load(urls, records, cfg.clients, cfg.batch))
+            client_cpu, client_procs = time.process_time() - cpu_before, 1
             committed, elapsed, lat = len(run["latencies"]), run["elapsed"], run["latencies"]
             result["throughput_per_100k"] = [round(x) for x in windows(run["timeline"], 100_000)]
             result["transport_errors"] = len(run["errors"])  # each retried; what they were:
@@ -522,6 +554,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "blocks": height,
             "records_per_block": round(committed / height, 1) if height else None,
             "node_cpu_ms_per_record": round(1000 * cpu / committed, 3) if committed else None,
+            "load_generator": load_generator_figures(client_cpu, client_procs, committed, elapsed),
             "rss_mb_per_node": [round(r / 2**20, 1) for r in rss],
             "view_per_node": views,
         })

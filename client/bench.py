@@ -157,8 +157,8 @@ class BenchNet:
     """A fresh devnet for one bench run, with its members' seeds known so records can be pre-signed in workers."""
 
     def __init__(self, root: Path, validators: int, base_port: int, members: int, profile: bool,
-                 tls: bool = False) -> None:
-        if root.exists():
+                 tls: bool = False, reuse: bool = False) -> None:
+        if root.exists() and not reuse:
             shutil.rmtree(root)
         self.members = [f"member-{i}" for i in range(members)]
         self.devnet = Devnet(root, validators=validators, base_port=base_port, members=self.members,
@@ -461,13 +461,13 @@ class BenchConfig:
         self.log = log
 
 
-def _audit_rate(net: BenchNet, log) -> dict[str, Any] | None:
+def _audit_rate(net: BenchNet, log, node: int = 1) -> dict[str, Any] | None:
     """Audit the chain the run produced, from a stopped node's LevelDB, with ``rantai-node audit``.
 
     The same auditor as ``rantai audit``; the node's command reads the data directory. The rate is
     the auditor's own (records over its checking time), so process start-up is not charged to it.
     """
-    data = net.devnet.configs()[1].data_dir
+    data = net.devnet.configs()[node].data_dir
     done = subprocess.run([sys.executable, "-m", "rantai.node.cli", "audit", "--data-dir", str(data),
                            "--genesis", str(net.devnet.genesis_path), "--json"], capture_output=True, text=True)
     try:
@@ -576,6 +576,183 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     return result
 
 
+# -- one validator's capacity (the validator shape) -------------------------------------------
+
+CHAIN_MARK = "bench-chain.json"  # in --dir: the chain a validator-shape run built, reused by the next
+
+
+def session_cpu(sid: int, seen: dict[int, float]) -> None:
+    """CPU seconds (user + system) of each process in session ``sid`` (a validator and its catch-up worker
+    processes: the devnet starts each validator in a session of its own), the highest value seen per pid
+    kept in ``seen`` (workers exit when the catch-up ends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # stat field 6: the session id
+            seen[int(d.name)] = max(seen.get(int(d.name), 0.0), (int(fields[11]) + int(fields[12])) / tick)
+
+
+async def _count_records(url: str, signer: Signer, top: int) -> int:
+    """Records in blocks 1..``top``, from the blocks themselves (reads are signed: the devnet's are for members)."""
+    from .format.blocks import Block
+
+    conn = LeanConnection(url, ssl_context=_ssl_context(), signer=signer)
+    try:
+        n = 0
+        for h in range(1, top + 1):
+            r = await conn.request("GET", f"/v1/blocks/{h}")
+            if r.status != 200:
+                raise RuntimeError(f"GET /v1/blocks/{h}: HTTP {r.status} {r.content[:200]!r}")
+            n += Block.from_bytes(msgpack.unpackb(r.content)["block"]).header.record_count
+        return n
+    finally:
+        conn.close()
+
+
+def _status(url: str) -> dict[str, Any]:
+    r = httpx.get(url + "/v1/status", headers={"accept": MSGPACK}, timeout=10, verify=VERIFY)
+    r.raise_for_status()
+    out: dict[str, Any] = decode(r.content)
+    return out
+
+
+def _trickle(net: BenchNet, stop: Any) -> None:
+    """One record a second at v0 while the wiped validator catches up: the others' consensus messages are
+    what tell it how far behind it is (a still chain would leave it waiting)."""
+    signer, chain = Signer.from_seed(net.member_seeds()[0]), net.devnet.genesis.hash
+    i = 20_000_000
+    with httpx.Client(timeout=10.0, verify=VERIFY) as c:
+        while not stop.wait(1.0):
+            i += 1
+            try:
+                c.post(net.devnet.urls[0] + "/v1/records", headers={"content-type": MSGPACK},
+                       content=encode({"records": [sign_event(signer, chain, shipment_event(i, 300)).raw]}))
+            except httpx.HTTPError:
+                pass
+
+
+def run_validator_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """One validator's capacity to check and store a chain, measured as a resync (docs/performance.md).
+
+    A chain of ``cfg.records`` records is built on a fresh devnet (or the one a previous run left in
+    ``cfg.dir`` is reused), all validators stopped, the last one's data directory deleted, and that
+    validator started again: it fetches the chain from the others and checks every block as an
+    auditor does (the certificate, every record's rules and signature, the block rules, in worker
+    processes, one per core up to 4) and stores it (node/catchup.py). What is measured is that
+    validator alone: its records/s, and the CPU of it and its worker processes per record; the serving
+    validators' CPU is reported beside it, not in it.
+    """
+    import threading
+
+    log = cfg.log
+    global VERIFY
+    mark = cfg.dir / CHAIN_MARK
+    reuse = mark.exists()
+    net = BenchNet(cfg.dir, cfg.validators, cfg.base_port, cfg.members, False, tls=cfg.tls, reuse=reuse)
+    result: dict[str, Any] = {"shape": "validator", "validators": cfg.validators, "tls": cfg.tls,
+                              "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    try:
+        net.start()
+        VERIFY = net.devnet.verify
+        urls = net.devnet.urls
+        if reuse:
+            log(f"reusing the chain in {cfg.dir} ({mark.read_text().strip()})")
+        else:
+            log(f"building a chain of {cfg.records} records (batched, {cfg.clients} x {cfg.batch}) …")
+            records, _ = presign(net.member_seeds(), net.devnet.genesis.hash, cfg.records, cfg.payload,
+                                 processes=os.cpu_count() or 1)
+            built = lean_run(batched_load(urls, records, cfg.clients, cfg.batch))
+            if len(built["latencies"]) != cfg.records:
+                raise RuntimeError(f"only {len(built['latencies'])} of {cfg.records} records committed")
+        deadline = time.monotonic() + 120
+        while len({net.head(u) for u in urls}) != 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the validators do not agree on a height after 120 s")
+            time.sleep(0.5)
+        top = net.head(urls[0])
+        total = lean_run(_count_records(urls[0], Signer.from_seed(net.member_seeds()[0]), top))
+        mark.write_text(json.dumps({"records": total, "blocks": top}) + "\n")
+        wiped = len(urls) - 1
+        log(f"chain: {total} records in {top} blocks; wiping v{wiped} and timing its resync …")
+        net.devnet.stop_node(wiped)
+        shutil.rmtree(net.devnet.configs()[wiped].data_dir)
+        others = {i: net.devnet.procs[i].pid for i in range(wiped)}
+        others0 = {i: cpu_seconds(pid) for i, pid in others.items()}
+        stop = threading.Event()
+        trickle = threading.Thread(target=_trickle, args=(net, stop), daemon=True)
+        t0 = time.monotonic()
+        proc = net.devnet.start_node(wiped)
+        trickle.start()
+        cpu: dict[int, float] = {}
+        first = None
+        ready_cpu: float | None = None  # the CPU of start-up (imports, opening the store), until it first answers
+        t_ready = t0
+        catch_up: dict[str, Any] = {}
+        while True:
+            session_cpu(proc.pid, cpu)
+            try:
+                st = _status(urls[wiped])
+            except httpx.HTTPError:
+                st = {"height": 0}
+            now = time.monotonic()
+            if ready_cpu is None and "catch_up" in st:
+                ready_cpu, t_ready = sum(cpu.values()), now
+            h = int(st["height"])
+            if h > 0 and first is None:
+                first = now
+            if st.get("catch_up", {}).get("records"):
+                catch_up = st["catch_up"]
+            if h >= top:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"v{wiped} exited ({proc.returncode}); see {cfg.dir}/logs/v{wiped}.log")
+            if now - t0 > 1800:
+                raise RuntimeError(f"no resync after 1800 s (height {h} of {top})")
+            time.sleep(0.1)
+        t1 = time.monotonic()
+        session_cpu(proc.pid, cpu)
+        stop.set()
+        trickle.join(timeout=15)
+        others_cpu = sum(cpu_seconds(pid) - others0[i] for i, pid in others.items())
+        span = t1 - (first or t0)
+        cpu_s = sum(cpu.values())
+        work = cpu_s - (ready_cpu or 0.0)
+        per_record = work / total if total else None
+        cores = os.cpu_count() or 1
+        result.update({
+            "method": "resync: a wiped validator fetches, checks (worker processes) and stores the chain",
+            "records": total, "blocks": top, "records_per_block": round(total / top, 1) if top else None,
+            "seconds_from_first_block": round(span, 2), "seconds_from_start": round(t1 - t0, 2),
+            "records_per_s": round(total / span, 1) if span else None,
+            "records_per_s_incl_start": round(total / (t1 - t0), 1),
+            # CPU (user + system) of the validator and its worker processes, from its start; the start-up's
+            # share (until it first answered /v1/status) is not charged to the records
+            "cpu_s": round(cpu_s, 2), "cpu_s_start_up": round(ready_cpu or 0.0, 2),
+            "cpu_s_node_process": round(cpu.get(proc.pid, 0.0), 2),
+            "worker_processes": len(cpu) - 1,
+            "cpu_us_per_record": round(1e6 * per_record, 1) if per_record else None,
+            "cores_used": round(work / (t1 - t_ready), 2) if t1 > t_ready else None,
+            # a bound computed from the CPU per record, not a measured rate: what this work would reach with
+            # every core of this machine to itself (no other validator, no load generator)
+            "records_per_s_if_all_cores": round(cores / per_record) if per_record else None,
+            "serving_validators_cpu_s": round(others_cpu, 2),
+            "catch_up": catch_up,
+            "load_avg": [round(x, 2) for x in os.getloadavg()],
+        })
+        net.devnet.stop()
+        if cfg.audit:
+            log(f"auditing v{wiped}'s resynced store …")
+            result["audit"] = _audit_rate(net, log, node=wiped)
+    finally:
+        net.devnet.stop()
+    return result
+
+
 def peers_line(result: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
     """The one-line JSON the peer benchmarks print, for ``run_all.sh`` side by side."""
     return {
@@ -602,12 +779,16 @@ import click  # noqa: E402  (kept beside the command it serves)
 @click.option("--records", default=200_000, show_default=True, help="records to commit (closed-loop: at most 50,000)")
 @click.option("--clients", default=None, type=int, help="concurrent clients [batched: 8, closed-loop: 4]")
 @click.option("--batch", default=256, show_default=True, help="records per request (batched shape)")
-@click.option("--shape", type=click.Choice(["batched", "closed-loop"]), default="batched", show_default=True)
+@click.option("--shape", type=click.Choice(["batched", "closed-loop", "validator"]), default="batched",
+              show_default=True, help="batched or closed-loop load on a 4-validator devnet; validator: one "
+              "validator's capacity to check and store a chain (--records of it), timed as a resync")
 @click.option("--inflight", default=16, show_default=True,
               help="outstanding single-record requests per client (closed-loop)")
 @click.option("--payload", default=300, show_default=True, help="canonical bytes of each EPCIS event")
 @click.option("--seconds", "max_seconds", default=20.0, show_default=True, help="closed-loop time limit")
-@click.option("--dir", "dir_", default=".rantai/bench", show_default=True, help="where the throw-away network lives")
+@click.option("--dir", "dir_", default=".rantai/bench", show_default=True,
+              help="where the throw-away network lives (the validator shape reuses the chain a previous run "
+              "of it left there: delete the directory to build anew)")
 @click.option("--base-port", default=7300, show_default=True)
 @click.option("--profile", is_flag=True, help="profile validator v0 (cProfile) and report the file")
 @click.option("--no-audit", is_flag=True, help="skip auditing the resulting chain")
@@ -624,15 +805,19 @@ def bench_command(validators, records, clients, batch, shape, inflight, payload,
                   profile, no_audit, json_path, abuse, abuse_shape, abuse_as, tls) -> None:
     """Measure committed records/s, submit→commit latency and the verify ceiling, in one run.
 
-    Starts a fresh local network (never reused), pre-signs records, loads it, and prints JSON.
-    With --shape closed-loop the last line is the one-line JSON of ../shared/peers benchmarks.
+    Starts a fresh local network, pre-signs records, loads it, and prints JSON (the load generator's
+    own CPU beside the validators'). With --shape closed-loop the last line is the one-line JSON of
+    ../shared/peers benchmarks. --shape validator times one validator re-checking and storing a chain.
     """
     clients = clients or (4 if shape == "closed-loop" else 8)
     cfg = BenchConfig(validators=validators, records=records, clients=clients, batch=batch, shape=shape,
                       inflight=inflight, payload=payload, max_seconds=max_seconds, dir=dir_, base_port=base_port,
                       profile=profile, audit=not no_audit, abuse=abuse, abuse_shape=abuse_shape, abuse_as=abuse_as,
                       tls=tls, log=lambda m: click.echo(m, err=True))
-    result = run_bench(cfg)
+    if shape == "validator":
+        result = run_validator_bench(cfg)
+    else:
+        result = run_bench(cfg)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -705,8 +705,8 @@ def run_validator_bench(cfg: BenchConfig) -> dict[str, Any]:
             h = int(st["height"])
             if h > 0 and first is None:
                 first = now
-            if st.get("catch_up", {}).get("records"):
-                catch_up = st["catch_up"]
+            if "catch_up" in st and st["catch_up"].get("records", 0) >= catch_up.get("records", 0):
+                catch_up = st["catch_up"]  # the chain's catch-up, not a later one of a few trickled blocks
             if h >= top:
                 break
             if proc.poll() is not None:
@@ -724,9 +724,9 @@ def run_validator_bench(cfg: BenchConfig) -> dict[str, Any]:
         work = cpu_s - (ready_cpu or 0.0)
         per_record = work / total if total else None
         cores = os.cpu_count() or 1
-        result.update({
-            "method": "resync: a wiped validator fetches, checks (worker processes) and stores the chain",
-            "records": total, "blocks": top, "records_per_block": round(total / top, 1) if top else None,
+        result.update({"records": total, "blocks": top, "records_per_block": round(total / top, 1) if top else None})
+        result["resync"] = {
+            "method": "a wiped validator fetches, checks (worker processes) and stores the chain",
             "seconds_from_first_block": round(span, 2), "seconds_from_start": round(t1 - t0, 2),
             "records_per_s": round(total / span, 1) if span else None,
             "records_per_s_incl_start": round(total / (t1 - t0), 1),
@@ -743,14 +743,39 @@ def run_validator_bench(cfg: BenchConfig) -> dict[str, Any]:
             "serving_validators_cpu_s": round(others_cpu, 2),
             "catch_up": catch_up,
             "load_avg": [round(x, 2) for x in os.getloadavg()],
-        })
+        }
         net.devnet.stop()
         if cfg.audit:
             log(f"auditing v{wiped}'s resynced store …")
             result["audit"] = _audit_rate(net, log, node=wiped)
+        log("live path: the chain's records through one validator's admission, block check and store …")
+        result["live_path"] = _live_path(net, cfg.dir / "live-path-store", log)
     finally:
         net.devnet.stop()
     return result
+
+
+def _live_path(net: BenchNet, into: Path, log) -> dict[str, Any] | None:
+    """``python -m rantai.node.capacity`` on a stopped validator's store (the node's code, in a process of
+    its own: the client does not import the node): the chain's records admitted as client submissions,
+    each block checked as a proposal and stored, with one verify thread per core."""
+    shutil.rmtree(into, ignore_errors=True)
+    cores = os.cpu_count() or 1
+    try:
+        done = subprocess.run([sys.executable, "-m", "rantai.node.capacity", "--source",
+                               str(net.devnet.configs()[0].data_dir), "--genesis", str(net.devnet.genesis_path),
+                               "--into", str(into), "--workers", str(cores), "--json"], capture_output=True, text=True)
+    finally:
+        shutil.rmtree(into, ignore_errors=True)
+    try:
+        out: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        log(f"live path failed to run ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
+        return None
+    per_record = out["cpu_us_per_record"]
+    out["records_per_s_if_all_cores"] = round(cores * 1e6 / per_record) if per_record else None
+    out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 def peers_line(result: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:

@@ -44,6 +44,10 @@ from .validation import RecordValidator
 __all__ = ["replay"]
 
 
+def _settle(mempool: Mempool, height: int, ids: tuple[bytes, ...], _stored: object) -> None:
+    mempool.settle(height, ids)  # stored: its records leave the mempool, as at a commit
+
+
 async def replay(genesis: Genesis, source: Storage, into: Storage, workers: int) -> dict[str, Any]:
     ledger = Ledger(genesis, into)
     mempool = Mempool(max_records=1 << 20, max_bytes=1 << 31)
@@ -70,8 +74,7 @@ async def replay(genesis: Genesis, source: Storage, into: Storage, workers: int)
             certificate = certificate_of(decode(cert_raw), height)
             check_certificate(certificate, ledger.governance.at(height), block.header)
             storing = loop.run_in_executor(disk, ledger.apply_run, [(block, certificate, None)])
-            settle = functools.partial(mempool.settle, height, tuple(block.record_ids()))
-            storing.add_done_callback(lambda _f, settle=settle: settle())
+            storing.add_done_callback(functools.partial(_settle, mempool, height, tuple(block.record_ids())))
             parent = Parent.of(block.header)
             records += len(raws)
         if storing is not None:

@@ -734,7 +734,7 @@ def run_validator_bench(cfg: BenchConfig) -> dict[str, Any]:
             # share (until it first answered /v1/status) is not charged to the records
             "cpu_s": round(cpu_s, 2), "cpu_s_start_up": round(ready_cpu or 0.0, 2),
             "cpu_s_node_process": round(cpu.get(proc.pid, 0.0), 2),
-            "worker_processes": len(cpu) - 1,
+            "processes": len(cpu),  # the node, and its catch-up's forkserver, workers and resource tracker
             "cpu_us_per_record": round(1e6 * per_record, 1) if per_record else None,
             "cores_used": round(work / (t1 - t_ready), 2) if t1 > t_ready else None,
             # a bound computed from the CPU per record, not a measured rate: what this work would reach with

@@ -3,13 +3,18 @@
 Why in one run: this machine is shared and noisy, so absolute figures drift between sittings;
 ratios measured side by side (throughput against the same run's verify ceiling) do not.
 
-Two load shapes:
+Two load shapes, both driven by the lean HTTP/1.1 client (client/leanhttp.py), whose own CPU is
+reported beside the validators' (``load_generator``):
 - ``batched`` (default): ``--clients`` coroutines each submit batches of ``--batch`` pre-signed
   records with ``?wait=commit``, round-robin over the validators, until ``--records`` are
   committed; the per-record latency is its batch's submit→commit time.
 - ``closed-loop``: the shape of the peer benchmarks in ``../shared/peers`` — ``--clients``
   processes each keep ``--inflight`` single-record submissions outstanding, waiting for each
   commit, for 50,000 records or 20 s; prints their one-line JSON.
+
+And ``validator``: one validator's capacity to check and store a chain, with the machine to
+itself, for sizing a host (``run_validator_bench``: a resync, and the live path's admission, block
+check and store in ``python -m rantai.node.capacity``).
 
 ``--abuse N`` runs an abuser beside either shape, in a process of its own, from another source
 address (127.0.0.2, so per-address limits tell it from the honest clients): N records whose

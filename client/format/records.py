@@ -117,8 +117,8 @@ class SignedRecord:
         tail = _TAIL + (1 if at < 0x80 else 2 if at < 0x100 else 3 if at < 0x10000 else 5 if at < 0x100000000 else 9)
         cut = len(raw) - tail - _SIGNATURE_ENTRY
         # from_bytes guarantees that layout; re-encode should it ever differ
-        if raw[0] != 0x87 or raw[cut : cut + _SIGNATURE_ENTRY] != _SIGNATURE_KEY + f["signature"] \
-                or raw[cut + _SIGNATURE_ENTRY : cut + _SIGNATURE_ENTRY + 13] != b"\xacsubmitted_at":  # pragma: no cover
+        layout = raw[cut : cut + _SIGNATURE_ENTRY + 13] == _SIGNATURE_KEY + f["signature"] + b"\xacsubmitted_at"
+        if raw[0] != 0x87 or not layout:  # pragma: no cover
             return encode({k: v for k, v in f.items() if k != "signature"})
         return b"\x86" + raw[1:cut] + raw[cut + _SIGNATURE_ENTRY :]
 

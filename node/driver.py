@@ -51,6 +51,7 @@ from rantai.consensus.effects import (
 )
 from rantai.consensus.epochs import Consensus
 from rantai.consensus.errors import InvariantBroken
+from rantai.consensus.messages import Checkpoint
 
 from .catchup import CatchUp
 from .config import NodeConfig
@@ -296,6 +297,10 @@ class Node:
                     effects: list[Any] = []
                     for ev in events:
                         effects.extend(self._on_event(ev))
+                    commits = [e.proposal for e in effects if type(e) is Commit]
+                    if commits and not any(self._block_of(c).change_entries() for c in commits):
+                        # (a block with governance changes is stored first: it may change who proposes next)
+                        effects.extend(self._propose(max(self.storage.height, commits[-1].height)))
                     await self._run(effects)
                     self.watch.after("messages")
                 now = _now_ms()
@@ -346,20 +351,27 @@ class Node:
         is what keeps a node's vote latency near one disk sync rather than one per message.
         """
         entries = [kv for e in effects if type(e) is Persist for kv in e.entries]
-        if entries:
+        commits = [e for e in effects if type(e) is Commit]
+        if commits:
+            # One synced write for the round: the votes and the committed blocks' indexes and head
+            # in one batch, the blocks themselves unsynced until a CHECKPOINT (``_store_run``).
+            await self._store_run([(self._block_of(c.proposal), c.certificate, None) for c in commits], entries)
+        elif entries:
             await self._on_disk(self.storage.persist, entries)
         i, n = 0, len(effects)
         while i < n:
             e = effects[i]
             t = type(e)
-            if t is Persist:
+            if t is Persist or t is Commit:
                 pass  # written above
             elif t is Send:
                 self.transport.send(e.to, PEER_MESSAGES, wire.encode(e.message))
             elif t is Broadcast:
+                if type(e.message) is Checkpoint and self.storage.chain_unsynced:
+                    # A CHECKPOINT lets peers forget the payloads of the blocks up to it: ours
+                    # must be on disk first (docs/storage.md, "One synced write per round").
+                    await self._on_disk(self.storage.sync_chain)
                 self.transport.broadcast(PEER_MESSAGES, wire.encode(e.message))
-            elif t is Commit:
-                await self._commit(e)
             elif t is Validate:
                 self._validate_q.put_nowait(e)
             elif t is FetchState:
@@ -373,11 +385,24 @@ class Node:
 
     # -- proposing -------------------------------------------------------------------------
     async def _maybe_propose(self) -> None:
+        effects = self._propose(self.storage.height)
+        if effects:
+            await self._run(effects)
+
+    def _propose(self, committed: int) -> list[Any]:
+        """Build and propose the blocks the open slots and the mempool allow; their effects, to run.
+
+        ``committed``: the height counted as committed for the group-commit rule below — the stored
+        height, or the last ``Commit`` of a handled batch whose effects have not run yet: the loop
+        then proposes in the same breath, and the PRE-PREPARE's ``Persist`` joins that round's
+        synced batch (``_run``) instead of costing the primary an fsync of its own.
+        """
         p = self.params
+        out: list[Any] = []
         for _ in range(p["window"]):
             slot = self.replica.next_slot()
             if slot is None:
-                return
+                return out
             if self.mempool.release_off_chain(slot.parent):
                 self._count("proposals-abandoned")
             # Group commit: a full block goes out at once, but a partial one only while fewer than
@@ -385,21 +410,21 @@ class Node:
             # blocks commit, so blocks grow and the per-block cost (votes, HTTP, fsync) is shared;
             # when idle, a lone record still leaves after batch_timeout_ms.
             full = self.mempool.ready_count >= p["max_block_records"]
-            if not full and slot.height - 1 - self.storage.height >= PARTIAL_IN_FLIGHT:
-                return
+            if not full and slot.height - 1 - committed >= PARTIAL_IN_FLIGHT:
+                return out
             if not self.mempool.should_propose(_now_ms(), p["max_block_records"], p["batch_timeout_ms"]):
-                return
+                return out
             parent = self._parent(slot.height - 1, slot.parent)
             if parent is None:
                 # The replica knows the parent's digest (committed by a quorum) before this node has
                 # stored the block itself (catching up): no block can be built on it yet, so wait.
                 self._count("proposal-waits-for-parent")
-                return
+                return out
             limits = self.ledger.governance.at(slot.height).params
             records = self.mempool.cut(limits["max_block_records"], limits["max_block_bytes"] - 4096)
             records = self._admissible(records, slot.height, slot.parent)
             if not records:
-                return
+                return out
             block = Block.build(
                 chain=self.genesis.hash,
                 height=slot.height,
@@ -412,7 +437,8 @@ class Node:
             self._blocks[block.hash] = block
             self.mempool.track(block.hash, slot.height, slot.parent, tuple(block.record_ids()))
             proposal = Proposal(slot.height, slot.parent, block.hash, block.raw)
-            await self._run(self.replica.propose(proposal, _now_ms()))
+            out.extend(self.replica.propose(proposal, _now_ms()))
+        return out
 
     # -- validating ------------------------------------------------------------------------
     async def _validation_worker(self) -> None:
@@ -444,31 +470,35 @@ class Node:
             self._post("validated", v.view, v.height, p.digest, ok)
 
     # -- committing ------------------------------------------------------------------------
-    async def _commit(self, c: Commit) -> None:
-        p = c.proposal
+    def _block_of(self, p: Proposal) -> Block:
         block = self._blocks.get(p.digest)
-        if block is None:
-            block = Block.from_bytes(p.payload)
-        await self._store(block, c.certificate)
+        return block if block is not None else Block.from_bytes(p.payload)
 
     async def _store(self, block: Block, certificate: Any) -> bool:
         """Store ``block`` if it is the next height (defer it if ahead, skip it if stored). True if stored."""
         return await self._store_run([(block, certificate, None)]) > 0
 
-    async def _store_run(self, run: Sequence[tuple[Block, Any, Any]]) -> int:
+    async def _store_run(self, run: Sequence[tuple[Block, Any, Any]],
+                         state: list[tuple[bytes, bytes | None]] | None = None) -> int:
         """Store consecutive verified blocks ``(block, certificate, index entries or None)`` in one
-        synced write (``Ledger.apply_run``), skipping those stored already; a run that starts above
-        the next height is deferred. The number of blocks of ``run`` stored."""
+        write (``Ledger.apply_run``), skipping those stored already; a run that starts above the
+        next height is deferred. The number of blocks of ``run`` stored.
+
+        ``state`` (a consensus round's ``Persist`` entries; [] for none): the blocks were committed
+        by consensus here, so the round is one synced batch — the entries, the indexes and the head
+        — and the blocks' own batch is synced later, before this node's next CHECKPOINT
+        (``Storage.commit_blocks``). None (catch-up): two synced batches, as before.
+        """
         async with self._store_lock:
             height = self.storage.height
             run = [x for x in run if x[0].height > height]
-            if not run:
-                return 0
-            if run[0][0].height > height + 1:
+            if not run or run[0][0].height > height + 1:
+                if state:
+                    await self._on_disk(self.storage.persist, state)
                 for x in run:
                     self._deferred[x[0].height] = x
                 return 0
-            await self._on_disk(self.ledger.apply_run, run)
+            await self._on_disk(self.ledger.apply_run, run, state)
             for x in run:
                 self._after_store(x[0])
             while (nxt := self._deferred.pop(self.storage.height + 1, None)) is not None:

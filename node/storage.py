@@ -15,9 +15,10 @@ integers are big-endian so LevelDB's byte order is height order::
     b"s" + key                           consensus state (``Persist`` entries), handed back to the replica
     b"e", b"E", b"q" ...                  EPCIS indexes (node/epcis_index.py), written in the block's batch
 
-A committed block and its certificate are one synced batch in ``blocks``, then its index entries and
-the new head one synced batch in ``data_dir`` (a catch-up writes a run of blocks the same way, two
-synced batches for the whole run); a block is only ever read at or below the head, so
+A committed block and its certificate are one batch in ``blocks``, then its index entries and the new
+head (with the consensus round's votes) one synced batch in ``data_dir``; ``blocks`` is synced before
+the node's next CHECKPOINT (docs/storage.md says why that is enough). A catch-up writes a run of
+blocks in two synced batches for the whole run. A block is only ever read at or below the head, so
 after a crash the store holds a prefix of the chain with every index complete (a block written
 above the head is overwritten when that height is stored again). The work per
 block depends on that block's size only, never on the chain's height.
@@ -121,6 +122,7 @@ class Storage:
         except plyvel.Error as exc:
             raise StorageError(f"storage: cannot open {self.path}: {_text(exc)}") from exc
         self._lock = threading.Lock()
+        self.chain_unsynced = False  # blocks written to ``blocks`` without a sync since the last ``sync_chain``
         self.on_commit: list[Callable[[int, Any], None]] = []  # called after each block's batch (disk thread)
         self.repaired: list[str] = []  # what opening had to repair, for the start-up check to report
         fmt, stored_chain = self.db.get(META + b"format"), self.db.get(META + b"chain")
@@ -209,6 +211,7 @@ class Storage:
 
     def close(self) -> None:
         if not self.chain_db.closed:
+            self.sync_chain()
             self.chain_db.close()
         if not self.db.closed:
             self.db.close()
@@ -353,13 +356,19 @@ class Storage:
         """Store block ``height`` (which must be head + 1): block and certificate, then indexes and head (synced)."""
         self.commit_blocks([BlockWrite(height, block_hash, block, certificate, record_ids, items, extra, info)])
 
-    def commit_blocks(self, blocks: Sequence["BlockWrite"]) -> None:
+    def commit_blocks(self, blocks: Sequence["BlockWrite"],
+                      state: Sequence[tuple[bytes, bytes | None]] | None = None) -> None:
         """Store consecutive blocks, the first at head + 1, in two synced batches whatever their number:
         every block and certificate, then every index entry and the new head.
 
         A catch-up writes thousands of blocks this way with two fsyncs instead of two per block. The
         crash argument is the one-block case's: the head moves last, in the batch with the indexes,
         so a crash leaves a prefix of the chain with every index complete.
+
+        ``state`` (a consensus round's ``Persist`` entries, node/driver.py): they join the index
+        batch, and the blocks' batch is not synced; the round then costs one fsync. The blocks are
+        made durable by ``sync_chain`` before this node's next CHECKPOINT leaves (docs/storage.md,
+        "One synced write per round"), until when their payloads are in the consensus state.
         """
         if not blocks:
             return
@@ -367,12 +376,16 @@ class Storage:
             for k, w in enumerate(blocks):
                 if w.height != self._head[0] + 1 + k:
                     raise StorageError(f"storage: block {w.height} does not follow head {self._head[0] + k}")
-            with self.chain_db.write_batch(sync=True) as cb:
+            with self.chain_db.write_batch(sync=state is None) as cb:
                 for w in blocks:
                     h = _U64.pack(w.height)
                     cb.put(h + BLOCK, w.block)
                     cb.put(h + CERT, w.certificate)
+            if state is not None:
+                self.chain_unsynced = True
             with self.db.write_batch(sync=True, transaction=True) as wb:
+                if state is not None:
+                    _put_state(wb, state)
                 for w in blocks:
                     height = w.height
                     for index, rid in enumerate(w.record_ids):
@@ -392,14 +405,42 @@ class Storage:
     def persist(self, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Consensus state writes (None deletes), synced before returning."""
         with self._lock, self.db.write_batch(sync=True, transaction=True) as wb:
-            for key, value in entries:
-                if value is None:
-                    wb.delete(STATE + key)
-                else:
-                    wb.put(STATE + key, value)
+            _put_state(wb, entries)
+
+    def sync_chain(self) -> None:
+        """Make every block written so far durable: fsync the block database's write-ahead logs.
+
+        Every ``*.log`` file of ``blocks`` is synced, not only the current one: LevelDB starts a new
+        log when its memtable fills and does not sync the old one, whose entries stay in it until
+        they reach a table file (which LevelDB syncs when it writes it). A synced LevelDB write
+        would sync the current log only.
+        """
+        with self._lock:
+            if not self.chain_unsynced:
+                return
+            where = self.path / CHAIN_DIR
+            for log_file in sorted(where.glob("*.log")):
+                try:
+                    fd = os.open(log_file, os.O_RDONLY)
+                except FileNotFoundError:  # compacted away meanwhile: its entries are in a synced table
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self.chain_unsynced = False
 
     def persisted(self) -> dict[bytes, bytes]:
         return {k[1:]: v for k, v in self.db.iterator(prefix=STATE)}
+
+
+def _put_state(wb: Any, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
+    """Consensus state entries into a write batch (None deletes)."""
+    for key, value in entries:
+        if value is None:
+            wb.delete(STATE + key)
+        else:
+            wb.put(STATE + key, value)
 
 
 def _height_of(key: bytes, value: bytes) -> int | None:

@@ -7,9 +7,12 @@ Everything that changes consensus state happens on this loop, in this order, per
 3. as primary with an open slot: cut a batch when ``max_block_records`` are ready or the oldest
    ready record waited ``batch_timeout_ms``, build the block, ``Replica.propose``.
 
-Effects run in list order. Consecutive ``Persist`` effects are written as one synced batch before
-any later effect (so a vote is durable before it is sent); ``Send``/``Broadcast`` only enqueue;
-``Commit`` stores the block (one synced batch) and wakes ``?wait=commit`` callers; ``Validate``
+Effects run in list order. Every ``Persist`` of a list is written in one synced batch before any
+effect runs (so a vote is durable before it is sent), together with the indexes and head of the
+blocks its ``Commit``s deliver (one synced write per round; the blocks' own batch is synced before
+this node's next CHECKPOINT: docs/storage.md); ``Send``/``Broadcast`` only enqueue; a stored block
+wakes its ``?wait=commit`` callers; when a batch of messages commits blocks, the primary proposes
+the next block in the same list, so its PRE-PREPARE shares that synced write; ``Validate``
 goes to the validation task (in order, signatures in the thread pool); ``FetchState`` starts a
 catch-up task that verifies fetched blocks with the same ``client`` code an auditor uses.
 Disk writes run in a one-thread executor so the loop keeps serving HTTP while LevelDB syncs.

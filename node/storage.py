@@ -122,7 +122,7 @@ class Storage:
         except plyvel.Error as exc:
             raise StorageError(f"storage: cannot open {self.path}: {_text(exc)}") from exc
         self._lock = threading.Lock()
-        self.chain_unsynced = False  # blocks written to ``blocks`` without a sync since the last ``sync_chain``
+        self.unsynced_from = 0  # the lowest height written to ``blocks`` without a sync since ``sync_chain`` (0: none)
         self.on_commit: list[Callable[[int, Any], None]] = []  # called after each block's batch (disk thread)
         self.repaired: list[str] = []  # what opening had to repair, for the start-up check to report
         fmt, stored_chain = self.db.get(META + b"format"), self.db.get(META + b"chain")
@@ -381,8 +381,8 @@ class Storage:
                     h = _U64.pack(w.height)
                     cb.put(h + BLOCK, w.block)
                     cb.put(h + CERT, w.certificate)
-            if state is not None:
-                self.chain_unsynced = True
+            if state is not None and not self.unsynced_from:
+                self.unsynced_from = blocks[0].height
             with self.db.write_batch(sync=True, transaction=True) as wb:
                 if state is not None:
                     _put_state(wb, state)
@@ -416,7 +416,7 @@ class Storage:
         would sync the current log only.
         """
         with self._lock:
-            if not self.chain_unsynced:
+            if not self.unsynced_from:
                 return
             where = self.path / CHAIN_DIR
             for log_file in sorted(where.glob("*.log")):
@@ -428,7 +428,7 @@ class Storage:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            self.chain_unsynced = False
+            self.unsynced_from = 0
 
     def persisted(self) -> dict[bytes, bytes]:
         return {k[1:]: v for k, v in self.db.iterator(prefix=STATE)}

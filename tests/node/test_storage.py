@@ -171,17 +171,17 @@ def test_a_round_is_one_synced_batch_and_a_lost_block_batch_is_repaired(tmp_path
     ledger = Ledger(net.genesis, st)
     b1 = _block(net, 1, net.genesis.hash, [net.record()])
     ledger.apply(b1, _cert(b1))
-    assert not st.chain_unsynced  # an apply without votes (catch-up): two synced batches, as before
+    assert not st.unsynced_from  # an apply without votes (catch-up): two synced batches, as before
     b2 = _block(net, 2, b1.hash, [net.record()])
     ledger.apply_run([(b2, _cert(b2), None)], [(b"v/C-2", b2.hash), (b"old", None)])
     assert st.head() == (2, b2.hash) and st.block(2) == b2.raw
     assert st.persisted() == {b"v/C-2": b2.hash}
-    assert st.chain_unsynced
+    assert st.unsynced_from == 2
     st.sync_chain()
-    assert not st.chain_unsynced
+    assert not st.unsynced_from
     b3 = _block(net, 3, b2.hash, [net.record()])
     ledger.apply_run([(b3, _cert(b3), None)], [])
-    assert st.chain_unsynced and st.head() == (3, b3.hash)
+    assert st.unsynced_from == 3 and st.head() == (3, b3.hash)
     # what a power loss may do to the unsynced batch: block 3 and its certificate gone, head and index kept
     st.chain_db.delete(_U64.pack(3) + BLOCK)
     st.chain_db.delete(_U64.pack(3) + CERT)

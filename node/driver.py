@@ -304,9 +304,12 @@ class Node:
                     effects: list[Any] = []
                     for ev in events:
                         effects.extend(self._on_event(ev))
-                    commits = [e.proposal for e in effects if type(e) is Commit]
-                    if commits and not any(self._block_of(c).change_entries() for c in commits):
-                        # (a block with governance changes is stored first: it may change who proposes next)
+                    commits = [self._block_of(e.proposal) for e in effects if type(e) is Commit]
+                    if commits and sum(len(b.records) for b in commits) <= ROUND_MERGE_RECORDS \
+                            and not any(b.change_entries() for b in commits):
+                        # The PRE-PREPARE joins the round's synced write (``_run``). Not after big blocks
+                        # (proposing before their store would only cut the next block short), nor after
+                        # governance changes (stored first: they may change who proposes next).
                         effects.extend(self._propose(max(self.storage.height, commits[-1].height)))
                     await self._run(effects)
                     self.watch.after("messages")

@@ -409,8 +409,8 @@ def _height_of(key: bytes, value: bytes) -> int | None:
         return _U64.unpack(value[:8])[0]
     if tag == b"e":
         return _U64.unpack(value[32:40])[0]
-    if tag == b"q" and key[1:2] == b"B":  # recordTime: one posting per block, keyed by u64 height
+    if tag == b"q":  # query postings: one key per (value, block), ending in u64 height (EPCIS index 4)
         return _U64.unpack(key[-8:])[0]
-    if tag in (ITEM, b"E", b"q"):
+    if tag in (ITEM, b"E"):
         return _U64.unpack(key[-12:-4])[0]
     return None

@@ -11,11 +11,10 @@ Layout (docs/storage.md, "EPCIS indexes"); ``loc`` is ``u64 height ‖ u32 index
 
 ``vkey`` is the first 16 bytes of SHA-256 of the *normalised* value (identifiers in canonical GS1
 Digital Link form, CBV terms as web URIs: the forms of the event hash), or for the time fields
-``u8 level ‖ 7 zero bytes ‖ u64 bucket``. A posting key holds every record of its block that has the value:
-the record indices ascending, big-endian u16 (u32 after a ``ff ff`` mark when a block holds 65,535 records or
-more), and for time fields each record's time in µs (u64) after them. A value's keys therefore grow with
-the height: LevelDB appends them instead of rewriting a random key per (value, record) at every
-compaction level, and a block writes one key per distinct value, not one per (value, record). Every
+``u8 level ‖ 7 zero bytes ‖ u64 bucket``. A posting key holds every record of its block that has the
+value (node/postings.py: the record indices, and for time fields each record's time in µs). A value's keys
+therefore grow with the height: LevelDB appends them instead of rewriting a random key per (value,
+record) at every compaction level, and a block writes one key per distinct value. Every
 posting list is sorted by loc, so a query is a leapfrog join of seekable cursors (one per constrained
 parameter; a parameter's values are a union), and each candidate is checked exactly against its event
 before it is returned. No query reads more than the postings of its own values.
@@ -50,6 +49,8 @@ from rantai.client.format.epcis.event_hash import (
 )
 from rantai.client.format.epcis.event_hash import timestamp_us as parse_time_us
 from rantai.client.format.errors import DuplicateEvent
+
+from .postings import pack_indices
 
 __all__ = [
     "DuplicateEvent", "HASHES", "hash_id_of_digest", "index_entries", "lookup_hash", "lookup_event_id",
@@ -421,70 +422,50 @@ def _time_prefix(field_tag: bytes, level: int, bucket: int) -> bytes:
 
 # -- postings per block: one key per (value, block) -------------------------------------------------------
 
-_WIDE = b"\xff\xff"  # u32 indices follow (a u16 list never holds 0xffff: it is used below 65,535 records)
-
-
-def pack_indices(indices: Sequence[int]) -> bytes:
-    """Ascending record indices of one block as a posting value (module docstring)."""
-    n = len(indices)
-    if indices[-1] < 0xFFFF:
-        return struct.pack(f">{n}H", *indices)
-    return _WIDE + struct.pack(f">{n}I", *indices)
-
-
-def unpack_indices(value: bytes, timed: bool = False) -> tuple[Sequence[int], Sequence[int]]:
-    """(indices, times in µs or ()) of a posting value; ``timed`` for the time fields' postings."""
-    if value[:2] == _WIDE:
-        width, code, body = 4, "I", value[2:]
-    else:
-        width, code, body = 2, "H", value
-    n = len(body) // (width + 8) if timed else len(body) // width
-    ix = struct.unpack_from(f">{n}{code}", body)
-    return ix, (struct.unpack_from(f">{n}Q", body, n * width) if timed else ())
-
-
 class BlockPostings:
     """The query postings of one block, gathered record by record (records come in index order, so
-    every list is ascending), then written as one key per distinct value."""
+    every list is ascending), then written as one key per distinct value: a value's key is derived
+    once per block, not once per record."""
 
-    __slots__ = ("lists", "times", "values")
+    __slots__ = ("lists", "times")
 
     def __init__(self) -> None:
-        self.lists: dict[bytes, list[int]] = {}
-        self.times: dict[bytes, tuple[list[int], list[int]]] = {}
-        self.values: set[bytes] = set()
+        self.lists: dict[tuple[bytes, str], list[int]] = {}
+        self.times: list[tuple[int, int]] = []  # (index, eventTime µs)
 
     def add(self, index: int, event: Mapping[str, Any]) -> None:
-        postings = event_postings(event)
         lists = self.lists
-        for f, v in postings:
-            key = POSTING + f + _vkey(v)
-            got = lists.get(key)
+        for p in event_postings(event):
+            got = lists.get(p)
             if got is None:
-                lists[key] = [index]
+                lists[p] = [index]
             else:
                 got.append(index)
-            if f in _VALUE_TAGS:
-                self.values.add(VALUES + f + v.encode("utf-8"))
         et = parse_time_us(event.get("eventTime"))
         if et is not None:
-            us = max(et, 0)
-            sec = min(us // 1_000_000, _MAX_SECONDS)
-            for level in LEVELS:
-                key = _time_prefix(F_EVENT_TIME, level, sec >> level)
-                pair = self.times.get(key)
-                if pair is None:
-                    self.times[key] = ([index], [us])
-                else:
-                    pair[0].append(index)
-                    pair[1].append(us)
+            self.times.append((index, max(et, 0)))
 
     def entries(self, height: int) -> list[tuple[bytes, bytes]]:
         h = _U64.pack(height)
-        out = [(k + h, pack_indices(ix)) for k, ix in self.lists.items()]
-        for k, (ix, ts) in self.times.items():
-            out.append((k + h, pack_indices(ix) + struct.pack(f">{len(ts)}Q", *ts)))
+        out = [(POSTING + f + _vkey(v) + h, pack_indices(ix)) for (f, v), ix in self.lists.items()]
+        if self.times:
+            secs = [(i, us, min(us // 1_000_000, _MAX_SECONDS)) for i, us in self.times]
+            for level in LEVELS:
+                buckets: dict[int, tuple[list[int], list[int]]] = {}
+                for i, us, sec in secs:
+                    got = buckets.get(sec >> level)
+                    if got is None:
+                        buckets[sec >> level] = ([i], [us])
+                    else:
+                        got[0].append(i)
+                        got[1].append(us)
+                out.extend((_time_prefix(F_EVENT_TIME, level, b) + h, pack_indices(ix, ts))
+                           for b, (ix, ts) in buckets.items())
         return out
+
+    def value_keys(self) -> set[bytes]:
+        """The ``V`` keys of the block's listed values (GET /epcis/bizSteps ...)."""
+        return {VALUES + f + v.encode("utf-8") for f, v in self.lists if f in _VALUE_TAGS}
 
 
 def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any],
@@ -515,7 +496,7 @@ def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any
             puts.append((EVENT_ID + hashlib.sha256(own.encode("utf-8")).digest() + _LOC.pack(height, index), r.id))
         block.add(index, event)
     puts.extend(block.entries(height))
-    puts.extend((k, b"") for k in sorted(block.values) if db.get(k) is None)
+    puts.extend((k, b"") for k in sorted(block.value_keys()) if db.get(k) is None)
     if records:
         puts.extend(_time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)))
     return puts, fresh
@@ -528,16 +509,20 @@ def upgrade(db: Any, headers: Iterable[tuple[int, int]],
     ``headers`` yields (height, timestamp ms) of every stored non-empty block, ``blocks()`` (height, block
     bytes, certificate) of every stored block. Version 1 posted recordTime per record (field ``R``); version
     2 had no ``F_ATTR`` postings and read values without the event's ``@context``; version 3 wrote one
-    posting key per (value, record): every query posting is deleted and written again from the blocks, in
-    one synced batch with the version, so a crash leaves the old index, upgraded again on open.
+    query posting and one item history key (``i``, node/storage.py) per (value, record): every query
+    posting and item key is deleted and written again from the blocks, in one synced batch with the
+    version, so a crash leaves the old index, upgraded again on open.
     """
     from rantai.client.format.blocks import Block
+    from rantai.client.format.epcis.items import event_identifiers
+
+    from .storage import ITEM, item_entries
 
     key = b"m" + b"epcis-index"
     if db.get(key) == INDEX_VERSION:
         return False
     with db.write_batch(sync=True, transaction=True) as wb:
-        for prefix in (POSTING, VALUES):
+        for prefix in (POSTING, VALUES, ITEM):
             for k in db.iterator(prefix=prefix, include_value=False):
                 wb.delete(k)
         values: set[bytes] = set()
@@ -546,12 +531,14 @@ def upgrade(db: Any, headers: Iterable[tuple[int, int]],
                 wb.put(k, v)
         for height, raw, _ in (blocks() if blocks is not None else ()):
             block = BlockPostings()
+            items: list[tuple[str, int]] = []
             for index, r in enumerate(Block.from_bytes(raw).records):
                 if not r.is_change:
                     block.add(index, r.event)
-            for k, v in block.entries(height):
+                    items.extend((item, index) for item in event_identifiers(r.event))
+            for k, v in block.entries(height) + item_entries(height, items):
                 wb.put(k, v)
-            values |= block.values
+            values |= block.value_keys()
         for k in values:
             wb.put(k, b"")
         wb.put(key, INDEX_VERSION)

@@ -59,8 +59,8 @@ from .epcis_index import (
     parse_hash_id,
     scalar_text,
     sensor_value_text,
-    unpack_indices,
 )
+from .postings import unpack_indices
 
 __all__ = ["DEFAULT_PER_PAGE", "EVENT_TYPES", "KNOWN_PARAMS", "MAX_ORDERED", "MAX_PER_PAGE", "EventQuery",
            "QueryParameterError", "QueryTooLarge", "count_matches", "plan", "query_time", "run_ordered", "run_query",

@@ -291,6 +291,8 @@ def extension_values(obj: Mapping[str, Any], ctx: _Ctx, skip: frozenset[str] = f
 
 
 _NOT_EXT = frozenset({"rdfs:comment", "comment", "#text"})
+_PARTY_FIELDS = (("bizTransactionList", "bizTransaction", "bizTransactionType"),
+                 ("sourceList", "source", "sourceDestType"), ("destinationList", "destination", "sourceDestType"))
 
 
 def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
@@ -322,14 +324,17 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
             for x in forms(loc.get("id"), ctx):
                 add(f, x)
     out.update(dict.fromkeys(identifier_postings(event, ctx)))
+    # absent fields are skipped before any call: most events have few of them (index build cost, issue 16)
     for key, _ in QUANTITY_FIELDS:
-        if any(isinstance(q, dict) and isinstance(q.get("quantity"), (int, float)) for q in _list(event.get(key))):
+        if key in event and any(isinstance(q, dict) and isinstance(q.get("quantity"), (int, float))
+                                for q in _list(event[key])):
             has("quantity")
-    attrs("transformationID", event.get("transformationID"))
-    for key, item_key, vocab in (("bizTransactionList", "bizTransaction", "bizTransactionType"),
-                                 ("sourceList", "source", "sourceDestType"),
-                                 ("destinationList", "destination", "sourceDestType")):
-        for item in _list(event.get(key)):
+    if "transformationID" in event:
+        attrs("transformationID", event["transformationID"])
+    for key, item_key, vocab in _PARTY_FIELDS:
+        if key not in event:
+            continue
+        for item in _list(event[key]):
             if isinstance(item, dict):
                 for t in forms(item.get("type"), ctx, vocab):
                     attrs(f"{item_key}:{t}", item.get(item_key))
@@ -347,7 +352,7 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
         for v in _list(err.get("correctiveEventIDs")):
             if isinstance(v, str) and v.strip():
                 out[(F_ATTR, attr("correctiveEventID", v.strip()))] = None
-    for el in _list(event.get("sensorElementList")):
+    for el in _list(event.get("sensorElementList")) if "sensorElementList" in event else ():
         if not isinstance(el, dict):
             continue
         md = el.get("sensorMetadata")
@@ -384,17 +389,19 @@ def identifier_postings(event: Mapping[str, Any], ctx: _Ctx | None = None) -> li
     exact check of a MATCH_ query needs only these."""
     ctx = event_context(event) if ctx is None else ctx
     out: dict[tuple[bytes, str], None] = {}
-    ids: list[tuple[bytes, str]] = [(F_PARENT, x) for x in forms(event.get("parentID"), ctx)]
+    ids: list[tuple[bytes, str]] = [(F_PARENT, x) for x in forms(event["parentID"], ctx)] \
+        if "parentID" in event else []
     for key, f in _EPC_FIELDS:
-        for v in _list(event.get(key)):
-            ids.extend((f, x) for x in forms(v, ctx))
+        if key in event:
+            for v in _list(event[key]):
+                ids.extend((f, x) for x in forms(v, ctx))
     for f, v in ids:
         out[(f, v)] = None
         c = epc_class(v)
         if c:
             out[(_CLASS_OF[f], c)] = None
     for key, name in QUANTITY_FIELDS:
-        for q in _list(event.get(key)):
+        for q in _list(event[key]) if key in event else ():
             if isinstance(q, dict):
                 for v in forms(q.get("epcClass"), ctx):
                     out[(F_ATTR, attr(name, v))] = None

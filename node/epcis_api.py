@@ -113,6 +113,15 @@ def epcis_problem(status: int, kind: str, detail: str, headers: dict[str, str] |
 _problem = epcis_problem
 
 
+def media_refusal(request: Request) -> Response | None:
+    """415 unless the body is declared JSON or JSON-LD: every EPCIS route that takes a body (capture, named
+    queries, subscriptions) refuses another media type before reading a byte of it."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ("application/json", JSONLD):
+        return _problem(415, "UnsupportedMediaTypeException", f"content-type must be {JSONLD} or application/json")
+    return None
+
+
 class NotAcceptable(StarletteHTTPException):
     """406 NotAcceptableException (RFC 7807, by the app's handler for /epcis)."""
 
@@ -305,9 +314,8 @@ def epcis_router(node: Any) -> APIRouter:
     def capture_gate(request: Request) -> Response | None:
         """What both capture routes refuse before reading a body: another media type (415), and the same
         admission control as POST /v1/records (429): they are other ways in to the same verifications."""
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in ("application/json", JSONLD):
-            return _problem(415, "UnsupportedMediaTypeException", f"content-type must be {JSONLD} or application/json")
+        if (refusal := media_refusal(request)) is not None:
+            return refusal
         refused = node.admission.before_body(client_address(request.scope))
         if refused is not None:
             return _problem(429, "CaptureLimitExceededException", str(refused),

@@ -54,10 +54,12 @@ from .epcis_api import (
     DISCOVERY_HEADERS,
     EPCIS_CONTEXT,
     EPCIS_HEADERS,
+    JSONLD,
     PROOFS_KEY,
     RANTAI_NS,
     epcis_problem,
     iso_ms,
+    media_refusal,
     negotiate,
     present_event,
 )
@@ -84,7 +86,6 @@ RETRY_BASE_S = 0.5  # webhook retries: 0.5 s, 1 s, 2 s ... (with jitter), at mos
 RETRY_CAP_S = 60.0
 POST_TIMEOUT_S = 10.0
 CURSOR_SAVE_S = 10.0  # a cursor moved past non-matching blocks only is saved at most this often
-JSONLD = "application/ld+json"
 MAX_BODY = 64 * 1024  # a query definition or a subscription request
 WEBHOOK_SIGNATURE_KIND = "webhook"  # consensus.crypto.signing_bytes kind of the node's signature on a delivery
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
@@ -777,9 +778,8 @@ class Subscriptions:
 
         @router.post("/epcis/queries", summary="Create a named query", status_code=201)
         async def create_query(request: Request) -> Response:
-            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media not in ("application/json", JSONLD):
-                return epcis_problem(415, "UnsupportedMediaTypeException", "content-type must be application/json")
+            if (refusal := media_refusal(request)) is not None:
+                return refusal
             try:
                 body = load_json(await read_body(request, MAX_BODY), "query")
             except RantaiError as exc:
@@ -848,9 +848,8 @@ class Subscriptions:
             q = self.queries.get(query_name)
             if q is None:
                 return _no_query(query_name)
-            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media not in ("application/json", JSONLD):
-                return epcis_problem(415, "UnsupportedMediaTypeException", "content-type must be application/json")
+            if (refusal := media_refusal(request)) is not None:
+                return refusal
             try:
                 body = load_json(await read_body(request, MAX_BODY), "subscription")
             except RantaiError as exc:

@@ -1,12 +1,14 @@
 // The rantai verifier, a second implementation of docs/format.md (the first is client/format/):
 // records, blocks, commit certificates, receipts, heads and the governance change chain, each
 // failure naming its rule of §10 (RuleError.rule). It trusts nothing but the genesis it is given.
-// The EPCIS rules (`schema`) are the validators' admission policy and are not implemented here: a
-// receipt does not need them (§8). The event hash ID (`duplicate event`) is event_hash.js.
+// The EPCIS rules (`schema`) are epcis_rules.js, checked with a record's other rules as the reference
+// checks them (validity.check_record), and left out of a receipt's check as the reference leaves them
+// out (§8: the chain already took the event). The event hash ID (`duplicate event`) is event_hash.js.
 import {
   EncodingError, F64, concat, decode, ed25519Verify, encode, equalBytes, hex, hexify, isBytes, isInt, isMap,
   keyId, parseJson, sameValue, sha256, signingBytes, text, unhex,
 } from "./canonical.js";
+import { validateEvent } from "./epcis_rules.js";
 import { uniquenessDigest } from "./event_hash.js";
 
 export class RuleError extends Error {
@@ -186,8 +188,9 @@ function unsignedBytes(record) {
   return encode(f);
 }
 
-/** A record's rules in the consortium in force at its height (§10.2 order), without `schema`. */
-export async function checkRecord(record, c) {
+/** A record's rules in the consortium in force at its height (§10.2 order); `schema` (the event's
+ * EPCIS rules) last, unless `{ schema: false }` (a receipt's check: §8). */
+export async function checkRecord(record, c, { schema = true } = {}) {
   const limit = c.params.max_record_bytes;
   if (record.raw.length > limit) throw fail("too large", `record of ${record.raw.length} bytes, the limit is ${limit}`);
   if (!equalBytes(record.chain, c.hash)) throw fail("wrong chain", "record signed for another chain");
@@ -203,6 +206,7 @@ export async function checkRecord(record, c) {
     throw fail("signature does not verify", `signature does not verify for member ${m.name}`);
   }
   if (record.isChange) checkChange(record.change);
+  else if (schema) validateEvent(record.event);
 }
 
 // -- Merkle (§5, RFC 9162) ------------------------------------------------------------------------
@@ -483,7 +487,7 @@ export const RECEIPT_STEPS = ["header", "record signature", "Merkle path", "comm
 export async function checkReceipt(r, c, onStep = () => {}) {
   if (!equalBytes(r.header.chain, c.hash)) throw Object.assign(fail("wrong chain", "the header belongs to another chain"), { step: "header" });
   onStep("header");
-  try { await checkRecord(r.record, c); } catch (e) { e.step = "record signature"; throw e; }
+  try { await checkRecord(r.record, c, { schema: false }); } catch (e) { e.step = "record signature"; throw e; }
   onStep("record signature");
   try { await verifyInclusion(r.index, Number(r.header.record_count), r.record.id, r.path, r.header.records_root); }
   catch (e) { e.step = "Merkle path"; throw e; }

@@ -80,6 +80,10 @@ def test_error_is_a_value_error_with_status_hint():
         (lambda e: e["epcList"].append("https://id.gs1.org/01/08991234123456"), "event.epcList[2]", "check digit"),
         (lambda e: e["epcList"].append("https://id.gs1.org/01/0899123412345"), "event.epcList[2]", "AI 01"),
         (lambda e: e["epcList"].append("urn:epc:id:sgtin:8991234.012345.a%zz"), "event.epcList[2]", "URI"),
+        # digits are ASCII digits: \d in a str pattern also matches other scripts' (here Arabic-Indic)
+        (lambda e: e["epcList"].append("urn:epc:id:sgtin:\u0668\u0669\u0669\u0661\u0662\u0663\u0664.012345.1"),
+         "event.epcList[2]", "absolute URI"),
+        (lambda e: e.update(eventTimeZoneOffset="+0\u0667:00"), "event.eventTimeZoneOffset", "±hh:mm"),
         (lambda e: e["readPoint"].pop("id"), "event.readPoint.id", "required"),
         (lambda e: e["readPoint"].update(floor=2), "event.readPoint.floor", "namespace"),
         (lambda e: e["sourceList"][0].update(type="urn:epcglobal:cbv:sdt:owning_party"), "event.sourceList[0].type",

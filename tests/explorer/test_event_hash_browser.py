@@ -18,7 +18,8 @@ from .test_words import fixtures
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "epcis" / "examples"
 VOCABULARY = {"bizStep": "BIZ_STEPS", "disposition": "DISPOSITIONS", "bizTransactionType": "BIZ_TRANSACTION_TYPES",
               "sourceDestType": "SOURCE_DEST_TYPES", "component": "COMPONENTS", "measurementType": "MEASUREMENT_TYPES",
-              "exception": "SENSOR_ALERT_TYPES"}
+              "exception": "SENSOR_ALERT_TYPES", "errorReason": "ERROR_REASONS", "eventType": "EVENT_TYPES",
+              "action": "ACTIONS"}
 
 
 def events() -> list[dict]:

@@ -1,10 +1,10 @@
 """The browser verifier (node/explorer/verify.js) judges every conformance vector as the reference does.
 
 Each file of tests/vectors/ is run case by case in headless Chromium (tests/explorer/vectors.mjs); a
-valid case must pass, an invalid one must fail naming the same rule. The browser does not implement
-the EPCIS rules (``schema``): they are the validators' admission policy, not part of checking a receipt
-(docs/format.md §8). The two cases that break only that rule are listed in NOT_IN_BROWSER; for them the
-test asserts the browser found nothing else wrong.
+valid case must pass, an invalid one must fail naming the same rule. Every case, the EPCIS rules
+(``schema``, node/explorer/epcis_rules.js) included: the browser checks a record's event as
+``validity.check_record`` does, and tests/explorer/test_epcis_rules_browser.py checks it agrees with
+validate.py's verdicts well beyond the two vectors of that rule.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pytest
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 KINDS = ["encoding", "records", "blocks", "certificates", "receipts", "heads", "governance"]
-NOT_IN_BROWSER = {("records", "schema-no-action"), ("records", "schema-bad-time")}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +35,6 @@ def test_browser_verifier_agrees_with_every_vector(page, static_url, kind):
     wrong = []
     for case in doc["cases"]:
         verdict = got[case["name"]]
-        if (kind, case["name"]) in NOT_IN_BROWSER:
-            assert verdict == {"valid": True}, f"{case['name']}: {verdict}"
-            continue
         want = {"valid": True} if case["valid"] else {"valid": False, "rule": case["rule"]}
         have = {k: verdict[k] for k in ("valid", "rule") if k in verdict}
         if have != want:

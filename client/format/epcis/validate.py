@@ -170,11 +170,13 @@ _URI = _URIMatcher()
 _CBV_URI_PREFIXES = ("urn:epcglobal:cbv", "http://ns.gs1.org/cbv/", "https://ns.gs1.org/cbv/")
 _GS1_VOC_PREFIXES = ("http://gs1.org/voc/", "https://gs1.org/voc/", "http://www.gs1.org/voc/", "https://www.gs1.org/voc/")
 
-_DATETIME = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:[Zz]|[+-]\d\d:\d\d)\Z")
-_TZ_OFFSET = re.compile(r"[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00)\Z")
+# re.ASCII: a str pattern's \d would also match other scripts' digits (Arabic-Indic, Devanagari, ...),
+# which no EPC URI, date-time or offset may hold.
+_DATETIME = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:[Zz]|[+-]\d\d:\d\d)\Z", re.ASCII)
+_TZ_OFFSET = re.compile(r"[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00)\Z", re.ASCII)
 _UOM = re.compile(r"[A-Z0-9]{2,3}\Z")
 _HEX = re.compile(r"[A-Fa-f0-9]+\Z")
-_VERSION = re.compile(r"\d+(?:\.\d+)*\Z")
+_VERSION = re.compile(r"\d+(?:\.\d+)*\Z", re.ASCII)
 _fromiso = datetime.fromisoformat
 
 
@@ -241,25 +243,26 @@ _EPC_URI = re.compile(
     + ")|class:(?:"
     + "|".join(f"{k}:{rx}" for k, (rx, _) in _EPC_CLASS_FORMS.items())
     + rf")|idpat:(?:{_IDPAT_SCHEMES}):[!'()*+,\-.0-9:;=A-Z_a-z#/ %]+"
-    + r"|raw:[0-9]+\.(?:x[0-9A-Fa-f]+|[0-9]+))\Z"
+    + r"|raw:[0-9]+\.(?:x[0-9A-Fa-f]+|[0-9]+))\Z",
+    re.ASCII,
 )
 # GS1 Digital Link: primary keys the EPCIS identifiers use, with their formats
 # (regex on the key value; whether a GS1 check digit ends the numeric part).
 _DL_KEYS: dict[str, tuple[re.Pattern[str], int | None]] = {
-    "00": (re.compile(r"\d{18}\Z"), 18),
-    "01": (re.compile(r"\d{14}\Z"), 14),
-    "253": (re.compile(r"\d{13}" + _C82 + r"{0,17}\Z"), 13),
-    "255": (re.compile(r"\d{13}\d{0,12}\Z"), 13),
-    "401": (re.compile(_C82 + r"{1,30}\Z"), None),
-    "402": (re.compile(r"\d{17}\Z"), 17),
-    "414": (re.compile(r"\d{13}\Z"), 13),
-    "417": (re.compile(r"\d{13}\Z"), 13),
-    "8003": (re.compile(r"\d{14}" + _C82 + r"{0,16}\Z"), 14),
-    "8004": (re.compile(_C82 + r"{1,30}\Z"), None),
-    "8006": (re.compile(r"\d{18}\Z"), 14),
-    "8010": (re.compile(r"(?:[\-#/0-9A-Z]|%2[3dDfF]){1,30}\Z"), None),
-    "8017": (re.compile(r"\d{18}\Z"), 18),
-    "8018": (re.compile(r"\d{18}\Z"), 18),
+    "00": (re.compile(r"\d{18}\Z", re.ASCII), 18),
+    "01": (re.compile(r"\d{14}\Z", re.ASCII), 14),
+    "253": (re.compile(r"\d{13}" + _C82 + r"{0,17}\Z", re.ASCII), 13),
+    "255": (re.compile(r"\d{13}\d{0,12}\Z", re.ASCII), 13),
+    "401": (re.compile(_C82 + r"{1,30}\Z", re.ASCII), None),
+    "402": (re.compile(r"\d{17}\Z", re.ASCII), 17),
+    "414": (re.compile(r"\d{13}\Z", re.ASCII), 13),
+    "417": (re.compile(r"\d{13}\Z", re.ASCII), 13),
+    "8003": (re.compile(r"\d{14}" + _C82 + r"{0,16}\Z", re.ASCII), 14),
+    "8004": (re.compile(_C82 + r"{1,30}\Z", re.ASCII), None),
+    "8006": (re.compile(r"\d{18}\Z", re.ASCII), 14),
+    "8010": (re.compile(r"(?:[\-#/0-9A-Z]|%2[3dDfF]){1,30}\Z", re.ASCII), None),
+    "8017": (re.compile(r"\d{18}\Z", re.ASCII), 18),
+    "8018": (re.compile(r"\d{18}\Z", re.ASCII), 18),
 }
 _DL_PRIMARY = re.compile(r"https?://[^/?#]+(?:/[^/?#]*)*?/(00|01|253|255|401|402|414|417|8003|8004|8006|8010|8017|8018)/([^/?#]+)")
 _DL_ALPHA = {

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint sim bench faults faults-short netns clean venv
+.PHONY: demo test lint sim bench bench-smoke faults faults-short netns clean venv
 
 venv: $(STAMP)
 
@@ -55,6 +55,10 @@ netns: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/rantai bench --json .rantai/bench.json
+
+# Each bench shape run tiny, its JSON checked for completeness and consistency (part of `make test` too).
+bench-smoke: $(STAMP)
+	$(BIN)/python -m pytest -q tests/client/test_bench_smoke.py tests/client/test_bench_leanhttp.py
 
 clean:
 	rm -rf $(VENV) .rantai .pytest_cache .hypothesis .mypy-src .mypy_cache .ruff_cache

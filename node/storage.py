@@ -11,7 +11,8 @@ integers are big-endian so LevelDB's byte order is height order::
     b"m" + name                          meta: b"mformat" -> b"rantai-node/2", b"mchain" -> genesis hash
     b"h"                                 head: u64 height ‖ block hash[32]   (absent: empty chain)
     b"r" + record id[32]                 u64 height ‖ u32 index
-    b"i" + sha256(item id)[32] + u64 height + u32 index   -> b"", for /v1/items/{id}/history
+    b"i" + sha256(item id)[32] + u64 height  -> the block's record indices naming it (node/postings.py),
+                                             for /v1/items/{id}/history
     b"s" + key                           consensus state (``Persist`` entries), handed back to the replica
     b"e", b"E", b"q" ...                  EPCIS indexes (node/epcis_index.py), written in the block's batch
 
@@ -38,7 +39,9 @@ import plyvel
 
 from rantai.client.format.errors import RantaiError
 
-__all__ = ["FORMAT", "RECOVER", "BlockWrite", "Storage", "StorageError", "StoreDamaged"]
+from .postings import group, pack_indices, unpack_indices
+
+__all__ = ["FORMAT", "RECOVER", "BlockWrite", "Storage", "StorageError", "StoreDamaged", "item_entries"]
 
 FORMAT = b"rantai-node/2"
 FORMAT_1 = b"rantai-node/1"  # blocks and certificates in the one database (b"b"/b"c" + u64 height): migrated on open
@@ -330,15 +333,17 @@ class Storage:
         """Up to ``limit`` (height, index) of records naming ``item_id``, in chain order, from ``start``,
         at heights <= ``max_height`` (a page of item history, node/paging.py)."""
         prefix = ITEM + item_key(item_id)
-        out = []
-        for k in self.db.iterator(start=prefix + _LOC.pack(*start), stop=prefix + b"\xff" * _LOC.size,
-                                  include_value=False):
-            loc = _LOC.unpack(k[len(prefix):])
-            if max_height is not None and loc[0] > max_height:
+        out: list[tuple[int, int]] = []
+        for k, v in self.db.iterator(start=prefix + _U64.pack(start[0]), stop=prefix + b"\xff" * _U64.size):
+            height = _U64.unpack(k[len(prefix):])[0]
+            if max_height is not None and height > max_height:
                 break
-            out.append(loc)
-            if len(out) >= limit:
-                break
+            for index in unpack_indices(v)[0]:
+                if height == start[0] and index < start[1]:
+                    continue
+                out.append((height, index))
+                if len(out) >= limit:
+                    return out
         return out
 
     # -- writes ----------------------------------------------------------------------------
@@ -390,9 +395,8 @@ class Storage:
                     height = w.height
                     for index, rid in enumerate(w.record_ids):
                         wb.put(RECORD + rid, _LOC.pack(height, index))
-                    for item, index in w.items:
-                        # The key says it all; (format 1 stored the item id as the value: never read)
-                        wb.put(ITEM + item_key(item) + _LOC.pack(height, index), b"")
+                    for key, value in item_entries(height, w.items):
+                        wb.put(key, value)
                     for key, value in w.extra:  # EPCIS indexes (node/epcis_index.py)
                         wb.put(key, value)
                 last = blocks[-1]
@@ -443,6 +447,12 @@ def _put_state(wb: Any, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
             wb.put(STATE + key, value)
 
 
+def item_entries(height: int, items: Iterable[tuple[str, int]]) -> list[tuple[bytes, bytes]]:
+    """The item history keys of block ``height`` from its (item id, record index) pairs: one per item."""
+    h = _U64.pack(height)
+    return [(ITEM + k + h, pack_indices(ix)) for k, ix in group((item_key(i), n) for i, n in items).items()]
+
+
 def _height_of(key: bytes, value: bytes) -> int | None:
     """The height an index entry belongs to (docs/storage.md), None for meta, head and consensus state."""
     tag = key[:1]
@@ -450,8 +460,10 @@ def _height_of(key: bytes, value: bytes) -> int | None:
         return _U64.unpack(value[:8])[0]
     if tag == b"e":
         return _U64.unpack(value[32:40])[0]
-    if tag == b"q" and key[1:2] == b"B":  # recordTime: one posting per block, keyed by u64 height
+    if tag == b"q":  # query postings: one key per (value, block), ending in u64 height (EPCIS index 4)
         return _U64.unpack(key[-8:])[0]
-    if tag in (ITEM, b"E", b"q"):
+    if tag == ITEM:  # one key per (item, block), ending in u64 height (EPCIS index 4)
+        return _U64.unpack(key[-8:])[0]
+    if tag == b"E":
         return _U64.unpack(key[-12:-4])[0]
     return None

@@ -7,9 +7,12 @@ Everything that changes consensus state happens on this loop, in this order, per
 3. as primary with an open slot: cut a batch when ``max_block_records`` are ready or the oldest
    ready record waited ``batch_timeout_ms``, build the block, ``Replica.propose``.
 
-Effects run in list order. Consecutive ``Persist`` effects are written as one synced batch before
-any later effect (so a vote is durable before it is sent); ``Send``/``Broadcast`` only enqueue;
-``Commit`` stores the block (one synced batch) and wakes ``?wait=commit`` callers; ``Validate``
+Effects run in list order. Every ``Persist`` of a list is written in one synced batch before any
+effect runs (so a vote is durable before it is sent), together with the indexes and head of the
+blocks its ``Commit``s deliver (one synced write per round; the blocks' own batch is synced before
+this node's next CHECKPOINT: docs/storage.md); ``Send``/``Broadcast`` only enqueue; a stored block
+wakes its ``?wait=commit`` callers; when a batch of messages commits blocks, the primary proposes
+the next block in the same list, so its PRE-PREPARE shares that synced write; ``Validate``
 goes to the validation task (in order, signatures in the thread pool); ``FetchState`` starts a
 catch-up task that verifies fetched blocks with the same ``client`` code an auditor uses.
 Disk writes run in a one-thread executor so the loop keeps serving HTTP while LevelDB syncs.
@@ -51,6 +54,7 @@ from rantai.consensus.effects import (
 )
 from rantai.consensus.epochs import Consensus
 from rantai.consensus.errors import InvariantBroken
+from rantai.consensus.messages import Checkpoint
 
 from .catchup import CatchUp
 from .config import NodeConfig
@@ -70,6 +74,10 @@ log = logging.getLogger("rantai.node")
 
 PEER_MESSAGES = "/v1/peer/messages"
 PARTIAL_IN_FLIGHT = 2
+# A round's votes share the synced batch of the blocks it commits only while those hold at most this
+# many records: indexing a block costs ~0.1 ms a record on the disk thread, and votes waiting behind
+# a big block's indexes would slow the pipeline more than the fsync saved (~5-10 ms here).
+ROUND_MERGE_RECORDS = 64
 
 
 def _now_ms() -> int:
@@ -296,6 +304,13 @@ class Node:
                     effects: list[Any] = []
                     for ev in events:
                         effects.extend(self._on_event(ev))
+                    commits = [self._block_of(e.proposal) for e in effects if type(e) is Commit]
+                    if commits and sum(len(b.records) for b in commits) <= ROUND_MERGE_RECORDS \
+                            and not any(b.change_entries() for b in commits):
+                        # The PRE-PREPARE joins the round's synced write (``_run``). Not after big blocks
+                        # (proposing before their store would only cut the next block short), nor after
+                        # governance changes (stored first: they may change who proposes next).
+                        effects.extend(self._propose(max(self.storage.height, commits[-1].height)))
                     await self._run(effects)
                     self.watch.after("messages")
                 now = _now_ms()
@@ -346,7 +361,13 @@ class Node:
         is what keeps a node's vote latency near one disk sync rather than one per message.
         """
         entries = [kv for e in effects if type(e) is Persist for kv in e.entries]
-        if entries:
+        run = [(self._block_of(e.proposal), e.certificate, None) for e in effects if type(e) is Commit]
+        merged = bool(run) and sum(len(b.records) for b, _, _ in run) <= ROUND_MERGE_RECORDS
+        if merged:
+            # One synced write for the round: the votes and the committed blocks' indexes and head
+            # in one batch, the blocks themselves unsynced until a CHECKPOINT (``_store_run``).
+            await self._store_run(run, entries)
+        elif entries:
             await self._on_disk(self.storage.persist, entries)
         i, n = 0, len(effects)
         while i < n:
@@ -354,12 +375,18 @@ class Node:
             t = type(e)
             if t is Persist:
                 pass  # written above
+            elif t is Commit:
+                if not merged:  # big blocks: the votes went first; the block's indexes and head, one synced batch
+                    await self._store_run([(self._block_of(e.proposal), e.certificate, None)], [])
             elif t is Send:
                 self.transport.send(e.to, PEER_MESSAGES, wire.encode(e.message))
             elif t is Broadcast:
+                if type(e.message) is Checkpoint and 0 < self.storage.unsynced_from <= e.message.height:
+                    # A CHECKPOINT lets peers forget the payloads of the blocks up to it: ours
+                    # must be on disk first (docs/storage.md, "One synced write per round"). (A
+                    # re-sent older one, below every unsynced block, needs nothing.)
+                    await self._on_disk(self.storage.sync_chain)
                 self.transport.broadcast(PEER_MESSAGES, wire.encode(e.message))
-            elif t is Commit:
-                await self._commit(e)
             elif t is Validate:
                 self._validate_q.put_nowait(e)
             elif t is FetchState:
@@ -373,11 +400,24 @@ class Node:
 
     # -- proposing -------------------------------------------------------------------------
     async def _maybe_propose(self) -> None:
+        effects = self._propose(self.storage.height)
+        if effects:
+            await self._run(effects)
+
+    def _propose(self, committed: int) -> list[Any]:
+        """Build and propose the blocks the open slots and the mempool allow; their effects, to run.
+
+        ``committed``: the height counted as committed for the group-commit rule below — the stored
+        height, or the last ``Commit`` of a handled batch whose effects have not run yet: the loop
+        then proposes in the same breath, and the PRE-PREPARE's ``Persist`` joins that round's
+        synced batch (``_run``) instead of costing the primary an fsync of its own.
+        """
         p = self.params
+        out: list[Any] = []
         for _ in range(p["window"]):
             slot = self.replica.next_slot()
             if slot is None:
-                return
+                return out
             if self.mempool.release_off_chain(slot.parent):
                 self._count("proposals-abandoned")
             # Group commit: a full block goes out at once, but a partial one only while fewer than
@@ -385,21 +425,21 @@ class Node:
             # blocks commit, so blocks grow and the per-block cost (votes, HTTP, fsync) is shared;
             # when idle, a lone record still leaves after batch_timeout_ms.
             full = self.mempool.ready_count >= p["max_block_records"]
-            if not full and slot.height - 1 - self.storage.height >= PARTIAL_IN_FLIGHT:
-                return
+            if not full and slot.height - 1 - committed >= PARTIAL_IN_FLIGHT:
+                return out
             if not self.mempool.should_propose(_now_ms(), p["max_block_records"], p["batch_timeout_ms"]):
-                return
+                return out
             parent = self._parent(slot.height - 1, slot.parent)
             if parent is None:
                 # The replica knows the parent's digest (committed by a quorum) before this node has
                 # stored the block itself (catching up): no block can be built on it yet, so wait.
                 self._count("proposal-waits-for-parent")
-                return
+                return out
             limits = self.ledger.governance.at(slot.height).params
             records = self.mempool.cut(limits["max_block_records"], limits["max_block_bytes"] - 4096)
             records = self._admissible(records, slot.height, slot.parent)
             if not records:
-                return
+                return out
             block = Block.build(
                 chain=self.genesis.hash,
                 height=slot.height,
@@ -412,7 +452,8 @@ class Node:
             self._blocks[block.hash] = block
             self.mempool.track(block.hash, slot.height, slot.parent, tuple(block.record_ids()))
             proposal = Proposal(slot.height, slot.parent, block.hash, block.raw)
-            await self._run(self.replica.propose(proposal, _now_ms()))
+            out.extend(self.replica.propose(proposal, _now_ms()))
+        return out
 
     # -- validating ------------------------------------------------------------------------
     async def _validation_worker(self) -> None:
@@ -444,31 +485,35 @@ class Node:
             self._post("validated", v.view, v.height, p.digest, ok)
 
     # -- committing ------------------------------------------------------------------------
-    async def _commit(self, c: Commit) -> None:
-        p = c.proposal
+    def _block_of(self, p: Proposal) -> Block:
         block = self._blocks.get(p.digest)
-        if block is None:
-            block = Block.from_bytes(p.payload)
-        await self._store(block, c.certificate)
+        return block if block is not None else Block.from_bytes(p.payload)
 
     async def _store(self, block: Block, certificate: Any) -> bool:
         """Store ``block`` if it is the next height (defer it if ahead, skip it if stored). True if stored."""
         return await self._store_run([(block, certificate, None)]) > 0
 
-    async def _store_run(self, run: Sequence[tuple[Block, Any, Any]]) -> int:
+    async def _store_run(self, run: Sequence[tuple[Block, Any, Any]],
+                         state: list[tuple[bytes, bytes | None]] | None = None) -> int:
         """Store consecutive verified blocks ``(block, certificate, index entries or None)`` in one
-        synced write (``Ledger.apply_run``), skipping those stored already; a run that starts above
-        the next height is deferred. The number of blocks of ``run`` stored."""
+        write (``Ledger.apply_run``), skipping those stored already; a run that starts above the
+        next height is deferred. The number of blocks of ``run`` stored.
+
+        ``state`` (a consensus round's ``Persist`` entries; [] for none): the blocks were committed
+        by consensus here, so the round is one synced batch — the entries, the indexes and the head
+        — and the blocks' own batch is synced later, before this node's next CHECKPOINT
+        (``Storage.commit_blocks``). None (catch-up): two synced batches, as before.
+        """
         async with self._store_lock:
             height = self.storage.height
             run = [x for x in run if x[0].height > height]
-            if not run:
-                return 0
-            if run[0][0].height > height + 1:
+            if not run or run[0][0].height > height + 1:
+                if state:
+                    await self._on_disk(self.storage.persist, state)
                 for x in run:
                     self._deferred[x[0].height] = x
                 return 0
-            await self._on_disk(self.ledger.apply_run, run)
+            await self._on_disk(self.ledger.apply_run, run, state)
             for x in run:
                 self._after_store(x[0])
             while (nxt := self._deferred.pop(self.storage.height + 1, None)) is not None:

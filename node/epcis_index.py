@@ -5,23 +5,25 @@ Layout (docs/storage.md, "EPCIS indexes"); ``loc`` is ``u64 height ‖ u32 index
 
     b"e" + digest[32]                        -> record id[32] ‖ loc   event hash ID (first record wins)
     b"E" + sha256(eventID)[32] + loc         -> record id[32]         the event's own eventID (many allowed)
-    b"q" + field[1] + vkey[16] + loc         -> b"" | u64 µs          query postings, one list per value
+    b"q" + field[1] + vkey[16] + u64 height  -> indices [‖ times]    query postings of one value in one block
     b"V" + field[1] + value (UTF-8)          -> b""                   each bizStep, disposition, readPoint,
                                                                       bizLocation once (GET /epcis/bizSteps ...)
 
 ``vkey`` is the first 16 bytes of SHA-256 of the *normalised* value (identifiers in canonical GS1
 Digital Link form, CBV terms as web URIs: the forms of the event hash), or for the time fields
-``u8 level ‖ 7 zero bytes ‖ u64 bucket`` with the value's time in µs as the entry's value. Every
-posting list is sorted by loc, so a query is a leapfrog join of seekable cursors (one per
-constrained parameter; a parameter's values are a union), and each candidate is checked exactly
-against its event before it is returned. No query reads more than the postings of its own values.
+``u8 level ‖ 7 zero bytes ‖ u64 bucket``. A posting key holds every record of its block that has the
+value (node/postings.py: the record indices, and for time fields each record's time in µs). A value's keys
+therefore grow with the height: LevelDB appends them instead of rewriting a random key per (value,
+record) at every compaction level, and a block writes one key per distinct value. Every
+posting list is sorted by loc, so a query is a leapfrog join of seekable cursors (one per constrained
+parameter; a parameter's values are a union), and each candidate is checked exactly against its event
+before it is returned. No query reads more than the postings of its own values.
 
 Times are bucketed at five aligned granularities (2^16 ... 2^32 seconds, 18 hours to 136 years): each event
-time is written once per level, and a range is covered by at most ~30 buckets per level, the edge
+time is posted once per level, and a range is covered by at most ~30 buckets per level, the edge
 buckets filtered by the stored time. recordTime is the block's timestamp, the same for every record
-of a block, so it is posted once per block (field ``B``, ``loc`` = ``u64 height``) and its cursor
-stands for every record of the blocks it names: 5 keys per block instead of 5 per record, which
-LevelDB would otherwise rewrite at every compaction level.
+of a block, so it is posted once per block (field ``B``, key ``... ‖ u64 height``, value the time in µs) and
+its cursor stands for every record of the blocks it names.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from rantai.client.format.epcis.event_hash import (
 from rantai.client.format.epcis.event_hash import timestamp_us as parse_time_us
 from rantai.client.format.errors import DuplicateEvent
 
+from .postings import pack_indices
+
 __all__ = [
     "DuplicateEvent", "HASHES", "hash_id_of_digest", "index_entries", "lookup_hash", "lookup_event_id",
     "record_digest", "parse_hash_id",
@@ -68,8 +72,8 @@ F_EVENT_TIME, F_RECORD_TIME = b"T", b"R"  # R: per record, written by format ran
 F_BLOCK_TIME = b"B"  # recordTime, once per block: loc = u64 height
 F_ATTR = b"g"  # every other parameter: vkey of attr(name, value) (eventID, classes, bizTransactions, ...)
 # b"m" b"epcis-index": 2 = recordTime per block; 3 = F_ATTR postings and values read with the event's own
-# @context (older stores are re-indexed on open)
-INDEX_VERSION = b"3"
+# @context; 4 = one posting key per (value, block) (older stores are re-indexed on open)
+INDEX_VERSION = b"4"
 _CLASS_OF = {F_EPC: F_EPC_CLASS, F_PARENT: F_PARENT_CLASS, F_INPUT: F_INPUT_CLASS, F_OUTPUT: F_OUTPUT_CLASS}
 
 
@@ -287,6 +291,8 @@ def extension_values(obj: Mapping[str, Any], ctx: _Ctx, skip: frozenset[str] = f
 
 
 _NOT_EXT = frozenset({"rdfs:comment", "comment", "#text"})
+_PARTY_FIELDS = (("bizTransactionList", "bizTransaction", "bizTransactionType"),
+                 ("sourceList", "source", "sourceDestType"), ("destinationList", "destination", "sourceDestType"))
 
 
 def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
@@ -318,14 +324,17 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
             for x in forms(loc.get("id"), ctx):
                 add(f, x)
     out.update(dict.fromkeys(identifier_postings(event, ctx)))
+    # absent fields are skipped before any call: most events have few of them (index build cost, issue 16)
     for key, _ in QUANTITY_FIELDS:
-        if any(isinstance(q, dict) and isinstance(q.get("quantity"), (int, float)) for q in _list(event.get(key))):
+        if key in event and any(isinstance(q, dict) and isinstance(q.get("quantity"), (int, float))
+                                for q in _list(event[key])):
             has("quantity")
-    attrs("transformationID", event.get("transformationID"))
-    for key, item_key, vocab in (("bizTransactionList", "bizTransaction", "bizTransactionType"),
-                                 ("sourceList", "source", "sourceDestType"),
-                                 ("destinationList", "destination", "sourceDestType")):
-        for item in _list(event.get(key)):
+    if "transformationID" in event:
+        attrs("transformationID", event["transformationID"])
+    for key, item_key, vocab in _PARTY_FIELDS:
+        if key not in event:
+            continue
+        for item in _list(event[key]):
             if isinstance(item, dict):
                 for t in forms(item.get("type"), ctx, vocab):
                     attrs(f"{item_key}:{t}", item.get(item_key))
@@ -343,7 +352,7 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
         for v in _list(err.get("correctiveEventIDs")):
             if isinstance(v, str) and v.strip():
                 out[(F_ATTR, attr("correctiveEventID", v.strip()))] = None
-    for el in _list(event.get("sensorElementList")):
+    for el in _list(event.get("sensorElementList")) if "sensorElementList" in event else ():
         if not isinstance(el, dict):
             continue
         md = el.get("sensorMetadata")
@@ -380,17 +389,19 @@ def identifier_postings(event: Mapping[str, Any], ctx: _Ctx | None = None) -> li
     exact check of a MATCH_ query needs only these."""
     ctx = event_context(event) if ctx is None else ctx
     out: dict[tuple[bytes, str], None] = {}
-    ids: list[tuple[bytes, str]] = [(F_PARENT, x) for x in forms(event.get("parentID"), ctx)]
+    ids: list[tuple[bytes, str]] = [(F_PARENT, x) for x in forms(event["parentID"], ctx)] \
+        if "parentID" in event else []
     for key, f in _EPC_FIELDS:
-        for v in _list(event.get(key)):
-            ids.extend((f, x) for x in forms(v, ctx))
+        if key in event:
+            for v in _list(event[key]):
+                ids.extend((f, x) for x in forms(v, ctx))
     for f, v in ids:
         out[(f, v)] = None
         c = epc_class(v)
         if c:
             out[(_CLASS_OF[f], c)] = None
     for key, name in QUANTITY_FIELDS:
-        for q in _list(event.get(key)):
+        for q in _list(event[key]) if key in event else ():
             if isinstance(q, dict):
                 for v in forms(q.get("epcClass"), ctx):
                     out[(F_ATTR, attr(name, v))] = None
@@ -404,10 +415,11 @@ def _list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else [] if v is None else [v]
 
 
-def _time_entries(field_tag: bytes, us: int, loc: bytes) -> list[tuple[bytes, bytes]]:
+def _time_entries(field_tag: bytes, us: int, suffix: bytes) -> list[tuple[bytes, bytes]]:
+    """The keys of one time posted alone (recordTime, once per block: ``suffix`` is the u64 height)."""
     sec = min(max(us, 0) // 1_000_000, _MAX_SECONDS)
     value = _U64.pack(max(us, 0))
-    return [(_time_prefix(field_tag, level, sec >> level) + loc, value) for level in LEVELS]
+    return [(_time_prefix(field_tag, level, sec >> level) + suffix, value) for level in LEVELS]
 
 
 @lru_cache(maxsize=16_384)
@@ -415,37 +427,83 @@ def _time_prefix(field_tag: bytes, level: int, bucket: int) -> bytes:
     return POSTING + field_tag + _tkey(level, bucket)
 
 
-def index_entries(db: Any, height: int, timestamp_ms: int,
-                  records: Sequence[Any]) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+# -- postings per block: one key per (value, block) -------------------------------------------------------
+
+class BlockPostings:
+    """The query postings of one block, gathered record by record (records come in index order, so
+    every list is ascending), then written as one key per distinct value: a value's key is derived
+    once per block, not once per record."""
+
+    __slots__ = ("lists", "times")
+
+    def __init__(self) -> None:
+        self.lists: dict[tuple[bytes, str], list[int]] = {}
+        self.times: list[tuple[int, int]] = []  # (index, eventTime µs)
+
+    def add(self, index: int, event: Mapping[str, Any]) -> None:
+        lists = self.lists
+        for p in event_postings(event):
+            got = lists.get(p)
+            if got is None:
+                lists[p] = [index]
+            else:
+                got.append(index)
+        et = parse_time_us(event.get("eventTime"))
+        if et is not None:
+            self.times.append((index, max(et, 0)))
+
+    def entries(self, height: int) -> list[tuple[bytes, bytes]]:
+        h = _U64.pack(height)
+        out = [(POSTING + f + _vkey(v) + h, pack_indices(ix)) for (f, v), ix in self.lists.items()]
+        if self.times:
+            secs = [(i, us, min(us // 1_000_000, _MAX_SECONDS)) for i, us in self.times]
+            for level in LEVELS:
+                buckets: dict[int, tuple[list[int], list[int]]] = {}
+                for i, us, sec in secs:
+                    got = buckets.get(sec >> level)
+                    if got is None:
+                        buckets[sec >> level] = ([i], [us])
+                    else:
+                        got[0].append(i)
+                        got[1].append(us)
+                out.extend((_time_prefix(F_EVENT_TIME, level, b) + h, pack_indices(ix, ts))
+                           for b, (ix, ts) in buckets.items())
+        return out
+
+    def value_keys(self) -> set[bytes]:
+        """The ``V`` keys of the block's listed values (GET /epcis/bizSteps ...)."""
+        return {VALUES + f + v.encode("utf-8") for f, v in self.lists if f in _VALUE_TAGS}
+
+
+def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any],
+                  digests: Sequence[bytes | None] | None = None
+                  ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
     """The EPCIS index entries of one block: (entries to put, [(digest, record id)] newly hashed).
 
-    ``records`` are ``SignedRecord``s. A hash ID already on the chain (or earlier in this block) is
+    ``records`` are ``SignedRecord``s; ``digests`` (optional, one per record) their ``uniqueness_digest``
+    when the caller has it already. A hash ID already on the chain (or earlier in this block) is
     not re-pointed: the first record keeps it (validation refuses such blocks; this only keeps the
     index deterministic if one is ever stored, e.g. by an older node's chain).
     """
     puts: list[tuple[bytes, bytes]] = []
     fresh: list[tuple[bytes, bytes]] = []
     seen: set[bytes] = set()
-    seen_values: set[bytes] = set()
+    block = BlockPostings()
     for index, r in enumerate(records):
         if r.is_change:  # a governance entry: no EPCIS event to index
             continue
         event = r.event
-        loc = _LOC.pack(height, index)
-        digest = record_digest(r)
+        digest = (digests[index] if digests is not None else None) or record_digest(r)
         if digest not in seen and db.get(HASH + digest) is None:
-            puts.append((HASH + digest, r.id + loc))
+            puts.append((HASH + digest, r.id + _LOC.pack(height, index)))
             fresh.append((digest, r.id))
         seen.add(digest)
         own = event.get("eventID")
         if isinstance(own, str) and own:
-            puts.append((EVENT_ID + hashlib.sha256(own.encode("utf-8")).digest() + loc, r.id))
-        postings = event_postings(event)
-        puts.extend(_event_entries(event, loc, postings))
-        for k in value_keys(event, postings):
-            if k not in seen_values and db.get(k) is None:
-                seen_values.add(k)
-                puts.append((k, b""))
+            puts.append((EVENT_ID + hashlib.sha256(own.encode("utf-8")).digest() + _LOC.pack(height, index), r.id))
+        block.add(index, event)
+    puts.extend(block.entries(height))
+    puts.extend((k, b"") for k in sorted(block.value_keys()) if db.get(k) is None)
     if records:
         puts.extend(_time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)))
     return puts, fresh
@@ -457,17 +515,21 @@ def upgrade(db: Any, headers: Iterable[tuple[int, int]],
 
     ``headers`` yields (height, timestamp ms) of every stored non-empty block, ``blocks()`` (height, block
     bytes, certificate) of every stored block. Version 1 posted recordTime per record (field ``R``); version
-    2 had no ``F_ATTR`` postings and read values without the event's ``@context``: every query posting is
-    deleted and written again from the blocks, in one synced batch with the version, so a crash leaves the
-    old index, upgraded again on open.
+    2 had no ``F_ATTR`` postings and read values without the event's ``@context``; version 3 wrote one
+    query posting and one item history key (``i``, node/storage.py) per (value, record): every query
+    posting and item key is deleted and written again from the blocks, in one synced batch with the
+    version, so a crash leaves the old index, upgraded again on open.
     """
     from rantai.client.format.blocks import Block
+    from rantai.client.format.epcis.items import event_identifiers
+
+    from .storage import ITEM, item_entries
 
     key = b"m" + b"epcis-index"
     if db.get(key) == INDEX_VERSION:
         return False
     with db.write_batch(sync=True, transaction=True) as wb:
-        for prefix in (POSTING, VALUES):
+        for prefix in (POSTING, VALUES, ITEM):
             for k in db.iterator(prefix=prefix, include_value=False):
                 wb.delete(k)
         values: set[bytes] = set()
@@ -475,12 +537,15 @@ def upgrade(db: Any, headers: Iterable[tuple[int, int]],
             for k, v in _time_entries(F_BLOCK_TIME, timestamp_ms * 1000, _U64.pack(height)):
                 wb.put(k, v)
         for height, raw, _ in (blocks() if blocks is not None else ()):
+            block = BlockPostings()
+            items: list[tuple[str, int]] = []
             for index, r in enumerate(Block.from_bytes(raw).records):
                 if not r.is_change:
-                    postings = event_postings(r.event)
-                    for k, v in _event_entries(r.event, _LOC.pack(height, index), postings):
-                        wb.put(k, v)
-                    values.update(value_keys(r.event, postings))
+                    block.add(index, r.event)
+                    items.extend((item, index) for item in event_identifiers(r.event))
+            for k, v in block.entries(height) + item_entries(height, items):
+                wb.put(k, v)
+            values |= block.value_keys()
         for k in values:
             wb.put(k, b"")
         wb.put(key, INDEX_VERSION)
@@ -492,11 +557,6 @@ VALUE_FIELDS = {"bizSteps": F_STEP, "dispositions": F_DISP, "readPoints": F_READ
 
 
 _VALUE_TAGS = frozenset(VALUE_FIELDS.values())
-
-
-def value_keys(event: Mapping[str, Any], postings: list[tuple[bytes, str]] | None = None) -> list[bytes]:
-    """The ``V`` keys of an event's listed values (normalised, as the postings hold them)."""
-    return [VALUES + f + v.encode("utf-8") for f, v in (postings or event_postings(event)) if f in _VALUE_TAGS]
 
 
 def list_values(db: Any, f: bytes, after: str | None, limit: int) -> tuple[list[str], bool]:
@@ -514,16 +574,6 @@ def list_values(db: Any, f: bytes, after: str | None, limit: int) -> tuple[list[
     finally:
         it.close()
     return out, False
-
-
-def _event_entries(event: Mapping[str, Any], loc: bytes,
-                   postings: list[tuple[bytes, str]] | None = None) -> list[tuple[bytes, bytes]]:
-    """The query postings of one event at ``loc`` (values and its eventTime buckets)."""
-    puts = [(POSTING + f + _vkey(v) + loc, b"") for f, v in (postings or event_postings(event))]
-    et = parse_time_us(event.get("eventTime"))
-    if et is not None:
-        puts.extend(_time_entries(F_EVENT_TIME, et, loc))
-    return puts
 
 
 # -- no event twice: admission and proposals (node/validation.py calls these) ---------------------------

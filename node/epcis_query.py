@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import struct
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +60,14 @@ from .epcis_index import (
     scalar_text,
     sensor_value_text,
 )
+from .postings import unpack_indices
 
 __all__ = ["DEFAULT_PER_PAGE", "EVENT_TYPES", "KNOWN_PARAMS", "MAX_ORDERED", "MAX_PER_PAGE", "EventQuery",
            "QueryParameterError", "QueryTooLarge", "count_matches", "plan", "query_time", "run_ordered", "run_query",
            "served_event_id", "time_buckets"]
+
+
+_U32 = struct.Struct(">I")
 
 
 class QueryParameterError(ValueError):
@@ -575,13 +581,72 @@ def _compare(op: str, x: Any, operand: Any) -> bool:
 # -- cursors: sorted locs, seekable ---------------------------------------------------------------------
 
 class _Postings:
-    """The locs of one posting list (``prefix`` + loc), optionally filtered by the stored time."""
+    """The locs of one posting list: its keys ``prefix`` + u64 height, one per block, each listing the
+    block's record indices (node/epcis_index.py); time postings (``timed``) optionally filtered by the
+    stored time. Seeking inside the block at hand costs no read."""
+
+    def __init__(self, db: Any, prefix: bytes, lo: int | None = None, hi: int | None = None,
+                 timed: bool = False) -> None:
+        self.prefix = prefix
+        self.timed = timed
+        self.filtered = lo is not None or hi is not None
+        self.lo, self.hi = lo, hi
+        self.it = db.iterator(prefix=prefix)
+        self.height: bytes | None = None  # u64 height of the block at hand
+        self.indices: Sequence[int] = ()
+        self.current: bytes | None = None
+        self.done = False
+        self.reads = 0
+
+    def _load(self, key: bytes, value: bytes) -> None:
+        self.reads += 1
+        self.height = key[len(self.prefix):]
+        ix, ts = unpack_indices(value, self.timed)
+        if self.filtered:
+            lo, hi = self.lo, self.hi
+            ix = [i for i, t in zip(ix, ts, strict=True) if (lo is None or t >= lo) and (hi is None or t < hi)]
+        self.indices = ix
+
+    def seek(self, target: bytes) -> bytes | None:
+        if self.done:
+            return None
+        if self.current is not None and self.current >= target:
+            return self.current
+        th = target[:8]
+        if self.height != th:  # the block at hand lies below the target's: skip to the target's block
+            self.it.seek(self.prefix + th)
+            if not self._next():
+                return None
+        while True:
+            assert self.height is not None
+            k = bisect_left(self.indices, _U32.unpack_from(target, 8)[0]) if self.height == th else 0
+            if k < len(self.indices):
+                self.current = self.height + _U32.pack(self.indices[k])
+                return self.current
+            if not self._next():
+                return None
+
+    def _next(self) -> bool:
+        try:
+            key, value = next(self.it)
+        except StopIteration:
+            self.done, self.current = True, None
+            return False
+        self._load(key, value)
+        return True
+
+    def close(self) -> None:
+        self.it.close()
+
+
+class _Heights:
+    """The heights of one per-block time posting list (recordTime: ``prefix`` + u64 height -> µs),
+    optionally filtered by the stored time; ``_WholeBlocks`` turns them into locs."""
 
     def __init__(self, db: Any, prefix: bytes, lo: int | None = None, hi: int | None = None) -> None:
         self.prefix = prefix
-        self.filtered = lo is not None or hi is not None
         self.lo, self.hi = lo, hi
-        self.it = db.iterator(prefix=prefix, include_value=self.filtered)
+        self.it = db.iterator(prefix=prefix)
         self.current: bytes | None = None
         self.done = False
         self.reads = 0
@@ -592,22 +657,42 @@ class _Postings:
         if self.current is not None and self.current >= target:
             return self.current
         self.it.seek(self.prefix + target)
-        while True:
-            try:
-                item = next(self.it)
-            except StopIteration:
-                self.done, self.current = True, None
-                return None
+        for key, value in self.it:
             self.reads += 1
-            if self.filtered:
-                key, value = item
-                t = _U64.unpack(value)[0]
-                if (self.lo is not None and t < self.lo) or (self.hi is not None and t >= self.hi):
-                    continue
-            else:
-                key = item
+            t = _U64.unpack(value)[0]
+            if (self.lo is not None and t < self.lo) or (self.hi is not None and t >= self.hi):
+                continue
             self.current = key[len(self.prefix):]
             return self.current
+        self.done, self.current = True, None
+        return None
+
+    def close(self) -> None:
+        self.it.close()
+
+
+class _EventIds:
+    """The locs of one own-eventID list (``E`` keys: ``prefix`` + loc, one per record)."""
+
+    def __init__(self, db: Any, prefix: bytes) -> None:
+        self.prefix = prefix
+        self.it = db.iterator(prefix=prefix, include_value=False)
+        self.current: bytes | None = None
+        self.done = False
+        self.reads = 0
+
+    def seek(self, target: bytes) -> bytes | None:
+        if self.done:
+            return None
+        if self.current is not None and self.current >= target:
+            return self.current
+        self.it.seek(self.prefix + target)
+        for key in self.it:
+            self.reads += 1
+            self.current = key[len(self.prefix):]
+            return self.current
+        self.done, self.current = True, None
+        return None
 
     def close(self) -> None:
         self.it.close()
@@ -655,11 +740,21 @@ def time_buckets(lo_us: int | None, hi_us: int | None) -> list[tuple[int, int, b
     return out
 
 
-def _time_cursor(db: Any, tag: bytes, lo: int | None, hi: int | None) -> _Union:
-    parts = []
+def _time_cursor(db: Any, lo: int | None, hi: int | None) -> _Union:
+    """eventTime in [lo, hi): the buckets that cover it, the edge ones filtered by the stored times."""
+    parts: list[Any] = []
     for level, bucket, inside in time_buckets(lo, hi):
-        prefix = POSTING + tag + _tkey(level, bucket)
-        parts.append(_Postings(db, prefix) if inside else _Postings(db, prefix, lo, hi))
+        prefix = POSTING + F_EVENT_TIME + _tkey(level, bucket)
+        parts.append(_Postings(db, prefix, timed=True) if inside else _Postings(db, prefix, lo, hi, timed=True))
+    return _Union(parts)
+
+
+def _block_time_cursor(db: Any, lo: int | None, hi: int | None) -> _Union:
+    """The heights of the blocks whose timestamp (every record's recordTime) lies in [lo, hi)."""
+    parts: list[Any] = []
+    for level, bucket, inside in time_buckets(lo, hi):
+        prefix = POSTING + F_BLOCK_TIME + _tkey(level, bucket)
+        parts.append(_Heights(db, prefix) if inside else _Heights(db, prefix, lo, hi))
     return _Union(parts)
 
 
@@ -728,7 +823,7 @@ def _event_id_cursor(db: Any, values: list[str]) -> _Union:
     parts: list[Any] = []
     hits = []
     for v in dict.fromkeys(values):
-        parts.append(_Postings(db, EVENT_ID + hashlib.sha256(v.encode("utf-8")).digest()))
+        parts.append(_EventIds(db, EVENT_ID + hashlib.sha256(v.encode("utf-8")).digest()))
         digest = parse_hash_id(v)
         if digest is not None:  # the hash ID is the served eventID of an event that declares none
             from .epcis_index import correction_digest, lookup_hash
@@ -768,12 +863,12 @@ def plan(db: Any, q: EventQuery) -> list[Any]:
             cursors.append(_attr_cursor(db, [attr("has", mark)]))
     lo, hi = q.times.get("GE_eventTime"), q.times.get("LT_eventTime")
     if lo is not None or hi is not None:
-        cursors.append(_time_cursor(db, F_EVENT_TIME, lo, hi))
+        cursors.append(_time_cursor(db, lo, hi))
     if not cursors:  # no constraint on the events themselves: every event, through the eventType lists
         cursors.append(_Union([_Postings(db, POSTING + F_TYPE + _vkey(t)) for t in EVENT_TYPES]))
     lo, hi = q.times.get("GE_recordTime"), q.times.get("LT_recordTime")
     if lo is not None or hi is not None:
-        cursors.append(_WholeBlocks(_time_cursor(db, F_BLOCK_TIME, lo, hi)))
+        cursors.append(_WholeBlocks(_block_time_cursor(db, lo, hi)))
     return cursors
 
 

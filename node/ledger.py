@@ -141,14 +141,16 @@ class Ledger:
         """Store ``block`` (height = head + 1) with its certificate and indexes, in one synced batch."""
         self.apply_run([(block, certificate, entries)])
 
-    def apply_run(self, run: Sequence[tuple[Block, CommitCertificate, BlockEntries | None]]) -> None:
+    def apply_run(self, run: Sequence[tuple[Block, CommitCertificate, BlockEntries | None]],
+                  state: Sequence[tuple[bytes, bytes | None]] | None = None) -> None:
         """Store consecutive blocks (the first at head + 1) with their certificates and indexes: two
         synced batches for the whole run (``Storage.commit_blocks``).
 
         ``entries`` are the block's index entries when the caller computed them already (catch-up's
         worker processes, ``block_entries``); None: computed here. Governance changes (checked when
         the blocks were validated) are applied to the committed state only once the run is stored,
-        on a fork swapped in after the write.
+        on a fork swapped in after the write. ``state``: consensus ``Persist`` entries written in the
+        index batch, one fsync for the round (``Storage.commit_blocks``).
         """
         writes = []
         gov = None
@@ -162,7 +164,7 @@ class Ledger:
                 epcis = epcis + [(GOV + _LOC.pack(block.height, i), r.raw) for i, r in changes]
             writes.append(BlockWrite(block.height, block.hash, block.raw, encode(certificate.to_obj()),
                                      block.record_ids(), items, epcis, hashed))
-        self.storage.commit_blocks(writes)
+        self.storage.commit_blocks(writes, state)
         if gov is not None:
             self.governance = gov
         if run:

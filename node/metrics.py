@@ -55,8 +55,9 @@ class NodeMetrics:
         self.started = time.time()
         self.registry = CollectorRegistry(auto_describe=True)
         self.disk = Histogram("rantai_disk_sync_seconds", "Synced LevelDB writes: a batch of consensus votes "
-                              "(kind=votes) or committed blocks with their indexes (kind=block: a run of consecutive "
-                              "blocks, two synced batches).", ["kind"],
+                              "(kind=votes), committed blocks with their indexes (kind=block: a run of consecutive "
+                              "blocks, with the round's votes one synced batch, from catch-up two), or the block "
+                              "database synced before a CHECKPOINT (kind=other).", ["kind"],
                               buckets=DISK_BUCKETS, registry=self.registry)
         self.requests = Histogram("rantai_http_request_seconds", "HTTP requests served, by method and route "
                                   "(peer streams excluded: they last as long as the connection).",

@@ -11,13 +11,15 @@ integers are big-endian so LevelDB's byte order is height order::
     b"m" + name                          meta: b"mformat" -> b"rantai-node/2", b"mchain" -> genesis hash
     b"h"                                 head: u64 height ‖ block hash[32]   (absent: empty chain)
     b"r" + record id[32]                 u64 height ‖ u32 index
-    b"i" + sha256(item id)[32] + u64 height + u32 index   -> b"", for /v1/items/{id}/history
+    b"i" + sha256(item id)[32] + u64 height  -> the block's record indices naming it (node/postings.py),
+                                             for /v1/items/{id}/history
     b"s" + key                           consensus state (``Persist`` entries), handed back to the replica
     b"e", b"E", b"q" ...                  EPCIS indexes (node/epcis_index.py), written in the block's batch
 
-A committed block and its certificate are one synced batch in ``blocks``, then its index entries and
-the new head one synced batch in ``data_dir`` (a catch-up writes a run of blocks the same way, two
-synced batches for the whole run); a block is only ever read at or below the head, so
+A committed block and its certificate are one batch in ``blocks``, then its index entries and the new
+head (with the consensus round's votes) one synced batch in ``data_dir``; ``blocks`` is synced before
+the node's next CHECKPOINT (docs/storage.md says why that is enough). A catch-up writes a run of
+blocks in two synced batches for the whole run. A block is only ever read at or below the head, so
 after a crash the store holds a prefix of the chain with every index complete (a block written
 above the head is overwritten when that height is stored again). The work per
 block depends on that block's size only, never on the chain's height.
@@ -37,7 +39,9 @@ import plyvel
 
 from rantai.client.format.errors import RantaiError
 
-__all__ = ["FORMAT", "RECOVER", "BlockWrite", "Storage", "StorageError", "StoreDamaged"]
+from .postings import group, pack_indices, unpack_indices
+
+__all__ = ["FORMAT", "RECOVER", "BlockWrite", "Storage", "StorageError", "StoreDamaged", "item_entries"]
 
 FORMAT = b"rantai-node/2"
 FORMAT_1 = b"rantai-node/1"  # blocks and certificates in the one database (b"b"/b"c" + u64 height): migrated on open
@@ -121,6 +125,7 @@ class Storage:
         except plyvel.Error as exc:
             raise StorageError(f"storage: cannot open {self.path}: {_text(exc)}") from exc
         self._lock = threading.Lock()
+        self.unsynced_from = 0  # the lowest height written to ``blocks`` without a sync since ``sync_chain`` (0: none)
         self.on_commit: list[Callable[[int, Any], None]] = []  # called after each block's batch (disk thread)
         self.repaired: list[str] = []  # what opening had to repair, for the start-up check to report
         fmt, stored_chain = self.db.get(META + b"format"), self.db.get(META + b"chain")
@@ -209,6 +214,7 @@ class Storage:
 
     def close(self) -> None:
         if not self.chain_db.closed:
+            self.sync_chain()
             self.chain_db.close()
         if not self.db.closed:
             self.db.close()
@@ -327,15 +333,17 @@ class Storage:
         """Up to ``limit`` (height, index) of records naming ``item_id``, in chain order, from ``start``,
         at heights <= ``max_height`` (a page of item history, node/paging.py)."""
         prefix = ITEM + item_key(item_id)
-        out = []
-        for k in self.db.iterator(start=prefix + _LOC.pack(*start), stop=prefix + b"\xff" * _LOC.size,
-                                  include_value=False):
-            loc = _LOC.unpack(k[len(prefix):])
-            if max_height is not None and loc[0] > max_height:
+        out: list[tuple[int, int]] = []
+        for k, v in self.db.iterator(start=prefix + _U64.pack(start[0]), stop=prefix + b"\xff" * _U64.size):
+            height = _U64.unpack(k[len(prefix):])[0]
+            if max_height is not None and height > max_height:
                 break
-            out.append(loc)
-            if len(out) >= limit:
-                break
+            for index in unpack_indices(v)[0]:
+                if height == start[0] and index < start[1]:
+                    continue
+                out.append((height, index))
+                if len(out) >= limit:
+                    return out
         return out
 
     # -- writes ----------------------------------------------------------------------------
@@ -353,13 +361,19 @@ class Storage:
         """Store block ``height`` (which must be head + 1): block and certificate, then indexes and head (synced)."""
         self.commit_blocks([BlockWrite(height, block_hash, block, certificate, record_ids, items, extra, info)])
 
-    def commit_blocks(self, blocks: Sequence["BlockWrite"]) -> None:
+    def commit_blocks(self, blocks: Sequence["BlockWrite"],
+                      state: Sequence[tuple[bytes, bytes | None]] | None = None) -> None:
         """Store consecutive blocks, the first at head + 1, in two synced batches whatever their number:
         every block and certificate, then every index entry and the new head.
 
         A catch-up writes thousands of blocks this way with two fsyncs instead of two per block. The
         crash argument is the one-block case's: the head moves last, in the batch with the indexes,
         so a crash leaves a prefix of the chain with every index complete.
+
+        ``state`` (a consensus round's ``Persist`` entries, node/driver.py): they join the index
+        batch, and the blocks' batch is not synced; the round then costs one fsync. The blocks are
+        made durable by ``sync_chain`` before this node's next CHECKPOINT leaves (docs/storage.md,
+        "One synced write per round"), until when their payloads are in the consensus state.
         """
         if not blocks:
             return
@@ -367,19 +381,22 @@ class Storage:
             for k, w in enumerate(blocks):
                 if w.height != self._head[0] + 1 + k:
                     raise StorageError(f"storage: block {w.height} does not follow head {self._head[0] + k}")
-            with self.chain_db.write_batch(sync=True) as cb:
+            with self.chain_db.write_batch(sync=state is None) as cb:
                 for w in blocks:
                     h = _U64.pack(w.height)
                     cb.put(h + BLOCK, w.block)
                     cb.put(h + CERT, w.certificate)
+            if state is not None and not self.unsynced_from:
+                self.unsynced_from = blocks[0].height
             with self.db.write_batch(sync=True, transaction=True) as wb:
+                if state is not None:
+                    _put_state(wb, state)
                 for w in blocks:
                     height = w.height
                     for index, rid in enumerate(w.record_ids):
                         wb.put(RECORD + rid, _LOC.pack(height, index))
-                    for item, index in w.items:
-                        # The key says it all; (format 1 stored the item id as the value: never read)
-                        wb.put(ITEM + item_key(item) + _LOC.pack(height, index), b"")
+                    for key, value in item_entries(height, w.items):
+                        wb.put(key, value)
                     for key, value in w.extra:  # EPCIS indexes (node/epcis_index.py)
                         wb.put(key, value)
                 last = blocks[-1]
@@ -392,14 +409,48 @@ class Storage:
     def persist(self, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Consensus state writes (None deletes), synced before returning."""
         with self._lock, self.db.write_batch(sync=True, transaction=True) as wb:
-            for key, value in entries:
-                if value is None:
-                    wb.delete(STATE + key)
-                else:
-                    wb.put(STATE + key, value)
+            _put_state(wb, entries)
+
+    def sync_chain(self) -> None:
+        """Make every block written so far durable: fsync the block database's write-ahead logs.
+
+        Every ``*.log`` file of ``blocks`` is synced, not only the current one: LevelDB starts a new
+        log when its memtable fills and does not sync the old one, whose entries stay in it until
+        they reach a table file (which LevelDB syncs when it writes it). A synced LevelDB write
+        would sync the current log only.
+        """
+        with self._lock:
+            if not self.unsynced_from:
+                return
+            where = self.path / CHAIN_DIR
+            for log_file in sorted(where.glob("*.log")):
+                try:
+                    fd = os.open(log_file, os.O_RDONLY)
+                except FileNotFoundError:  # compacted away meanwhile: its entries are in a synced table
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self.unsynced_from = 0
 
     def persisted(self) -> dict[bytes, bytes]:
         return {k[1:]: v for k, v in self.db.iterator(prefix=STATE)}
+
+
+def _put_state(wb: Any, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
+    """Consensus state entries into a write batch (None deletes)."""
+    for key, value in entries:
+        if value is None:
+            wb.delete(STATE + key)
+        else:
+            wb.put(STATE + key, value)
+
+
+def item_entries(height: int, items: Iterable[tuple[str, int]]) -> list[tuple[bytes, bytes]]:
+    """The item history keys of block ``height`` from its (item id, record index) pairs: one per item."""
+    h = _U64.pack(height)
+    return [(ITEM + k + h, pack_indices(ix)) for k, ix in group((item_key(i), n) for i, n in items).items()]
 
 
 def _height_of(key: bytes, value: bytes) -> int | None:
@@ -409,8 +460,10 @@ def _height_of(key: bytes, value: bytes) -> int | None:
         return _U64.unpack(value[:8])[0]
     if tag == b"e":
         return _U64.unpack(value[32:40])[0]
-    if tag == b"q" and key[1:2] == b"B":  # recordTime: one posting per block, keyed by u64 height
+    if tag == b"q":  # query postings: one key per (value, block), ending in u64 height (EPCIS index 4)
         return _U64.unpack(key[-8:])[0]
-    if tag in (ITEM, b"E", b"q"):
+    if tag == ITEM:  # one key per (item, block), ending in u64 height (EPCIS index 4)
+        return _U64.unpack(key[-8:])[0]
+    if tag == b"E":
         return _U64.unpack(key[-12:-4])[0]
     return None

@@ -301,3 +301,84 @@ def test_record_time_is_posted_per_block_and_an_older_index_is_upgraded(tmp_path
     check()
     assert ix.upgrade(st.db, []) is False  # and only once
     st.close()
+
+
+def test_posting_values_round_trip():
+    """A block's record indices (and times) as one posting value: u16 below 65,535, u32 from there."""
+    from rantai.node.postings import group, pack_indices, unpack_indices
+
+    for ix_, ts in (([0], ()), ([3, 9, 65_534], ()), ([1, 65_535], ()), ([0, 70_000, 2**31], ()),
+                    ([2, 5], (1_700_000_000_000_000, 0)), ([4, 100_000], (7, 8))):
+        value = pack_indices(ix_, ts)
+        assert unpack_indices(value, timed=bool(ts)) == (tuple(ix_), tuple(ts))
+    assert len(pack_indices([3, 9, 65_534])) == 6
+    assert group([(b"a", 1), (b"b", 1), (b"a", 1), (b"a", 4)]) == {b"a": [1, 4], b"b": [1]}
+    assert group([(b"a", 4), (b"a", 1), (b"a", 4)]) == {b"a": [1, 4]}
+
+
+def test_postings_per_block_and_a_version_3_index_is_upgraded(tmp_path):
+    """A block writes one posting key per distinct value (and one item history key per item), whatever the
+    number of its records that have it; a store indexed per (value, record) as version 3 did is re-indexed
+    when a Ledger opens it, to exactly the keys a new store holds, and answers as before."""
+    from rantai.client.format.epcis.event_hash import timestamp_us
+    from rantai.client.format.epcis.items import event_identifiers
+    from rantai.node.storage import ITEM, item_key
+
+    net = make_net()
+    rng = random.Random(12)
+    st = Storage(tmp_path / "db", net.genesis.hash)
+    ledger = Ledger(net.genesis, st)
+    rows, prev, n = [], net.genesis.hash, 0
+    for height in range(1, 7):
+        ts = 1_700_000_000_000 + height * 3_600_000
+        records = [sign_event(net.acme, net.genesis, make_event(rng, n + k)) for k in range(rng.randint(20, 40))]
+        n += len(records)
+        block = Block.build(chain=net.genesis.hash, height=height, prev_hash=prev, view=0,
+                            proposer=net.validators[0].id, timestamp=ts, records=records)
+        ledger.apply(block, CommitCertificate(height, 0, block.hash, (("a" * 16, b"s" * 64),)))
+        prev = block.hash
+        rows += [(height, i, r.event, ts * 1000) for i, r in enumerate(records)]
+
+    def index() -> dict[bytes, bytes]:
+        return {k: v for p in (ix.POSTING, ix.VALUES, ITEM) for k, v in st.db.iterator(prefix=p)}
+
+    new = index()
+    step_keys = [k for k in new if k.startswith(ix.POSTING + ix.F_STEP + ix._vkey(ix.norm_term("shipping", "bizStep")))]
+    shipping_heights = {h for h, _, ev, _ in rows if ev.get("bizStep") == "shipping"}
+    assert len(step_keys) == len(shipping_heights) > 0  # one key per block, not per record
+    item = _epc(random.Random(1))
+    expect_item = [(h, i) for h, i, ev, _ in rows if item in event_identifiers(ev)]
+    assert expect_item and st.item_locations(item) == expect_item
+    assert st.item_locations(item, 2, expect_item[1]) == expect_item[1:3]  # a page from a loc inside a block
+    assert st.item_locations(item, max_height=expect_item[-1][0] - 1) == [
+        x for x in expect_item if x[0] < expect_item[-1][0]]
+    queries = [[("EQ_bizStep", "shipping")], [("GE_eventTime", _time(1_700_000_000 + 100 * DAY, rng))],
+               [("MATCH_epc", item)], [("eventType", "AggregationEvent"), ("perPage", "3")]]
+
+    def check() -> None:
+        for params in queries:
+            q = qx.EventQuery.parse(params)
+            expect = [(h, i) for h, i, ev, rt in rows if q.accepts(ev, rt)]
+            assert expect and _all_pages(st, q, rows) == expect, params
+        assert st.item_locations(item) == expect_item
+
+    check()
+    # Rewrite the postings and item keys as version 3 had them: one key per (value, record), no version.
+    with st.db.write_batch() as wb:
+        for k in new:
+            if not k.startswith(ix.POSTING + ix.F_BLOCK_TIME):
+                wb.delete(k)
+        for h, i, ev, _ in rows:
+            loc = ix._LOC.pack(h, i)
+            for f, v in ix.event_postings(ev):
+                wb.put(ix.POSTING + f + ix._vkey(v) + loc, b"")
+            t = timestamp_us(ev.get("eventTime"))
+            for k, v in ix._time_entries(ix.F_EVENT_TIME, t, loc):
+                wb.put(k, v)
+            for it in event_identifiers(ev):
+                wb.put(ITEM + item_key(it) + loc, b"")
+        wb.delete(b"mepcis-index")
+    Ledger(net.genesis, st)  # opening upgrades it
+    assert index() == new
+    check()
+    st.close()

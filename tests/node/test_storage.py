@@ -148,3 +148,47 @@ def test_format_1_store_is_migrated_on_open(tmp_path, net):
     st = Storage(tmp_path / "db", net.genesis.hash)  # and opens again, already migrated
     assert st.block(3) == blocks[2].raw
     st.close()
+
+
+def test_a_round_is_one_synced_batch_and_a_lost_block_batch_is_repaired(tmp_path, net):
+    """The consensus round's write (node/driver.py ``_run``): the votes join the batch with the block's
+    indexes and head, the block's own batch is synced by ``sync_chain`` (before a CHECKPOINT). If a
+    power loss took that batch, the start-up check lowers the head and keeps the votes (docs/storage.md)."""
+    from rantai.consensus.certificate import COMMIT_KIND, commit_body
+    from rantai.node.storage import BLOCK, CERT, _U64
+    from rantai.node.storecheck import check_store
+
+    def _cert(block):  # a real one: the start-up check verifies the tail's certificates
+        body = commit_body(block.height, 0, block.hash)
+        votes = sorted((s.id, s.sign(COMMIT_KIND, net.genesis.hash, body)) for s in net.validators[:3])
+        return CommitCertificate(block.height, 0, block.hash, tuple(votes))
+
+    def _block(net, height, prev, records):  # proposer of view 0, timestamps the validity rules accept
+        return Block.build(chain=net.genesis.hash, height=height, prev_hash=prev, view=0,
+                           proposer=net.validators[0].id, timestamp=1_772_326_900_000 + height, records=records)
+
+    st = Storage(tmp_path / "db", net.genesis.hash)
+    ledger = Ledger(net.genesis, st)
+    b1 = _block(net, 1, net.genesis.hash, [net.record()])
+    ledger.apply(b1, _cert(b1))
+    assert not st.unsynced_from  # an apply without votes (catch-up): two synced batches, as before
+    b2 = _block(net, 2, b1.hash, [net.record()])
+    ledger.apply_run([(b2, _cert(b2), None)], [(b"v/C-2", b2.hash), (b"old", None)])
+    assert st.head() == (2, b2.hash) and st.block(2) == b2.raw
+    assert st.persisted() == {b"v/C-2": b2.hash}
+    assert st.unsynced_from == 2
+    st.sync_chain()
+    assert not st.unsynced_from
+    b3 = _block(net, 3, b2.hash, [net.record()])
+    ledger.apply_run([(b3, _cert(b3), None)], [])
+    assert st.unsynced_from == 3 and st.head() == (3, b3.hash)
+    # what a power loss may do to the unsynced batch: block 3 and its certificate gone, head and index kept
+    st.chain_db.delete(_U64.pack(3) + BLOCK)
+    st.chain_db.delete(_U64.pack(3) + CERT)
+    st.close()
+    st = Storage(tmp_path / "db", net.genesis.hash)
+    note = check_store(st, net.genesis)
+    assert note is not None and "head lowered to 2" in note
+    assert st.head() == (2, b2.hash) and st.locate(b3.records[0].id) is None
+    assert st.persisted() == {b"v/C-2": b2.hash}  # the votes stay: the node never votes twice
+    st.close()

@@ -795,7 +795,8 @@ def peers_line(result: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
         "p50_ms": result["latency_ms"]["p50"],
         "p99_ms": result["latency_ms"]["p99"],
         "notes": f"{cfg.clients}x{cfg.inflight} closed loop, each op one signed record acknowledged after commit "
-                 f"(2f+1 commit certificate, block synced to LevelDB on the acknowledging node)",
+                 f"(2f+1 commit certificate; head synced on the acknowledging node, the block durable at f+1 honest "
+                 f"validators: docs/storage.md)",
     }
 
 

@@ -639,63 +639,64 @@ class _Postings:
         self.it.close()
 
 
-class _Heights:
+class _KeyCursor:
+    """Seeks forward through the keys under ``prefix`` to the first at or after a target loc; subclasses
+    say which entries count (``_loc_of``). ``reads`` counts the entries read (a query's read budget)."""
+
+    def __init__(self, db: Any, prefix: bytes, **iterator: Any) -> None:
+        self.prefix = prefix
+        self.it = db.iterator(prefix=prefix, **iterator)
+        self.current: bytes | None = None
+        self.done = False
+        self.reads = 0
+
+    def _loc_of(self, entry: Any) -> bytes | None:
+        raise NotImplementedError
+
+    def seek(self, target: bytes) -> bytes | None:
+        if self.done:
+            return None
+        if self.current is not None and self.current >= target:
+            return self.current
+        self.it.seek(self.prefix + target)
+        for entry in self.it:
+            self.reads += 1
+            loc = self._loc_of(entry)
+            if loc is None:
+                continue
+            self.current = loc
+            return loc
+        self.done, self.current = True, None
+        return None
+
+    def close(self) -> None:
+        self.it.close()
+
+
+class _Heights(_KeyCursor):
     """The heights of one per-block time posting list (recordTime: ``prefix`` + u64 height -> µs),
     optionally filtered by the stored time; ``_WholeBlocks`` turns them into locs."""
 
     def __init__(self, db: Any, prefix: bytes, lo: int | None = None, hi: int | None = None) -> None:
-        self.prefix = prefix
+        super().__init__(db, prefix)
         self.lo, self.hi = lo, hi
-        self.it = db.iterator(prefix=prefix)
-        self.current: bytes | None = None
-        self.done = False
-        self.reads = 0
 
-    def seek(self, target: bytes) -> bytes | None:
-        if self.done:
+    def _loc_of(self, entry: tuple[bytes, bytes]) -> bytes | None:
+        key, value = entry
+        t = _U64.unpack(value)[0]
+        if (self.lo is not None and t < self.lo) or (self.hi is not None and t >= self.hi):
             return None
-        if self.current is not None and self.current >= target:
-            return self.current
-        self.it.seek(self.prefix + target)
-        for key, value in self.it:
-            self.reads += 1
-            t = _U64.unpack(value)[0]
-            if (self.lo is not None and t < self.lo) or (self.hi is not None and t >= self.hi):
-                continue
-            self.current = key[len(self.prefix):]
-            return self.current
-        self.done, self.current = True, None
-        return None
-
-    def close(self) -> None:
-        self.it.close()
+        return key[len(self.prefix):]
 
 
-class _EventIds:
+class _EventIds(_KeyCursor):
     """The locs of one own-eventID list (``E`` keys: ``prefix`` + loc, one per record)."""
 
     def __init__(self, db: Any, prefix: bytes) -> None:
-        self.prefix = prefix
-        self.it = db.iterator(prefix=prefix, include_value=False)
-        self.current: bytes | None = None
-        self.done = False
-        self.reads = 0
+        super().__init__(db, prefix, include_value=False)
 
-    def seek(self, target: bytes) -> bytes | None:
-        if self.done:
-            return None
-        if self.current is not None and self.current >= target:
-            return self.current
-        self.it.seek(self.prefix + target)
-        for key in self.it:
-            self.reads += 1
-            self.current = key[len(self.prefix):]
-            return self.current
-        self.done, self.current = True, None
-        return None
-
-    def close(self) -> None:
-        self.it.close()
+    def _loc_of(self, entry: bytes) -> bytes | None:
+        return entry[len(self.prefix):]
 
 
 class _Union:

@@ -86,3 +86,13 @@ def static_url() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, static_url):
+    """A blank page of the static server, for the modules that import the verifier's ES modules into it
+    (the vectors and the EPCIS-rules differential tests): one per module."""
+    page = browser.new_page()
+    page.goto(f"{static_url}/tests/vectors/README.md")
+    yield page
+    page.close()

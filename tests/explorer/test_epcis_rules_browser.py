@@ -313,14 +313,6 @@ def disagreements(page: Any, events: list[Any]) -> list[str]:
     return wrong
 
 
-@pytest.fixture(scope="module")
-def page(browser, static_url):
-    page = browser.new_page()
-    page.goto(f"{static_url}/tests/vectors/README.md")
-    yield page
-    page.close()
-
-
 def test_gs1_examples(page):
     events = gs1_events()
     if not events:

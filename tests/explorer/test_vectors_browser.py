@@ -18,14 +18,6 @@ VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 KINDS = ["encoding", "records", "blocks", "certificates", "receipts", "heads", "governance"]
 
 
-@pytest.fixture(scope="module")
-def page(browser, static_url):
-    page = browser.new_page()
-    page.goto(f"{static_url}/tests/vectors/README.md")
-    yield page
-    page.close()
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_browser_verifier_agrees_with_every_vector(page, static_url, kind):
     doc = json.loads((VECTORS / f"{kind}.json").read_text(encoding="utf-8"))

@@ -33,7 +33,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ports import free_base_port  # noqa: E402
 
-from rantai.client.bench import shipment_event  # noqa: E402
+from rantai.client.bench import session_cpu, shipment_event  # noqa: E402
 from rantai.client.devnet import Devnet  # noqa: E402
 from rantai.client.format.encoding import encode  # noqa: E402
 from rantai.client.format.records import sign_event  # noqa: E402
@@ -63,21 +63,6 @@ def build(net: Devnet, n: int, batch: int, clients: int) -> None:
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(post, range(len(batches))))
 
-
-def session_cpu(sid: int, seen: dict[int, float]) -> None:
-    """CPU seconds (user + system) of each process in session ``sid`` (the wiped node and its worker
-    processes), the highest value seen per pid kept in ``seen`` (workers exit before the end)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # field 6 of stat: the session id
-            pid = int(d.name)
-            seen[pid] = max(seen.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / tick)
 
 
 def main() -> None:

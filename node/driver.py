@@ -80,6 +80,11 @@ PARTIAL_IN_FLIGHT = 2
 ROUND_MERGE_RECORDS = 64
 
 
+def _merges_round(blocks: Sequence[Block]) -> bool:
+    """Whether a round's votes share the synced batch of the blocks it commits (ROUND_MERGE_RECORDS)."""
+    return sum(len(b.records) for b in blocks) <= ROUND_MERGE_RECORDS
+
+
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
 
@@ -305,8 +310,7 @@ class Node:
                     for ev in events:
                         effects.extend(self._on_event(ev))
                     commits = [self._block_of(e.proposal) for e in effects if type(e) is Commit]
-                    if commits and sum(len(b.records) for b in commits) <= ROUND_MERGE_RECORDS \
-                            and not any(b.change_entries() for b in commits):
+                    if commits and _merges_round(commits) and not any(b.change_entries() for b in commits):
                         # The PRE-PREPARE joins the round's synced write (``_run``). Not after big blocks
                         # (proposing before their store would only cut the next block short), nor after
                         # governance changes (stored first: they may change who proposes next).
@@ -362,7 +366,7 @@ class Node:
         """
         entries = [kv for e in effects if type(e) is Persist for kv in e.entries]
         run = [(self._block_of(e.proposal), e.certificate, None) for e in effects if type(e) is Commit]
-        merged = bool(run) and sum(len(b.records) for b, _, _ in run) <= ROUND_MERGE_RECORDS
+        merged = bool(run) and _merges_round([b for b, _, _ in run])
         if merged:
             # One synced write for the round: the votes and the committed blocks' indexes and head
             # in one batch, the blocks themselves unsynced until a CHECKPOINT (``_store_run``).
@@ -486,12 +490,12 @@ class Node:
 
     # -- committing ------------------------------------------------------------------------
     def _block_of(self, p: Proposal) -> Block:
+        """The committed proposal's block: the one this node built or validated, else parsed from the
+        payload once and kept until stored (the loop and ``_run`` both ask for it)."""
         block = self._blocks.get(p.digest)
-        return block if block is not None else Block.from_bytes(p.payload)
-
-    async def _store(self, block: Block, certificate: Any) -> bool:
-        """Store ``block`` if it is the next height (defer it if ahead, skip it if stored). True if stored."""
-        return await self._store_run([(block, certificate, None)]) > 0
+        if block is None:
+            block = self._blocks[p.digest] = Block.from_bytes(p.payload)
+        return block
 
     async def _store_run(self, run: Sequence[tuple[Block, Any, Any]],
                          state: list[tuple[bytes, bytes | None]] | None = None) -> int:

@@ -224,32 +224,58 @@ class PeerStream:
     async def _serve(self, kind: str, receive: Any, sender: str, address: str) -> None:
         node, limit = self.node, self.limits[kind]
         closing = node.closing
+        assert closing is not None  # checked by the caller
         buffer = bytearray()
-        while True:
-            pending = asyncio.ensure_future(receive())
-            await asyncio.wait((pending, closing), return_when=asyncio.FIRST_COMPLETED)
-            if not pending.done():
-                pending.cancel()
-                raise ApiError(503, "unavailable", "node: shutting down")
-            message = pending.result()
-            if message["type"] == "http.disconnect":
-                raise _Gone
-            buffer += message.get("body", b"")
-            try:
-                parts = frames(buffer, limit)
-            except ValueError as exc:
-                raise RecordTooLarge(f"peer stream: {exc}", limit=limit) from None
-            if parts:
-                if kind == "messages":
-                    for m in peer_messages(node, parts, sender):
-                        node.deliver(m)
-                else:
-                    for part in parts:
-                        await self._records(part, f"peer:{sender}@{address}")
-            if not message.get("more_body", False):
-                if buffer:
-                    raise InvalidEncoding("peer stream: ends inside a frame")
-                return
+        # The node's shutdown interrupts a wait for the peer's next bytes (and only that: never a
+        # frame being handled) by cancelling this task there; a task and an ``asyncio.wait`` per
+        # received chunk cost ~7 µs more than awaiting ``receive`` itself.
+        task = asyncio.current_task()
+        receiving = False
+
+        def interrupt(_: Any) -> None:
+            if receiving and task is not None:
+                task.cancel()
+
+        closing.add_done_callback(interrupt)
+        try:
+            while True:
+                if closing.done():
+                    raise ApiError(503, "unavailable", "node: shutting down")
+                receiving = True
+                try:
+                    message = await receive()
+                except asyncio.CancelledError:
+                    if closing.done() and task is not None and task.uncancel() == 0:
+                        raise ApiError(503, "unavailable", "node: shutting down") from None
+                    raise
+                finally:
+                    receiving = False
+                await self._frames(kind, message, buffer, limit, sender, address)
+                if not message.get("more_body", False):
+                    return
+        finally:
+            closing.remove_done_callback(interrupt)
+
+    async def _frames(self, kind: str, message: dict, buffer: bytearray, limit: int, sender: str,
+                      address: str) -> None:
+        """Handle one received piece of the stream: the complete frames it ends."""
+        node = self.node
+        if message["type"] == "http.disconnect":
+            raise _Gone
+        buffer += message.get("body", b"")
+        try:
+            parts = frames(buffer, limit)
+        except ValueError as exc:
+            raise RecordTooLarge(f"peer stream: {exc}", limit=limit) from None
+        if parts:
+            if kind == "messages":
+                for m in peer_messages(node, parts, sender):
+                    node.deliver(m)
+            else:
+                for part in parts:
+                    await self._records(part, f"peer:{sender}@{address}")
+        if not message.get("more_body", False) and buffer:
+            raise InvalidEncoding("peer stream: ends inside a frame")
 
     async def _records(self, part: bytes, key: str) -> None:
         raws = byte_records(records_of(decode(part), PEER_RECORDS_MAX))

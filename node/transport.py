@@ -7,7 +7,7 @@ is paid once per connection rather than once per message. The wire format is in
 docs/operations.md ("Peer streams").
 
 To a peer's address (no injected transport) the stream is written on a socket of the lane's own:
-the request head once, then each wake-up's frames as one HTTP/1.1 chunk in one write (``_RawStream``),
+the request head once, then each wake-up's frames as one HTTP/1.1 chunk in one write (``_open_raw``),
 the very bytes httpx wrote, without httpx, httpcore, h11 and anyio's cancel scopes around every
 chunk (~28 µs of CPU a chunk there, ~9 µs here, measured on this machine). An injected httpx
 transport (tests: ``httpx.ASGITransport``) gets the same frames through httpx.

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from itertools import accumulate
 from typing import Any
 
+import msgpack
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -20,8 +21,8 @@ from rantai.client.format.errors import InvalidEncoding, Overloaded, RecordTooLa
 
 from .validation import error_body, status_of
 
-__all__ = ["JSON", "MSGPACK", "MAX_JSON_DEPTH", "ApiError", "client_address", "error_response", "json_depth",
-           "load_json", "read_body", "respond", "wants_msgpack"]
+__all__ = ["JSON", "MSGPACK", "MAX_JSON_DEPTH", "ApiError", "PackedReceipts", "client_address", "error_response",
+           "json_depth", "load_json", "read_body", "respond", "wants_msgpack"]
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
@@ -51,6 +52,72 @@ def respond(request: Request, obj: Any, status: int = 200, headers: dict[str, st
         media_type=JSON,
         headers=headers,
     )
+
+
+_PACKER = msgpack.Packer(use_bin_type=True, use_single_float=False, autoreset=True)
+_pack = _PACKER.pack
+_SCALARS = (int, str, bytes)  # packed by msgpack exactly as ``encode`` packs them (bool is an int: not here)
+_KEYS: dict[str, bytes] = {}  # map keys, packed
+_RESULTS = _pack("results")
+_PATH, _RECORD = _pack("path"), _pack("record")
+_COMMITTED_KEYS = ("height", "id", "receipt", "status")  # a committed entry's keys, in canonical order
+
+
+def _packed(value: Any) -> bytes:
+    """``encode(value)``, for the scalars of an answer without the canonical walk."""
+    return _pack(value) if type(value) in _SCALARS else encode(value)
+
+
+def _key(k: str) -> bytes:
+    packed = _KEYS.get(k)
+    if packed is None:
+        packed = _pack(k)
+        if len(_KEYS) < 256:  # the few keys answers have; bounded all the same
+            _KEYS[k] = packed
+    return packed
+
+
+class PackedReceipts:
+    """The ``?wait=commit`` answer as msgpack, its receipts' per-block parts packed once per block.
+
+    ``answer(entries, receipts)`` is byte for byte ``encode({"results": entries})`` with each
+    ``receipts[i]`` (a ``Ledger.receipt_obj_at`` map) as ``entries[i]["receipt"]``; the block's
+    header and certificate, the same in every receipt of the block, are packed at its first answer
+    (and kept for the last ``size`` blocks), not walked and packed once per answer.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._heads: dict[int, bytes] = {}
+
+    def receipt(self, height: int, obj: Mapping[str, Any]) -> bytes:
+        """``encode(obj)`` of a receipt map (keys: certificate, header, index, path, record)."""
+        head = self._heads.get(height)
+        if head is None:
+            head = b"".join((_PACKER.pack_map_header(5), _key("certificate"), encode(obj["certificate"]),
+                             _key("header"), encode(obj["header"]), _key("index")))
+            self._heads[height] = head
+            if len(self._heads) > self.size:
+                del self._heads[next(iter(self._heads))]  # the oldest first answered
+        path = obj["path"]
+        packed_path = _pack(path) if type(path) is list and all(type(x) is bytes for x in path) else encode(path)
+        return b"".join((head, _pack(obj["index"]), _PATH, packed_path, _RECORD, _packed(obj["record"])))
+
+    def answer(self, entries: list[dict[str, Any]], receipts: Mapping[int, tuple[int, Mapping[str, Any]]]) -> bytes:
+        """``encode({"results": entries})``, entry ``i`` with ``receipt`` = ``receipts[i]`` = (height, map)."""
+        out = [b"\x81", _RESULTS, _PACKER.pack_array_header(len(entries))]
+        for i, entry in enumerate(entries):
+            got = receipts.get(i)
+            if got is None:
+                out.append(encode(entry))
+                continue
+            keys = _COMMITTED_KEYS if len(entry) == 3 and "height" in entry and "id" in entry and "status" in entry \
+                else sorted({*entry, "receipt"})
+            out.append(_PACKER.pack_map_header(len(keys)))
+            for k in keys:
+                out.append(_key(k))
+                out.append(self.receipt(*got) if k == "receipt" else _packed(entry[k]))
+        return b"".join(out)
 
 
 def error_response(request: Request, err: BaseException) -> Response:

@@ -299,6 +299,7 @@ class Node:
 
     # -- the loop --------------------------------------------------------------------------
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         next_tick = _now_ms()
         while not self._stopping:
             try:
@@ -339,10 +340,13 @@ class Node:
             if self._events:
                 continue
             self._wake.clear()
+            # Until woken or the next tick: a timer that sets the event (``asyncio.wait_for`` would
+            # wrap the wait in a task of its own at every turn of this loop).
+            timer = loop.call_later(max(0.0, (next_tick - _now_ms()) / 1000), self._wake.set)
             try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, (next_tick - _now_ms()) / 1000))
-            except asyncio.TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                timer.cancel()
 
     def _on_event(self, ev: tuple[Any, ...]) -> list[Any]:
         kind = ev[0]

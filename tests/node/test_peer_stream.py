@@ -153,3 +153,74 @@ def test_shutdown_ends_open_streams_and_transport_reconnects(tmp_path):
             await second.stop()
 
     asyncio.run(main())
+
+
+def test_raw_stream_to_a_socket_writes_the_documented_bytes_and_reads_the_answer():
+    """To a peer's address (no injected transport) a lane writes its stream on a socket of its own: an
+    HTTP/1.1 ``POST /v1/peer/stream`` with a chunked body of frames, as docs/operations.md says (parsed
+    here by h11, an independent parser). The answer that ends a stream (here 403, its body chunked) is
+    read and logged, and the lane reconnects and delivers what was queued after."""
+    import h11
+
+    connections: list[dict] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        seen: dict = {"frames": [], "head": None}
+        connections.append(seen)
+        buffer = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                if not data:
+                    break
+                continue
+            if isinstance(event, h11.Request):
+                seen["head"] = (event.method, event.target, dict(event.headers), event.http_version)
+            elif isinstance(event, h11.Data):
+                buffer += event.data
+                if not event.chunk_end:
+                    continue
+                seen["frames"] += frames(buffer, 1 << 20)  # each chunk holds whole frames
+                assert not buffer
+                if len(connections) == 1 and len(seen["frames"]) >= 2:  # the first stream: refuse it
+                    body = b'{"error": "not a validator", "message": "no"}'
+                    writer.write(conn.send(h11.Response(status_code=403, headers=[
+                        ("content-type", "application/json"), ("transfer-encoding", "chunked"),
+                        ("connection", "close")])))
+                    writer.write(conn.send(h11.Data(data=body)))
+                    writer.write(conn.send(h11.EndOfMessage()))
+                    await writer.drain()
+                    break
+            else:
+                break
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr = PeerTransport({"p": f"http://127.0.0.1:{port}/"}, sender="me", backoff_s=(0.01, 0.05))
+        tr.start()
+        try:
+            tr.send("p", "/v1/peer/messages", b"one")
+            tr.send("p", "/v1/peer/messages", b"two" * 1000)
+            lane = tr.lanes["messages"]["p"]
+            await wait_until(lambda: "403" in lane.last_error, 500)
+            assert lane.last_error == "stream ended: HTTP 403" and lane.dropped == 1
+            tr.send("p", "/v1/peer/messages", b"three")
+            await wait_until(lambda: len(connections) == 2 and connections[1]["frames"], 500)
+        finally:
+            await tr.close()
+            server.close()
+        method, target, headers, version = connections[0]["head"]
+        assert (method, target, version) == (b"POST", STREAM_PATH.encode(), b"1.1")
+        assert headers[b"transfer-encoding"] == b"chunked" and headers[b"x-rantai-lane"] == b"messages"
+        assert headers[b"content-type"] == b"application/x-rantai-frames" and headers[b"x-rantai-sender"] == b"me"
+        assert headers[b"host"] == f"127.0.0.1:{port}".encode()
+        assert connections[0]["frames"] == [b"one", b"two" * 1000]
+        assert connections[1]["frames"] == [b"three"]
+        assert tr.status()[0]["sent"] == 3
+
+    asyncio.run(main())

@@ -132,3 +132,36 @@ def test_a_record_verified_at_admission_is_rechecked_against_the_consortium_of_i
     with pytest.raises(InvalidBlock) as err:
         asyncio.run(v.check_block(block.raw, 1, block.hash, Parent.genesis(g)))
     assert err.value.rule == "member removed" and err.value.details["index"] == 0
+
+
+def test_small_requests_and_proposals_are_checked_on_the_loop_big_ones_in_the_pool(env, monkeypatch):
+    """With verify threads (workers=2 here), a request of at most INLINE_MAX records and a proposal of at
+    most INLINE_BLOCK_BYTES are checked on the event loop: the hand-off to a thread costs more than the
+    check. Bigger ones still go to the pool; the verdicts are the same either way."""
+    from rantai.node import validation
+
+    net, st, mp, v = env
+    handed: list[int] = []
+    orig = v.pool.submit
+
+    def submit(fn, *args):
+        handed.append(len(args[-1]) if isinstance(args[-1], (list, tuple)) else -1)
+        return orig(fn, *args)
+
+    monkeypatch.setattr(v.pool, "submit", submit)
+    rs = [net.record() for _ in range(2 * validation.INLINE_MAX + 1)]
+    small = _admit(v, [r.raw for r in rs[:validation.INLINE_MAX]])
+    assert [type(x) for x in small] == [SignedRecord] * validation.INLINE_MAX and handed == []
+    big = _admit(v, [r.raw for r in rs[validation.INLINE_MAX:]])
+    assert [type(x) for x in big] == [SignedRecord] * (validation.INLINE_MAX + 1) and handed  # in the pool
+    handed.clear()
+    fresh = [net.record() for _ in range(3)]  # not admitted here: verified inside the proposal
+    block = Block.build(chain=net.genesis.hash, height=1, prev_hash=net.genesis.hash, view=0,
+                        proposer=net.validators[0].id, timestamp=1, records=fresh)
+    assert len(block.raw) <= validation.INLINE_BLOCK_BYTES
+    genesis = Parent.genesis(net.genesis)
+    assert asyncio.run(v.check_block(block.raw, 1, block.hash, genesis, now_ms=1)).hash == block.hash
+    assert handed == []
+    monkeypatch.setattr(validation, "INLINE_BLOCK_BYTES", len(block.raw) - 1)
+    assert asyncio.run(v.check_block(block.raw, 1, block.hash, genesis, now_ms=1)).hash == block.hash
+    assert handed == [-1]  # parsed in the pool (its records were verified the first time)

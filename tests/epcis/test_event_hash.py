@@ -304,3 +304,24 @@ def test_urn_cbv_example_hashes_like_its_bare_form():
         pd[k] = [v.removeprefix("urn:epcglobal:cbv:disp:") for v in pd[k]]
     assert "urn:epcglobal:cbv:bizstep" not in json.dumps(bare)
     assert event_hash_id(bare, doc["@context"]) == event_hash_id(ev, doc["@context"])
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("1970-01-01T00:00:00Z", 0),
+    ("2026-11-28T16:00:00.000+07:00", 1_795_856_400_000_000),
+    ("2026-11-28T09:00:00Z", 1_795_856_400_000_000),
+    ("2026-11-28T09:00:00z", 1_795_856_400_000_000),  # the general path (lower-case z)
+    ("2026-11-28t09:00:00+00:00", 1_795_856_400_000_000),
+    (" 2026-11-28T09:00:00Z ", 1_795_856_400_000_000),
+    ("2026-11-28T09:00:00.1Z", 1_795_856_400_100_000),
+    ("2026-11-28T09:00:00.12345Z", 1_795_856_400_123_450),
+    ("2026-11-28T09:00:00.1234567Z", 1_795_856_400_123_456),  # 7 digits: truncated to µs
+    ("2026-11-28T09:00:00", 1_795_856_400_000_000),  # no zone: UTC
+    ("2026-13-28T09:00:00Z", None), ("2026-11-28T09:00:00+25:00", None), ("tomorrow", None), (17, None),
+])
+def test_timestamp_us_fast_and_general_paths_agree(text, expect):
+    """``timestamp_us`` reads the plain RFC 3339 form with ``fromisoformat`` alone (issue 16) and every other
+    spelling by the general path: both give the same µs (the index's eventTime postings depend on it)."""
+    from rantai.client.format.epcis.event_hash import timestamp_us
+
+    assert timestamp_us(text) == expect

@@ -120,10 +120,20 @@ def normalise_timestamp(value: str) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
+_PLAIN_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)\Z", re.ASCII)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def timestamp_us(value: Any) -> int | None:
     """An RFC 3339 timestamp -> µs since the epoch (UTC), or None."""
     if not isinstance(value, str):
         return None
+    if _PLAIN_TIME.match(value) is not None:  # the common form: ``fromisoformat`` reads it as it is
+        try:
+            delta = datetime.fromisoformat(value) - _EPOCH
+        except ValueError:
+            return None
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     s = value.strip()
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
@@ -143,7 +153,7 @@ def timestamp_us(value: Any) -> int | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = t - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 

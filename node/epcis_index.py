@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -493,17 +493,13 @@ class BlockPostings:
     __slots__ = ("lists", "times")
 
     def __init__(self) -> None:
-        self.lists: dict[tuple[bytes, str], list[int]] = {}
+        self.lists: defaultdict[tuple[bytes, str], list[int]] = defaultdict(list)
         self.times: list[tuple[int, int]] = []  # (index, eventTime µs)
 
     def add(self, index: int, event: Mapping[str, Any]) -> None:
         lists = self.lists
         for p in _postings(event):
-            got = lists.get(p)
-            if got is None:
-                lists[p] = [index]
-            else:
-                got.append(index)
+            lists[p].append(index)
         et = parse_time_us(event.get("eventTime"))
         if et is not None:
             self.times.append((index, max(et, 0)))

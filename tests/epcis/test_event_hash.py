@@ -325,3 +325,22 @@ def test_timestamp_us_fast_and_general_paths_agree(text, expect):
     from rantai.client.format.epcis.event_hash import timestamp_us
 
     assert timestamp_us(text) == expect
+
+
+def test_prehash_plan_per_shape_reads_every_event_alike():
+    """``event_prehash`` keeps a rendering plan per key tuple (issue 16): the key order an event was built
+    in, a shape seen before with other values, and extension keys it leaves out change nothing."""
+    from rantai.client.format.epcis.event_hash import _PLANS, event_prehash
+
+    ev = {"type": "ObjectEvent", "eventTime": "2026-11-28T16:00:00.000+07:00", "eventTimeZoneOffset": "+07:00",
+          "epcList": ["urn:epc:id:sgtin:0614141.107346.1"], "action": "OBSERVE", "bizStep": "shipping",
+          "ex:b": {"#text": "t", "ex:c": 2}, "ex:a": "1", "#text": "x", "@xmlns:ex": "https://ex.org/", "comment": "c"}
+    again = dict(reversed(list(ev.items())))
+    assert tuple(again) != tuple(ev)
+    assert event_prehash(again) == event_prehash(ev)
+    other = {**ev, "epcList": ["urn:epc:id:sgtin:0614141.107346.2"], "ex:a": "2"}
+    assert tuple(other) in _PLANS or tuple(other) == tuple(ev)
+    text = event_prehash(other)
+    assert "01/10614141073464/21/2" in text and "{ex:}a=2" in text and text != event_prehash(ev)
+    _PLANS.clear()
+    assert event_prehash(other) == text

@@ -344,3 +344,23 @@ def test_prehash_plan_per_shape_reads_every_event_alike():
     assert "01/10614141073464/21/2" in text and "{ex:}a=2" in text and text != event_prehash(ev)
     _PLANS.clear()
     assert event_prehash(other) == text
+
+
+def test_check_digit_fast_path_is_the_int_reading():
+    """``_cd`` sums ASCII digits' byte values (issue 16); it gives what ``int`` of each digit gives, for other
+    scripts' digits too, and a non-digit still raises ValueError."""
+    import random
+
+    from rantai.client.format.epcis.event_hash import _cd
+
+    def reference(digits: str) -> str:
+        total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
+        return str((10 - total % 10) % 10)
+
+    rng = random.Random(16)
+    for n in [*range(20), *(rng.randint(1, 30) for _ in range(500))]:
+        digits = "".join(rng.choice("0123456789") for _ in range(n))
+        assert _cd(digits) == reference(digits), digits
+    assert _cd("061414110734") == "6" and _cd("\u0661\u0662\u0663") == reference("123")
+    with pytest.raises(ValueError):
+        _cd("06141411073a")

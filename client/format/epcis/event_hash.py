@@ -177,7 +177,12 @@ def normalise_number(value: Any) -> str:
 def _cd(digits: str) -> str:
     """The GS1 check digit: weights 3, 1, 3, ... from the right (``int`` of each digit, so a
     non-digit raises ValueError, as the callers expect)."""
-    total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
+    if digits.isascii() and digits.isdigit():  # the usual case: the digits' byte values, summed in C
+        b = digits.encode("ascii")
+        odd, even = b[-1::-2], b[-2::-2]
+        total = 3 * (sum(odd) - 48 * len(odd)) + sum(even) - 48 * len(even)
+    else:  # other scripts' digits count as int() reads them; anything else raises ValueError
+        total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
     return str((10 - total % 10) % 10)
 
 

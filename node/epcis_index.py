@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -298,61 +298,121 @@ _PARTY_FIELDS = (("bizTransactionList", "bizTransaction", "bizTransactionType"),
 def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
     """(field, normalised value) pairs of one event, without repeats: everything an exact query parameter
     can select on. Range parameters select on a ``has`` presence mark and check the value exactly."""
+    return list(_postings(event))
+
+
+def _postings(event: Mapping[str, Any]) -> dict[tuple[bytes, str], None]:
+    """``event_postings`` as a dict (its keys): one pass over the event's own fields, each dispatched on
+    its name, instead of a look-up per field an event might have (the index's cost per record, issue 16)."""
     out: dict[tuple[bytes, str], None] = {}
-    ctx = event_context(event)
+    own = event.get("@context")
+    ctx = _DEFAULT_CTX if own is None else _Ctx([own])
+    for key, v in event.items():
+        code = _FIELD_CODE.get(key)
+        if code is None:  # an extension field (STANDARD_FIELDS and _FIELD_CODE share no key but these)
+            if type(key) is str and key not in STANDARD_FIELDS and key not in _NOT_EXT and key[:1] != "@":
+                _ext_into(out, "ext:", "ext:inner:", key, v, ctx)
+        elif code == _C_TYPE:
+            t = str(v)
+            if t:
+                out[(F_TYPE, t)] = None
+        elif code == _C_ACTION:
+            if isinstance(v, str) and v:
+                out[(F_ACTION, v)] = None
+        elif code == _C_TERM:
+            f, vocab = _TERM_FIELDS[key]
+            for x in forms(v, ctx, vocab):
+                out[(f, x)] = None
+        elif code == _C_LOCATION:
+            if isinstance(v, dict):
+                f = F_READPOINT if key == "readPoint" else F_BIZLOC
+                for x in forms(v.get("id"), ctx):
+                    out[(f, x)] = None
+        elif code == _C_EPCS:
+            _epcs_into(out, key, v, ctx)
+        elif code == _C_QUANTITIES:
+            _quantities_into(out, key, v, ctx)
+            if any(isinstance(q, dict) and isinstance(q.get("quantity"), (int, float)) for q in _list(v)):
+                out[(F_ATTR, _HAS_QUANTITY)] = None
+        elif code == _C_TRANSFORMATION:
+            for x in forms(v, ctx):
+                out[(F_ATTR, attr("transformationID", x))] = None
+        elif code == _C_PARTIES:
+            item_key, vocab = _PARTY_OF[key]
+            for item in _list(v):
+                if isinstance(item, dict):
+                    for t in forms(item.get("type"), ctx, vocab):
+                        name = f"{item_key}:{t}"
+                        for x in forms(item.get(item_key), ctx):
+                            out[(F_ATTR, attr(name, x))] = None
+        elif code == _C_PERSISTENT:
+            if isinstance(v, dict):
+                for k in ("set", "unset"):
+                    for item in _list(v.get(k)):
+                        for x in forms(item, ctx, k):
+                            out[(F_ATTR, attr("persistentDisposition_" + k, x))] = None
+        elif code == _C_ERROR:
+            if isinstance(v, dict):
+                _error_into(out, v, ctx)
+        elif code == _C_SENSORS:
+            _sensors_into(out, v, ctx)
+        elif code == _C_ILMD:
+            if isinstance(v, dict):
+                for k, item in v.items():
+                    if type(k) is str and k not in _NOT_EXT and k[:1] != "@":
+                        _ext_into(out, "ilmd:", "ilmd:inner:", k, item, ctx)
+    return out
 
-    def add(f: bytes, v: str) -> None:
-        if v:
-            out[(f, v)] = None
 
-    def attrs(name: str, value: Any, vocab: str | None = None) -> None:
-        for x in forms(value, ctx, vocab):
-            out[(F_ATTR, attr(name, x))] = None
+def _ext_into(out: dict[tuple[bytes, str], None], family: str, inner: str, key: str, v: Any, ctx: _Ctx) -> None:
+    """The postings of one extension element ``key: v`` (``extension_values``' reading): a presence mark and
+    the scalar's text under ``family`` + its name, and those of the elements inside its objects under ``inner``."""
+    name = family + ctx.key(key)
+    for item in v if isinstance(v, list) else (v,):
+        out[(F_ATTR, "has\x00" + name)] = None
+        text = scalar_text(item, ctx)
+        if text is not None:
+            out[(F_ATTR, name + "\x00" + text)] = None
+        if isinstance(item, dict):
+            for k, x in item.items():
+                if type(k) is str and k not in _NOT_EXT and k[:1] != "@":
+                    _ext_into(out, inner, inner, k, x, ctx)
 
-    def has(mark: str) -> None:
-        out[(F_ATTR, attr("has", mark))] = None
 
-    add(F_TYPE, str(event.get("type", "")))
-    add(F_ACTION, str(event.get("action", "")) if isinstance(event.get("action"), str) else "")
-    for x in forms(event.get("bizStep"), ctx, "bizStep"):
-        add(F_STEP, x)
-    for x in forms(event.get("disposition"), ctx, "disposition"):
-        add(F_DISP, x)
-    for key, f in (("readPoint", F_READPOINT), ("bizLocation", F_BIZLOC)):
-        loc = event.get(key)
-        if isinstance(loc, dict):
-            for x in forms(loc.get("id"), ctx):
-                add(f, x)
-    out.update(dict.fromkeys(identifier_postings(event, ctx)))
-    # absent fields are skipped before any call: most events have few of them (index build cost, issue 16)
-    for key, _ in QUANTITY_FIELDS:
-        if key in event and any(isinstance(q, dict) and isinstance(q.get("quantity"), (int, float))
-                                for q in _list(event[key])):
-            has("quantity")
-    if "transformationID" in event:
-        attrs("transformationID", event["transformationID"])
-    for key, item_key, vocab in _PARTY_FIELDS:
-        if key not in event:
-            continue
-        for item in _list(event[key]):
-            if isinstance(item, dict):
-                for t in forms(item.get("type"), ctx, vocab):
-                    attrs(f"{item_key}:{t}", item.get(item_key))
-    pd = event.get("persistentDisposition")
-    if isinstance(pd, dict):
-        for k in ("set", "unset"):
-            for v in _list(pd.get(k)):
-                attrs("persistentDisposition_" + k, v, k)
-    err = event.get("errorDeclaration")
-    if isinstance(err, dict):
-        has("errorDeclaration")
-        for x in dict.fromkeys((norm_reason(err.get("reason"), ctx), norm_reason(err.get("reason")))):
-            if x:
-                out[(F_ATTR, attr("errorReason", x))] = None
-        for v in _list(err.get("correctiveEventIDs")):
-            if isinstance(v, str) and v.strip():
-                out[(F_ATTR, attr("correctiveEventID", v.strip()))] = None
-    for el in _list(event.get("sensorElementList")) if "sensorElementList" in event else ():
+def _epcs_into(out: dict[tuple[bytes, str], None], key: str, v: Any, ctx: _Ctx) -> None:
+    f = _EPC_FIELD[key]
+    cf = _CLASS_OF[f]
+    for item in (v,) if key == "parentID" else _list(v):
+        for x in forms(item, ctx):
+            out[(f, x)] = None
+            c = epc_class(x)
+            if c:
+                out[(cf, c)] = None
+
+
+def _quantities_into(out: dict[tuple[bytes, str], None], key: str, v: Any, ctx: _Ctx) -> None:
+    name = _QUANTITY_NAME[key]
+    for q in _list(v):
+        if isinstance(q, dict):
+            for x in forms(q.get("epcClass"), ctx):
+                out[(F_ATTR, attr(name, x))] = None
+                c = epc_class(x)
+                if c:
+                    out[(F_ATTR, attr(name + "~", c))] = None
+
+
+def _error_into(out: dict[tuple[bytes, str], None], err: Mapping[str, Any], ctx: _Ctx) -> None:
+    out[(F_ATTR, attr("has", "errorDeclaration"))] = None
+    for x in dict.fromkeys((norm_reason(err.get("reason"), ctx), norm_reason(err.get("reason")))):
+        if x:
+            out[(F_ATTR, attr("errorReason", x))] = None
+    for v in _list(err.get("correctiveEventIDs")):
+        if isinstance(v, str) and v.strip():
+            out[(F_ATTR, attr("correctiveEventID", v.strip()))] = None
+
+
+def _sensors_into(out: dict[tuple[bytes, str], None], elements: Any, ctx: _Ctx) -> None:
+    for el in _list(elements):
         if not isinstance(el, dict):
             continue
         md = el.get("sensorMetadata")
@@ -366,50 +426,46 @@ def event_postings(event: Mapping[str, Any]) -> list[tuple[bytes, str]]:
                         out[(F_ATTR, attr("sensor:" + name, text))] = None
             for name in SENSOR_NUMBERS:
                 if isinstance(part.get(name), (int, float)) and not isinstance(part.get(name), bool):
-                    has(f"sensor:{name}:")
+                    out[(F_ATTR, attr("has", f"sensor:{name}:"))] = None
                     if isinstance(part.get("uom"), str):
-                        has(f"sensor:{name}:{part['uom']}")
+                        out[(F_ATTR, attr("has", f"sensor:{name}:{part['uom']}"))] = None
             for name in SENSOR_TIMES:
                 if isinstance(part.get(name), str):
-                    has("sensor:" + name)
-    for where, obj, skip in (("ext", event, STANDARD_FIELDS), ("ilmd", event.get("ilmd"), frozenset())):
-        if not isinstance(obj, dict):
-            continue
-        for name, nested, v in extension_values(obj, ctx, skip):
-            family = f"{where}:inner:" if nested else f"{where}:"
-            has(family + name)
-            text = scalar_text(v, ctx)
-            if text is not None:
-                out[(F_ATTR, attr(family + name, text))] = None
-    return list(out)
+                    out[(F_ATTR, attr("has", "sensor:" + name))] = None
 
 
 def identifier_postings(event: Mapping[str, Any], ctx: _Ctx | None = None) -> list[tuple[bytes, str]]:
     """The EPC and quantity-class postings of an event (what MATCH_ parameters select on), alone: the
-    exact check of a MATCH_ query needs only these."""
+    exact check of a MATCH_ query needs only these (the same code as ``event_postings``' for them)."""
     ctx = event_context(event) if ctx is None else ctx
     out: dict[tuple[bytes, str], None] = {}
-    ids: list[tuple[bytes, str]] = [(F_PARENT, x) for x in forms(event["parentID"], ctx)] \
-        if "parentID" in event else []
-    for key, f in _EPC_FIELDS:
+    for key in _EPC_KEYS:
         if key in event:
-            for v in _list(event[key]):
-                ids.extend((f, x) for x in forms(v, ctx))
-    for f, v in ids:
-        out[(f, v)] = None
-        c = epc_class(v)
-        if c:
-            out[(_CLASS_OF[f], c)] = None
-    for key, name in QUANTITY_FIELDS:
-        for q in _list(event[key]) if key in event else ():
-            if isinstance(q, dict):
-                for v in forms(q.get("epcClass"), ctx):
-                    out[(F_ATTR, attr(name, v))] = None
-                    c = epc_class(v)
-                    if c:
-                        out[(F_ATTR, attr(name + "~", c))] = None
+            _epcs_into(out, key, event[key], ctx)
+    for key in _QUANTITY_KEYS:
+        if key in event:
+            _quantities_into(out, key, event[key], ctx)
     return list(out)
 
+
+# what ``_postings`` does with each standard field it indexes
+(_C_TYPE, _C_ACTION, _C_TERM, _C_LOCATION, _C_EPCS, _C_QUANTITIES, _C_TRANSFORMATION, _C_PARTIES, _C_PERSISTENT,
+ _C_ERROR, _C_SENSORS, _C_ILMD) = range(12)
+_EPC_FIELD = {"parentID": F_PARENT, **{k: f for k, f in _EPC_FIELDS}}
+_EPC_KEYS = tuple(_EPC_FIELD)
+_QUANTITY_NAME = dict(QUANTITY_FIELDS)
+_QUANTITY_KEYS = tuple(_QUANTITY_NAME)
+_TERM_FIELDS = {"bizStep": (F_STEP, "bizStep"), "disposition": (F_DISP, "disposition")}
+_PARTY_OF = {key: (item_key, vocab) for key, item_key, vocab in _PARTY_FIELDS}
+_HAS_QUANTITY = attr("has", "quantity")
+_FIELD_CODE: dict[str, int] = {
+    "type": _C_TYPE, "action": _C_ACTION, "bizStep": _C_TERM, "disposition": _C_TERM,
+    "readPoint": _C_LOCATION, "bizLocation": _C_LOCATION, **dict.fromkeys(_EPC_KEYS, _C_EPCS),
+    **dict.fromkeys(_QUANTITY_KEYS, _C_QUANTITIES), "transformationID": _C_TRANSFORMATION,
+    **dict.fromkeys(_PARTY_OF, _C_PARTIES), "persistentDisposition": _C_PERSISTENT, "errorDeclaration": _C_ERROR,
+    "sensorElementList": _C_SENSORS, "ilmd": _C_ILMD,
+}
+assert set(_FIELD_CODE) <= STANDARD_FIELDS  # noqa: S101 - a standard field is never also read as an extension
 
 def _list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else [] if v is None else [v]
@@ -437,17 +493,13 @@ class BlockPostings:
     __slots__ = ("lists", "times")
 
     def __init__(self) -> None:
-        self.lists: dict[tuple[bytes, str], list[int]] = {}
+        self.lists: defaultdict[tuple[bytes, str], list[int]] = defaultdict(list)
         self.times: list[tuple[int, int]] = []  # (index, eventTime µs)
 
     def add(self, index: int, event: Mapping[str, Any]) -> None:
         lists = self.lists
-        for p in event_postings(event):
-            got = lists.get(p)
-            if got is None:
-                lists[p] = [index]
-            else:
-                got.append(index)
+        for p in _postings(event):
+            lists[p].append(index)
         et = parse_time_us(event.get("eventTime"))
         if et is not None:
             self.times.append((index, max(et, 0)))
@@ -481,9 +533,13 @@ def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any
     """The EPCIS index entries of one block: (entries to put, [(digest, record id)] newly hashed).
 
     ``records`` are ``SignedRecord``s; ``digests`` (optional, one per record) their ``uniqueness_digest``
-    when the caller has it already. A hash ID already on the chain (or earlier in this block) is
-    not re-pointed: the first record keeps it (validation refuses such blocks; this only keeps the
-    index deterministic if one is ever stored, e.g. by an older node's chain).
+    when the caller has it already. ``db`` is asked only which ``V`` values are listed already.
+
+    A hash ID repeated in this block keeps its first record. One already on the chain is not looked up
+    (a LevelDB read per record, ~3 µs, issue 16): a block is stored only once it has met the chain's
+    ``duplicate event`` rule (``validity.check_block``: a backup's check of the proposal, catch-up's of
+    each block; a certificate is 2f+1 validators' word that they checked it), so none of its hash IDs
+    is indexed yet. Catch-up's worker processes, which have no database, always indexed blocks this way.
     """
     puts: list[tuple[bytes, bytes]] = []
     fresh: list[tuple[bytes, bytes]] = []
@@ -494,7 +550,7 @@ def index_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Any
             continue
         event = r.event
         digest = (digests[index] if digests is not None else None) or record_digest(r)
-        if digest not in seen and db.get(HASH + digest) is None:
+        if digest not in seen:
             puts.append((HASH + digest, r.id + _LOC.pack(height, index)))
             fresh.append((digest, r.id))
         seen.add(digest)

@@ -46,9 +46,9 @@ def block_entries(db: Any, height: int, timestamp_ms: int, records: Sequence[Sig
     """The index entries of block ``height``: item history (item id, record index), the EPCIS
     indexes (``epcis_index.index_entries``) and the (event digest, record id) pairs newly hashed.
 
-    ``db`` is asked whether an event hash ID is indexed already; catch-up's worker processes have
-    no database and pass ``NO_INDEX``: the blocks they index are checked against the chain's
-    ``duplicate event`` rule before they are stored, so none of their hash IDs is indexed yet.
+    ``db`` is asked which listed values are stored already (never whether an event hash ID is: every
+    stored block met the chain's ``duplicate event`` rule, ``index_entries``); catch-up's worker
+    processes have no database and pass ``NO_INDEX`` (a listed value is then written again, unchanged).
     """
     items = [(item, i) for i, r in enumerate(records) if not r.is_change for item in event_identifiers(r.event)]
     epcis, hashed = index_entries(db, height, timestamp_ms, records)

@@ -117,13 +117,14 @@ class Block:
         for i, r in enumerate(obj["records"]):
             if type(r) is not bytes:
                 raise InvalidBlock(f"block: record {i} is not a byte string", rule="block shape")
+            rid = sha256(r)  # once: the id the mempool knows the record by is the parsed record's id
             if known is not None:
-                record = known(sha256(r))
+                record = known(rid)
                 if record is not None and record.raw == r:
                     records.append(record)
                     continue
             try:
-                records.append(SignedRecord.from_bytes(r))
+                records.append(SignedRecord.from_bytes(r, record_id=rid))
             except RantaiError as exc:
                 raise InvalidBlock(f"block {header.height}: record {i}: {exc}", rule=exc.rule, height=header.height,
                                    index=i) from exc

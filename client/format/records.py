@@ -90,8 +90,10 @@ class SignedRecord:
         return cls(raw, sha256(raw), fields)
 
     @classmethod
-    def from_bytes(cls, raw: bytes, *, max_size: int | None = None) -> "SignedRecord":
-        """Parse canonical bytes. Structure only: signature and membership are ``verify``'s job."""
+    def from_bytes(cls, raw: bytes, *, max_size: int | None = None, record_id: bytes | None = None) -> "SignedRecord":
+        """Parse canonical bytes. Structure only: signature and membership are ``verify``'s job.
+
+        ``record_id``: SHA-256 of ``raw`` when the caller computed it already (``Block.from_bytes``)."""
         if max_size is not None and len(raw) > max_size:
             raise RecordTooLarge(f"record: {len(raw)} bytes, the limit is {max_size}", limit=max_size)
         if type(raw) is not bytes:
@@ -100,7 +102,7 @@ class SignedRecord:
         if type(fields) is not dict:
             raise InvalidRecord("record: a map expected", rule="record shape")
         _check_shape(fields)
-        return cls(raw, sha256(raw), fields)
+        return cls(raw, sha256(raw) if record_id is None else record_id, fields)
 
     def unsigned_bytes(self) -> bytes:
         """The canonical bytes the submitter signed: the signed record without its signature.

@@ -304,3 +304,63 @@ def test_urn_cbv_example_hashes_like_its_bare_form():
         pd[k] = [v.removeprefix("urn:epcglobal:cbv:disp:") for v in pd[k]]
     assert "urn:epcglobal:cbv:bizstep" not in json.dumps(bare)
     assert event_hash_id(bare, doc["@context"]) == event_hash_id(ev, doc["@context"])
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("1970-01-01T00:00:00Z", 0),
+    ("2026-11-28T16:00:00.000+07:00", 1_795_856_400_000_000),
+    ("2026-11-28T09:00:00Z", 1_795_856_400_000_000),
+    ("2026-11-28T09:00:00z", 1_795_856_400_000_000),  # the general path (lower-case z)
+    ("2026-11-28t09:00:00+00:00", 1_795_856_400_000_000),
+    (" 2026-11-28T09:00:00Z ", 1_795_856_400_000_000),
+    ("2026-11-28T09:00:00.1Z", 1_795_856_400_100_000),
+    ("2026-11-28T09:00:00.12345Z", 1_795_856_400_123_450),
+    ("2026-11-28T09:00:00.1234567Z", 1_795_856_400_123_456),  # 7 digits: truncated to µs
+    ("2026-11-28T09:00:00", 1_795_856_400_000_000),  # no zone: UTC
+    ("2026-13-28T09:00:00Z", None), ("2026-11-28T09:00:00+25:00", None), ("tomorrow", None), (17, None),
+])
+def test_timestamp_us_fast_and_general_paths_agree(text, expect):
+    """``timestamp_us`` reads the plain RFC 3339 form with ``fromisoformat`` alone (issue 16) and every other
+    spelling by the general path: both give the same µs (the index's eventTime postings depend on it)."""
+    from rantai.client.format.epcis.event_hash import timestamp_us
+
+    assert timestamp_us(text) == expect
+
+
+def test_prehash_plan_per_shape_reads_every_event_alike():
+    """``event_prehash`` keeps a rendering plan per key tuple (issue 16): the key order an event was built
+    in, a shape seen before with other values, and extension keys it leaves out change nothing."""
+    from rantai.client.format.epcis.event_hash import _PLANS, event_prehash
+
+    ev = {"type": "ObjectEvent", "eventTime": "2026-11-28T16:00:00.000+07:00", "eventTimeZoneOffset": "+07:00",
+          "epcList": ["urn:epc:id:sgtin:0614141.107346.1"], "action": "OBSERVE", "bizStep": "shipping",
+          "ex:b": {"#text": "t", "ex:c": 2}, "ex:a": "1", "#text": "x", "@xmlns:ex": "https://ex.org/", "comment": "c"}
+    again = dict(reversed(list(ev.items())))
+    assert tuple(again) != tuple(ev)
+    assert event_prehash(again) == event_prehash(ev)
+    other = {**ev, "epcList": ["urn:epc:id:sgtin:0614141.107346.2"], "ex:a": "2"}
+    assert tuple(other) in _PLANS or tuple(other) == tuple(ev)
+    text = event_prehash(other)
+    assert "01/10614141073464/21/2" in text and "{ex:}a=2" in text and text != event_prehash(ev)
+    _PLANS.clear()
+    assert event_prehash(other) == text
+
+
+def test_check_digit_fast_path_is_the_int_reading():
+    """``_cd`` sums ASCII digits' byte values (issue 16); it gives what ``int`` of each digit gives, for other
+    scripts' digits too, and a non-digit still raises ValueError."""
+    import random
+
+    from rantai.client.format.epcis.event_hash import _cd
+
+    def reference(digits: str) -> str:
+        total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
+        return str((10 - total % 10) % 10)
+
+    rng = random.Random(16)
+    for n in [*range(20), *(rng.randint(1, 30) for _ in range(500))]:
+        digits = "".join(rng.choice("0123456789") for _ in range(n))
+        assert _cd(digits) == reference(digits), digits
+    assert _cd("061414110734") == "6" and _cd("\u0661\u0662\u0663") == reference("123")
+    with pytest.raises(ValueError):
+        _cd("06141411073a")

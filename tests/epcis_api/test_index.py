@@ -382,3 +382,55 @@ def test_postings_per_block_and_a_version_3_index_is_upgraded(tmp_path):
     assert index() == new
     check()
     st.close()
+
+
+def test_postings_single_pass_match_the_field_by_field_reading():
+    """``event_postings`` (one pass over the event's fields, issue 16) posts exactly what the former
+    field-by-field reading did, for generated events of every shape and the demo's journeys."""
+    from datetime import datetime, timezone
+
+    from rantai.client.bench import shipment_event
+    from rantai.client.demo import journey
+
+    from .postings_reference import reference_identifier_postings, reference_postings
+    from .test_query_differential import make_event
+
+    rng = random.Random(16)
+    events = [make_event(rng, n) for n in range(3000)] + [shipment_event(n, 300) for n in range(5)]
+    start = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+    events += [step.event for run in range(4) for step in journey(f"{run:05d}", start)[0]]
+    events.append({"type": "ObjectEvent", "@context": [{"ex": "https://ex.org/"}], "ex:a": [{"ex:b": 1, "@id": "x"}, 2],
+                   "comment": "c", "ilmd": {"ex:lot": "L1", "rdfs:comment": "n", "ex:o": {"ex:p": True}},
+                   "parentID": "urn:epc:id:sscc:0614141.1234567890", "errorDeclaration": {"reason": "incorrect_data"}})
+    for ev in events:
+        fast = ix.event_postings(ev)
+        assert len(fast) == len(set(fast))
+        assert set(fast) == set(reference_postings(ev)), ev
+        assert set(ix.identifier_postings(ev)) == set(reference_identifier_postings(ev)), ev
+
+
+def test_index_entries_do_not_read_the_hash_index():
+    """Committing a block reads no ``e`` key per record (issue 16): the ``duplicate event`` rule was met
+    before the block is stored. The entries are those of an empty index (catch-up's), a hash ID repeated
+    inside the block still keeps its first record."""
+    from rantai.node.ledger import NO_INDEX
+
+    net = make_net()
+    rng = random.Random(3)
+    records = [sign_event(net.acme, net.genesis, make_event(rng, n)) for n in range(12)]
+    records.append(sign_event(net.acme, net.genesis, records[0].event))  # the same event again
+
+    class Spy:
+        def __init__(self) -> None:
+            self.keys: list[bytes] = []
+
+        def get(self, key: bytes) -> None:
+            self.keys.append(key)
+
+    spy = Spy()
+    puts, fresh = ix.index_entries(spy, 7, 1_700_000_000_000, records)
+    assert spy.keys and all(k.startswith(ix.VALUES) for k in spy.keys)
+    assert (puts, fresh) == ix.index_entries(NO_INDEX, 7, 1_700_000_000_000, records)
+    d0 = ix.record_digest(records[0])
+    assert [v for k, v in puts if k == ix.HASH + d0] == [records[0].id + ix._LOC.pack(7, 0)]
+    assert [d for d, _ in fresh].count(d0) == 1

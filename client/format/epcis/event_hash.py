@@ -37,7 +37,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, unquote
 
 from .validate import (
@@ -120,10 +120,20 @@ def normalise_timestamp(value: str) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
+_PLAIN_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)\Z", re.ASCII)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def timestamp_us(value: Any) -> int | None:
     """An RFC 3339 timestamp -> µs since the epoch (UTC), or None."""
     if not isinstance(value, str):
         return None
+    if _PLAIN_TIME.match(value) is not None:  # the common form: ``fromisoformat`` reads it as it is
+        try:
+            delta = datetime.fromisoformat(value) - _EPOCH
+        except ValueError:
+            return None
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     s = value.strip()
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
@@ -143,7 +153,7 @@ def timestamp_us(value: Any) -> int | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = t - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -167,7 +177,12 @@ def normalise_number(value: Any) -> str:
 def _cd(digits: str) -> str:
     """The GS1 check digit: weights 3, 1, 3, ... from the right (``int`` of each digit, so a
     non-digit raises ValueError, as the callers expect)."""
-    total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
+    if digits.isascii() and digits.isdigit():  # the usual case: the digits' byte values, summed in C
+        b = digits.encode("ascii")
+        odd, even = b[-1::-2], b[-2::-2]
+        total = 3 * (sum(odd) - 48 * len(odd)) + sum(even) - 48 * len(even)
+    else:  # other scripts' digits count as int() reads them; anything else raises ValueError
+        total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
     return str((10 - total % 10) % 10)
 
 
@@ -503,8 +518,11 @@ _NO_SKIP: frozenset[str] = frozenset()
 def _exts(obj: Mapping[str, Any], ctx: _Ctx, skip: frozenset[str] = _NO_SKIP) -> str:
     """All extension elements of ``obj`` (keys not in ``skip``), sorted."""
     keys = obj.keys() - skip  # in C; the order does not matter: the parts are sorted
-    if not keys:
-        return ""
+    return _ext_parts(obj, keys, ctx) if keys else ""
+
+
+def _ext_parts(obj: Mapping[str, Any], keys: Iterable[str], ctx: _Ctx) -> str:
+    """``_exts`` of ``obj``'s ``keys`` (the extension keys and those it leaves out itself)."""
     parts: list[str] = []
     for k in keys:
         if k in _NOT_EXTENSIONS or k.startswith("@xmlns"):
@@ -661,12 +679,34 @@ def event_prehash(event: Mapping[str, Any], context: Any = None) -> str:
     """
     own = event.get("@context")
     ctx = _DEFAULT_CTX if context is None and own is None else _Ctx([context, own])
+    shape = tuple(event)
+    plan = _PLANS.get(shape)
+    if plan is None:
+        plan = _plan(shape)
+    fields, extensions = plan
     out = ["eventType=" + str(event.get("type", "")).strip()]
-    for field, render in _ORDER:
-        if field in event:
-            out.append(render(field, event[field], ctx))
-    out.append(_exts(event, ctx, _KNOWN))
+    for field, render in fields:
+        out.append(render(field, event[field], ctx))
+    if extensions:
+        out.append(_ext_parts(event, extensions, ctx))
     return "".join(out)
+
+
+_Plan = tuple[tuple[tuple[str, Callable[[str, Any, _Ctx], str]], ...], tuple[str, ...]]
+_PLANS: dict[tuple[str, ...], _Plan] = {}
+_PLANS_MAX = 4096
+
+
+def _plan(shape: tuple[str, ...]) -> _Plan:
+    """What ``event_prehash`` renders of an event with these keys: its ``PROPERTY_ORDER`` fields in that
+    order, and its extension keys (``_exts(event, ctx, _KNOWN)``'s). Events share a few shapes, so the
+    plan is kept per shape and an event's 24 standard fields are not each looked up (issue 16)."""
+    present = set(shape)
+    plan = (tuple(x for x in _ORDER if x[0] in present), tuple(k for k in shape if k not in _KNOWN))
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[shape] = plan
+    return plan
 
 
 def event_digest(event: Mapping[str, Any], context: Any = None) -> bytes:

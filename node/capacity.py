@@ -15,7 +15,8 @@ LevelDB, one synced write a block, on a disk thread overlapping the next block's
 does). What it leaves out: HTTP, consensus messages and their signatures apart from the certificate's,
 and forwarding records to the primary.
 
-Prints records/s and the process's CPU time (all its threads, LevelDB's included) per record.
+Prints records/s and the process's CPU time (all its threads, LevelDB's included) per record, overall and per
+``--window`` records of height (``windows``: what grows with the chain shows there).
 """
 
 from __future__ import annotations
@@ -48,7 +49,13 @@ def _settle(mempool: Mempool, height: int, ids: tuple[bytes, ...], _stored: obje
     mempool.settle(height, ids)  # stored: its records leave the mempool, as at a commit
 
 
-async def replay(genesis: Genesis, source: Storage, into: Storage, workers: int) -> dict[str, Any]:
+def _window(records: int, cpu: float, seconds: float) -> dict[str, Any]:
+    return {"records": records, "cpu_us_per_record": round(1e6 * cpu / records, 1) if records else None,
+            "records_per_s": round(records / seconds, 1) if seconds else None}
+
+
+async def replay(genesis: Genesis, source: Storage, into: Storage, workers: int,
+                 window: int = 100_000) -> dict[str, Any]:
     ledger = Ledger(genesis, into)
     mempool = Mempool(max_records=1 << 20, max_bytes=1 << 31)
     validator = RecordValidator(genesis, into, mempool, lambda: ledger.governance, workers=workers)
@@ -59,6 +66,8 @@ async def replay(genesis: Genesis, source: Storage, into: Storage, workers: int)
     storing: asyncio.Future[None] | None = None
     parent = Parent.genesis(genesis)
     cpu0, t0 = time.process_time(), time.perf_counter()
+    windows: list[dict[str, Any]] = []  # CPU per record per ``window`` records of height: what grows
+    mark = (0, cpu0, t0)
     try:
         for height, raw, cert_raw in source.blocks(1, top):
             raws = decode(raw)["records"]
@@ -77,8 +86,14 @@ async def replay(genesis: Genesis, source: Storage, into: Storage, workers: int)
             storing.add_done_callback(functools.partial(_settle, mempool, height, tuple(block.record_ids())))
             parent = Parent.of(block.header)
             records += len(raws)
+            if records - mark[0] >= window:
+                cpu_now, t_now = time.process_time(), time.perf_counter()
+                windows.append(_window(records - mark[0], cpu_now - mark[1], t_now - mark[2]))
+                mark = (records, cpu_now, t_now)
         if storing is not None:
             await storing
+        if records > mark[0]:
+            windows.append(_window(records - mark[0], time.process_time() - mark[1], time.perf_counter() - mark[2]))
     finally:
         disk.shutdown(wait=True)
         validator.close()
@@ -86,7 +101,8 @@ async def replay(genesis: Genesis, source: Storage, into: Storage, workers: int)
     return {"records": records, "blocks": top, "seconds": round(seconds, 2),
             "records_per_s": round(records / seconds, 1) if seconds else None, "cpu_s": round(cpu, 2),
             "cpu_us_per_record": round(1e6 * cpu / records, 1) if records else None,
-            "cores_used": round(cpu / seconds, 2) if seconds else None, "verify_workers": workers}
+            "cores_used": round(cpu / seconds, 2) if seconds else None, "verify_workers": workers,
+            "windows": windows}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--genesis", required=True, help="the chain's genesis.json")
     ap.add_argument("--into", required=True, help="a new, empty data directory to store the chain into")
     ap.add_argument("--workers", type=int, default=2, help="verify threads (verify_workers) [2]")
+    ap.add_argument("--window", type=int, default=100_000,
+                    help="report CPU per record per this many records of height [100000]")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = ap.parse_args(argv)
     genesis = Genesis.load(Path(args.genesis))
@@ -103,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     source = Storage(args.source, genesis.hash, create=False)
     into = Storage(args.into, genesis.hash)
     try:
-        result = asyncio.run(replay(genesis, source, into, args.workers))
+        result = asyncio.run(replay(genesis, source, into, args.workers, args.window))
     except RantaiError as exc:
         raise SystemExit(f"replay refused: {exc}") from None
     finally:

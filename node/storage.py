@@ -52,6 +52,12 @@ _LOC = struct.Struct(">QI")
 META, HEAD, RECORD, ITEM, STATE = b"m", b"h", b"r", b"i", b"s"
 BLOCK, CERT = b"b", b"c"  # the kind byte after the height in ``blocks`` (and the old format's tags)
 
+# LevelDB options of the index database (docs/performance.md says what each was measured to buy).
+INDEX_OPTIONS: dict[str, Any] = {
+    "bloom_filter_bits": 10, "lru_cache_size": 32 * 1024 * 1024, "write_buffer_size": 16 * 1024 * 1024,
+    "compression": None,
+}
+
 
 class BlockWrite(NamedTuple):
     """One block as ``commit_blocks`` stores it: its bytes, certificate and index entries."""
@@ -115,10 +121,7 @@ class Storage:
                                    f"(data_dir {self.path}); {RECOVER}")
             raise StorageError(f"storage: {self.path} is not a rantai node database")
         try:
-            self.db = plyvel.DB(
-                str(self.path), create_if_missing=new, paranoid_checks=True, bloom_filter_bits=10,
-                lru_cache_size=32 * 1024 * 1024, write_buffer_size=16 * 1024 * 1024,
-            )
+            self.db = plyvel.DB(str(self.path), create_if_missing=new, paranoid_checks=True, **INDEX_OPTIONS)
         except plyvel.CorruptionError as exc:
             raise StoreDamaged(f"store damaged: the index database does not open ({_text(exc)}) "
                                f"(data_dir {self.path}); {RECOVER}") from exc

@@ -77,6 +77,7 @@ def test_validator_shape_resyncs_the_chain_and_reuses_it(tmp_path, free_base_por
     assert live["records"] >= 2000 and live["blocks"] >= out["blocks"] and live["verify_workers"] >= 1
     for key in ("records_per_s", "cpu_us_per_record", "records_per_s_if_all_cores"):
         assert live[key] is not None and live[key] > 0, key
+    assert sum(w["records"] for w in live["windows"]) == live["records"]  # CPU per record per window of height
     # the resynced validator's own store audits clean (a record a second was added meanwhile)
     assert out["audit"]["ok"] and out["audit"]["records"] >= 2000 and out["audit"]["blocks"] >= out["blocks"]
     again, _ = bench(tmp_path, port, "--shape", "validator", "--records", "2000", "--no-audit")

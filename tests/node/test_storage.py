@@ -192,3 +192,63 @@ def test_a_round_is_one_synced_batch_and_a_lost_block_batch_is_repaired(tmp_path
     assert st.head() == (2, b2.hash) and st.locate(b3.records[0].id) is None
     assert st.persisted() == {b"v/C-2": b2.hash}  # the votes stay: the node never votes twice
     st.close()
+
+
+def _table_bytes(path) -> int:
+    return sum(f.stat().st_size for f in path.glob("*.ldb"))
+
+
+def test_index_tables_are_uncompressed_and_a_snappy_store_reads_on(tmp_path, net, monkeypatch):
+    """The index database writes its tables without snappy (its keys are hashes: compressing them cost
+    compaction CPU at every level, docs/performance.md); a store written with snappy before opens and
+    reads on beside the new uncompressed tables (LevelDB marks each block), with nothing to migrate."""
+    import rantai.node.storage as storage_mod
+
+    assert storage_mod.INDEX_OPTIONS["compression"] is None
+    state = [(b"x/%04d" % i, b"x" * 2000) for i in range(500)]  # 1 MB that snappy shrinks ~20x
+    monkeypatch.setitem(storage_mod.INDEX_OPTIONS, "compression", "snappy")
+    st = Storage(tmp_path / "db", net.genesis.hash)
+    ledger = Ledger(net.genesis, st)
+    r1 = net.record()
+    b1 = _block(net, 1, net.genesis.hash, [r1])
+    ledger.apply(b1, _cert(b1))
+    st.persist(state)
+    st.db.compact_range()
+    assert _table_bytes(tmp_path / "db") < 500 * 2000 // 4  # snappy did shrink them
+    st.close()
+    monkeypatch.undo()
+
+    st = Storage(tmp_path / "db", net.genesis.hash)
+    ledger = Ledger(net.genesis, st)
+    assert st.head() == (1, b1.hash) and st.locate(r1.id) == (1, 0)
+    assert st.persisted() == dict(state)
+    r2 = net.record()
+    b2 = _block(net, 2, b1.hash, [r2])
+    ledger.apply(b2, _cert(b2))
+    more = [(b"y/%04d" % i, b"y" * 2000) for i in range(500)]
+    st.persist(more)
+    st.db.compact_range()
+    assert _table_bytes(tmp_path / "db") >= 500 * 2000  # the new tables are written without compression
+    assert st.persisted() == dict(state + more) and st.locate(r1.id) == (1, 0) and st.locate(r2.id) == (2, 0)
+    st.close()
+
+
+def test_the_ledger_caches_a_bounded_number_of_blocks(tmp_path, net):
+    """Receipts are served from a cache of recent blocks that stays at CACHE_BLOCKS (its size is RSS: ~0.38 MB
+    per 570-record block); a receipt of a block that left the cache is rebuilt from the store."""
+    from rantai.node.ledger import CACHE_BLOCKS
+
+    st = Storage(tmp_path / "db", net.genesis.hash)
+    ledger = Ledger(net.genesis, st)
+    prev, first = net.genesis.hash, None
+    for height in range(1, CACHE_BLOCKS + 5):
+        r = net.record()
+        first = first or r
+        b = _block(net, height, prev, [r])
+        ledger.apply(b, _cert(b))
+        assert ledger.receipt_obj_at(height, 0)["record"] == r.raw
+        prev = b.hash
+    assert len(ledger._cache) == CACHE_BLOCKS == 16
+    receipt = ledger.receipt(first.id)
+    assert receipt is not None and receipt.record.raw == first.raw and receipt.header.height == 1
+    st.close()

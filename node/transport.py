@@ -6,12 +6,6 @@ cost of HTTP (about a millisecond of CPU on each side, most of it h11 parsing in
 is paid once per connection rather than once per message. The wire format is in
 docs/operations.md ("Peer streams").
 
-To a peer's address (no injected transport) the stream is written on a socket of the lane's own:
-the request head once, then each wake-up's frames as one HTTP/1.1 chunk in one write (``_open_raw``),
-the very bytes httpx wrote, without httpx, httpcore, h11 and anyio's cancel scopes around every
-chunk (~28 µs of CPU a chunk there, ~9 µs here, measured on this machine). An injected httpx
-transport (tests: ``httpx.ASGITransport``) gets the same frames through httpx.
-
 ``send``/``broadcast`` never block and never raise. Votes and gossip have separate lanes so a vote
 never waits behind records the peer is still verifying. When a queue is full its oldest message is
 dropped, and messages older than ``max_age_s`` are dropped rather than sent late; frames written
@@ -32,7 +26,6 @@ import struct
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -47,9 +40,6 @@ LANES = {"/v1/peer/messages": "messages", "/v1/peer/records": "records"}
 FRAME_HEADER = struct.Struct(">I")  # each frame: u32 big-endian length, then that many bytes
 STALL_TIMEOUT_S = 15.0  # a stream that takes no queued message for this long is given up (``_open``)
 CHUNK_BYTES = 1024 * 1024  # frames written in one chunk of the request body, at most (one frame may exceed it)
-CONNECT_TIMEOUT_S = 2.0  # connecting (and the TLS handshake) to a peer, as the httpx client's connect timeout
-WRITE_TIMEOUT_S = 10.0  # a stream whose peer does not take what was written for this long is given up
-ANSWER_MAX_BYTES = 64 * 1024  # of a peer's answer that ends a stream (it is only logged)
 
 
 @dataclass
@@ -70,49 +60,6 @@ class _Lane:
     last_error: str = ""
     phase: str = "idle"  # idle | opening (no body byte taken yet) | streaming | backoff: for status pages
     pulled: float = 0.0  # when the stream's body last asked for more (monotonic)
-
-
-@dataclass
-class _Answer:
-    """How a peer ended a raw stream: its status and (for the log) the start of its body."""
-
-    status_code: int
-    text: str
-
-
-async def _read_answer(reader: asyncio.StreamReader) -> _Answer:
-    """The peer's HTTP answer, which comes only when it ends the stream (it then closes the connection)."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-        raise ConnectionResetError("peer stream: the connection ended without an answer") from exc
-    status_line, _, headers = head.partition(b"\r\n")
-    parts = status_line.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise ConnectionResetError(f"peer stream: not an HTTP answer: {status_line[:80]!r}")
-    body = b""
-    try:
-        while len(body) < ANSWER_MAX_BYTES:
-            more = await asyncio.wait_for(reader.read(ANSWER_MAX_BYTES), WRITE_TIMEOUT_S)
-            if not more:
-                break
-            body += more
-    except (OSError, asyncio.TimeoutError):
-        pass  # the status is what counts; the body is only logged
-    if b"transfer-encoding: chunked" in headers.lower():
-        out, rest = [], body
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            try:
-                size = int(size_line.split(b";")[0], 16)
-            except ValueError:
-                break
-            out.append(rest[:size])
-            rest = rest[size + 2:]
-            if size == 0:
-                break
-        body = b"".join(out)
-    return _Answer(int(parts[1]), body.decode("utf-8", "replace"))
 
 
 def frames(buffer: bytearray, limit: int) -> list[bytes]:
@@ -241,7 +188,7 @@ class PeerTransport:
             sent_before = lane.sent
             lane.phase = "opening"
             try:
-                r = await (self._open_raw(lane, headers) if self._transport is None else self._open(lane, headers))
+                r = await self._open(lane, headers)
             except (httpx.HTTPError, OSError) as exc:
                 lane.reachable = False
                 lane.failures += 1
@@ -315,84 +262,9 @@ class PeerTransport:
             await asyncio.gather(post, return_exceptions=True)
             raise
 
-    async def _open_raw(self, lane: _Lane, headers: dict[str, str]) -> _Answer:
-        """``POST /v1/peer/stream`` on a connection of the lane's own, its body written as frames are
-        queued (one chunk per wake-up, one write each); the peer's answer, when it ends the stream.
-
-        Bounded as the httpx client was: connecting (and TLS) within ``CONNECT_TIMEOUT_S``, and a
-        write the peer does not take within ``WRITE_TIMEOUT_S`` breaks the stream (``TimeoutError``,
-        an ``OSError``): it is reopened. Nothing else can stall it: writes never wait otherwise.
-        """
-        u = urlsplit(lane.url)
-        secure = u.scheme == "https"
-        host = u.hostname or ""
-        port = u.port or (443 if secure else 80)
-        context: ssl.SSLContext | None = None
-        if secure:
-            if isinstance(self._verify, ssl.SSLContext):
-                context = self._verify
-            else:
-                context = ssl.create_default_context()
-                if not self._verify:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-        lane.pulled = time.monotonic()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context, server_hostname=host if secure else None),
-            CONNECT_TIMEOUT_S)
-        answer: asyncio.Future | None = None
-        try:
-            lines = [f"POST {u.path.rstrip('/')}{STREAM_PATH} HTTP/1.1", f"host: {u.netloc.rsplit('@', 1)[-1]}"]
-            if self.sender:
-                lines.append(f"x-rantai-sender: {self.sender}")
-            lines += [f"{k}: {v}" for k, v in headers.items()]
-            lines.append("transfer-encoding: chunked")
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            answer = asyncio.ensure_future(_read_answer(reader))
-            answer.add_done_callback(lambda _: lane.wake.set())
-            lane.phase = "streaming"
-            while not self._closed:
-                lane.pulled = time.monotonic()
-                if answer.done():  # the peer ended the stream (or the connection broke)
-                    return answer.result()
-                if not lane.queue:
-                    lane.wake.clear()
-                    await lane.wake.wait()
-                    continue
-                data = self._take(lane)
-                if data:
-                    writer.write(b"%x\r\n%b\r\n" % (len(data), data))  # one chunk, one write
-                    if writer.transport.get_write_buffer_size():
-                        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
-            return _Answer(0, "closed")
-        finally:
-            if answer is not None and not answer.done():
-                answer.cancel()
-            writer.transport.abort()
-
-    def _take(self, lane: _Lane) -> bytes:
-        """Whatever is queued (up to ``CHUNK_BYTES``, messages older than ``max_age_s`` dropped), as frames."""
-        pack = FRAME_HEADER.pack
-        oldest_ok = time.monotonic() - self.max_age_s
-        parts: list[bytes] = []
-        size = 0
-        while lane.queue and size < CHUNK_BYTES:
-            enqueued, body = lane.queue.popleft()
-            if enqueued < oldest_ok:
-                lane.dropped += 1
-                continue
-            parts.append(pack(len(body)))
-            parts.append(body)
-            size += 4 + len(body)
-        if not parts:
-            return b""
-        lane.reachable = True
-        lane.sent += len(parts) // 2
-        return b"".join(parts)
-
     async def _body(self, lane: _Lane) -> AsyncIterator[bytes]:
-        """The stream's body through httpx (an injected transport): whatever is queued, as frames,
-        one chunk per wake-up."""
+        """The stream's body: whatever is queued, as frames, one chunk per wake-up."""
+        pack = FRAME_HEADER.pack
         lane.phase = "streaming"
         while not self._closed:
             lane.pulled = time.monotonic()
@@ -400,9 +272,21 @@ class PeerTransport:
                 lane.wake.clear()
                 await lane.wake.wait()
                 continue
-            data = self._take(lane)
-            if data:
-                yield data
+            oldest_ok = time.monotonic() - self.max_age_s
+            parts: list[bytes] = []
+            size = 0
+            while lane.queue and size < CHUNK_BYTES:
+                enqueued, body = lane.queue.popleft()
+                if enqueued < oldest_ok:
+                    lane.dropped += 1
+                    continue
+                parts.append(pack(len(body)))
+                parts.append(body)
+                size += 4 + len(body)
+            if parts:
+                lane.reachable = True
+                lane.sent += len(parts) // 2
+                yield b"".join(parts)
 
     # -- requests --------------------------------------------------------------------------
     def client(self, peer_id: str) -> httpx.AsyncClient | None:

@@ -98,9 +98,7 @@ async def replay(genesis: Genesis, source: Storage, into: Storage, workers: int,
         disk.shutdown(wait=True)
         validator.close()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"records": records, "blocks": top, "seconds": round(seconds, 2),
-            "records_per_s": round(records / seconds, 1) if seconds else None, "cpu_s": round(cpu, 2),
-            "cpu_us_per_record": round(1e6 * cpu / records, 1) if records else None,
+    return {**_window(records, cpu, seconds), "blocks": top, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
             "cores_used": round(cpu / seconds, 2) if seconds else None, "verify_workers": workers,
             "windows": windows}
 

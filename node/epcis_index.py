@@ -279,7 +279,7 @@ def extension_values(obj: Mapping[str, Any], ctx: _Ctx, skip: frozenset[str] = f
 
     def walk(o: Mapping[str, Any], nested: bool) -> Iterator[tuple[str, bool, Any]]:
         for k, v in o.items():
-            if k in skip and not nested or not isinstance(k, str) or k.startswith("@") or k in _NOT_EXT:
+            if k in skip and not nested or not is_extension_key(k):
                 continue
             name = ctx.key(k)
             for item in v if isinstance(v, list) else [v]:
@@ -291,6 +291,13 @@ def extension_values(obj: Mapping[str, Any], ctx: _Ctx, skip: frozenset[str] = f
 
 
 _NOT_EXT = frozenset({"rdfs:comment", "comment", "#text"})
+
+
+def is_extension_key(k: Any) -> bool:
+    """Whether a key of an event (or of an object inside one) names an extension element: a string, not a
+    JSON-LD ``@`` keyword, not a comment. The index (``_postings``) and the query's exact check
+    (``extension_values``) both read extensions by this one rule, so they cannot disagree."""
+    return type(k) is str and k[:1] != "@" and k not in _NOT_EXT
 _PARTY_FIELDS = (("bizTransactionList", "bizTransaction", "bizTransactionType"),
                  ("sourceList", "source", "sourceDestType"), ("destinationList", "destination", "sourceDestType"))
 
@@ -305,12 +312,11 @@ def _postings(event: Mapping[str, Any]) -> dict[tuple[bytes, str], None]:
     """``event_postings`` as a dict (its keys): one pass over the event's own fields, each dispatched on
     its name, instead of a look-up per field an event might have (the index's cost per record, issue 16)."""
     out: dict[tuple[bytes, str], None] = {}
-    own = event.get("@context")
-    ctx = _DEFAULT_CTX if own is None else _Ctx([own])
+    ctx = event_context(event)
     for key, v in event.items():
         code = _FIELD_CODE.get(key)
         if code is None:  # an extension field (STANDARD_FIELDS and _FIELD_CODE share no key but these)
-            if type(key) is str and key not in STANDARD_FIELDS and key not in _NOT_EXT and key[:1] != "@":
+            if key not in STANDARD_FIELDS and is_extension_key(key):
                 _ext_into(out, "ext:", "ext:inner:", key, v, ctx)
         elif code == _C_TYPE:
             t = str(v)
@@ -359,7 +365,7 @@ def _postings(event: Mapping[str, Any]) -> dict[tuple[bytes, str], None]:
         elif code == _C_ILMD:
             if isinstance(v, dict):
                 for k, item in v.items():
-                    if type(k) is str and k not in _NOT_EXT and k[:1] != "@":
+                    if is_extension_key(k):
                         _ext_into(out, "ilmd:", "ilmd:inner:", k, item, ctx)
     return out
 
@@ -375,7 +381,7 @@ def _ext_into(out: dict[tuple[bytes, str], None], family: str, inner: str, key: 
             out[(F_ATTR, name + "\x00" + text)] = None
         if isinstance(item, dict):
             for k, x in item.items():
-                if type(k) is str and k not in _NOT_EXT and k[:1] != "@":
+                if is_extension_key(k):
                     _ext_into(out, inner, inner, k, x, ctx)
 
 

@@ -124,16 +124,21 @@ _PLAIN_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+def _us_since_epoch(t: datetime) -> int:
+    """An aware datetime as whole µs since the epoch (exact: no float on the way)."""
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def timestamp_us(value: Any) -> int | None:
     """An RFC 3339 timestamp -> µs since the epoch (UTC), or None."""
     if not isinstance(value, str):
         return None
     if _PLAIN_TIME.match(value) is not None:  # the common form: ``fromisoformat`` reads it as it is
         try:
-            delta = datetime.fromisoformat(value) - _EPOCH
+            return _us_since_epoch(datetime.fromisoformat(value))
         except ValueError:
             return None
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     s = value.strip()
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
@@ -153,8 +158,7 @@ def timestamp_us(value: Any) -> int | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    delta = t - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return _us_since_epoch(t)
 
 
 def normalise_number(value: Any) -> str:
